@@ -1,0 +1,641 @@
+"""Run a position's tasks on an executor and yield each Result as it finishes.
+
+Serial for one worker, threads, spawned processes, or any
+``concurrent.futures.Executor`` (Dask's, for instance). A bounded number of
+tasks is in flight, so memory stays near workers x volume size however many
+(t, c) volumes there are. A dead worker, a failing transform and a cancel
+each end the run promptly, with completed output intact.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import hashlib
+import logging
+import multiprocessing as mp
+import os
+import pickle
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, Literal
+
+from ._cpus import available_cpus
+from ._errors import CancelledRunError, InvalidStoreError, TransformError, WorkerDiedError
+from ._store import PositionInfo, read_position
+from ._tasks import Result, Task, plan_tasks
+from ._worker import TransformRef, init_worker, marker_name, run_task, warm_up
+
+__all__ = ["PositionRun", "ProcessPool", "process_single_position", "stream_position"]
+
+log = logging.getLogger(__name__)
+
+PROGRESS_DIR_NAME = ".process-position-progress"
+
+Mode = Literal["serial", "threads", "processes", "executor"]
+
+
+class ProcessPool:
+    """A spawn-context process pool that can be kept warm and reused across runs.
+
+    Spawn, never fork: tensorstore's threads are not fork-safe, and inside
+    napari Qt and other threads are live. Each worker caps its BLAS/OpenMP
+    threads so that workers x inner threads stays within the CPU budget.
+
+    Parameters
+    ----------
+    num_workers
+        Number of worker processes.
+    inner_threads
+        BLAS/OpenMP threads per worker; by default ``available_cpus() //
+        num_workers`` (at least 1).
+
+    Examples
+    --------
+    >>> pool = ProcessPool(2)            # doctest: +SKIP
+    >>> for r in stream_position(f, "in.zarr/A/1/0", pool=pool): ...  # doctest: +SKIP
+    >>> pool.shutdown()                  # doctest: +SKIP
+    """
+
+    def __init__(self, num_workers: int, inner_threads: int | None = None) -> None:
+        if num_workers < 1:
+            raise ValueError(f"num_workers must be at least 1, not {num_workers}")
+        self.num_workers = int(num_workers)
+        self.inner_threads = inner_threads or max(1, available_cpus() // self.num_workers)
+        self._executor: cf.ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def executor(self) -> cf.ProcessPoolExecutor:
+        """The live executor, started on first use (and again after a kill)."""
+        with self._lock:
+            if self._executor is None or self._broken(self._executor):
+                self._executor = cf.ProcessPoolExecutor(
+                    max_workers=self.num_workers,
+                    mp_context=mp.get_context("spawn"),
+                    initializer=init_worker,
+                    initargs=(self.inner_threads,),
+                )
+            return self._executor
+
+    @staticmethod
+    def _broken(executor: cf.ProcessPoolExecutor) -> bool:
+        return bool(getattr(executor, "_broken", False) or getattr(executor, "_shutdown_thread", False))
+
+    def warm(self) -> list[int]:
+        """Start every worker process now and wait until each has imported its libraries."""
+        executor = self.executor
+        futures = [executor.submit(warm_up) for _ in range(self.num_workers * 2)]
+        return sorted({f.result() for f in futures})
+
+    def processes(self) -> list[Any]:
+        """The worker processes (multiprocessing.Process objects) currently alive."""
+        executor = self._executor
+        procs = getattr(executor, "_processes", None) or {}
+        return list(procs.values())
+
+    def exit_codes(self) -> dict[int, int | None]:
+        """pid -> exit code of the current workers (None while running)."""
+        return {p.pid: p.exitcode for p in self.processes()}
+
+    def kill(self) -> None:
+        """Stop the workers at once (SIGKILL) without waiting for their tasks."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        procs = list((getattr(executor, "_processes", None) or {}).values())
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.kill()
+        executor.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.join(timeout=2)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Let the workers finish what they run, then stop them."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=wait, cancel_futures=True)
+
+    def __enter__(self) -> ProcessPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+def transform_name(transform: TransformRef) -> str:
+    """A readable name for a transform reference."""
+    if isinstance(transform, str):
+        return transform
+    return getattr(transform, "__qualname__", None) or getattr(transform, "__name__", None) or repr(transform)
+
+
+def fingerprint(transform: TransformRef, params: dict[str, Any], input_array: str) -> str:
+    """A short digest of what determines the output, for resume."""
+    text = repr((transform_name(transform), getattr(transform, "__module__", ""),
+                 sorted((k, repr(v)) for k, v in params.items()), input_array))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _check_picklable(transform: TransformRef, params: dict[str, Any]) -> None:
+    name = transform_name(transform)
+    module = getattr(transform, "__module__", None)
+    if module == "__main__":
+        import __main__
+
+        if not getattr(__main__, "__file__", None):
+            raise TransformError(
+                f"transform {name!r} is defined in an interactive session, so worker processes "
+                "cannot import it; put it in a .py file and pass 'file.py:function', or use threads"
+            )
+    try:
+        pickle.dumps(transform)
+    except Exception as exc:
+        raise TransformError(
+            f"transform {name!r} cannot be sent to worker processes ({exc}); define it at the "
+            "top level of an importable module or a .py file ('module:function' or "
+            "'file.py:function'), not as a lambda or a nested function, or use threads"
+        ) from exc
+    try:
+        pickle.dumps(params)
+    except Exception as exc:
+        raise TransformError(
+            f"the parameters of transform {name!r} cannot be sent to worker processes: {exc}"
+        ) from exc
+
+
+class PositionRun:
+    """One run over one position: iterate it to get Results as they finish.
+
+    Made by :func:`stream_position`. Iterating starts the work; ``cancel()``
+    may be called from any thread and ends the iteration within about 0.1 s
+    (after it, ``cancelled`` is True). Already written volumes stay.
+
+    Attributes
+    ----------
+    tasks
+        The planned tasks, each one channel group x one or more time points.
+    total
+        Number of Results the run yields when it completes.
+    num_workers, mode
+        The effective worker count (after capping) and execution mode.
+    input, output
+        Metadata of the input and output positions (output is None for a
+        preview).
+    """
+
+    def __init__(
+        self,
+        transform: TransformRef,
+        params: dict[str, Any],
+        input_info: PositionInfo,
+        output_info: PositionInfo | None,
+        tasks: list[Task],
+        *,
+        num_workers: int,
+        mode: Mode,
+        executor: cf.Executor | None,
+        pool: ProcessPool | None,
+        resume: bool,
+        max_in_flight: int,
+        inner_threads: int,
+    ) -> None:
+        self.transform = transform
+        self.params = params
+        self.input = input_info
+        self.output = output_info
+        self.tasks = tasks
+        self.num_workers = num_workers
+        self.mode = mode
+        self.resume = resume
+        self.max_in_flight = max_in_flight
+        self.inner_threads = inner_threads
+        self._executor = executor
+        self._pool = pool
+        self._cancel = threading.Event()
+        self._started = False
+        self.total = sum(len(t.input_time_indices) for t in tasks)
+        self.cancelled = False
+        self.started_at: float | None = None
+
+    # -- control ---------------------------------------------------------------
+    def cancel(self) -> None:
+        """Stop the run: submit nothing more, drop pending tasks, stop process workers."""
+        self._cancel.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once ``cancel()`` was called."""
+        return self._cancel.is_set()
+
+    # -- iteration ---------------------------------------------------------------
+    def __iter__(self) -> Iterator[Result]:
+        if self._started:
+            raise RuntimeError("a PositionRun can be iterated only once; call stream_position again")
+        self._started = True
+        self.started_at = time.perf_counter()
+        todo: list[Task] = []
+        resumed: list[Result] = []
+        done = self._completed_markers() if self.resume else set()
+        for task in self.tasks:
+            names = {marker_name(t, task.output_channels) for t in task.output_time_indices}
+            if names and names <= done:
+                resumed.extend(
+                    Result(task.index, ti, to, task.input_channels, task.output_channels, "resumed")
+                    for ti, to in zip(task.input_time_indices, task.output_time_indices, strict=True)
+                )
+            else:
+                todo.append(task)
+        if resumed:
+            log.info("resume: %d of %d volumes were already complete", len(resumed), self.total)
+        yield from resumed
+        if not todo:
+            return
+        log.info(
+            "running %d tasks of %s with %d %s worker(s)",
+            len(todo), transform_name(self.transform), self.num_workers, self.mode,
+        )
+        if self.mode == "serial":
+            yield from self._run_serial(todo)
+        else:
+            yield from self._run_parallel(todo)
+
+    def _completed_markers(self) -> set[str]:
+        if self.output is None:
+            return set()
+        progress = Path(self.output.path) / PROGRESS_DIR_NAME
+        token = self.tasks[0].token if self.tasks else ""
+        done = set()
+        try:
+            entries = list(os.scandir(progress))
+        except FileNotFoundError:
+            return set()
+        for entry in entries:
+            if not entry.name.endswith(".done"):
+                continue
+            try:
+                lines = Path(entry.path).read_text(encoding="utf-8").splitlines()
+            except OSError:
+                continue
+            if len(lines) >= 2 and lines[1] == token or len(lines) == 1 and token == "":
+                done.add(entry.name)
+        return done
+
+    def _wrap_error(self, task: Task, exc: BaseException) -> TransformError:
+        name = transform_name(self.transform)
+        cause = exc.__cause__
+        details = str(cause) if cause is not None and type(cause).__name__ == "_RemoteTraceback" else ""
+        error = TransformError(
+            f"transform {name!r} failed on {task.label}: {type(exc).__name__}: {exc}",
+            time_index=task.input_time_indices[0] if len(task.input_time_indices) == 1
+            else task.input_time_indices,
+            channel_index=task.input_channels,
+        )
+        error.details = details  # type: ignore[attr-defined]
+        return error
+
+    def _run_serial(self, todo: list[Task]) -> Iterator[Result]:
+        for task in todo:
+            if self._cancel.is_set():
+                self.cancelled = True
+                return
+            try:
+                results = run_task(task, self.transform, self.params)
+            except Exception as exc:
+                raise self._wrap_error(task, exc) from exc
+            yield from results
+
+    def _run_parallel(self, todo: list[Task]) -> Iterator[Result]:
+        owned: cf.Executor | None = None
+        limits = None
+        if self.mode == "threads":
+            owned = cf.ThreadPoolExecutor(self.num_workers, thread_name_prefix="npp-worker")
+            executor: cf.Executor = owned
+            try:
+                from threadpoolctl import threadpool_limits
+
+                limits = threadpool_limits(limits=self.inner_threads)
+            except ImportError:  # pragma: no cover
+                limits = None
+        elif self.mode == "processes":
+            pool = self._pool
+            if pool is None:
+                pool = self._pool = ProcessPool(self.num_workers, self.inner_threads)
+                self._owned_pool = True
+            executor = pool.executor
+        else:
+            assert self._executor is not None
+            executor = self._executor
+        pending: dict[cf.Future[list[Result]], Task] = {}
+        queue = list(reversed(todo))
+        clean_exit = False
+        try:
+            while queue or pending:
+                if self._cancel.is_set():
+                    self.cancelled = True
+                    return
+                while queue and len(pending) < self.max_in_flight:
+                    task = queue.pop()
+                    pending[executor.submit(run_task, task, self.transform, self.params)] = task
+                finished, _ = cf.wait(pending, timeout=0.1, return_when=cf.FIRST_COMPLETED)
+                for future in finished:
+                    task = pending.pop(future)
+                    try:
+                        results = future.result()
+                    except BrokenProcessPool as exc:
+                        raise self._worker_died(task, pending) from exc
+                    except cf.CancelledError:
+                        if self._cancel.is_set():
+                            continue
+                        raise
+                    except Exception as exc:
+                        if _looks_like_dead_worker(exc):
+                            raise self._worker_died(task, pending) from exc
+                        raise self._wrap_error(task, exc) from exc
+                    yield from results
+            clean_exit = True
+        finally:
+            for future in pending:
+                future.cancel()
+            if limits is not None:
+                limits.restore_original_limits()
+            if owned is not None:
+                owned.shutdown(wait=False, cancel_futures=True)
+            if self.mode == "processes" and self._pool is not None:
+                if self._cancel.is_set() or not clean_exit and _pool_broken(self._pool):
+                    self._pool.kill()
+                elif getattr(self, "_owned_pool", False):
+                    if clean_exit:
+                        self._pool.shutdown(wait=True)
+                    else:
+                        self._pool.kill()
+
+    def _worker_died(self, task: Task, pending: dict[cf.Future[list[Result]], Task]) -> WorkerDiedError:
+        in_flight = [task.label] + [t.label for f, t in pending.items() if not f.done() or f.exception()]
+        codes = ""
+        if self._pool is not None:
+            dead = {pid: code for pid, code in self._pool.exit_codes().items() if code not in (None, 0)}
+            if dead:
+                codes = " (" + ", ".join(f"pid {pid} exit code {code}" for pid, code in dead.items()) + ")"
+        shown = "; ".join(in_flight[:6]) + (f" and {len(in_flight) - 6} more" if len(in_flight) > 6 else "")
+        return WorkerDiedError(
+            f"a worker process died{codes} while these tasks were in flight: {shown}. "
+            "The usual cause is running out of memory (the kernel or the job's memory limit "
+            "killed it), or a crash in native code. Try fewer workers, threads instead of "
+            "processes, or more memory; completed volumes are kept, so rerun with resume."
+        )
+
+
+def _pool_broken(pool: ProcessPool) -> bool:
+    executor = pool._executor
+    return executor is None or ProcessPool._broken(executor)
+
+
+def _looks_like_dead_worker(exc: BaseException) -> bool:
+    # Dask reports a worker that died repeatedly as KilledWorker.
+    return type(exc).__name__ == "KilledWorker"
+
+
+def _effective_workers(requested: int, n_tasks: int) -> int:
+    if requested < 1:
+        return 1
+    cpus = available_cpus()
+    capped = min(requested, cpus, max(1, n_tasks))
+    if capped < requested:
+        reason = f"{cpus} CPUs available" if capped == cpus else f"{n_tasks} tasks"
+        log.info("using %d workers instead of %d (%s)", capped, requested, reason)
+    return capped
+
+
+def stream_position(
+    transform: TransformRef,
+    input_position_path: str | os.PathLike[str],
+    output_position_path: str | os.PathLike[str] | None = None,
+    input_channel_indices: Sequence[Any] | None = None,
+    output_channel_indices: Sequence[Any] | None = None,
+    input_time_indices: Sequence[int] | None = None,
+    output_time_indices: Sequence[int] | None = None,
+    num_workers: int = 1,
+    use_threads: bool = False,
+    *,
+    executor: cf.Executor | None = None,
+    pool: ProcessPool | None = None,
+    resume: bool = False,
+    resume_token: str | None = None,
+    max_in_flight: int | None = None,
+    params: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> PositionRun:
+    """Plan a run over one position; iterate the returned run to get Results as they finish.
+
+    Parameters
+    ----------
+    transform
+        ``f(czyx, **params) -> array``: a callable (module level, for
+        processes), or a ``"module:function"`` / ``"file.py:function"`` string.
+    input_position_path
+        The input position (``plate.zarr/A/1/0``).
+    output_position_path
+        An existing output position to write into, or None for a preview:
+        each Result then carries the transformed volume.
+    input_channel_indices, output_channel_indices, input_time_indices, output_time_indices
+        As in iohub's ``process_single_position``: channel groups (an int
+        gives the transform ZYX, a list or slice gives CZYX), default one
+        group per channel; time points, default all.
+    num_workers
+        Workers; 1 or less runs serially in the calling thread. Capped by
+        :func:`available_cpus` and by the number of tasks.
+    use_threads
+        Threads instead of spawned processes.
+    executor
+        Any ``concurrent.futures.Executor`` to run on instead (e.g. a Dask
+        client's); ``num_workers`` then only bounds the tasks in flight.
+    pool
+        A :class:`ProcessPool` to reuse (kept warm by the caller).
+    resume
+        Skip (t, c) volumes that a previous run with the same transform and
+        parameters completed.
+    resume_token
+        What identifies "the same run" for resume; by default a digest of
+        the transform, its parameters and the input.
+    max_in_flight
+        Tasks submitted but not finished; default twice the workers.
+    params, **kwargs
+        Parameters passed to the transform.
+
+    Returns
+    -------
+    PositionRun
+    """
+    all_params = dict(params or {})
+    all_params.update(kwargs)
+    in_info = read_position(input_position_path)
+    out_info = read_position(output_position_path) if output_position_path is not None else None
+    if out_info is not None and os.path.samefile(in_info.array_path, out_info.array_path):
+        raise InvalidStoreError(f"the output {out_info.path} is the input; refusing to write into it")
+    token = resume_token if resume_token is not None else fingerprint(transform, all_params, in_info.array_path)
+    tasks = plan_tasks(
+        input_array=in_info.array_path,
+        input_zarr_format=in_info.zarr_format,
+        input_shape=in_info.shape,
+        output_array=out_info.array_path if out_info else None,
+        output_zarr_format=out_info.zarr_format if out_info else None,
+        output_shape=out_info.shape if out_info else None,
+        output_dtype=out_info.dtype if out_info else None,
+        output_shards=out_info.shards if out_info else None,
+        input_channel_indices=input_channel_indices,
+        output_channel_indices=output_channel_indices,
+        input_time_indices=input_time_indices,
+        output_time_indices=output_time_indices,
+        progress_dir=os.path.join(out_info.path, PROGRESS_DIR_NAME) if out_info else None,
+        token=token,
+    )
+    mode: Mode
+    if executor is not None:
+        mode = "executor"
+        workers = max(1, num_workers)
+    elif pool is not None and not use_threads:
+        mode = "processes"
+        workers = pool.num_workers
+    else:
+        workers = _effective_workers(num_workers, len(tasks))
+        mode = "serial" if workers <= 1 else ("threads" if use_threads else "processes")
+    if mode in ("processes", "executor"):
+        _check_picklable(transform, all_params)
+    cpus = available_cpus()
+    inner = max(1, cpus // max(1, workers)) if mode != "serial" else cpus
+    return PositionRun(
+        transform,
+        all_params,
+        in_info,
+        out_info,
+        tasks,
+        num_workers=workers,
+        mode=mode,
+        executor=executor,
+        pool=pool,
+        resume=resume,
+        max_in_flight=max_in_flight or 2 * workers,
+        inner_threads=pool.inner_threads if pool is not None and mode == "processes" else inner,
+    )
+
+
+_OME_KEYS = {"ome", "multiscales", "omero", "labels", "version", "plate", "well"}
+
+
+def _write_extra_metadata(output_position_path: str | os.PathLike[str], extra: Any) -> None:
+    import warnings
+
+    import zarr
+
+    if not isinstance(extra, dict):
+        raise TypeError(f"extra_metadata must be a mapping, got {type(extra).__name__}")
+    bad = [k for k in extra if not isinstance(k, str)]
+    if bad:
+        raise TypeError(f"extra_metadata keys must be strings, got {bad}")
+    reserved = sorted(_OME_KEYS.intersection(extra))
+    if reserved:
+        raise ValueError(
+            f"extra_metadata keys {reserved} are reserved OME-Zarr keys; use a namespaced key "
+            "such as '<package>-<step>'"
+        )
+    group = zarr.open_group(str(output_position_path), mode="r+")
+    for key, value in extra.items():
+        if key in group.attrs:
+            warnings.warn(f"extra_metadata key {key!r} on {output_position_path} is overwritten",
+                          stacklevel=3)
+        group.attrs[key] = value
+
+
+def process_single_position(
+    func: Callable[..., Any] | str,
+    input_position_path: str | os.PathLike[str],
+    output_position_path: str | os.PathLike[str],
+    input_channel_indices: Sequence[Any] | None = None,
+    output_channel_indices: Sequence[Any] | None = None,
+    input_time_indices: Sequence[int] | None = None,
+    output_time_indices: Sequence[int] | None = None,
+    num_workers: int = 1,
+    use_threads: bool = False,
+    resume: bool = False,
+    resume_token: str | None = None,
+    **kwargs: Any,
+) -> None:
+    """Apply ``func`` to every (time, channel) block of a position and write the results.
+
+    A drop-in for iohub 0.3's ``process_single_position``: the same task set,
+    defaults and results, on an output position that already exists.
+
+    Parameters
+    ----------
+    func
+        ``func(czyx, **kwargs) -> array``; gets ``input_time_index=t`` too
+        when its signature names it. Blocks where a channel is all zeros or
+        all NaN are skipped (the output keeps its fill value).
+    input_position_path, output_position_path
+        Position folders (``plate.zarr/A/1/0``); the output must exist.
+    input_channel_indices, output_channel_indices
+        Lists of channel groups: ``[[0], [1]]`` (default, one per channel),
+        ``[[0, 1]]`` or ``[slice(0, 2)]`` (CZYX to the transform), ``[0, 1]``
+        (ZYX to the transform).
+    input_time_indices, output_time_indices
+        Time points to read and where to write them; default all, same.
+    num_workers
+        1 or less runs serially; more uses threads or spawned processes,
+        capped by :func:`available_cpus`.
+    use_threads
+        Threads instead of processes.
+    resume
+        Skip volumes a previous, interrupted run of the same settings completed.
+    resume_token
+        Overrides the digest that identifies "the same settings".
+    **kwargs
+        Passed to ``func``. ``extra_metadata`` (a dict) is written as
+        top-level attributes of the output position instead.
+
+    Raises
+    ------
+    TransformError
+        ``func`` raised, or returned something that cannot be stored.
+    WorkerDiedError
+        A worker process died (killed, out of memory, crashed).
+
+    Examples
+    --------
+    >>> def double(czyx, factor=2.0):          # doctest: +SKIP
+    ...     return czyx * factor
+    >>> process_single_position(double, "in.zarr/A/1/0", "out.zarr/A/1/0",
+    ...                         num_workers=4, factor=3.0)  # doctest: +SKIP
+    """
+    extra = kwargs.pop("extra_metadata", None)
+    if extra is not None:
+        _write_extra_metadata(output_position_path, extra)
+    run = stream_position(
+        func,
+        input_position_path,
+        output_position_path,
+        input_channel_indices=input_channel_indices,
+        output_channel_indices=output_channel_indices,
+        input_time_indices=input_time_indices,
+        output_time_indices=output_time_indices,
+        num_workers=num_workers,
+        use_threads=use_threads,
+        resume=resume,
+        resume_token=resume_token,
+        params=kwargs,
+    )
+    counts: dict[str, int] = {}
+    for result in run:
+        counts[result.status] = counts.get(result.status, 0) + 1
+        log.debug("%s: %s", result.label, result.status)
+    if run.cancelled:
+        raise CancelledRunError(f"cancelled after {sum(counts.values())} of {run.total} volumes")
+    log.info("finished %s: %s", output_position_path,
+             ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))

@@ -1,0 +1,266 @@
+"""The function a worker runs for one task: read, check, transform, write, record.
+
+This module is what a spawned worker process imports, so it imports only
+numpy, tensorstore and the standard library (plus the transform's own
+module). It must never import Qt, napari or the rest of this package's
+engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from ._tasks import ChannelIndex, Result, Task, channel_label
+
+__all__ = ["TransformRef", "init_worker", "is_empty", "resolve_transform", "run_task"]
+
+#: A transform as it travels to a worker: a picklable callable, or a
+#: ``"module:function"`` / ``"/path/to/file.py:function"`` string.
+TransformRef = Callable[..., Any] | str
+
+_thread_limits: Any = None
+
+
+def init_worker(inner_threads: int | None) -> None:
+    """Process-pool initializer: cap BLAS/OpenMP threads, warm up the imports."""
+    global _thread_limits
+    if inner_threads:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(inner_threads)
+        try:
+            from threadpoolctl import threadpool_limits
+
+            _thread_limits = threadpool_limits(limits=inner_threads)
+        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+            pass
+    import tensorstore  # noqa: F401  (import once, now, not in the first task)
+
+
+def warm_up() -> int:
+    """A no-op task used to start a pool's processes ahead of the first real task."""
+    return os.getpid()
+
+
+def _load_file_module(path: str) -> Any:
+    name = "_npp_transform_" + str(abs(hash(os.path.abspath(path))))
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load transforms from {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@lru_cache(maxsize=64)
+def _resolve_string(ref: str) -> Callable[..., Any]:
+    target, sep, func_name = ref.rpartition(":")
+    if not sep or not target or not func_name:
+        raise ValueError(f"a transform reference looks like 'module:function' or 'file.py:function', not {ref!r}")
+    if target.endswith(".py") or os.sep in target:
+        module = _load_file_module(target)
+    else:
+        module = importlib.import_module(target)
+    func = module
+    for part in func_name.split("."):
+        func = getattr(func, part)
+    if not callable(func):
+        raise TypeError(f"{ref} is not callable")
+    return func  # type: ignore[return-value]
+
+
+def resolve_transform(ref: TransformRef) -> Callable[..., Any]:
+    """The callable a transform reference names."""
+    if callable(ref):
+        return ref
+    return _resolve_string(ref)
+
+
+def _accepts_time_index(func: Callable[..., Any]) -> bool:
+    try:
+        return "input_time_index" in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def is_empty(block: np.ndarray) -> bool:
+    """True when a ZYX block, or any channel of a CZYX block, is all zeros or all NaN.
+
+    ``np.any`` stops at the first non-zero value, so real data is cleared
+    quickly without building a full boolean mask.
+    """
+    if block.ndim == 3:
+        return _volume_empty(block)
+    if block.ndim == 4:
+        return any(_volume_empty(block[c]) for c in range(block.shape[0]))
+    raise ValueError(f"expected a ZYX or CZYX block, got {block.ndim} dimensions")
+
+
+def _volume_empty(zyx: np.ndarray) -> bool:
+    if not np.any(zyx):
+        return True
+    return bool(zyx.dtype.kind == "f" and np.isnan(zyx).all())
+
+
+def _ts_selection(group: ChannelIndex) -> int | list[int] | slice:
+    return list(group) if isinstance(group, tuple) else group
+
+
+def _open(array_path: str, zarr_format: int | None, *, write: bool) -> Any:
+    import tensorstore as ts
+
+    spec = {
+        "driver": "zarr3" if zarr_format == 3 else "zarr",
+        "kvstore": {"driver": "file", "path": array_path},
+    }
+    return ts.open(spec, read=True, write=write, open=True).result()
+
+
+def _expected_shape(task: Task) -> tuple[int, ...] | None:
+    if task.output_shape is None:
+        return None
+    n_channels = task.output_shape[1]
+    group = task.output_channels
+    zyx = tuple(task.output_shape[2:])
+    if isinstance(group, int):
+        return zyx
+    count = len(range(n_channels)[group]) if isinstance(group, slice) else len(group)
+    return (count, *zyx)
+
+
+def _check_output(out: Any, task: Task, t_in: int, func: Callable[..., Any]) -> np.ndarray:
+    name = getattr(func, "__name__", repr(func))
+    where = f"t={t_in}, c={channel_label(task.input_channels)}"
+    if out is None:
+        raise TypeError(f"transform {name!r} returned None for {where}; it must return an array")
+    try:
+        array = np.asarray(out)
+    except Exception as exc:
+        raise TypeError(
+            f"transform {name!r} returned {type(out).__name__} for {where}, which is not an array"
+        ) from exc
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"transform {name!r} returned an array of {array.dtype} for {where}; "
+            "expected a numeric array"
+        )
+    expected = _expected_shape(task)
+    if expected is not None and array.shape != expected:
+        if array.shape == expected[1:] and len(expected) == 4 and expected[0] == 1:
+            array = array[np.newaxis]
+        elif len(expected) == 3 and array.shape == (1, *expected):
+            array = array[0]
+        else:
+            raise ValueError(
+                f"transform {name!r} returned shape {array.shape} for {where}, but the output "
+                f"expects {expected}"
+            )
+    if task.output_dtype is not None and array.dtype != np.dtype(task.output_dtype):
+        array = array.astype(task.output_dtype)
+    return array
+
+
+def marker_name(t_out: int, group: ChannelIndex) -> str:
+    """File name that records a completed output (t, c) block."""
+    return f"t{t_out}_c{channel_label(group).replace(':', '-')}.done"
+
+
+def _remove_marker(progress_dir: str, name: str) -> None:
+    try:
+        os.remove(os.path.join(progress_dir, name))
+    except FileNotFoundError:
+        pass
+
+
+def _write_marker(progress_dir: str, name: str, content: str) -> None:
+    os.makedirs(progress_dir, exist_ok=True)
+    final = os.path.join(progress_dir, name)
+    tmp = f"{final}.{os.getpid()}.{threading.get_ident()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(content)
+    os.replace(tmp, final)
+
+
+def run_task(
+    task: Task,
+    transform: TransformRef,
+    params: dict[str, Any],
+) -> list[Result]:
+    """Run one task and report one :class:`Result` per time point.
+
+    Reads each input block, skips blocks that are empty (all zeros or all
+    NaN in some channel; their output is reset to the fill value), applies
+    the transform, and either writes the result into the output array or,
+    for a preview without output, returns it. A completion marker is written
+    only after the data is stored, so resume never trusts a partial write.
+    """
+    func = resolve_transform(transform)
+    kwargs = dict(params)
+    wants_time = _accepts_time_index(func)
+    worker = f"pid {os.getpid()} / {threading.current_thread().name}"
+    source = _open(task.input_array, task.input_zarr_format, write=False)
+    target = None
+    if task.output_array is not None:
+        target = _open(task.output_array, task.output_zarr_format, write=True)
+    c_in = _ts_selection(task.input_channels)
+    c_out = _ts_selection(task.output_channels)
+    results: list[Result] = []
+    for t_in, t_out in zip(task.input_time_indices, task.output_time_indices, strict=True):
+        marker = marker_name(t_out, task.output_channels)
+        if task.progress_dir is not None:
+            _remove_marker(task.progress_dir, marker)
+        start = time.perf_counter()
+        block = source[t_in][c_in].read().result()
+        read_done = time.perf_counter()
+        if is_empty(block):
+            write_s = 0.0
+            if target is not None:
+                # Leave the output as a fresh run would: at its fill value.
+                region = target[t_out][c_out]
+                fill = region.fill_value
+                dtype = region.dtype.numpy_dtype
+                empty = np.zeros(region.shape, dtype) if fill is None else np.full(region.shape, fill, dtype)
+                region.write(empty).result()
+                write_s = time.perf_counter() - read_done
+                if task.progress_dir is not None:
+                    _write_marker(task.progress_dir, marker, f"skipped\n{task.token}")
+            results.append(
+                Result(task.index, t_in, t_out, task.input_channels, task.output_channels,
+                       "skipped", None, read_done - start, 0.0, write_s, worker)
+            )
+            continue
+        if wants_time:
+            kwargs["input_time_index"] = t_in
+        out = func(block, **kwargs)
+        del block
+        array = _check_output(out, task, t_in, func)
+        computed = time.perf_counter()
+        if target is not None:
+            target[t_out][c_out].write(array).result()
+            if task.progress_dir is not None:
+                _write_marker(task.progress_dir, marker, f"written\n{task.token}")
+            volume = None
+            status = "written"
+        else:
+            volume = array
+            status = "preview"
+        finished = time.perf_counter()
+        results.append(
+            Result(task.index, t_in, t_out, task.input_channels, task.output_channels,
+                   status, volume, read_done - start, computed - read_done,
+                   finished - computed, worker)  # type: ignore[arg-type]
+        )
+    return results

@@ -1,0 +1,381 @@
+"""The ``process-position`` command line."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import signal
+import sys
+import time
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from ._errors import ProcessPositionError
+
+__all__ = ["main"]
+
+log = logging.getLogger("napari_process_position")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def _guard(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn expected errors into one line on stderr and a non-zero exit."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ProcessPositionError as exc:
+            _fail(str(exc))
+        except (ValueError, TypeError, IndexError, KeyError, OSError) as exc:
+            text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            _fail(f"{text}")
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="napari-process-position")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def main(verbose: int) -> None:
+    """Preview a transform on one OME-Zarr position, then run it over every position."""
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+
+
+# -- demo-data / positions / transforms ----------------------------------------------
+
+
+@main.command("demo-data")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--shape", default="5,2,16,128,128", show_default=True, help="T,C,Z,Y,X of each position.")
+@click.option("--ome-version", type=click.Choice(["0.4", "0.5"]), default="0.5", show_default=True)
+@_guard
+def demo_data(out: Path, overwrite: bool, shape: str, ome_version: str) -> None:
+    """Write a synthetic HCS plate (drifting cells, two channels, noise) to OUT."""
+    from ._demo import make_demo_plate
+
+    try:
+        dims = tuple(int(s) for s in shape.split(","))
+    except ValueError:
+        _fail(f"--shape must be five integers T,C,Z,Y,X, not {shape!r}")
+    if len(dims) != 5 or min(dims) < 1:
+        _fail(f"--shape must be five positive integers T,C,Z,Y,X, not {shape!r}")
+    if out.exists() and not overwrite:
+        _fail(f"{out} already exists; pass --overwrite to replace it")
+    store = make_demo_plate(out, shape=dims, version=ome_version, overwrite=overwrite)  # type: ignore[arg-type]
+    click.echo(f"wrote {store.path}: positions {', '.join(store.position_keys)}, TCZYX {dims}")
+
+
+@main.command("positions")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--details", is_flag=True, help="Also print shape, dtype and channel names.")
+@_guard
+def positions(store: Path, details: bool) -> None:
+    """List the positions of STORE, one key per line."""
+    from ._store import open_store, read_position
+
+    info = open_store(store)
+    for key in info.position_keys:
+        if details:
+            pos = read_position(info.position_path(key), key)
+            click.echo(f"{key}\t{'x'.join(map(str, pos.shape))}\t{pos.dtype}\t{','.join(pos.channel_names)}")
+        else:
+            click.echo(key)
+
+
+@main.command("transforms")
+@_guard
+def transforms() -> None:
+    """List the transforms, one per line: name, parameters with defaults, summary."""
+    from .transforms import list_transforms
+
+    for spec in list_transforms():
+        click.echo(f"{spec.name}({spec.signature_text()})  {spec.summary}  [{spec.source}]")
+
+
+# -- run ------------------------------------------------------------------------------------
+
+
+def _unwrap(hint: Any) -> Any:
+    if typing.get_origin(hint) is typing.Annotated:
+        return typing.get_args(hint)[0]
+    return hint
+
+
+def parse_value(text: str, hint: Any, name: str) -> Any:
+    """Convert ``text`` to the type ``hint`` of parameter ``name``."""
+    import yaml
+
+    hint = _unwrap(hint)
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        choices = typing.get_args(hint)
+        for choice in choices:
+            if str(choice) == text:
+                return choice
+        raise ValueError(f"parameter {name!r} must be one of {', '.join(map(str, choices))}, not {text!r}")
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if text.lower() in ("none", "null", "") and len(args) < len(typing.get_args(hint)):
+            return None
+        if len(args) == 1:
+            return parse_value(text, args[0], name)
+    try:
+        if hint is bool:
+            lowered = text.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if hint is int:
+            return int(text)
+        if hint is float:
+            return float(text)
+        if hint is str:
+            return text
+        if origin in (tuple, list) or hint in (tuple, list):
+            items = [s for s in text.replace("(", "").replace(")", "").split(",") if s.strip()]
+            args = typing.get_args(hint)
+            item_hint = args[0] if args else float
+            return type(hint)(parse_value(s.strip(), item_hint, name) for s in items) if origin is None \
+                else (origin)(parse_value(s.strip(), item_hint, name) for s in items)
+    except ValueError:
+        tname = getattr(hint, "__name__", str(hint))
+        raise ValueError(f"parameter {name!r} expects {tname}, not {text!r}") from None
+    return yaml.safe_load(text)
+
+
+def parse_params(spec: Any, items: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` strings -> parameters typed by the transform's hints."""
+    hints = spec.type_hints()
+    known = {p.name for p in spec.parameters()}
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--param takes key=value, not {item!r}")
+        if key not in known:
+            raise ValueError(
+                f"transform {spec.name!r} has no parameter {key!r}; its parameters are: "
+                f"{', '.join(sorted(known)) or 'none'}"
+            )
+        params[key] = parse_value(value, hints.get(key, inspect.Parameter.empty), key)
+    return params
+
+
+def parse_indices(text: str | None, what: str) -> list[int] | None:
+    """``"0,2,4-6"`` -> ``[0, 2, 4, 5, 6]``; None or "all" -> None."""
+    if text is None or text.strip().lower() in ("", "all"):
+        return None
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(p) for p in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                out.extend(range(lo, hi + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise ValueError(f"{what} must look like 0,2,4-6, not {text!r}") from None
+    return out
+
+
+def _install_sigterm(run: Any) -> Callable[[], bool]:
+    """On SIGTERM (scheduler pre-emption): stop starting tasks, let writes finish."""
+    received = {"flag": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        received["flag"] = True
+        click.echo("\nSIGTERM received: finishing the volumes in flight, then stopping", err=True)
+        run.cancel()
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        pass
+    return lambda: received["flag"]
+
+
+@main.command("run")
+@click.argument("input_path", metavar="INPUT", required=False)
+@click.argument("output_path", metavar="OUTPUT", required=False)
+@click.option("-t", "--transform", "transform_name", help="Transform name, module:function or file.py:function.")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="A transform parameter (repeatable).")
+@click.option("--position", "positions", multiple=True, metavar="KEY", help="Position key or glob (repeatable); default all.")
+@click.option("--channels", help="Input channel indices, e.g. 0,2 or 0-1; default all.")
+@click.option("--times", help="Input time indices, e.g. 0-3,7; default all.")
+@click.option("-w", "--workers", type=int, help="Parallel workers (capped by the CPUs available).")
+@click.option("--threads/--processes", "use_threads", default=None, help="Threads or spawned processes (default processes).")
+@click.option("--resume", is_flag=True, default=None, help="Continue an interrupted run into OUTPUT.")
+@click.option("--overwrite", is_flag=True, default=None, help="Replace OUTPUT if it exists.")
+@click.option("--ome-version", type=click.Choice(["0.4", "0.5"]), default=None, help="OME-Zarr version to write (default 0.5).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Run settings from a YAML file; flags override it.")
+@click.option("--save-config", type=click.Path(path_type=Path), help="Write the effective settings to this YAML file.")
+@click.option("--show-schema", is_flag=True, help="Print the JSON schema of the config file and exit.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (log lines only).")
+def run(input_path: str | None, output_path: str | None, transform_name: str | None,
+        params: tuple[str, ...], positions: tuple[str, ...], channels: str | None, times: str | None,
+        workers: int | None, use_threads: bool | None, resume: bool | None, overwrite: bool | None,
+        ome_version: str | None, config_path: Path | None, save_config: Path | None,
+        show_schema: bool, no_progress: bool) -> None:
+    """Apply a transform to every (time, channel) volume of INPUT and write OUTPUT.
+
+    INPUT is a plate (every position unless --position) or a single position;
+    OUTPUT is a new plate with the same position keys.
+    """
+    from ._config import RunConfig
+
+    if show_schema:
+        click.echo(json.dumps(RunConfig.json_schema(), indent=2))
+        return
+    code = _run(input_path, output_path, transform_name, params, positions, channels, times,
+                workers, use_threads, resume, overwrite, ome_version, config_path, save_config,
+                no_progress)
+    raise SystemExit(code)
+
+
+@_guard
+def _run(input_path, output_path, transform_name, params, positions, channels, times, workers,
+         use_threads, resume, overwrite, ome_version, config_path, save_config, no_progress) -> int:
+    from ._config import RunConfig
+    from ._runner import prepare
+    from .transforms import get_transform
+
+    data: dict[str, Any] = {}
+    if config_path is not None:
+        data = RunConfig.load(config_path).model_dump()
+        data.pop("written_by", None)
+    overrides = {
+        "input": input_path, "output": output_path, "transform": transform_name,
+        "positions": list(positions) or None, "channels": parse_indices(channels, "--channels"),
+        "times": parse_indices(times, "--times"), "num_workers": workers,
+        "use_threads": use_threads, "resume": resume, "overwrite": overwrite,
+        "ome_version": ome_version,
+    }
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if "input" not in data:
+        _fail("give INPUT (or --config FILE)")
+    if "transform" not in data:
+        _fail("give --transform NAME (see `process-position transforms`)")
+    if not data.get("output"):
+        _fail("give OUTPUT, the plate to write")
+    if params:
+        spec = get_transform(data["transform"])
+        data["params"] = {**data.get("params", {}), **parse_params(spec, params)}
+    config = RunConfig.from_dict(data, "settings")
+    if config.resume and config.overwrite:
+        _fail("--resume and --overwrite contradict each other; pick one")
+    batch = prepare(config)
+    if save_config is not None:
+        config.save(save_config)
+    return _execute(batch, no_progress)
+
+
+def _execute(batch: Any, no_progress: bool) -> int:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    terminated = _install_sigterm(batch)
+    cfg = batch.config
+    console.print(
+        f"[bold]{batch.spec.display_name}[/] on {len(batch.keys)} position(s) of {batch.store.path} "
+        f"-> {cfg.output}  ({cfg.num_workers} {'thread' if cfg.use_threads else 'process'} worker(s))"
+    )
+    start = time.perf_counter()
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+        TimeRemainingColumn(), console=console, disable=no_progress, transient=False,
+    )
+    failed = False
+    try:
+        with progress:
+            overall = progress.add_task("volumes", total=batch.total, rate="")
+            pos_task = progress.add_task("positions", total=len(batch.keys), rate="")
+            seen_keys: set[str] = set()
+            for key, result in batch:
+                if key not in seen_keys:
+                    if seen_keys:
+                        progress.advance(pos_task)
+                    seen_keys.add(key)
+                elapsed = time.perf_counter() - start
+                done = progress.tasks[overall].completed + 1
+                progress.update(overall, advance=1, rate=f"{done / max(elapsed, 1e-9):.1f} vol/s",
+                                description=f"volumes ({key})")
+                if no_progress:
+                    log.warning("%s %s: %s", key, result.label, result.status)
+            progress.update(pos_task, completed=len(batch.keys))
+    except KeyboardInterrupt:
+        batch.cancel()
+        console.print("[yellow]interrupted: completed volumes are kept; rerun with --resume[/]")
+        return 130
+    table = Table(title="Summary", show_lines=False)
+    for col in ("position", "written", "skipped (empty)", "resumed", "failed", "seconds"):
+        table.add_column(col, justify="right" if col != "position" else "left")
+    for s in batch.summaries.values():
+        table.add_row(s.key, str(s.written + s.preview), str(s.skipped), str(s.resumed),
+                      str(s.failed), f"{s.seconds:.1f}")
+        failed = failed or bool(s.error)
+    console.print(table)
+    for line in batch.errors:
+        console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
+    if terminated() or batch.cancelled:
+        console.print("stopped early: completed volumes are kept; rerun with --resume to finish")
+        return 143 if terminated() else 130
+    if failed:
+        console.print("some positions failed; fix the cause and rerun with --resume to finish")
+        return 1
+    console.print(f"done in {time.perf_counter() - start:.1f} s: {cfg.output}")
+    console.print(f"view it: process-position gui {cfg.output}")
+    return 0
+
+
+# -- gui ------------------------------------------------------------------------------------
+
+
+@main.command("gui")
+@click.argument("store", required=False, type=click.Path(path_type=Path))
+def gui(store: Path | None) -> None:
+    """Open napari with the Process position widget docked (and STORE picked)."""
+    try:
+        import napari
+    except ImportError:
+        _fail('napari is not installed; install it with: pip install "napari-process-position[all]"')
+    from ._widget import ProcessPositionWidget
+
+    viewer = napari.Viewer(title="napari-process-position")
+    widget = ProcessPositionWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Process position", area="right")
+    if store is not None:
+        widget.input_path.value = str(store)
+    napari.run()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
