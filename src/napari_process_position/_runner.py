@@ -160,7 +160,11 @@ class PositionSummary:
 class BatchRun:
     """A prepared run of a :class:`RunConfig` over one or more positions.
 
-    Iterate it for ``(position_key, Result)`` pairs as volumes finish. A
+    Iterate it for ``(position_key, Result)`` pairs as volumes finish; each
+    Result's ``output_time_index`` is the index into ``times`` and its
+    ``output_channels`` is ``(i,)``, the index into ``channels``; ``layouts``
+    gives each position's output shape, dtype, scale and channel names
+    (also for a preview without output, where Results carry the volume). A
     failing position is recorded in ``summaries`` and the run goes on with
     the next; ``errors`` lists them, and ``failed`` is True at the end when
     any position failed. ``cancel()`` may be called from any thread.
@@ -173,7 +177,7 @@ class BatchRun:
     keys: list[str]
     inputs: dict[str, PositionInfo]
     output_paths: dict[str, str | None]
-    layout: dict[str, OutputLayout] | None
+    layouts: dict[str, OutputLayout]
     channels: list[int]
     times: list[int]
     pool: ProcessPool | None = None
@@ -241,9 +245,9 @@ class BatchRun:
                 self.inputs[key].path,
                 self.output_paths[key],
                 input_channel_indices=[[c] for c in self.channels],
-                output_channel_indices=[[i] for i in range(n_out)] if self.layout else None,
+                output_channel_indices=[[i] for i in range(n_out)],
                 input_time_indices=self.times,
-                output_time_indices=list(range(len(self.times))) if self.layout else None,
+                output_time_indices=list(range(len(self.times))),
                 num_workers=self.config.num_workers,
                 use_threads=self.config.use_threads,
                 executor=self.executor,
@@ -320,20 +324,19 @@ def prepare(config: RunConfig, *, pool: ProcessPool | None = None,
                 f"time {bad_t[0]} does not exist"
             )
     output_paths: dict[str, str | None] = dict.fromkeys(keys)
-    layouts: dict[str, OutputLayout] | None = None
+    layouts: dict[str, OutputLayout] = {}
+    cache: dict[tuple[Any, ...], OutputLayout] = {}
+    for key, info in inputs.items():
+        sig = (info.shape, info.dtype, info.scale, info.channel_names)
+        if sig not in cache:
+            cache[sig] = output_layout(spec, info, params, channels, times)
+        layouts[key] = cache[sig]
     if config.output:
         out_root = Path(config.output).expanduser().resolve()
         if _same_or_inside(out_root, Path(store.path)):
             raise InvalidStoreError(
                 f"the output {out_root} is the input or inside it; choose another output path"
             )
-        layouts = {}
-        cache: dict[tuple[Any, ...], OutputLayout] = {}
-        for key, info in inputs.items():
-            sig = (info.shape, info.dtype, info.scale, info.channel_names)
-            if sig not in cache:
-                cache[sig] = output_layout(spec, info, params, channels, times)
-            layouts[key] = cache[sig]
         if store.kind == "plate":
             create_output_plate(
                 out_root, layouts, version=config.ome_version, overwrite=config.overwrite,
