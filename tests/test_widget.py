@@ -1,0 +1,329 @@
+"""The napari widget, driven as a user would: real viewer, real stores, real workers.
+
+Run headless: ``xvfb-run -a pytest tests/test_widget.py``.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+import psutil  # noqa: E402
+import tensorstore as ts  # noqa: E402
+
+from napari_process_position._config import RunConfig  # noqa: E402
+from napari_process_position._cpus import available_cpus  # noqa: E402
+from napari_process_position._demo import make_demo_plate  # noqa: E402
+from napari_process_position._runner import prepare  # noqa: E402
+from napari_process_position._store import read_position, tensorstore_spec  # noqa: E402
+from napari_process_position._widget import ProcessPositionWidget, parse_times  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from widget_helpers import ref  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+SHAPE = (3, 2, 8, 64, 64)
+MODES = {"serial": (1, True), "threads": (2, True), "processes": (2, False)}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("widget") / "demo.zarr"
+    make_demo_plate(path, shape=SHAPE)
+    return path
+
+
+def _pool_processes() -> list[psutil.Process]:
+    """Live child processes other than multiprocessing's resource tracker."""
+    out = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "resource_tracker" in " ".join(child.cmdline()):
+                continue
+            if child.status() != psutil.STATUS_ZOMBIE:
+                out.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+@pytest.fixture
+def widget(make_napari_viewer, qtbot, demo):
+    from superqt.utils._qthreading import WorkerBase
+
+    viewer = make_napari_viewer(strict_qt=True)
+    w = ProcessPositionWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Process position")
+    w.input_path.value = str(demo)
+    yield w
+    # Nothing may outlive the test: runs, detached workers, pool processes.
+    w.close_pool()
+    assert w.wait_for_background(30), "a detached run did not end"
+    qtbot.waitUntil(lambda: not WorkerBase._worker_set, timeout=10_000)
+    qtbot.waitUntil(lambda: not _pool_processes(), timeout=10_000)
+
+
+def set_mode(w: ProcessPositionWidget, mode: str) -> None:
+    w.num_workers.value, w.use_threads.value = MODES[mode]
+
+
+def run(qtbot, w: ProcessPositionWidget, timeout: float = 60.0) -> dict:
+    assert not w.running
+    w.run_button.clicked()
+    qtbot.waitUntil(lambda: not w.running, timeout=int(timeout * 1000))
+    return w.last_run
+
+
+def engine_output(demo: Path, tmp_path: Path, w: ProcessPositionWidget) -> np.ndarray:
+    """What the engine writes for the widget's current settings (serial, into a store)."""
+    config = w.current_config().model_copy(
+        update={"output": str(tmp_path / "reference.zarr"), "num_workers": 1}
+    )
+    batch = prepare(config)
+    for _ in batch:
+        pass
+    assert not batch.failed, batch.errors
+    info = read_position(batch.output_paths[batch.keys[0]])
+    return ts.open(tensorstore_spec(info), read=True).result().read().result()
+
+
+def output_layers(w: ProcessPositionWidget) -> list:
+    return [layer for layer in w._viewer.layers if layer.name.endswith("]")]
+
+
+# -- the form ----------------------------------------------------------------------------
+
+
+def test_children_and_choices(widget, demo):
+    w = widget
+    for name in ("input_path", "position", "transform", "transform_params", "channels", "times",
+                 "num_workers", "use_threads", "output_path", "run_button", "cancel_button",
+                 "progress", "status", "follow"):
+        assert w[name] is getattr(w, name)
+    assert w.position.choices == ("A/1/0", "A/2/0", "B/1/0")
+    assert w.channels.value == [0, 1]
+    assert w.num_workers.max == available_cpus()
+    assert not w.cancel_button.enabled and w.run_button.enabled
+
+    w.transform.value = "gaussian_blur"
+    sigma = w.transform_params.sigma_y
+    assert [p.name for p in w.transform_params] == ["sigma_z", "sigma_y", "sigma_x"]
+    assert (sigma.min, sigma.max) == (0.0, 50.0)
+    w.transform.value = "binning"
+    assert w.transform_params.method.choices == ("mean", "sum")
+    assert w.transform_params.bin_y.max == 16
+    # Engine-injected parameters are not offered; unannotated numbers are not capped at 999.
+    name = w.add_transform(ref("time_offset"))
+    assert w.transform.value == name
+    assert [p.name for p in w.transform_params] == ["gain"]
+    assert w.transform_params.gain.min < -1e6
+
+    # A position path works as the input too, and napari's reset_choices keeps the choices.
+    w.input_path.value = str(demo / "A" / "2" / "0")
+    assert w.position.choices == ("0",)
+    w.reset_choices()
+    assert w.position.choices == ("0",) and w.channels.choices == (0, 1)
+
+
+def test_parse_times():
+    assert parse_times("all", 5) is None
+    assert parse_times(" ", 5) is None
+    assert parse_times("0-2,4", 5) == [0, 1, 2, 4]
+    for bad in ("5", "1,1", "3-1", "x"):
+        with pytest.raises(ValueError):
+            parse_times(bad, 5)
+
+
+# -- runs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_run_matches_engine(widget, qtbot, demo, tmp_path, mode):
+    w = widget
+    w.position.value = "A/2/0"
+    w.transform.value = "gaussian_blur"
+    w.transform_params.sigma_y.value = 1.5
+    w.times.value = "0,2"
+    set_mode(w, mode)
+    w.run_button.clicked()
+    assert w.running and not w.run_button.enabled and w.cancel_button.enabled
+    assert not w.transform.enabled  # settings are frozen while a run is in flight
+    qtbot.waitUntil(lambda: not w.running, timeout=60_000)
+    assert w.run_button.enabled and not w.cancel_button.enabled
+    assert w.last_run["outcome"] == "done", w.status.value
+    assert w.status.value.startswith("Done: 4/4")
+
+    expected = engine_output(demo, tmp_path, w)
+    layers = output_layers(w)
+    assert [layer.name for layer in layers] == ["Nuclei [Gaussian blur]", "Membrane [Gaussian blur]"]
+    for i, layer in enumerate(layers):
+        assert layer.data.shape == (2, 8, 64, 64)
+        np.testing.assert_array_equal(layer.data, expected[:, i])
+        # Contrast limits come from the data, not from the preallocated zeros.
+        assert layer.contrast_limits[1] > 100
+    inputs = [layer for layer in w._viewer.layers if not layer.name.endswith("]")]
+    assert [layer.name for layer in inputs] == ["Nuclei", "Membrane"]
+    raw = ts.open(tensorstore_spec(read_position(demo / "A" / "2" / "0")), read=True).result()
+    np.testing.assert_array_equal(np.asarray(inputs[1].data), raw[[0, 2], 1].read().result())
+    assert tuple(inputs[0].scale) == (1.0, 2.0, 0.65, 0.65)
+
+
+def test_run_with_output_writes_the_store(widget, qtbot, demo, tmp_path):
+    w = widget
+    w.transform.value = "binning"
+    w.channels.value = [1]
+    w.output_path.value = tmp_path / "out.zarr"
+    set_mode(w, "threads")
+    assert run(qtbot, w)["outcome"] == "done", w.status.value
+    written = ts.open(
+        tensorstore_spec(read_position(tmp_path / "out.zarr" / "A" / "1" / "0")), read=True
+    ).result().read().result()
+    (layer,) = output_layers(w)
+    assert layer.name == "Membrane [Binning]" and layer.data.shape == (3, 8, 32, 32)
+    np.testing.assert_array_equal(layer.data, written[:, 0])
+    np.testing.assert_array_equal(written, engine_output(demo, tmp_path, w))
+    assert tuple(layer.scale) == (1.0, 2.0, 1.3, 1.3)
+
+    # Running again into the same output needs the overwrite box.
+    assert run(qtbot, w)["outcome"] == "failed"
+    assert "already exists" in w.status.value
+    w.overwrite.value = True
+    assert run(qtbot, w)["outcome"] == "done", w.status.value
+
+
+def test_rerun_replaces_layers(widget, qtbot, demo, tmp_path):
+    w = widget
+    w.transform.value = "gaussian_blur"
+    set_mode(w, "threads")
+    run(qtbot, w)
+    n_layers = len(w._viewer.layers)
+    first = output_layers(w)
+    old = weakref.ref(first[0].data)
+
+    w.transform_params.sigma_x.value = 4.0
+    assert run(qtbot, w)["outcome"] == "done"
+    assert len(w._viewer.layers) == n_layers
+    again = output_layers(w)
+    assert [a is b for a, b in zip(again, first, strict=True)] == [True, True]
+    np.testing.assert_array_equal(again[0].data, engine_output(demo, tmp_path, w)[:, 0])
+    gc.collect()
+    assert old() is None, "the previous run's array is still referenced"
+
+    # Another transform replaces the output layers instead of piling them up.
+    w.transform.value = "max_projection"
+    assert run(qtbot, w)["outcome"] == "done"
+    assert len(w._viewer.layers) == n_layers
+    assert [layer.name for layer in output_layers(w)] == [
+        "Nuclei [Max projection]", "Membrane [Max projection]"]
+    assert output_layers(w)[0].data.shape == (3, 1, 64, 64)
+
+
+# -- cancel and failures ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_cancel_frees_the_widget_at_once(widget, qtbot, mode):
+    w = widget
+    w.add_transform(ref("slow_scale"))
+    w.transform_params.delay.value = 1.5
+    set_mode(w, mode)
+    w.run_button.clicked()
+    qtbot.waitUntil(lambda: w.last_run.get("prepared") is not None, timeout=30_000)
+    before = {p.pid for p in _pool_processes()}
+    assert bool(before) == (mode == "processes")
+    start = time.perf_counter()
+    w.cancel_button.clicked()
+    assert not w.running and w.run_button.enabled and not w.cancel_button.enabled
+    assert w.last_run["outcome"] == "cancelled"
+    assert "Cancelled" in w.status.value
+    # The work itself stops within a second (serial: the running volume finishes in the
+    # background, its result ignored).
+    if mode == "processes":
+        qtbot.waitUntil(lambda: not before & {p.pid for p in _pool_processes()}, timeout=1000)
+    elif mode == "threads":
+        qtbot.waitUntil(lambda: not w._workers, timeout=1000)
+    assert time.perf_counter() - start < 1.5
+    done = w.last_run["done"]
+    assert w.wait_for_background(10)
+    assert w.last_run["done"] == done  # stale results were dropped
+    # And the widget runs again right away.
+    w.transform_params.delay.value = 0.0
+    assert run(qtbot, w)["outcome"] == "done", w.status.value
+
+
+@pytest.mark.parametrize("mode", ["serial", "processes"])
+def test_failing_transform_reports_t_and_c(widget, qtbot, mode):
+    from napari.utils.notifications import notification_manager
+
+    w = widget
+    w.add_transform(ref("explode_at"))
+    w.channels.value = [0]
+    set_mode(w, mode)
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    try:
+        assert run(qtbot, w)["outcome"] == "failed"
+    finally:
+        notification_manager.notification_ready.disconnect(seen.append)
+    assert "Failed" in w.status.value
+    assert "t=1, c=0" in w.status.value and "synthetic failure" in w.status.value
+    assert any("synthetic failure" in str(n.message) for n in seen)
+    assert w.run_button.enabled and not w.cancel_button.enabled
+    (layer,) = output_layers(w)
+    if mode == "serial":  # t=0 finished before t=1 failed: it stays on screen
+        assert layer.data[0].any() and not layer.data[2].any()
+
+
+def test_unpicklable_transform_in_process_mode(widget, qtbot, monkeypatch):
+    import __main__
+
+    def made_in_console(czyx, gain: float = 2.0):
+        return czyx * gain
+
+    made_in_console.__module__ = "__main__"
+    made_in_console.__qualname__ = "made_in_console"
+    monkeypatch.setattr(__main__, "made_in_console", made_in_console, raising=False)
+    monkeypatch.delattr(__main__, "__file__", raising=False)
+    w = widget
+    w.add_transform(made_in_console)
+    set_mode(w, "processes")
+    w.run_button.clicked()
+    assert not w.running
+    assert "interactive session" in w.status.value and "threads" in w.status.value
+    set_mode(w, "threads")  # threads can run it
+    assert run(qtbot, w)["outcome"] == "done", w.status.value
+
+
+def test_pool_is_reused_and_closed_with_the_viewer(widget, qtbot):
+    w = widget
+    w.transform.value = "max_projection"
+    set_mode(w, "processes")
+    assert run(qtbot, w)["outcome"] == "done", w.status.value
+    pids = {p.pid for p in _pool_processes()}
+    assert len(pids) == 2
+    assert run(qtbot, w)["outcome"] == "done"
+    assert {p.pid for p in _pool_processes()} == pids  # warm pool, no new spawn
+    w._viewer.close()
+    qtbot.waitUntil(lambda: not _pool_processes(), timeout=5000)
+
+
+def test_sample_data(make_napari_viewer):
+    from napari_process_position._sample_data import demo_plate
+
+    layers = demo_plate(shape=(2, 2, 4, 32, 32))
+    assert [meta["name"] for _, meta, kind in layers] == ["Nuclei", "Membrane"]
+    viewer = make_napari_viewer()
+    for data, meta, kind in layers:
+        assert kind == "image" and data.ndim == 4
+        viewer.add_image(data, **meta)
+    assert tuple(viewer.layers[0].scale[1:]) == (2.0, 0.65, 0.65)
