@@ -88,8 +88,10 @@ class ProcessPool:
     def warm(self) -> list[int]:
         """Start every worker process now and wait until each has imported its libraries."""
         executor = self.executor
-        futures = [executor.submit(warm_up) for _ in range(self.num_workers * 2)]
-        return sorted({f.result() for f in futures})
+        futures = [executor.submit(warm_up, 0.05) for _ in range(self.num_workers * 2)]
+        for future in futures:
+            future.result()
+        return sorted(p.pid for p in self.processes())
 
     def processes(self) -> list[Any]:
         """The worker processes (multiprocessing.Process objects) currently alive."""

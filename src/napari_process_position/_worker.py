@@ -47,8 +47,14 @@ def init_worker(inner_threads: int | None) -> None:
     import tensorstore  # noqa: F401  (import once, now, not in the first task)
 
 
-def warm_up() -> int:
-    """A no-op task used to start a pool's processes ahead of the first real task."""
+def warm_up(hold_s: float = 0.0) -> int:
+    """A no-op task used to start a pool's processes ahead of the first real task.
+
+    Holding the worker a moment makes the pool hand the next warm-up to
+    another process, so every process gets started and initialised.
+    """
+    if hold_s:
+        time.sleep(hold_s)
     return os.getpid()
 
 

@@ -1,0 +1,125 @@
+"""Shared fixtures: real OME-Zarr plates on disk, and the iohub reference interpreter."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path(__file__).parent / "data"
+TESTS = Path(__file__).parent
+
+
+def write_plate(path: Path, data: dict[str, np.ndarray], version: str = "0.5",
+                channel_names: tuple[str, ...] | None = None,
+                scale=(1.0, 1.0, 2.0, 0.5, 0.5)) -> Path:
+    """Write a plate with our own writer: key -> TCZYX array."""
+    import tensorstore as ts
+
+    from napari_process_position._store import (
+        OutputLayout,
+        create_output_plate,
+        read_position,
+        tensorstore_spec,
+    )
+
+    first = next(iter(data.values()))
+    names = channel_names or tuple(f"ch{i}" for i in range(first.shape[1]))
+    layouts = {k: OutputLayout(shape=v.shape, dtype=v.dtype.str, scale=scale, channel_names=names)
+               for k, v in data.items()}
+    store = create_output_plate(path, layouts, version=version)
+    for key, array in data.items():
+        info = read_position(store.position_path(key), key)
+        ts.open(tensorstore_spec(info), read=True, write=True).result().write(array).result()
+    return path
+
+
+def random_tczyx(shape, dtype, seed=0, empty=((1, 0),), nan=((2, 1),)) -> np.ndarray:
+    """Random data with all-zero volumes at ``empty`` (t, c) and all-NaN ones at ``nan``."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        array = rng.normal(100, 20, size=shape).astype(dtype)
+    else:
+        hi = min(np.iinfo(dtype).max, 4000)
+        array = rng.integers(1, hi, size=shape).astype(dtype)
+    for t, c in empty:
+        if t < shape[0] and c < shape[1]:
+            array[t, c] = 0
+    if dtype.kind == "f":
+        for t, c in nan:
+            if t < shape[0] and c < shape[1]:
+                array[t, c] = np.nan
+    return array
+
+
+def read_array(position_path) -> np.ndarray:
+    """Read a position's array 0 with zarr-python (an independent reader)."""
+    import zarr
+
+    return zarr.open_array(os.path.join(position_path, "0"), mode="r")[...]
+
+
+def tree_digest(path: Path) -> str:
+    """Digest of every file's path, size and content under ``path``."""
+    h = hashlib.sha256()
+    for root, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for name in sorted(files):
+            p = Path(root) / name
+            h.update(str(p.relative_to(path)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture
+def fixture_copy(tmp_path):
+    """Copy one of the iohub-written fixture plates into tmp_path."""
+
+    def copy(name: str) -> Path:
+        target = tmp_path / name
+        shutil.copytree(DATA / name, target)
+        for root, dirs, files in os.walk(target):
+            for n in dirs + files:
+                os.chmod(os.path.join(root, n), 0o755 if n in dirs else 0o644)
+        return target
+
+    return copy
+
+
+@pytest.fixture(scope="session")
+def iohub_python() -> str:
+    """Path of a Python that has iohub 0.3.11 (Python >= 3.12), from NPP_IOHUB_PYTHON."""
+    exe = os.environ.get("NPP_IOHUB_PYTHON", "")
+    if exe and Path(exe).exists():
+        check = subprocess.run([exe, "-c", "import iohub; print(iohub.__version__)"],
+                               capture_output=True, text=True)
+        if check.returncode == 0:
+            return exe
+        reason = f"NPP_IOHUB_PYTHON={exe} cannot import iohub: {check.stderr.strip()[-300:]}"
+    else:
+        reason = "NPP_IOHUB_PYTHON is not set to a Python with iohub 0.3.11 (scripts/test.sh makes one)"
+    if os.environ.get("NPP_REQUIRE_IOHUB"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def run_iohub(iohub_python: str, spec: dict) -> None:
+    """Run tests/iohub_reference.py under the iohub interpreter."""
+    import json
+
+    proc = subprocess.run([iohub_python, str(TESTS / "iohub_reference.py"), json.dumps(spec)],
+                          capture_output=True, text=True, timeout=600, cwd=str(TESTS))
+    if proc.returncode != 0:
+        raise AssertionError(f"iohub reference run failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+
+
+@pytest.fixture
+def python_exe() -> str:
+    return sys.executable

@@ -1,0 +1,68 @@
+"""Transforms used by the tests. Module level, so spawned workers can import them."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+
+def scale_offset(czyx, factor: float = 2.0, offset: float = 1.0):
+    """A transform with parameters: ``x * factor + offset`` in float32."""
+    return czyx.astype(np.float32) * factor + offset
+
+
+def soft_magnitude(czyx):
+    """``sqrt(x*x + 1) - 0.5``, the benchmark's reference workload."""
+    x = czyx.astype(np.float32)
+    return np.sqrt(x * x + 1) - 0.5
+
+
+def time_aware(czyx, input_time_index: int, gain: float = 1.0):
+    """Uses the engine-injected time index, as registration transforms do."""
+    return czyx * gain + input_time_index
+
+
+def keep_dtype_blur(czyx):
+    """A small neighbourhood mean in the input dtype (exercises integer output)."""
+    x = czyx.astype(np.float64)
+    out = (x + np.roll(x, 1, axis=-1) + np.roll(x, -1, axis=-1)) / 3
+    if np.issubdtype(czyx.dtype, np.integer):
+        return np.rint(out).astype(czyx.dtype)
+    return out.astype(czyx.dtype)
+
+
+def sum_channels(czyx):
+    """CZYX -> 1ZYX: the sum over the channel group."""
+    return czyx.astype(np.float32).sum(axis=0, keepdims=True)
+
+
+def fail_on_time(czyx, input_time_index: int, bad_time: int = 1):
+    """Raises on one time point only."""
+    if input_time_index == bad_time:
+        raise ValueError(f"deliberate failure at t={input_time_index}")
+    return czyx
+
+
+def die_on_time(czyx, input_time_index: int, bad_time: int = 1):
+    """Ends its worker process abruptly, as an OOM kill would."""
+    if input_time_index == bad_time:
+        os._exit(3)
+    return czyx
+
+
+def slow(czyx, seconds: float = 0.5):
+    """Sleeps, then returns the input: for cancel and kill tests."""
+    time.sleep(seconds)
+    return czyx
+
+
+def returns_none(czyx):
+    """A broken transform."""
+    return None
+
+
+def wrong_shape(czyx):
+    """A broken transform: drops a dimension."""
+    return czyx[..., 0]
