@@ -30,7 +30,14 @@ SYSTEM_PACKAGES=(
     libxcb-shape0 libxcb-xfixes0 libxcb-xinerama0 libxcb-cursor0
 )
 
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
 say() { printf '[setup] %s\n' "$*" >&2; }
+# Run pip without the warnings some machines' pip.conf causes about missing local indexes.
+pip_quiet() {
+    "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+    return "${PIPESTATUS[0]}"
+}
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
@@ -114,7 +121,7 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] \
     say "$VENV is up to date"
 else
     say "installing napari-process-position[$EXTRAS] (editable) into $VENV; this takes a few minutes the first time"
-    "$VENV/bin/python" -m pip install --quiet -e ".[$EXTRAS]"
+    pip_quiet "$VENV/bin/python" -m pip install --quiet -e ".[$EXTRAS]"
     printf '%s' "$want" >"$STAMP"
 fi
 

@@ -25,7 +25,14 @@ IOHUB_REQUIREMENT="iohub[tensorstore]==0.3.11"
 # until then lint problems are printed but do not fail the run.
 LINT_FATAL="${NPP_LINT_FATAL:-0}"
 
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
 say() { printf '[test] %s\n' "$*" >&2; }
+# Run pip without the warnings some machines' pip.conf causes about missing local indexes.
+pip_quiet() {
+    "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+    return "${PIPESTATUS[0]}"
+}
 start=$SECONDS
 phase() { say "$1 ($((SECONDS - start)) s)"; }
 
@@ -71,7 +78,7 @@ else
         say "creating $IOHUB_VENV with $PY312 and installing $IOHUB_REQUIREMENT"
         rm -rf "$IOHUB_VENV"
         if "$PY312" -m venv "$IOHUB_VENV" \
-            && "$IOHUB_VENV/bin/python" -m pip install --quiet "$IOHUB_REQUIREMENT" \
+            && pip_quiet "$IOHUB_VENV/bin/python" -m pip install --quiet "$IOHUB_REQUIREMENT" \
             && iohub_ok "$IOHUB_VENV/bin/python"; then
             export NPP_IOHUB_PYTHON="$IOHUB_VENV/bin/python"
         else
@@ -88,8 +95,8 @@ phase "iohub reference ready"
 # 3. Lint --------------------------------------------------------------------------
 if [ -z "${NPP_SKIP_LINT:-}" ]; then
     lint_failed=()
-    "$VENV/bin/ruff" check . || lint_failed+=("ruff check")
-    "$VENV/bin/ruff" format --check . || lint_failed+=("ruff format --check")
+    "$VENV/bin/ruff" check --output-format concise . || lint_failed+=("ruff check")
+    "$VENV/bin/ruff" format --check --output-format concise . || lint_failed+=("ruff format --check")
     "$VENV/bin/mypy" || lint_failed+=("mypy")
     if [ ${#lint_failed[@]} -gt 0 ]; then
         if [ "$LINT_FATAL" = 1 ]; then

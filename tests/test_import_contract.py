@@ -1,0 +1,116 @@
+"""The import contract: the engine never loads a GUI toolkit, a worker loads little.
+
+Each check imports modules in a fresh interpreter and reads ``sys.modules``
+there, so what this test process has already imported does not matter.
+"""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import napari_process_position
+
+PACKAGE = "napari_process_position"
+
+#: The only modules allowed to import a GUI toolkit (DESIGN.md).
+GUI_MODULES = {f"{PACKAGE}._widget", f"{PACKAGE}._sample_data"}
+
+#: Engine modules DESIGN.md names; each must exist and stay GUI-free.
+NAMED_ENGINE_MODULES = [
+    PACKAGE,
+    f"{PACKAGE}._engine",
+    f"{PACKAGE}._store",
+    f"{PACKAGE}._tasks",
+    f"{PACKAGE}._worker",
+    f"{PACKAGE}._runner",
+    f"{PACKAGE}._config",
+    f"{PACKAGE}._cpus",
+    f"{PACKAGE}.transforms",
+    f"{PACKAGE}.cli",
+    f"{PACKAGE}._demo",
+]
+
+#: Top-level packages the engine must never load.
+GUI_PACKAGES = {
+    "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "napari", "vispy", "superqt",
+}
+
+#: Packages a spawned worker has no use for: each one costs start-up time in every process.
+WORKER_FORBIDDEN = {"zarr", "pydantic", "click", "rich", "yaml"}
+
+
+def all_package_modules() -> list[str]:
+    """Every module of the package, found on disk (so a new module is covered too)."""
+    names = [PACKAGE]
+    for info in pkgutil.walk_packages(napari_process_position.__path__, prefix=PACKAGE + "."):
+        names.append(info.name)
+    return sorted(names)
+
+
+def engine_modules() -> list[str]:
+    return [m for m in all_package_modules() if m not in GUI_MODULES and m != f"{PACKAGE}._version"]
+
+
+def loaded_top_level(code: str) -> set[str]:
+    """Top-level package names in ``sys.modules`` after running ``code`` in a new interpreter."""
+    script = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, f"the import failed:\n{proc.stderr[-3000:]}"
+    names = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {name.split(".")[0] for name in names}
+
+
+def test_named_engine_modules_exist():
+    found = set(all_package_modules())
+    missing = [m for m in NAMED_ENGINE_MODULES if m not in found]
+    assert not missing, f"modules named in DESIGN.md are missing: {missing}"
+
+
+@pytest.mark.parametrize("module", engine_modules())
+def test_engine_module_imports_no_gui(module):
+    loaded = loaded_top_level(f"import {module}")
+    leaked = sorted(loaded & GUI_PACKAGES)
+    assert not leaked, f"importing {module} loads {leaked}; only {sorted(GUI_MODULES)} may"
+
+
+def test_all_engine_modules_together_import_no_gui():
+    code = "\n".join(f"import {m}" for m in engine_modules())
+    leaked = sorted(loaded_top_level(code) & GUI_PACKAGES)
+    assert not leaked, f"importing the engine loads {leaked}"
+
+
+def test_public_api_resolves_without_gui():
+    # The package's lazy attributes import their modules on first use.
+    code = f"import {PACKAGE} as p\nfor name in p.__all__:\n    getattr(p, name)\n"
+    leaked = sorted(loaded_top_level(code) & GUI_PACKAGES)
+    assert not leaked, f"resolving {PACKAGE}.__all__ loads {leaked}"
+
+
+def test_worker_module_imports_little():
+    loaded = loaded_top_level(f"import {PACKAGE}._worker")
+    heavy = sorted(loaded & (WORKER_FORBIDDEN | GUI_PACKAGES))
+    assert not heavy, f"a spawned worker importing {PACKAGE}._worker loads {heavy}"
+
+
+def test_worker_resolving_a_builtin_transform_imports_little():
+    # What a worker does for a built-in transform: import _worker, then resolve the
+    # reference it was sent.
+    from napari_process_position.transforms import get_transform
+
+    ref = get_transform("gaussian_blur").ref
+    assert isinstance(ref, str), ref
+    code = (f"from {PACKAGE}._worker import resolve_transform\n"
+            f"assert callable(resolve_transform({ref!r}))\n")
+    heavy = sorted(loaded_top_level(code) & (WORKER_FORBIDDEN | GUI_PACKAGES))
+    assert not heavy, f"a worker resolving {ref} loads {heavy}"
+
+
+def test_the_check_sees_a_gui_import():
+    # The checks above read sys.modules of a child interpreter: make sure that works.
+    assert "qtpy" in loaded_top_level("import qtpy")
