@@ -66,3 +66,11 @@ def returns_none(czyx):
 def wrong_shape(czyx):
     """A broken transform: drops a dimension."""
     return czyx[..., 0]
+
+
+def blas_threads(czyx):
+    """Fills the volume with the BLAS thread limit the worker runs under."""
+    from threadpoolctl import threadpool_info
+
+    counts = [info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas"]
+    return np.full(czyx.shape, max(counts) if counts else -1, dtype=np.float32)

@@ -349,7 +349,7 @@ def prepare(config: RunConfig, *, pool: ProcessPool | None = None,
                 from ._errors import OutputExistsError
 
                 raise OutputExistsError(
-                    f"{out_root} already exists; pass overwrite to replace it or resume to continue it"
+                    f"{out_root} already exists; use --overwrite (overwrite=True) to replace it or --resume (resume=True) to continue it"
                 )
             if out_root.exists() and config.overwrite:
                 import shutil

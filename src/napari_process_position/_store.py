@@ -526,7 +526,7 @@ def create_output_plate(
             return _extend_plate(root, layouts, version)
         else:
             raise OutputExistsError(
-                f"{root} already exists; pass overwrite to replace it or resume to continue it"
+                f"{root} already exists; use --overwrite (overwrite=True) to replace it or --resume (resume=True) to continue it"
             )
     _write_plate(root, layouts, version)
     return open_store(root)
