@@ -259,3 +259,64 @@ def test_resume_skips_completed_and_recomputes_after_param_change(tmp_path):
     expected = reference(tt.scale_offset, data, (3, 2, 4, 16, 24), od, None, None, None, None,
                          factor=3.0)
     np.testing.assert_array_equal(read_array(dst), expected)
+
+
+class CountingExecutor(__import__("concurrent.futures").futures.ThreadPoolExecutor):
+    """A thread pool that records the most futures ever outstanding."""
+
+    def __init__(self, workers):
+        super().__init__(workers)
+        self.outstanding = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn, *args, **kwargs):
+        with self._lock:
+            self.outstanding += 1
+            self.peak = max(self.peak, self.outstanding)
+        future = super().submit(fn, *args, **kwargs)
+
+        def done(_):
+            with self._lock:
+                self.outstanding -= 1
+
+        future.add_done_callback(done)
+        return future
+
+
+def test_any_executor_and_bounded_in_flight(tmp_path):
+    data = random_tczyx((10, 2, 2, 8, 8), "float32", empty=(), nan=())
+    src = write_plate(tmp_path / "in.zarr", {"A/1/0": data})
+    with CountingExecutor(4) as executor:
+        run = stream_position(tt.slow, src / "A/1/0", executor=executor, num_workers=2, seconds=0.02)
+        assert run.mode == "executor" and run.max_in_flight == 4
+        results = list(run)
+    assert len(results) == 20
+    assert 1 < executor.peak <= 4, "in-flight tasks must stay bounded (about 2 x workers)"
+
+
+def test_cancel_in_process_mode_stops_the_workers(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    data = random_tczyx((20, 1, 2, 8, 8), "float32", empty=(), nan=())
+    src = write_plate(tmp_path / "in.zarr", {"A/1/0": data})
+    run = stream_position(tt.slow, src / "A/1/0", num_workers=2, seconds=5.0)
+    threading.Timer(2.0, run.cancel).start()
+    start = time.perf_counter()
+    assert list(run) == []
+    assert time.perf_counter() - start < 2.0 + 1.5, "cancel must not wait for the 5 s tasks"
+
+    def workers():
+        # multiprocessing's resource tracker lives as long as we do; it is not a worker.
+        alive = []
+        for p in psutil.Process().children(recursive=True):
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline()):
+                    alive.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        return alive
+
+    deadline = time.time() + 3
+    while time.time() < deadline and workers():
+        time.sleep(0.05)
+    assert not workers()

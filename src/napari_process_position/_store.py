@@ -78,11 +78,12 @@ class PositionInfo:
     zarr_format: int
     ome_version: str
     fill_value: Any = 0
+    array_name: str = "0"
 
     @property
     def array_path(self) -> str:
-        """Path of the full-resolution array ``0``."""
-        return os.path.join(self.path, "0")
+        """Path of the full-resolution array (``0`` in stores written by iohub and by us)."""
+        return os.path.join(self.path, *self.array_name.split("/"))
 
     @property
     def volume_shape(self) -> tuple[int, int, int]:
@@ -338,6 +339,7 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
         zarr_format=meta["zarr_format"],
         ome_version=ome_version,
         fill_value=meta["fill_value"],
+        array_name=array_name,
     )
 
 
