@@ -139,10 +139,52 @@ def time_pass(backend: Backend, op: str, fresh_open: bool, keys: list[tuple[int,
     return times
 
 
+CODECS = {
+    # name: (cname, clevel, shuffle) for blosc; None = no compression
+    "zstd1+bitshuffle (ours)": ("zstd", 1, "bitshuffle"),
+    "zstd1+shuffle": ("zstd", 1, "shuffle"),
+    "lz4+bitshuffle": ("lz4", 5, "bitshuffle"),
+    "lz4+shuffle": ("lz4", 5, "shuffle"),
+    "none": None,
+}
+
+
+def codec_cases(work: Path, datasets: dict[str, Any], keys: list[tuple[int, int]],
+                rounds: int) -> list[list[str]]:
+    """Write and read one v0.5 volume through tensorstore with other blosc settings."""
+    import numpy as np
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    rows = []
+    for dtype, data in datasets.items():
+        vols = {k: np.ascontiguousarray(data[k]) for k in keys}
+        for name, codec in CODECS.items():
+            path = work / f"codec-{dtype}-{len(rows)}"
+            compressors = None if codec is None else BloscCodec(
+                cname=codec[0], clevel=codec[1], shuffle=codec[2])
+            zarr.create_array(store=str(path), shape=data.shape, dtype=data.dtype,
+                              chunks=(1, 1, 16, 256, 256), shards=(1, 1, 32, 256, 256),
+                              compressors=compressors, fill_value=0, zarr_format=3)
+            backend = TensorStore("tensorstore", str(path), 3)
+            writes: list[float] = []
+            reads: list[float] = []
+            for _ in range(rounds):
+                writes += time_pass(backend, "write", False, keys, vols)
+                reads += time_pass(backend, "read", False, keys, vols)
+            stored = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            rows.append([dtype, name, f"{median(writes) * 1e3:.1f}", f"{median(reads) * 1e3:.1f}",
+                         f"{data.nbytes / stored:.2f}"])
+            shutil.rmtree(path, ignore_errors=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="passes over all volumes per case")
     parser.add_argument("--results", type=Path, default=RESULTS_DIR / "io.txt")
+    parser.add_argument("--no-codecs", action="store_true",
+                        help="skip the comparison of compressor settings")
     args = parser.parse_args()
 
     import numpy as np
@@ -202,7 +244,8 @@ def main() -> None:
                         key = (dtype, version, op, fresh, name)
                         times.setdefault(key, []).extend(
                             time_pass(make(path, fmt), op, fresh, keys, volumes[dtype]))
-            print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr)
+            print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+        codec_rows = [] if args.no_codecs else codec_cases(work, datasets, keys, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -233,6 +276,13 @@ def main() -> None:
         f"{median(decisions):.2f} (min {min(decisions):.2f}, max {max(decisions):.2f}).")
     say("'+open' opens the array for each volume, as the engine's worker does once per task; "
         "MiB/s counts uncompressed bytes; compression = raw / stored bytes.")
+    if codec_rows:
+        say()
+        say("compressor settings (v0.5 sharded layout, tensorstore, handle reused, medians per "
+            "volume): what the write floor depends on")
+        say()
+        say(format_table(["dtype", "blosc codec", "write ms", "read ms", "compression"],
+                         codec_rows))
     say(f"# command: python benchmarks/bench_io.py {' '.join(sys.argv[1:])}".rstrip())
     say.save(args.results)
     args.results.with_suffix(".json").write_text(json.dumps(
