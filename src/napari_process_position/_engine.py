@@ -20,9 +20,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 from typing import Any, Literal
 
+from . import _progress
 from ._cpus import available_cpus
 from ._errors import CancelledRunError, InvalidStoreError, TransformError, WorkerDiedError
 from ._store import PositionInfo, read_position
@@ -33,7 +33,7 @@ __all__ = ["PositionRun", "ProcessPool", "process_single_position", "stream_posi
 
 log = logging.getLogger(__name__)
 
-PROGRESS_DIR_NAME = ".process-position-progress"
+PROGRESS_DIR_NAME = _progress.PROGRESS_DIR_NAME
 
 Mode = Literal["serial", "threads", "processes", "executor"]
 
@@ -270,25 +270,12 @@ class PositionRun:
             yield from self._run_parallel(todo)
 
     def _completed_markers(self) -> set[str]:
-        if self.output is None:
+        if self.output is None or not self.tasks:
             return set()
-        progress = Path(self.output.path) / PROGRESS_DIR_NAME
-        token = self.tasks[0].token if self.tasks else ""
-        done = set()
-        try:
-            entries = list(os.scandir(progress))
-        except FileNotFoundError:
-            return set()
-        for entry in entries:
-            if not entry.name.endswith(".done"):
-                continue
-            try:
-                lines = Path(entry.path).read_text(encoding="utf-8").splitlines()
-            except OSError:
-                continue
-            if len(lines) >= 2 and lines[1] == token or len(lines) == 1 and token == "":
-                done.add(entry.name)
-        return done
+        return _progress.completed(
+            os.path.join(self.output.path, PROGRESS_DIR_NAME), self.tasks[0].token,
+            self.output.chunk_grid,
+        )
 
     def _wrap_error(self, task: Task, exc: BaseException) -> TransformError:
         name = transform_name(self.transform)
@@ -498,6 +485,7 @@ def stream_position(
         output_time_indices=output_time_indices,
         progress_dir=os.path.join(out_info.path, PROGRESS_DIR_NAME) if out_info else None,
         token=token,
+        output_grid=out_info.chunk_grid if out_info else None,
     )
     mode: Mode
     if executor is not None:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ._errors import InvalidStoreError, OutputExistsError, PositionNotFoundError
+from ._progress import ChunkGrid
 
 __all__ = [
     "PositionInfo",
@@ -79,11 +80,19 @@ class PositionInfo:
     ome_version: str
     fill_value: Any = 0
     array_name: str = "0"
+    key_prefix: str = "c/"
+    key_separator: str = "/"
 
     @property
     def array_path(self) -> str:
         """Path of the full-resolution array (``0`` in stores written by iohub and by us)."""
         return os.path.join(self.path, *self.array_name.split("/"))
+
+    @property
+    def chunk_grid(self) -> ChunkGrid:
+        """Where the array's files are, for completion records."""
+        return ChunkGrid(self.array_path, self.shape, self.shards or self.chunks,
+                         self.key_prefix, self.key_separator)
 
     @property
     def volume_shape(self) -> tuple[int, int, int]:
@@ -241,7 +250,16 @@ def _array_meta(array_path: Path) -> dict[str, Any]:
         dtype = v3["data_type"]
         if not isinstance(dtype, str):
             raise InvalidStoreError(f"{array_path}: unsupported data type {dtype!r}")
+        encoding = v3.get("chunk_key_encoding") or {}
+        separator = (encoding.get("configuration") or {}).get("separator")
+        if encoding.get("name", "default") == "default":
+            separator = separator or "/"
+            prefix = "c" + separator
+        else:
+            separator, prefix = separator or ".", ""
         return {
+            "key_prefix": prefix,
+            "key_separator": separator,
             "shape": shape,
             "chunks": chunks,
             "shards": shards,
@@ -252,6 +270,8 @@ def _array_meta(array_path: Path) -> dict[str, Any]:
     v2 = _read_json(array_path / ".zarray")
     if v2 is not None:
         return {
+            "key_prefix": "",
+            "key_separator": v2.get("dimension_separator") or ".",
             "shape": tuple(int(n) for n in v2["shape"]),
             "chunks": tuple(int(n) for n in v2["chunks"]),
             "shards": None,
@@ -340,6 +360,8 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
         ome_version=ome_version,
         fill_value=meta["fill_value"],
         array_name=array_name,
+        key_prefix=meta["key_prefix"],
+        key_separator=meta["key_separator"],
     )
 
 

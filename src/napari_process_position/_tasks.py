@@ -20,6 +20,8 @@ from typing import Any, Literal, TypeAlias
 
 import numpy as np
 
+from ._progress import ChunkGrid
+
 __all__ = ["ChannelIndex", "Result", "Task", "plan_tasks"]
 
 #: One channel group: ``2`` (ZYX), ``(0, 1)`` (CZYX) or ``slice(0, 2)`` (CZYX).
@@ -89,6 +91,7 @@ class Task:
     output_dtype: str | None = None
     progress_dir: str | None = None
     token: str = ""
+    output_grid: ChunkGrid | None = None
 
     @property
     def label(self) -> str:
@@ -248,6 +251,7 @@ def plan_tasks(
     output_time_indices: Sequence[int] | None = None,
     progress_dir: str | None = None,
     token: str = "",
+    output_grid: ChunkGrid | None = None,
 ) -> list[Task]:
     """Build the list of tasks for one position, channel groups outermost (as iohub).
 
@@ -290,6 +294,7 @@ def plan_tasks(
                 output_dtype=output_dtype,
                 progress_dir=progress_dir,
                 token=token,
+                output_grid=output_grid,
             )
         )
     return tasks

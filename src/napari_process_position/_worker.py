@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ._tasks import ChannelIndex, Result, Task, channel_label
+from . import _progress
+from ._tasks import ChannelIndex, Result, Task, channel_label, channel_list
 
 __all__ = ["TransformRef", "init_worker", "is_empty", "resolve_transform", "run_task"]
 
@@ -181,23 +182,7 @@ def _check_output(out: Any, task: Task, t_in: int, func: Callable[..., Any]) -> 
 
 def marker_name(t_out: int, group: ChannelIndex) -> str:
     """File name that records a completed output (t, c) block."""
-    return f"t{t_out}_c{channel_label(group).replace(':', '-')}.done"
-
-
-def _remove_marker(progress_dir: str, name: str) -> None:
-    try:
-        os.remove(os.path.join(progress_dir, name))
-    except FileNotFoundError:
-        pass
-
-
-def _write_marker(progress_dir: str, name: str, content: str) -> None:
-    os.makedirs(progress_dir, exist_ok=True)
-    final = os.path.join(progress_dir, name)
-    tmp = f"{final}.{os.getpid()}.{threading.get_ident()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(content)
-    os.replace(tmp, final)
+    return _progress.record_name(t_out, channel_label(group))
 
 
 def run_task(
@@ -224,10 +209,11 @@ def run_task(
     c_in = _ts_selection(task.input_channels)
     c_out = _ts_selection(task.output_channels)
     results: list[Result] = []
+    finished_blocks: list[tuple[int, str, str]] = []
     for t_in, t_out in zip(task.input_time_indices, task.output_time_indices, strict=True):
         marker = marker_name(t_out, task.output_channels)
         if task.progress_dir is not None:
-            _remove_marker(task.progress_dir, marker)
+            _progress.remove(task.progress_dir, marker)
         start = time.perf_counter()
         block = source[t_in][c_in].read().result()
         read_done = time.perf_counter()
@@ -241,8 +227,7 @@ def run_task(
                 empty = np.zeros(region.shape, dtype) if fill is None else np.full(region.shape, fill, dtype)
                 region.write(empty).result()
                 write_s = time.perf_counter() - read_done
-                if task.progress_dir is not None:
-                    _write_marker(task.progress_dir, marker, f"skipped\n{task.token}")
+                finished_blocks.append((t_out, marker, "skipped"))
             results.append(
                 Result(task.index, t_in, t_out, task.input_channels, task.output_channels,
                        "skipped", None, read_done - start, 0.0, write_s, worker)
@@ -256,8 +241,7 @@ def run_task(
         computed = time.perf_counter()
         if target is not None:
             target[t_out][c_out].write(array).result()
-            if task.progress_dir is not None:
-                _write_marker(task.progress_dir, marker, f"written\n{task.token}")
+            finished_blocks.append((t_out, marker, "written"))
             volume = None
             status = "written"
         else:
@@ -269,4 +253,13 @@ def run_task(
                    status, volume, read_done - start, computed - read_done,
                    finished - computed, worker)  # type: ignore[arg-type]
         )
+    if task.progress_dir is not None and finished_blocks:
+        # Records come last: only once every write of the task is stored.
+        grid = task.output_grid
+        n_channels = task.output_shape[1] if task.output_shape else 1
+        for t_out, marker, status in finished_blocks:
+            files = {}
+            if grid is not None:
+                files = grid.stat(grid.volume_files(t_out, channel_list(task.output_channels, n_channels)))
+            _progress.record(task.progress_dir, marker, token=task.token, status=status, files=files)
     return results
