@@ -78,3 +78,23 @@ def test_record_is_removed_before_a_rewrite(finished_run):
         list(run)
     # t=0 and t=1 were redone with new settings; t=2 failed: its old record is gone.
     assert not any(n.startswith("t2_c0") for n in os.listdir(progress))
+
+
+@pytest.mark.parametrize("mode", ["serial", "processes"])
+def test_write_failure_is_reported_as_such(finished_run, mode):
+    """An output that cannot be written (here: a folder where a shard file must go) names the block."""
+    import shutil
+
+    from napari_process_position import OutputWriteError
+
+    src, dst, expected = finished_run
+    for path in _volume_file(dst, 2, 0):
+        if os.path.exists(path):
+            os.remove(path)
+        os.makedirs(os.path.join(path, "blocker"))
+    with pytest.raises(OutputWriteError, match=r"writing t=2, c=0 to .* failed"):
+        list(stream_position(tt.scale_offset, src, dst, num_workers=2 if mode == "processes" else 1))
+    for path in _volume_file(dst, 2, 0):
+        shutil.rmtree(path)
+    list(stream_position(tt.scale_offset, src, dst, resume=True))
+    np.testing.assert_array_equal(read_array(dst), expected)

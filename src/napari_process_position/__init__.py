@@ -16,8 +16,10 @@ except ImportError:  # pragma: no cover - running from a source tree without a b
 
 __all__ = [
     "CancelledRunError",
+    "InputReadError",
     "InvalidStoreError",
     "OutputExistsError",
+    "OutputWriteError",
     "PositionInfo",
     "PositionNotFoundError",
     "PositionRun",
@@ -46,6 +48,8 @@ __all__ = [
 _LAZY = {
     "CancelledRunError": "._errors",
     "InvalidStoreError": "._errors",
+    "InputReadError": "._errors",
+    "OutputWriteError": "._errors",
     "OutputExistsError": "._errors",
     "PositionNotFoundError": "._errors",
     "ProcessPositionError": "._errors",
@@ -89,8 +93,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._engine import PositionRun, ProcessPool, process_single_position, stream_position
     from ._errors import (
         CancelledRunError,
+        InputReadError,
         InvalidStoreError,
         OutputExistsError,
+        OutputWriteError,
         PositionNotFoundError,
         ProcessPositionError,
         TransformError,

@@ -24,7 +24,15 @@ from typing import Any, Literal
 
 from . import _progress
 from ._cpus import available_cpus
-from ._errors import CancelledRunError, InvalidStoreError, TransformError, WorkerDiedError
+from ._errors import (
+    CancelledRunError,
+    InputReadError,
+    InvalidStoreError,
+    OutputWriteError,
+    ProcessPositionError,
+    TransformError,
+    WorkerDiedError,
+)
 from ._store import PositionInfo, read_position
 from ._tasks import Result, Task, plan_tasks
 from ._worker import TransformRef, init_worker, marker_name, run_task, warm_up
@@ -277,7 +285,9 @@ class PositionRun:
             self.output.chunk_grid,
         )
 
-    def _wrap_error(self, task: Task, exc: BaseException) -> TransformError:
+    def _wrap_error(self, task: Task, exc: BaseException) -> ProcessPositionError:
+        if isinstance(exc, (InputReadError, OutputWriteError)):
+            return type(exc)(str(exc))
         name = transform_name(self.transform)
         cause = exc.__cause__
         details = str(cause) if cause is not None and type(cause).__name__ == "_RemoteTraceback" else ""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 __all__ = [
     "CancelledRunError",
+    "InputReadError",
     "InvalidStoreError",
+    "OutputWriteError",
     "OutputExistsError",
     "PositionNotFoundError",
     "ProcessPositionError",
@@ -66,3 +68,11 @@ class WorkerDiedError(ProcessPositionError, RuntimeError):
 
 class CancelledRunError(ProcessPositionError, RuntimeError):
     """The run was cancelled before it finished."""
+
+
+class InputReadError(ProcessPositionError, OSError):
+    """A volume of the input could not be read (missing or damaged chunk, I/O error)."""
+
+
+class OutputWriteError(ProcessPositionError, OSError):
+    """A volume could not be written (disk full, permission denied, I/O error)."""

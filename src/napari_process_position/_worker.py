@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import _progress
+from ._errors import InputReadError, OutputWriteError
 from ._tasks import ChannelIndex, Result, Task, channel_label, channel_list
 
 __all__ = ["TransformRef", "init_worker", "is_empty", "resolve_transform", "run_task"]
@@ -185,6 +186,16 @@ def marker_name(t_out: int, group: ChannelIndex) -> str:
     return _progress.record_name(t_out, channel_label(group))
 
 
+def _write(region: Any, array: np.ndarray, task: Task, t_out: int) -> None:
+    try:
+        region.write(array).result()
+    except Exception as exc:
+        raise OutputWriteError(
+            f"writing t={t_out}, c={channel_label(task.output_channels)} to {task.output_array} "
+            f"failed: {exc}"
+        ) from None
+
+
 def run_task(
     task: Task,
     transform: TransformRef,
@@ -215,7 +226,13 @@ def run_task(
         if task.progress_dir is not None:
             _progress.remove(task.progress_dir, marker)
         start = time.perf_counter()
-        block = source[t_in][c_in].read().result()
+        try:
+            block = source[t_in][c_in].read().result()
+        except Exception as exc:
+            raise InputReadError(
+                f"reading t={t_in}, c={channel_label(task.input_channels)} from "
+                f"{task.input_array} failed: {exc}"
+            ) from None
         read_done = time.perf_counter()
         if is_empty(block):
             write_s = 0.0
@@ -225,7 +242,7 @@ def run_task(
                 fill = region.fill_value
                 dtype = region.dtype.numpy_dtype
                 empty = np.zeros(region.shape, dtype) if fill is None else np.full(region.shape, fill, dtype)
-                region.write(empty).result()
+                _write(region, empty, task, t_out)
                 write_s = time.perf_counter() - read_done
                 finished_blocks.append((t_out, marker, "skipped"))
             results.append(
@@ -240,7 +257,7 @@ def run_task(
         array = _check_output(out, task, t_in, func)
         computed = time.perf_counter()
         if target is not None:
-            target[t_out][c_out].write(array).result()
+            _write(target[t_out][c_out], array, task, t_out)
             finished_blocks.append((t_out, marker, "written"))
             volume = None
             status = "written"
