@@ -30,6 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DIST = "napari_process_position"
 
 
+def _venv_env() -> dict[str, str]:
+    """The environment for commands in the new venv: nothing pointing back at the source tree."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
 def _run(cmd: list[str | Path], **kwargs) -> subprocess.CompletedProcess[str]:
     kwargs.setdefault("timeout", 600)
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
@@ -76,13 +83,14 @@ def venv(dists, tmp_path_factory) -> Path:
     base_python = getattr(sys, "_base_executable", sys.executable)
     _run([base_python, "-m", "venv", "--without-pip", env_dir])
     python = env_dir / "bin" / "python"
-    purelib = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+    purelib = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                   env=_venv_env())
     (Path(purelib.stdout.strip()) / "_npp_test_deps.pth").write_text(
         f"import site; site.addsitedir({str(deps)!r})\n"
     )
     # pip comes from the dependencies; it installs into the new venv's prefix.
     _run([python, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", dists["wheel"]],
-         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+         env=_venv_env())
     return env_dir
 
 
@@ -118,7 +126,8 @@ def test_sdist_contents(dists):
 def test_installed_package_comes_from_the_wheel(venv):
     proc = _run([venv / "bin" / "python", "-c",
                  "import napari_process_position as p, importlib.metadata as m; "
-                 "print(p.__file__); print(m.version('napari-process-position'))"])
+                 "print(p.__file__); print(m.version('napari-process-position'))"],
+                env=_venv_env())
     location, version = proc.stdout.split()
     assert Path(location).is_relative_to(venv), f"imported from {location}, not from the wheel"
     assert version and version != "0.0.0+unknown"
@@ -127,19 +136,20 @@ def test_installed_package_comes_from_the_wheel(venv):
 def test_console_script_runs(venv, tmp_path):
     exe = venv / "bin" / "process-position"
     assert exe.exists()
-    help_text = _run([exe, "--help"]).stdout
+    env = _venv_env()
+    help_text = _run([exe, "--help"], env=env).stdout
     for command in ("demo-data", "positions", "transforms", "run", "gui"):
         assert command in help_text
     demo = tmp_path / "demo.zarr"
-    _run([exe, "demo-data", demo, "--shape", "2,2,4,32,32"], cwd=tmp_path)
-    keys = _run([exe, "positions", demo]).stdout.split()
+    _run([exe, "demo-data", demo, "--shape", "2,2,4,32,32"], cwd=tmp_path, env=env)
+    keys = _run([exe, "positions", demo], env=env).stdout.split()
     assert keys, "the demo plate has no positions"
 
     # A short run with spawned worker processes of the new venv, compared with the
     # same transform applied here, by the source tree's engine, in one process.
     out_wheel = tmp_path / "out-wheel.zarr"
     _run([exe, "run", demo, out_wheel, "-t", "gaussian_blur", "-p", "sigma_z=0.5",
-          "--position", keys[0], "-w", "2", "--processes", "--no-progress"], cwd=tmp_path)
+          "--position", keys[0], "-w", "2", "--processes", "--no-progress"], cwd=tmp_path, env=env)
     out_here = tmp_path / "out-here.zarr"
     _run([sys.executable, "-m", "napari_process_position.cli", "run", demo, out_here,
           "-t", "gaussian_blur", "-p", "sigma_z=0.5", "--position", keys[0], "-w", "1",
@@ -182,7 +192,7 @@ print(json.dumps({
 
 
 def test_napari_discovers_the_installed_plugin(venv):
-    proc = _run([venv / "bin" / "python", "-c", NPE2_CHECK])
+    proc = _run([venv / "bin" / "python", "-c", NPE2_CHECK], env=_venv_env())
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["found"] == 1, f"npe2 found {info['found']} manifests; errors: {info['errors']}"
     assert not [e for e in info["errors"] if "process" in e.lower()], info["errors"]
