@@ -467,7 +467,7 @@ def _write_group(path: Path, attrs: dict[str, Any], version: OmeVersion) -> None
 
 def _create_array(path: Path, layout: OutputLayout, version: OmeVersion) -> None:
     import zarr
-    from zarr.codecs import BloscCodec, BloscShuffle
+    from zarr.codecs import BloscCodec
 
     dtype = np.dtype(layout.dtype)
     zyx = layout.shape[2:]
@@ -480,7 +480,7 @@ def _create_array(path: Path, layout: OutputLayout, version: OmeVersion) -> None
             dtype=dtype,
             chunks=(1, 1, *inner),
             shards=(1, 1, *shard),
-            compressors=BloscCodec(cname="zstd", clevel=1, shuffle=BloscShuffle.bitshuffle),
+            compressors=BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle"),
             fill_value=0,
             dimension_names=("T", "C", "Z", "Y", "X"),
             zarr_format=3,
