@@ -17,18 +17,17 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-import psutil  # noqa: E402
-import tensorstore as ts  # noqa: E402
+import psutil
+import tensorstore as ts
 
-from napari_process_position._config import RunConfig  # noqa: E402
-from napari_process_position._cpus import available_cpus  # noqa: E402
-from napari_process_position._demo import make_demo_plate  # noqa: E402
-from napari_process_position._runner import prepare  # noqa: E402
-from napari_process_position._store import read_position, tensorstore_spec  # noqa: E402
-from napari_process_position._widget import ProcessPositionWidget, parse_times  # noqa: E402
+from napari_process_position._cpus import available_cpus
+from napari_process_position._demo import make_demo_plate
+from napari_process_position._runner import prepare
+from napari_process_position._store import read_position, tensorstore_spec
+from napari_process_position._widget import ProcessPositionWidget, parse_times
 
 sys.path.insert(0, str(Path(__file__).parent))
-from widget_helpers import ref  # noqa: E402
+from widget_helpers import ref
 
 pytestmark = pytest.mark.gui
 
@@ -106,9 +105,22 @@ def output_layers(w: ProcessPositionWidget) -> list:
 
 def test_children_and_choices(widget, demo):
     w = widget
-    for name in ("input_path", "position", "transform", "transform_params", "channels", "times",
-                 "num_workers", "use_threads", "output_path", "run_button", "cancel_button",
-                 "progress", "status", "follow"):
+    for name in (
+        "input_path",
+        "position",
+        "transform",
+        "transform_params",
+        "channels",
+        "times",
+        "num_workers",
+        "use_threads",
+        "output_path",
+        "run_button",
+        "cancel_button",
+        "progress",
+        "status",
+        "follow",
+    ):
         assert w[name] is getattr(w, name)
     assert w.position.choices == ("A/1/0", "A/2/0", "B/1/0")
     assert w.channels.value == [0, 1]
@@ -165,7 +177,10 @@ def test_run_matches_engine(widget, qtbot, demo, tmp_path, mode):
 
     expected = engine_output(demo, tmp_path, w)
     layers = output_layers(w)
-    assert [layer.name for layer in layers] == ["Nuclei [Gaussian blur]", "Membrane [Gaussian blur]"]
+    assert [layer.name for layer in layers] == [
+        "Nuclei [Gaussian blur]",
+        "Membrane [Gaussian blur]",
+    ]
     for i, layer in enumerate(layers):
         assert layer.data.shape == (2, 8, 64, 64)
         np.testing.assert_array_equal(layer.data, expected[:, i])
@@ -185,9 +200,12 @@ def test_run_with_output_writes_the_store(widget, qtbot, demo, tmp_path):
     w.output_path.value = tmp_path / "out.zarr"
     set_mode(w, "threads")
     assert run(qtbot, w)["outcome"] == "done", w.status.value
-    written = ts.open(
-        tensorstore_spec(read_position(tmp_path / "out.zarr" / "A" / "1" / "0")), read=True
-    ).result().read().result()
+    written = (
+        ts.open(tensorstore_spec(read_position(tmp_path / "out.zarr" / "A" / "1" / "0")), read=True)
+        .result()
+        .read()
+        .result()
+    )
     (layer,) = output_layers(w)
     assert layer.name == "Membrane [Binning]" and layer.data.shape == (3, 8, 32, 32)
     np.testing.assert_array_equal(layer.data, written[:, 0])
@@ -224,7 +242,9 @@ def test_rerun_replaces_layers(widget, qtbot, demo, tmp_path):
     assert run(qtbot, w)["outcome"] == "done"
     assert len(w._viewer.layers) == n_layers
     assert [layer.name for layer in output_layers(w)] == [
-        "Nuclei [Max projection]", "Membrane [Max projection]"]
+        "Nuclei [Max projection]",
+        "Membrane [Max projection]",
+    ]
     assert output_layers(w)[0].data.shape == (3, 1, 64, 64)
 
 

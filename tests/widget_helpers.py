@@ -37,3 +37,61 @@ def explode_at(czyx: np.ndarray, input_time_index: int = 0, bad_time: int = 1) -
 def time_offset(czyx: np.ndarray, input_time_index: int = 0, gain: float = 1.0) -> np.ndarray:
     """``czyx * gain + t``: depends on the engine-injected time index."""
     return czyx.astype(np.float32) * gain + input_time_index
+
+
+def screenshot(path: str | Path, store: str | Path | None = None) -> Path:
+    """Open napari with the widget docked, run a preview on the demo plate, save a screenshot.
+
+    Run it as ``xvfb-run -a -s "-screen 0 1600x1000x24" python tests/widget_helpers.py
+    docs/images/widget.png``.
+    """
+    import tempfile
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_process_position._demo import make_demo_plate
+    from napari_process_position._widget import ProcessPositionWidget
+
+    if store is None:
+        store = Path(tempfile.mkdtemp()) / "demo_plate.zarr"
+        make_demo_plate(store, shape=(6, 2, 24, 192, 192))
+    viewer = napari.Viewer(title="napari-process-position")
+    viewer.window._qt_window.resize(1400, 900)
+    widget = ProcessPositionWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Process position", area="right")
+    widget.input_path.value = str(store)
+    widget.transform.value = "gaussian_blur"
+    widget.transform_params.sigma_y.value = 1.0
+    widget.transform_params.sigma_x.value = 1.0
+    widget.num_workers.value = 2
+    widget.use_threads.value = True
+    widget.run_button.clicked()
+    deadline = time.monotonic() + 120
+    while widget.running and time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.01)
+    viewer.grid.enabled = True
+    viewer.grid.stride = 2
+    viewer.dims.set_current_step(0, 3)
+    viewer.dims.set_current_step(1, 12)
+    viewer.reset_view()
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()  # start-up notices (e.g. about the Qt binding) would cover the canvas
+    for _ in range(20):
+        QApplication.processEvents()
+        time.sleep(0.02)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    viewer.window._qt_window.grab().save(str(target))
+    widget.close_pool()
+    viewer.close()
+    return target
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(screenshot(sys.argv[1] if len(sys.argv) > 1 else "docs/images/widget.png"))

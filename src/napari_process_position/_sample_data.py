@@ -26,7 +26,9 @@ def _temporary_folder() -> Path:
     return folder
 
 
-def demo_plate(shape: tuple[int, int, int, int, int] = (5, 2, 16, 128, 128)) -> list[tuple[Any, dict[str, Any], str]]:
+def demo_plate(
+    shape: tuple[int, int, int, int, int] = (5, 2, 16, 128, 128),
+) -> list[tuple[Any, dict[str, Any], str]]:
     """Write the demo plate to a temporary folder and return position A/1/0 as layers.
 
     Returns
@@ -47,16 +49,18 @@ def demo_plate(shape: tuple[int, int, int, int, int] = (5, 2, 16, 128, 128)) -> 
     scale = (info.scale[0], *info.scale[2:])
     layers = []
     for c, name in enumerate(info.channel_names):
-        layers.append((
-            source[:, c],
-            {
-                "name": name,
-                "scale": scale,
-                "colormap": _COLORMAPS[c % len(_COLORMAPS)],
-                "blending": "additive",
-                "contrast_limits": (100.0, 1600.0 if c == 0 else 800.0),
-                "metadata": {SOURCE_KEY: {"store": store.path, "position": key}},
-            },
-            "image",
-        ))
+        layers.append(
+            (
+                source[:, c],
+                {
+                    "name": name,
+                    "scale": scale,
+                    "colormap": _COLORMAPS[c % len(_COLORMAPS)],
+                    "blending": "additive",
+                    "contrast_limits": (100.0, 1600.0 if c == 0 else 800.0),
+                    "metadata": {SOURCE_KEY: {"store": store.path, "position": key}},
+                },
+                "image",
+            )
+        )
     return layers

@@ -16,6 +16,7 @@ napari.
 from __future__ import annotations
 
 import ast
+import collections
 import contextlib
 import inspect
 import itertools
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -53,7 +55,14 @@ from ._cpus import available_cpus
 from ._engine import ProcessPool, _check_picklable
 from ._errors import ProcessPositionError, TransformError
 from ._runner import BatchRun, prepare
-from ._store import OutputLayout, PositionInfo, StoreInfo, open_store, read_position, tensorstore_spec
+from ._store import (
+    OutputLayout,
+    PositionInfo,
+    StoreInfo,
+    open_store,
+    read_position,
+    tensorstore_spec,
+)
 from .transforms import TransformSpec, get_transform, list_transforms
 
 if TYPE_CHECKING:
@@ -66,6 +75,12 @@ log = logging.getLogger(__name__)
 
 #: At most one refresh per layer in this many milliseconds.
 REFRESH_INTERVAL_MS = 100
+#: Main-thread time spent copying finished volumes into layers per event ...
+COPY_BUDGET_S = 0.025
+#: ... in slabs of Z planes of about this size.
+COPY_SLAB_BYTES = 4 << 20
+#: The follow option moves the time slider (re-slicing every layer) at most this often.
+FOLLOW_INTERVAL_MS = 500
 #: Marks the layers this widget made, in ``layer.metadata``.
 METADATA_KEY = "napari_process_position"
 _COLORMAPS = ("green", "magenta", "cyan", "yellow", "red", "blue")
@@ -107,8 +122,7 @@ def parse_times(text: str, n_times: int) -> list[int] | None:
     bad = [t for t in times if not 0 <= t < n_times]
     if bad:
         raise ValueError(
-            f"time point {bad[0]} does not exist: the position has {n_times} "
-            f"(0 to {n_times - 1})"
+            f"time point {bad[0]} does not exist: the position has {n_times} (0 to {n_times - 1})"
         )
     repeated = sorted({t for t in times if times.count(t) > 1})
     if repeated:
@@ -137,7 +151,7 @@ def _display_limits(volume: np.ndarray) -> tuple[float, float] | None:
 
 
 def _param_widget(param: inspect.Parameter, hint: Any) -> Widget:
-    """A magicgui widget for one transform parameter, honouring Annotated ranges and Literal."""
+    """Make the magicgui widget of one transform parameter (Annotated ranges, Literal choices)."""
     options: dict[str, Any] = {}
     base = hint
     if typing.get_origin(hint) is typing.Annotated:
@@ -164,15 +178,17 @@ def _param_widget(param: inspect.Parameter, hint: Any) -> Widget:
             options.setdefault("step", 0.1)
     if base is None or base is Any:
         # Nothing to go by: a text box read as a Python literal.
-        widget = LineEdit(value=repr(default) if has_default else "", **{
-            k: v for k, v in kwargs.items() if k != "value"})
+        widget = LineEdit(
+            value=repr(default) if has_default else "",
+            **{k: v for k, v in kwargs.items() if k != "value"},
+        )
         widget.tooltip = "a Python literal: 1.5, 'text', (1, 2), ..."
         widget._npp_literal = True  # type: ignore[attr-defined]
         return widget
     return create_widget(annotation=base, options=options, **kwargs)
 
 
-def _param_value(widget: Widget) -> Any:
+def _param_value(widget: Any) -> Any:
     value = widget.value
     if getattr(widget, "_npp_literal", False):
         try:
@@ -205,6 +221,7 @@ class _Run:
     layers: list[Image] = field(default_factory=list)
     clim_set: set[int] = field(default_factory=set)
     outcome: str = "running"
+    ending: tuple[str, str, bool] | None = None
 
     def attach(self, batch: BatchRun) -> None:
         with self.lock:
@@ -220,7 +237,9 @@ class _Run:
             batch.cancel()
 
 
-def _input_limits(info: PositionInfo, channels: Sequence[int], t: int) -> dict[int, tuple[float, float]]:
+def _input_limits(
+    info: PositionInfo, channels: Sequence[int], t: int
+) -> dict[int, tuple[float, float]]:
     """Contrast limits of the input channels from one Z plane each (cheap to read)."""
     import tensorstore as ts
 
@@ -235,7 +254,7 @@ def _input_limits(info: PositionInfo, channels: Sequence[int], t: int) -> dict[i
 
 
 def _stream(run: _Run) -> Iterator[tuple[Any, ...]]:
-    """The body of the run's thread worker: prepare, then yield each finished volume.
+    """Prepare the run, then yield each finished volume (the body of the thread worker).
 
     Everything slow (checking the config, probing the transform, creating the
     output, reading written volumes back, contrast statistics) happens here,
@@ -260,7 +279,7 @@ def _stream(run: _Run) -> Iterator[tuple[Any, ...]]:
                     import tensorstore as ts
 
                     reader = ts.open(
-                        tensorstore_spec(read_position(batch.output_paths[key])), read=True
+                        tensorstore_spec(read_position(str(batch.output_paths[key]))), read=True
                     ).result()
                 volume = reader[result.output_time_index, index].read().result()
             elif volume is not None and volume.ndim == 4:
@@ -303,8 +322,8 @@ class _CloseWatcher(QObject):
         super().__init__(parent)
         self._callback = callback
 
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
-        if event.type() == QEvent.Type.Close:
+    def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
+        if event is not None and event.type() == QEvent.Type.Close:
             self._callback()
         return False
 
@@ -312,6 +331,8 @@ class _CloseWatcher(QObject):
 def _room_for_one_more_thread() -> None:
     """Make sure napari's thread pool starts the next worker now, not when another ends."""
     pool = QThreadPool.globalInstance()
+    if pool is None:
+        return
     needed = pool.activeThreadCount() + 1
     if pool.maxThreadCount() < needed:
         pool.setMaxThreadCount(needed)
@@ -342,6 +363,7 @@ class ProcessPositionWidget(Container):
         self._store: StoreInfo | None = None
         self._info: PositionInfo | None = None
         self._specs: dict[str, TransformSpec] = {}
+        self._registry: list[TransformSpec] | None = None
         self._callables: dict[str, Callable[..., Any]] = {}
         self._current: _Run | None = None
         self._last: _Run | None = None
@@ -350,64 +372,123 @@ class ProcessPositionWidget(Container):
         self._closed = False
         self._closing = False
         self._dirty: dict[int, tuple[Image, set[int]]] = {}
-        self._newest_t: int | None = None
-        self._last_flush = 0.0
+        self._follow_to: tuple[Image, int] | None = None
+        self._last_refresh = 0.0
+        self._last_follow = 0.0
+        self._last_status = 0.0
+        self._pending: collections.deque[tuple[_Run, int, int, np.ndarray, Any, int]] = (
+            collections.deque()
+        )
         cpus = available_cpus()
 
-        self.input_path = FileEdit(mode="d", name="input_path", label="input",
-                                   tooltip="An OME-Zarr HCS plate, or one position of it")
+        self.input_path = FileEdit(
+            mode=FileDialogMode.EXISTING_DIRECTORY,
+            name="input_path",
+            label="input",
+            tooltip="An OME-Zarr HCS plate, or one position of it",
+        )
         # Choices are functions of the widget's state: napari calls reset_choices()
         # whenever layers change, which must not forget them.
-        self.position = ComboBox(name="position", choices=self._position_choices,
-                                 tooltip="Position (row/col/fov)")
-        self.transform = ComboBox(name="transform", choices=self._transform_choices,
-                                  tooltip="The transform to apply to each (t, c) volume")
+        self.position = ComboBox(
+            name="position", choices=self._position_choices, tooltip="Position (row/col/fov)"
+        )
+        self.transform = ComboBox(
+            name="transform",
+            choices=self._transform_choices,
+            tooltip="The transform to apply to each (t, c) volume",
+        )
         self.custom_transform = LineEdit(
-            name="custom_transform", label="or",
+            name="custom_transform",
+            label="or",
             tooltip="A transform of your own: 'module:function' or '/path/file.py:function'",
         )
         self.custom_transform.native.setPlaceholderText("module:function or file.py:function")
-        self.transform_params = Container(name="transform_params", label="parameters",
-                                          labels=True)
+        self.transform_params: Container[Widget] = Container(
+            name="transform_params", label="parameters", labels=True
+        )
         self.transform_params.margins = (0, 0, 0, 0)
-        self.channels = Select(name="channels", choices=self._channel_choices,
-                               tooltip="Channels to process")
-        self.times = LineEdit(name="times", value="all",
-                              tooltip="Time points: 'all', or indices and ranges like '0-3,7'")
+        self.channels = Select(
+            name="channels", choices=self._channel_choices, tooltip="Channels to process"
+        )
+        self.times = LineEdit(
+            name="times",
+            value="all",
+            tooltip="Time points: 'all', or indices and ranges like '0-3,7'",
+        )
         self.output_path = FileEdit(
-            mode="w", name="output_path", label="output", nullable=True, filter="*.zarr",
+            mode=FileDialogMode.OPTIONAL_FILE,
+            name="output_path",
+            label="output",
+            nullable=True,
+            filter="*.zarr",
             tooltip="Optional OME-Zarr store to write; empty = preview only (kept in memory)",
         )
         self.overwrite = CheckBox(name="overwrite", value=False, text="replace an existing output")
-        self.num_workers = SpinBox(name="num_workers", label="workers", min=1, max=cpus,
-                                   value=min(2, cpus),
-                                   tooltip=f"Parallel workers (this machine allows {cpus})")
+        self.num_workers = SpinBox(
+            name="num_workers",
+            label="workers",
+            min=1,
+            max=cpus,
+            value=min(2, cpus),
+            tooltip=f"Parallel workers (this machine allows {cpus})",
+        )
         self.use_threads = CheckBox(
-            name="use_threads", value=True, text="threads (off: processes)",
+            name="use_threads",
+            value=True,
+            text="threads (off: processes)",
             tooltip="Threads start at once and suit transforms that release the GIL; "
             "processes isolate memory-hungry transforms (the pool is kept warm)",
         )
         self.follow = CheckBox(name="follow", value=True, text="follow newest time point")
         self.run_button = PushButton(name="run_button", text="Run")
         self.cancel_button = PushButton(name="cancel_button", text="Cancel", enabled=False)
-        self.progress = ProgressBar(name="progress", min=0, max=1, value=0, label="")
-        self.status = Label(name="status", value="Choose an OME-Zarr plate or position.", label="")
+        self.progress = ProgressBar(name="progress", min=0, max=1, value=0, label=" ")
+        self.status = Label(name="status", value="Choose an OME-Zarr plate or position.", label=" ")
         self.status.native.setWordWrap(True)
-        self.extend([
-            self.input_path, self.position, self.transform, self.custom_transform,
-            self.transform_params, self.channels, self.times, self.output_path, self.overwrite,
-            self.num_workers, self.use_threads, self.follow, self.run_button,
-            self.cancel_button, self.progress, self.status,
-        ])
+        self.extend(
+            [
+                self.input_path,
+                self.position,
+                self.transform,
+                self.custom_transform,
+                self.transform_params,
+                self.channels,
+                self.times,
+                self.output_path,
+                self.overwrite,
+                self.num_workers,
+                self.use_threads,
+                self.follow,
+                self.run_button,
+                self.cancel_button,
+                self.progress,
+                self.status,
+            ]
+        )
+        # Spare height goes below the form, not between its rows.
+        layout = self.native.layout()
+        if layout is not None:
+            layout.addStretch(1)
         self._settings: list[Widget] = [
-            self.input_path, self.position, self.transform, self.custom_transform,
-            self.transform_params, self.channels, self.times, self.output_path, self.overwrite,
-            self.num_workers, self.use_threads,
+            self.input_path,
+            self.position,
+            self.transform,
+            self.custom_transform,
+            self.transform_params,
+            self.channels,
+            self.times,
+            self.output_path,
+            self.overwrite,
+            self.num_workers,
+            self.use_threads,
         ]
 
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._flush)
+        self._status_timer = QTimer(self.native)
+        self._status_timer.setSingleShot(True)
+        self._status_timer.timeout.connect(self._update_status)
 
         self.input_path.changed.connect(self._on_input_changed)
         self.position.changed.connect(self._on_position_changed)
@@ -448,9 +529,14 @@ class ProcessPositionWidget(Container):
         if run is None:
             return {}
         return {
-            "id": run.id, "outcome": run.outcome, "done": run.done, "total": run.total,
-            "started": run.started, "prepared": run.prepared_at,
-            "first_shown": run.first_shown_at, "finished": run.finished_at,
+            "id": run.id,
+            "outcome": run.outcome,
+            "done": run.done,
+            "total": run.total,
+            "started": run.started,
+            "prepared": run.prepared_at,
+            "first_shown": run.first_shown_at,
+            "finished": run.finished_at,
         }
 
     def add_transform(self, transform: str | Callable[..., Any]) -> str:
@@ -490,7 +576,7 @@ class ProcessPositionWidget(Container):
         return name
 
     def current_config(self) -> RunConfig:
-        """The :class:`RunConfig` the widget would run now (save it to rerun from the CLI).
+        """Return the :class:`RunConfig` the widget would run now (save it for the CLI).
 
         Raises
         ------
@@ -560,14 +646,24 @@ class ProcessPositionWidget(Container):
         source = (getattr(layer, "metadata", None) or {}).get(SOURCE_KEY)
         if not source or self.input_path.value or self.running:
             return
-        self.input_path.value = source["store"]
-        if source.get("position") in self.position.choices:
-            self.position.value = source["position"]
+        # napari adds a sample's layers one by one: look once they are all there.
+        QTimer.singleShot(0, partial(self._use_sample, source["store"], source.get("position")))
+
+    def _use_sample(self, store: str, key: str | None) -> None:
+        if self._closed or self.input_path.value or self.running:
+            return
+        self.input_path.value = Path(store)
+        if key in self.position.choices and self.position.value != key:
+            self.position.value = key
 
     # -- choices -------------------------------------------------------------------------
     def _transform_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
+        # napari calls reset_choices() on every layer change; scanning entry points
+        # each time would cost tens of milliseconds, so the registry is read once.
+        if self._registry is None:
+            self._registry = list_transforms()
         choices = []
-        for spec in list_transforms():
+        for spec in self._registry:
             self._specs.setdefault(spec.name, spec)
             choices.append((spec.display_name, spec.name))
         known = {value for _, value in choices}
@@ -593,7 +689,7 @@ class ProcessPositionWidget(Container):
         if not path or str(path) in ("", "."):
             return
         try:
-            store = open_store(path)
+            store = open_store(str(path))
         except ProcessPositionError as exc:
             self._set_status(str(exc))
             return
@@ -603,8 +699,9 @@ class ProcessPositionWidget(Container):
             self.position.value = store.position_keys[0]
         self._on_position_changed()
         kind = "plate" if store.kind == "plate" else "position"
-        self._set_status(f"{kind} with {len(store.position_keys)} position(s); pick a transform "
-                         "and press Run.")
+        self._set_status(
+            f"{kind} with {len(store.position_keys)} position(s); pick a transform and press Run."
+        )
 
     def _on_position_changed(self, *_: Any) -> None:
         key = self.position.value
@@ -621,13 +718,19 @@ class ProcessPositionWidget(Container):
             return
         keep = [i for i, name in enumerate(info.channel_names) if name in previous]
         self.channels.value = keep or list(range(len(info.channel_names)))
-        self.times.tooltip = (f"Time points of {info.shape[0]} (0 to {info.shape[0] - 1}): "
-                              "'all', or indices and ranges like '0-3,7'")
+        self.times.tooltip = (
+            f"Time points of {info.shape[0]} (0 to {info.shape[0] - 1}): "
+            "'all', or indices and ranges like '0-3,7'"
+        )
         self._fit_channel_list()
+        try:
+            self._show_inputs(info)
+        except Exception as exc:  # unreadable data: say so, keep the form usable
+            self._set_status(f"cannot show {info.path}: {exc}")
 
     def _fit_channel_list(self) -> None:
         rows = max(1, min(6, len(self.channels.choices)))
-        self.channels.native.setMaximumHeight(rows * 22 + 8)
+        self.channels.native.setFixedHeight(rows * 22 + 8)
 
     def _on_transform_changed(self, *_: Any) -> None:
         name = self.transform.value
@@ -714,10 +817,11 @@ class ProcessPositionWidget(Container):
         self._current = run
         self._set_busy(True)
         self.progress.max = 1
-        self.progress.value = 0
+        self._set_progress(0)
         self._set_status(f"Starting {self._spec_display(config.transform)}…")
-        worker = thread_worker(_stream, worker_class=_ClosingGeneratorWorker,
-                               start_thread=False)(run)
+        worker = thread_worker(_stream, worker_class=_ClosingGeneratorWorker, start_thread=False)(
+            run
+        )
         run.worker = worker
         worker.yielded.connect(partial(self._on_event, run))
         worker.errored.connect(partial(self._on_worker_errored, run))
@@ -741,7 +845,9 @@ class ProcessPositionWidget(Container):
         elif kind == "error":
             self._on_failed(run, event[1])
 
-    def _on_prepared(self, run: _Run, batch: BatchRun, limits: dict[int, tuple[float, float]]) -> None:
+    def _on_prepared(
+        self, run: _Run, batch: BatchRun, limits: dict[int, tuple[float, float]]
+    ) -> None:
         run.prepared_at = time.perf_counter()
         run.total = batch.total
         self.progress.max = max(1, batch.total)
@@ -749,10 +855,9 @@ class ProcessPositionWidget(Container):
         info = batch.inputs[key]
         layout = batch.layouts[key]
         display = batch.spec.display_name
-        self._show_inputs(info, batch.channels, batch.times, layout, limits)
+        self._show_inputs(info, batch.times, limits)
         run.layers = self._make_outputs(layout, display, batch.config.output)
-        self._set_status(f"0/{batch.total} volumes · running {display} "
-                         f"({self._mode_text(batch)})")
+        self._set_status(f"0/{batch.total} volumes · running {display} ({self._mode_text(batch)})")
 
     def _mode_text(self, batch: BatchRun) -> str:
         cfg = batch.config
@@ -760,38 +865,85 @@ class ProcessPositionWidget(Container):
             return "serial"
         return f"{cfg.num_workers} {'threads' if cfg.use_threads else 'processes'}"
 
-    def _show_inputs(self, info: PositionInfo, channels: list[int], times: list[int],
-                     layout: OutputLayout, limits: dict[int, tuple[float, float]]) -> None:
+    def _show_inputs(
+        self,
+        info: PositionInfo,
+        times: list[int] | None = None,
+        limits: dict[int, tuple[float, float]] | None = None,
+    ) -> None:
+        """Show every channel of a position as a lazy layer (only ``times``, when given).
+
+        A run shows the selected time points only, so that the input and the
+        output layers share their first axis.
+        """
         import tensorstore as ts
 
         source = ts.open(tensorstore_spec(info), read=True).result()
-        time_index: Any = slice(None) if times == list(range(info.shape[0])) else list(times)
-        scale = (layout.scale[0], *info.scale[2:])
-        for c in channels:
-            name = info.channel_names[c]
+        if times is None or list(times) == list(range(info.shape[0])):
+            time_index: Any = slice(None)
+            times = None
+        else:
+            time_index = list(times)
+        scale = (info.scale[0], *info.scale[2:])
+        shown = []
+        for c, name in enumerate(info.channel_names):
+            meta = {"role": "input", "path": info.path, "channel": c, "times": times}
+            layer = self._find_input(info, c, name)
+            if layer is not None and layer.metadata.get(METADATA_KEY) == meta:
+                shown.append(layer)
+                continue
             data = source[time_index, c]
-            meta = {METADATA_KEY: {"role": "input", "path": info.path, "channel": c}}
-            layer = self._find_layer(name, "input")
-            clim = limits.get(c, (0.0, 1.0))
+            same_source = layer is not None and _meta(layer).get("path") == info.path
+            clim = (limits or {}).get(c)
+            if clim is None and not same_source:
+                clim = _input_limits(info, [c], 0).get(c, (0.0, 1.0))
             if layer is None:
                 layer = self._viewer.add_image(
-                    data, name=name, scale=scale, contrast_limits=clim, metadata=meta,
-                    colormap=_COLORMAPS[c % len(_COLORMAPS)], blending="additive",
+                    data,
+                    name=name,
+                    scale=scale,
+                    contrast_limits=clim,
+                    metadata={METADATA_KEY: meta},
+                    colormap=_COLORMAPS[c % len(_COLORMAPS)],
+                    blending="additive",
                     axis_labels=("t", "z", "y", "x"),
                 )
             else:
-                same = (layer.metadata.get(METADATA_KEY) == meta[METADATA_KEY]
-                        and tuple(layer.data.shape) == tuple(data.shape))
-                if not same:
-                    layer.data = data
-                    layer.scale = scale
-                    layer.metadata = meta
+                layer.metadata = {**layer.metadata, METADATA_KEY: meta}
+                layer.data = data
+                layer.scale = scale
+                if clim is not None:
                     layer.contrast_limits_range = clim
                     layer.contrast_limits = clim
+            shown.append(layer)
+        # Input layers of another position are replaced, not piled up.
+        for layer in list(self._viewer.layers):
+            if _meta(layer).get("role") == "input" and layer not in shown:
+                self._viewer.layers.remove(layer)
+
+    def _find_input(self, info: PositionInfo, channel: int, name: str) -> Image | None:
+        """Find this widget's input layer of that name, or a sample-data layer of that channel."""
+        from ._sample_data import SOURCE_KEY
+
+        found = self._find_layer(name, "input")
+        if found is not None:
+            return found
+        for layer in self._viewer.layers:
+            source = (layer.metadata or {}).get(SOURCE_KEY) or {}
+            if (
+                source
+                and Path(source["store"], source["position"]) == Path(info.path)
+                and (layer.name == name)
+            ):
+                return layer  # type: ignore[no-any-return]
+        return None
 
     def _find_layer(self, name: str, role: str) -> Image | None:
         for layer in self._viewer.layers:
-            if layer.name == name and (layer.metadata or {}).get(METADATA_KEY, {}).get("role") == role:
+            if (
+                layer.name == name
+                and (layer.metadata or {}).get(METADATA_KEY, {}).get("role") == role
+            ):
                 return layer  # type: ignore[return-value]
         return None
 
@@ -807,8 +959,13 @@ class ProcessPositionWidget(Container):
             layer = self._find_layer(name, "output")
             if layer is None:
                 layer = self._viewer.add_image(
-                    data, name=name, scale=scale, contrast_limits=(0.0, 1.0), metadata=meta,
-                    colormap=_COLORMAPS[i % len(_COLORMAPS)], blending="additive",
+                    data,
+                    name=name,
+                    scale=scale,
+                    contrast_limits=(0.0, 1.0),
+                    metadata=meta,
+                    colormap=_COLORMAPS[i % len(_COLORMAPS)],
+                    blending="additive",
                     axis_labels=("t", "z", "y", "x"),
                 )
             else:
@@ -823,55 +980,111 @@ class ProcessPositionWidget(Container):
             if role == "output" and id(layer) not in keep:
                 self._viewer.layers.remove(layer)
         self._dirty.clear()
+        self._pending.clear()
+        self._follow_to = None
         return layers
 
-    def _on_result(self, run: _Run, result: Any, index: int, volume: np.ndarray | None,
-                   limits: tuple[float, float] | None) -> None:
+    def _on_result(
+        self,
+        run: _Run,
+        result: Any,
+        index: int,
+        volume: np.ndarray | None,
+        limits: tuple[float, float] | None,
+    ) -> None:
         run.done += 1
-        t = int(result.output_time_index)
         if volume is not None and index < len(run.layers):
-            layer = run.layers[index]
-            if layer not in self._viewer.layers:
-                return  # the user removed it
-            data = layer.data
-            data[t] = volume
-            if limits is not None and index not in run.clim_set:
-                run.clim_set.add(index)
-                layer.contrast_limits_range = limits
-                layer.contrast_limits = limits
-            entry = self._dirty.setdefault(id(layer), (layer, set()))
-            entry[1].add(t)
-            self._newest_t = t
+            # Copied by _flush, a few at a time: Qt delivers queued results in one
+            # batch, and copying them all at once would block the event loop.
+            self._pending.append((run, index, int(result.output_time_index), volume, limits, 0))
         self._schedule_flush()
+        # The labels and the bar repaint the window: their own event, at most every 100 ms.
+        if not self._status_timer.isActive():
+            wait = REFRESH_INTERVAL_MS - (time.perf_counter() - self._last_status) * 1000
+            self._status_timer.start(int(max(0.0, wait)))
 
     def _schedule_flush(self) -> None:
         if self._timer.isActive():
             return
-        wait = REFRESH_INTERVAL_MS - (time.perf_counter() - self._last_flush) * 1000
-        self._timer.start(int(max(0, wait)))
+        now = time.perf_counter()
+        if self._pending:
+            wait = 0.0
+        elif self._dirty:
+            wait = REFRESH_INTERVAL_MS - (now - self._last_refresh) * 1000
+        elif self._follow_to is not None:
+            wait = FOLLOW_INTERVAL_MS - (now - self._last_follow) * 1000
+        else:
+            return
+        self._timer.start(int(max(0.0, wait)))
 
-    def _flush(self) -> None:
-        self._last_flush = time.perf_counter()
+    def _copy_pending(self, budget_s: float) -> None:
+        """Copy pending volumes into their layers for about ``budget_s`` seconds.
+
+        A large volume is copied a slab of Z planes at a time, so that no single
+        event copies more than the budget allows.
+        """
+        deadline = time.perf_counter() + budget_s
+        while self._pending:
+            run, index, t, volume, limits, z0 = self._pending[0]
+            layer = run.layers[index]
+            if run.outcome == "cancelled" or layer not in self._viewer.layers:
+                self._pending.popleft()  # a cancelled run's result, or a removed layer
+                continue
+            per_plane = max(1, volume[0].nbytes if volume.ndim else 1)
+            z1 = min(len(volume), z0 + max(1, COPY_SLAB_BYTES // per_plane))
+            layer.data[t, z0:z1] = volume[z0:z1]
+            if z1 < len(volume):
+                self._pending[0] = (run, index, t, volume, limits, z1)
+            else:
+                self._pending.popleft()
+                if limits is not None and index not in run.clim_set:
+                    run.clim_set.add(index)
+                    layer.contrast_limits_range = limits
+                    layer.contrast_limits = limits
+                self._dirty.setdefault(id(layer), (layer, set()))[1].add(t)
+                self._follow_to = (layer, t)
+            if time.perf_counter() > deadline:
+                break
+
+    def _flush(self, final: bool = False) -> None:
+        """Copy pending volumes; refresh changed layers (at most every 100 ms); follow."""
+        self._copy_pending(COPY_BUDGET_S)
+        now = time.perf_counter()
         run = self._current
-        if self._dirty:
+        ending = run.ending if run is not None and not self._pending else None
+        last_call = final or ending is not None
+        refresh_due = last_call or (now - self._last_refresh) * 1000 >= REFRESH_INTERVAL_MS
+        follow_due = last_call or (now - self._last_follow) * 1000 >= FOLLOW_INTERVAL_MS
+        moved = False
+        if self._follow_to is not None and follow_due:
+            layer, t = self._follow_to
+            self._follow_to = None
+            if self.follow.value and layer in self._viewer.layers:
+                moved = self._follow(layer, t)  # re-slices every layer
+                self._last_follow = now
+        if self._dirty and (refresh_due or moved):
+            self._last_refresh = now
             dirty, self._dirty = self._dirty, {}
-            moved = False
-            if self.follow.value and self._newest_t is not None:
-                moved = self._follow(next(iter(dirty.values()))[0], self._newest_t)
-            for layer, times in dirty.values():
-                if moved or self._shows_any(layer, times):
-                    layer.refresh()
-            if run is not None and run.first_shown_at is None:
-                run.first_shown_at = time.perf_counter()
-        if run is not None:
-            self._update_progress(run)
+            if not moved:
+                for layer, times in dirty.values():
+                    if self._shows_any(layer, times):
+                        layer.refresh()
+            shown = run or self._last
+            if shown is not None and shown.first_shown_at is None:
+                shown.first_shown_at = time.perf_counter()
+        if ending is not None and run is not None and not final:
+            run.ending = None
+            self._finish_when_shown(run, *ending)
+            return
+        if not final:
+            self._schedule_flush()
 
     def _follow(self, layer: Image, t: int) -> bool:
         axis = self._viewer.dims.ndim - layer.ndim
         world_t = layer.scale[0] * t + layer.translate[0]
         step = self._viewer.dims.range[axis].step or 1.0
         start = self._viewer.dims.range[axis].start
-        target = int(round((world_t - start) / step))
+        target = round((world_t - start) / step)
         if self._viewer.dims.current_step[axis] == target:
             return False
         self._viewer.dims.set_current_step(axis, target)
@@ -880,11 +1093,28 @@ class ProcessPositionWidget(Container):
     def _shows_any(self, layer: Image, times: set[int]) -> bool:
         axis = self._viewer.dims.ndim - layer.ndim
         world_t = self._viewer.dims.point[axis]
-        shown = int(round((world_t - layer.translate[0]) / (layer.scale[0] or 1.0)))
+        shown = round((world_t - layer.translate[0]) / (layer.scale[0] or 1.0))
         return shown in times
 
+    def _set_progress(self, value: int) -> None:
+        # QProgressBar.setValue repaints synchronously, which with napari's OpenGL
+        # canvas in the window means a full window redraw inside our handler; let
+        # Qt paint it with the next update instead.
+        bar = self.progress.native
+        bar.setUpdatesEnabled(False)
+        try:
+            self.progress.value = min(value, int(self.progress.max))
+        finally:
+            bar.setUpdatesEnabled(True)
+        bar.update()
+
+    def _update_status(self) -> None:
+        self._last_status = time.perf_counter()
+        if self._current is not None:
+            self._update_progress(self._current)
+
     def _update_progress(self, run: _Run) -> None:
-        self.progress.value = min(run.done, int(self.progress.max))
+        self._set_progress(run.done)
         if run.total:
             elapsed = time.perf_counter() - run.started
             rate = run.done / elapsed if elapsed > 0 else 0.0
@@ -894,7 +1124,6 @@ class ProcessPositionWidget(Container):
             self._set_status(text)
 
     def _on_end(self, run: _Run, batch: BatchRun) -> None:
-        self._flush()
         summary = batch.summaries.get(batch.keys[0])
         elapsed = time.perf_counter() - run.started
         if batch.cancelled:
@@ -907,11 +1136,14 @@ class ProcessPositionWidget(Container):
                 if n:
                     counts.append(f"{n} {what}")
         where = f" into {batch.config.output}" if batch.config.output else " (preview, in memory)"
-        self._finish(run, "done", f"Done: {run.done}/{run.total} volumes in {_seconds(elapsed)}"
-                                  f"{where}; {', '.join(counts) or 'nothing to do'}.")
+        self._finish_when_shown(
+            run,
+            "done",
+            f"Done: {run.done}/{run.total} volumes in {_seconds(elapsed)}"
+            f"{where}; {', '.join(counts) or 'nothing to do'}.",
+        )
 
     def _on_failed(self, run: _Run, exc: BaseException) -> None:
-        self._flush()
         message = str(exc) or type(exc).__name__
         if not isinstance(exc, ProcessPositionError):
             message = f"{type(exc).__name__}: {message}"
@@ -921,8 +1153,18 @@ class ProcessPositionWidget(Container):
         if t_index is not None and f"t={t_index}" not in message:
             where = f" (t={t_index}, c={c_index})"
         text = f"Failed after {run.done}/{run.total or '?'} volumes{where}: {message}"
-        self._finish(run, "failed", text)
-        show_error(text)
+        self._finish_when_shown(run, "failed", text, error=True)
+
+    def _finish_when_shown(self, run: _Run, outcome: str, text: str, error: bool = False) -> None:
+        """End the run once the volumes it delivered are in their layers (copied bit by bit)."""
+        if self._pending and run is self._current:
+            run.ending = (outcome, text, error)
+            self._schedule_flush()
+            return
+        self._flush(final=True)
+        self._finish(run, outcome, text)
+        if error:
+            show_error(text)
 
     def _on_worker_errored(self, run: _Run, exc: BaseException) -> None:
         # Only a bug in this module gets here (the generator yields its errors).
@@ -930,7 +1172,7 @@ class ProcessPositionWidget(Container):
             self._on_failed(run, exc)
 
     def _on_worker_finished(self, run: _Run) -> None:
-        if run is self._current:  # ended without saying how: treat as cancelled
+        if run is self._current and run.ending is None:  # ended without saying how
             self._finish(run, "cancelled", f"Stopped after {run.done}/{run.total} volumes.")
 
     def _finish(self, run: _Run, outcome: str, text: str) -> None:
@@ -939,7 +1181,8 @@ class ProcessPositionWidget(Container):
         self._current = None
         self._last = run
         self._set_busy(False)
-        self.progress.value = min(run.done, int(self.progress.max))
+        self._status_timer.stop()
+        self._set_progress(run.done)
         self._set_status(text)
 
     def _report_error(self, text: str) -> None:
@@ -966,8 +1209,9 @@ class ProcessPositionWidget(Container):
         self._closed = True
         with contextlib.suppress(Exception):
             self._viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
-        if not _deleted(self._timer):
-            self._timer.stop()
+        for timer in (self._timer, self._status_timer):
+            if not _deleted(timer):
+                timer.stop()
         run = self._current
         if run is not None:
             run.cancel()
@@ -977,6 +1221,11 @@ class ProcessPositionWidget(Container):
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.kill()
+
+
+def _meta(layer: Any) -> dict[str, Any]:
+    """Return what this widget recorded about a layer (empty for other layers)."""
+    return (getattr(layer, "metadata", None) or {}).get(METADATA_KEY) or {}
 
 
 def _deleted(obj: QObject) -> bool:
@@ -990,7 +1239,7 @@ def _deleted(obj: QObject) -> bool:
 def _seconds(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
