@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ._errors import ProcessPositionError
 
-__all__ = ["ConfigError", "RunConfig"]
+__all__ = ["CONFIG_FORMAT_VERSION", "ConfigError", "RunConfig", "SlurmSettings", "command_line"]
+
+#: Version of the config file format this package reads and writes. Raise it
+#: when a field changes meaning; configs with a higher number are refused.
+CONFIG_FORMAT_VERSION = 1
+
+_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*([kmgtp]i?b?|b)?\s*$", re.IGNORECASE)
+_WALLTIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
 
 
 class ConfigError(ProcessPositionError, ValueError):
@@ -22,6 +38,65 @@ def _project_version() -> str:
     from . import __version__
 
     return __version__
+
+
+class SlurmSettings(BaseModel):
+    """SLURM jobs that host Dask workers (dask-jobqueue's ``SLURMCluster``).
+
+    Each job asks for ``cores`` CPUs and ``memory`` on one node and runs
+    ``processes`` Dask workers of ``cores // processes`` threads each.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    cores: int = Field(default=4, ge=1, le=4096, description="CPU cores per job (--cpus-per-task).")
+    processes: int | None = Field(
+        default=None, ge=1, le=4096,
+        description="Dask worker processes per job; default one per core (one thread each).",
+    )
+    memory: str = Field(default="16GB", description="Memory per job, e.g. '16GB' (--mem).")
+    walltime: str = Field(default="01:00:00", description="Time limit per job, [D-]HH:MM:SS (-t).")
+    partition: str | None = Field(default=None, description="SLURM partition (-p).")
+    account: str | None = Field(default=None, description="SLURM account (-A).")
+    jobs: int = Field(default=1, ge=1, le=100000, description="Jobs to keep running (lost ones are replaced).")
+    job_extra: list[str] = Field(
+        default_factory=list, description="Extra #SBATCH directives, e.g. '--qos=normal'."
+    )
+    interface: str | None = Field(
+        default=None, description="Network interface workers and scheduler use, e.g. 'ib0'."
+    )
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if not _MEMORY.match(value):
+            raise ValueError("must be an amount such as '16GB', '4000MB' or '8GiB'")
+        return value.strip()
+
+    @field_validator("walltime")
+    @classmethod
+    def _walltime(cls, value: str) -> str:
+        if not _WALLTIME.match(value.strip()):
+            raise ValueError("must look like HH:MM:SS, MM:SS or D-HH:MM:SS")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _processes_fit(self) -> SlurmSettings:
+        if self.processes is not None and self.processes > self.cores:
+            raise ValueError(
+                f"slurm.processes ({self.processes}) cannot exceed slurm.cores ({self.cores})"
+            )
+        return self
+
+    @property
+    def worker_processes(self) -> int:
+        """Dask worker processes per job."""
+        return self.processes or self.cores
+
+    @property
+    def threads_per_worker(self) -> int:
+        """Threads in each Dask worker."""
+        return max(1, self.cores // self.worker_processes)
 
 
 class RunConfig(BaseModel):
@@ -37,6 +112,10 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    format_version: int = Field(
+        default=CONFIG_FORMAT_VERSION,
+        description=f"Version of this file's format (this package writes {CONFIG_FORMAT_VERSION}).",
+    )
     input: str = Field(description="Input OME-Zarr plate or position.")
     output: str | None = Field(
         default=None, description="Output plate to create; empty for a preview without output."
@@ -51,14 +130,41 @@ class RunConfig(BaseModel):
         default=None, description="Input channel indices, one task group each; all when empty."
     )
     times: list[int] | None = Field(default=None, description="Input time indices; all when empty.")
-    num_workers: int = Field(default=1, ge=1, le=4096, description="Parallel workers.")
+    num_workers: int = Field(
+        default=1, ge=1, le=4096,
+        description="Parallel workers on this machine (on Dask the cluster's workers are used).",
+    )
     use_threads: bool = Field(default=False, description="Threads instead of processes.")
     ome_version: Literal["0.4", "0.5"] = Field(default="0.5", description="OME-Zarr version written.")
     resume: bool = Field(default=False, description="Continue an interrupted run into the same output.")
     overwrite: bool = Field(default=False, description="Replace an existing output.")
+    dask_scheduler: str | None = Field(
+        default=None,
+        description="Run on an existing Dask cluster: scheduler address (tcp://host:8786) "
+        "or a scheduler JSON file.",
+    )
+    dask_local: int | None = Field(
+        default=None, ge=1, le=4096,
+        description="Run on a Dask LocalCluster of this many single-threaded worker processes.",
+    )
+    slurm: SlurmSettings | None = Field(
+        default=None, description="Run on Dask workers in SLURM jobs (dask-jobqueue)."
+    )
     written_by: str = Field(
         default_factory=_project_version, description="napari-process-position version that wrote it."
     )
+
+    @field_validator("format_version")
+    @classmethod
+    def _known_format(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be 1 or more")
+        if value > CONFIG_FORMAT_VERSION:
+            raise ValueError(
+                f"this config uses format {value}, newer than this napari-process-position "
+                f"({_project_version()}) reads (up to {CONFIG_FORMAT_VERSION}); upgrade it"
+            )
+        return value
 
     @field_validator("input", "transform")
     @classmethod
@@ -67,7 +173,7 @@ class RunConfig(BaseModel):
             raise ValueError("must not be empty")
         return value.strip()
 
-    @field_validator("output")
+    @field_validator("output", "dask_scheduler")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return value.strip() if value and value.strip() else None
@@ -86,35 +192,89 @@ class RunConfig(BaseModel):
             raise ValueError(f"indices repeat: {value}")
         return value
 
+    @model_validator(mode="after")
+    def _one_cluster(self) -> RunConfig:
+        chosen = [name for name in ("dask_scheduler", "dask_local", "slurm")
+                  if getattr(self, name) is not None]
+        if len(chosen) > 1:
+            raise ValueError(
+                f"{' and '.join(chosen)} are alternatives (where the tasks run); set only one"
+            )
+        return self
+
+    # -- what runs where ---------------------------------------------------------
+    @property
+    def uses_dask(self) -> bool:
+        """True when the tasks run on Dask (a scheduler, a LocalCluster or SLURM)."""
+        return self.dask_scheduler is not None or self.dask_local is not None or self.slurm is not None
+
+    def describe_executor(self) -> str:
+        """Where the tasks run, in words."""
+        if self.dask_scheduler is not None:
+            return f"the Dask cluster at {self.dask_scheduler}"
+        if self.dask_local is not None:
+            return f"a Dask LocalCluster of {self.dask_local} worker process(es)"
+        if self.slurm is not None:
+            s = self.slurm
+            return (f"Dask workers in {s.jobs} SLURM job(s) of {s.worker_processes} worker(s) "
+                    f"x {s.threads_per_worker} thread(s)")
+        if self.num_workers <= 1:
+            return "this process (serial)"
+        kind = "thread" if self.use_threads else "process"
+        return f"{self.num_workers} local {kind} worker(s)"
+
+    def as_batch(self, output: str | os.PathLike[str], positions: list[str] | None = None,
+                 **changes: Any) -> RunConfig:
+        """This config turned into a batch run: same transform and settings, every position.
+
+        ``positions`` None means every position of the input; ``changes``
+        set other fields (``num_workers=8``, ``dask_scheduler=...``).
+        """
+        data = self.model_dump()
+        data.pop("written_by", None)
+        data.update(output=str(output), positions=positions, resume=False, overwrite=False)
+        data.update(changes)
+        return type(self).from_dict(data, "batch settings")
+
     # -- YAML ----------------------------------------------------------------------
     def to_yaml(self) -> str:
         """The config as YAML text."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the config as YAML to ``path``."""
-        target = Path(path)
-        target.write_text(
-            "# napari-process-position run; reproduce with: process-position run --config "
-            f"{target.name}\n" + self.to_yaml(),
-            encoding="utf-8",
-        )
+        """Write the config as YAML to ``path`` (atomically) and return the path.
+
+        The first line is a comment with the command that runs it.
+        """
+        target = Path(path).expanduser()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = (f"# napari-process-position run; reproduce with:\n#   {command_line(target)}\n"
+                + self.to_yaml())
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
         return target
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "config") -> RunConfig:
-        """Parse YAML text (safe loader) into a validated config.
+        """Parse YAML text (safe loader: plain data only) into a validated config.
 
         Raises
         ------
         ConfigError
-            The YAML is malformed, or a field is missing or has a bad value;
-            the message names the field.
+            The YAML is malformed or uses tags that would build Python
+            objects, or a field is missing or has a bad value; the message
+            names the field.
         """
         try:
             data = yaml.safe_load(text)
+        except yaml.constructor.ConstructorError as exc:
+            raise ConfigError(
+                f"{source} uses a YAML tag that safe loading refuses ({exc.problem}"
+                f"{_where(exc)}); a config holds plain values only"
+            ) from None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{source} is not valid YAML: {exc}") from exc
+            raise ConfigError(f"{source} is not valid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{source} must be a YAML mapping of fields, not {type(data).__name__}")
         return cls.from_dict(data, source)
@@ -129,12 +289,12 @@ class RunConfig(BaseModel):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RunConfig:
-        """Read a YAML config file."""
-        target = Path(path)
+        """Read a YAML config file; nothing is imported or run while reading it."""
+        target = Path(path).expanduser()
         try:
             text = target.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"cannot read config {target}: {exc.strerror or exc}") from exc
+            raise ConfigError(f"cannot read config {target}: {exc.strerror or exc}") from None
         return cls.from_yaml(text, str(target))
 
     @classmethod
@@ -143,15 +303,39 @@ class RunConfig(BaseModel):
         return cls.model_json_schema()
 
 
+def command_line(config_path: str | os.PathLike[str], *extra: str) -> str:
+    """The exact shell command that runs a saved config (what "Export batch..." shows).
+
+    Examples
+    --------
+    >>> command_line("/data/run.yaml")
+    'process-position run --config /data/run.yaml'
+    >>> command_line("/data/my run.yaml", "--resume")
+    "process-position run --config '/data/my run.yaml' --resume"
+    """
+    path = os.path.abspath(os.path.expanduser(os.fspath(config_path)))
+    return shlex.join(["process-position", "run", "--config", path, *extra])
+
+
+def _where(exc: yaml.MarkedYAMLError) -> str:
+    mark = exc.problem_mark
+    return f" at line {mark.line + 1}" if mark is not None else ""
+
+
 def _describe(exc: ValidationError, source: str) -> str:
     parts = []
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = [str(p) for p in err["loc"]]
+        field = ".".join(loc) or "(top level)"
         if err["type"] == "extra_forbidden":
-            known = ", ".join(RunConfig.model_fields)
+            model = SlurmSettings if loc[:1] == ["slurm"] and len(loc) > 1 else RunConfig
+            known = ", ".join(model.model_fields)
             parts.append(f"unknown field {field!r} (known fields: {known})")
         elif err["type"] == "missing":
             parts.append(f"field {field!r} is required")
+        elif not loc:
+            parts.append(str(err["msg"]).removeprefix("Value error, "))
         else:
-            parts.append(f"field {field!r}: {err['msg']} (got {err.get('input')!r})")
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            parts.append(f"field {field!r}: {msg} (got {err.get('input')!r})")
     return f"{source}: " + "; ".join(parts)

@@ -7,11 +7,17 @@ batch run of the same config compute the same thing.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
+import errno
 import fnmatch
 import logging
+import math
 import os
+import queue
+import shutil
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +29,7 @@ from ._config import RunConfig
 from ._engine import PositionRun, ProcessPool, stream_position
 from ._errors import (
     InvalidStoreError,
+    OutputExistsError,
     PositionNotFoundError,
     ProcessPositionError,
     TransformError,
@@ -37,10 +44,18 @@ from ._store import (
     read_position,
 )
 from ._tasks import Result
-from ._worker import is_empty
+from ._worker import is_empty, marker_name
 from .transforms import TransformSpec, get_transform
 
-__all__ = ["BatchRun", "PositionSummary", "output_layout", "run_config", "select_positions"]
+__all__ = [
+    "BatchRun",
+    "PositionSummary",
+    "create_plate",
+    "output_layout",
+    "prepare",
+    "run_config",
+    "select_positions",
+]
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +183,14 @@ class BatchRun:
     failing position is recorded in ``summaries`` and the run goes on with
     the next; ``errors`` lists them, and ``failed`` is True at the end when
     any position failed. ``cancel()`` may be called from any thread.
+
+    When the config names a Dask cluster (``dask_scheduler``, ``dask_local``
+    or ``slurm``) and no executor was given, iterating connects to it (or
+    starts it) and closes what it started at the end; :meth:`start` does
+    it ahead of time and says where the tasks run. With a process pool or
+    an executor, several positions are in flight at once so that workers do
+    not idle at the end of each position; Results of different positions
+    then interleave.
     """
 
     config: RunConfig
@@ -185,48 +208,129 @@ class BatchRun:
     stop_on_error: bool = False
     summaries: dict[str, PositionSummary] = field(default_factory=dict)
     cancelled: bool = False
+    #: Set when the run cannot go on (the Dask cluster was lost); later positions are not started.
+    fatal_error: str | None = None
+    #: The Dask session this run opened (None when not on Dask or not started yet).
+    dask: Any = None
     _cancel: threading.Event = field(default_factory=threading.Event)
-    _current: PositionRun | None = None
+    _runs: set[PositionRun] = field(default_factory=set)
+    _runs_lock: threading.Lock = field(default_factory=threading.Lock)
     _owned_pool: bool = False
+    _started: bool = False
 
     @property
     def total(self) -> int:
         """(t, c) volumes over all positions."""
-        return len(self.keys) * len(self.times) * len(self.channels)
+        return len(self.keys) * self.volumes_per_position
+
+    @property
+    def volumes_per_position(self) -> int:
+        """(t, c) volumes of one position."""
+        return len(self.times) * len(self.channels)
 
     @property
     def errors(self) -> list[str]:
         """One line per failed position."""
-        return [f"{s.key}: {s.error}" for s in self.summaries.values() if s.error]
+        lines = [f"{s.key}: {s.error}" for s in self.summaries.values()
+                 if s.error and s.error != "cancelled"]
+        if self.fatal_error and not any(self.fatal_error in line for line in lines):
+            lines.append(self.fatal_error)
+        return lines
 
     @property
     def failed(self) -> bool:
         """True when a position failed."""
-        return any(s.error for s in self.summaries.values())
+        return bool(self.fatal_error) or any(
+            s.error and s.error != "cancelled" for s in self.summaries.values()
+        )
+
+    @property
+    def not_started(self) -> list[str]:
+        """Positions that never started (after a cancel or a lost cluster)."""
+        return [k for k in self.keys if k not in self.summaries]
 
     def cancel(self) -> None:
         """Stop after the volumes in flight; nothing more is started."""
         self._cancel.set()
-        current = self._current
-        if current is not None:
-            current.cancel()
+        with self._runs_lock:
+            runs = list(self._runs)
+        for run in runs:
+            run.cancel()
 
+    # -- where the tasks run ---------------------------------------------------------
+    def start(self) -> str:
+        """Connect to (or start) the configured executor now; return where tasks run.
+
+        Iterating calls this too. Raises :class:`~._dask.DaskUnavailableError`
+        or :class:`~._dask.DaskClusterError` when Dask is missing or unreachable.
+        """
+        if self.executor is None and self.config.uses_dask and self.dask is None:
+            from ._dask import open_session
+
+            self.dask = open_session(self.config)
+            self.executor = self.dask.executor
+            log.info("running on %s", self.dask.description)
+        self._started = True
+        if self.dask is not None:
+            link = self.dask.dashboard_link
+            return self.dask.description + (f"; dashboard {link}" if link else "")
+        if self.executor is not None:
+            return f"executor {type(self.executor).__name__}"
+        return self.config.describe_executor()
+
+    def close(self) -> None:
+        """Release what :meth:`start` opened (a Dask client, a cluster it started)."""
+        session, self.dask = self.dask, None
+        if session is not None:
+            if self.executor is session.executor:
+                self.executor = None
+            session.close()
+
+    def _slots(self) -> int:
+        """Tasks that can run at once on the executor or pool."""
+        if self.executor is not None:
+            slots = getattr(self.executor, "slots", None)
+            if callable(slots):
+                if self.dask is not None:
+                    return int(self.dask.slots())
+                return int(slots())
+            return max(1, int(getattr(self.executor, "_max_workers", 0) or self.config.num_workers))
+        if self.pool is not None:
+            return self.pool.num_workers
+        return max(1, self.config.num_workers)
+
+    def _concurrency(self) -> int:
+        """Positions in flight at once."""
+        if len(self.keys) <= 1 or self.volumes_per_position == 0:
+            return 1
+        if self.executor is None and self.pool is None:
+            return 1  # serial or threads: one position at a time
+        per_position = self.volumes_per_position
+        return min(len(self.keys), max(2, math.ceil(self._slots() / per_position) + 1))
+
+    # -- running -------------------------------------------------------------------
     def __iter__(self) -> Iterator[tuple[str, Result]]:
-        mode_processes = self.executor is None and not self.config.use_threads and self.config.num_workers > 1
-        if mode_processes and self.pool is None and len(self.keys) > 1:
-            # One pool for every position: spawn is paid once.
-            from ._cpus import available_cpus
-
-            workers = min(self.config.num_workers, available_cpus())
-            if workers > 1:
-                self.pool = ProcessPool(workers)
-                self._owned_pool = True
+        opened_here = self.dask is None
         try:
-            for key in self.keys:
-                if self._cancel.is_set():
-                    self.cancelled = True
-                    break
-                yield from self._run_position(key)
+            self.start()
+            mode_processes = (self.executor is None and not self.config.use_threads
+                              and self.config.num_workers > 1)
+            if mode_processes and self.pool is None and len(self.keys) > 1:
+                # One pool for every position: spawn is paid once.
+                from ._cpus import available_cpus
+
+                workers = min(self.config.num_workers, available_cpus())
+                if workers > 1:
+                    self.pool = ProcessPool(workers)
+                    self._owned_pool = True
+            concurrency = self._concurrency()
+            if concurrency <= 1:
+                for key in self.keys:
+                    if self._should_stop():
+                        break
+                    yield from self._run_position(key)
+            else:
+                yield from self._interleaved(concurrency)
         finally:
             if self._owned_pool and self.pool is not None:
                 if self._cancel.is_set():
@@ -234,11 +338,80 @@ class BatchRun:
                 else:
                     self.pool.shutdown()
                 self.pool = None
+            if opened_here:
+                self.close()
+
+    def _should_stop(self) -> bool:
+        if self._cancel.is_set():
+            self.cancelled = True
+            return True
+        return self.fatal_error is not None
+
+    def _interleaved(self, concurrency: int) -> Iterator[tuple[str, Result]]:
+        """Run ``concurrency`` positions at a time, each in its own thread; merge their Results."""
+        items: queue.Queue[Any] = queue.Queue(maxsize=max(16, 4 * self._slots()))
+        pending = iter(self.keys)
+        pending_lock = threading.Lock()
+        stop = threading.Event()
+        finished = object()
+
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    items.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def drive() -> None:
+            try:
+                while not stop.is_set() and not self._should_stop():
+                    with pending_lock:
+                        key = next(pending, None)
+                    if key is None:
+                        break
+                    with contextlib.closing(self._run_position(key)) as results:
+                        for item in results:
+                            if not put(item):
+                                return
+            except BaseException as exc:  # re-raised in the consumer
+                put(_Failure(exc))
+            finally:
+                put(finished)
+
+        threads = [threading.Thread(target=drive, name=f"npp-positions-{i}", daemon=True)
+                   for i in range(concurrency)]
+        for thread in threads:
+            thread.start()
+        done = 0
+        try:
+            while done < len(threads):
+                try:
+                    item = items.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if item is finished:
+                    done += 1
+                elif isinstance(item, _Failure):
+                    raise item.exc
+                else:
+                    yield item
+        finally:
+            if done < len(threads):  # left early: stop the positions still running
+                stop.set()
+                with self._runs_lock:
+                    runs = list(self._runs)
+                for run in runs:
+                    run.cancel()
+            for thread in threads:
+                thread.join(timeout=30)
 
     def _run_position(self, key: str) -> Iterator[tuple[str, Result]]:
-        summary = self.summaries[key] = PositionSummary(key, total=len(self.times) * len(self.channels))
+        summary = self.summaries[key] = PositionSummary(key, total=self.volumes_per_position)
         start = time.perf_counter()
         n_out = len(self.channels)
+        run: PositionRun | None = None
         try:
             run = stream_position(
                 self.spec.ref if self._needs_ref() else self.spec.func,
@@ -248,7 +421,7 @@ class BatchRun:
                 output_channel_indices=[[i] for i in range(n_out)],
                 input_time_indices=self.times,
                 output_time_indices=list(range(len(self.times))),
-                num_workers=self.config.num_workers,
+                num_workers=self._slots() if self.executor is not None else self.config.num_workers,
                 use_threads=self.config.use_threads,
                 executor=self.executor,
                 pool=self.pool if not self.config.use_threads else None,
@@ -256,7 +429,8 @@ class BatchRun:
                 resume_token=self._token(),
                 params=self.params,
             )
-            self._current = run
+            with self._runs_lock:
+                self._runs.add(run)
             if self._cancel.is_set():
                 run.cancel()
             for result in run:
@@ -265,23 +439,132 @@ class BatchRun:
             if run.cancelled:
                 self.cancelled = True
                 summary.error = "cancelled"
+            else:
+                self._verify(key, summary)
         except ProcessPositionError as exc:
-            summary.error = str(exc)
-            log.error("position %s failed: %s", key, exc)
+            self._record_failure(key, summary, exc)
+            if self.stop_on_error:
+                raise
+        except Exception as exc:  # an executor or cluster failure: report it with the key
+            log.debug("position %s failed", key, exc_info=True)
+            self._record_failure(key, summary, exc, f"{type(exc).__name__}: {exc}")
             if self.stop_on_error:
                 raise
         finally:
-            self._current = None
+            if run is not None:
+                with self._runs_lock:
+                    self._runs.discard(run)
             summary.seconds = time.perf_counter() - start
+
+    def _record_failure(self, key: str, summary: PositionSummary, exc: BaseException,
+                        text: str | None = None) -> None:
+        lost = getattr(self.executor, "lost", None)
+        if lost:
+            # The cluster itself went away: no later position can run either.
+            self.fatal_error = self.fatal_error or (
+                f"the Dask cluster was lost: {lost}. Completed volumes are kept; rerun with --resume"
+            )
+            summary.error = f"stopped: {lost}"
+        else:
+            summary.error = text or str(exc)
+        log.error("position %s failed: %s", key, summary.error)
+
+    def _verify(self, key: str, summary: PositionSummary) -> None:
+        """Check that every (t, c) of a completed position is recorded on disk: never a silent gap."""
+        out = self.output_paths[key]
+        if out is None:
+            missing = summary.failed
+        else:
+            from ._progress import PROGRESS_DIR_NAME, completed
+
+            grid = read_position(out, key).chunk_grid
+            present = completed(os.path.join(out, PROGRESS_DIR_NAME), self._token(), grid)
+            expected = {marker_name(t, (c,)) for t in range(len(self.times))
+                        for c in range(len(self.channels))}
+            missing = len(expected - present)
+        if missing:
+            summary.error = (f"{missing} of {summary.total} volumes have no completion record "
+                             "after the run; rerun with --resume to complete them")
 
     def _needs_ref(self) -> bool:
         # Workers in other processes import the transform by reference.
-        return self.executor is not None or (not self.config.use_threads and self.config.num_workers > 1)
+        return self.executor is not None or self.config.uses_dask or (
+            not self.config.use_threads and self.config.num_workers > 1)
 
     def _token(self) -> str:
         from ._engine import fingerprint
 
         return fingerprint(self.spec.ref, self.params, self.store.path)
+
+
+@dataclass
+class _Failure:
+    exc: BaseException
+
+
+@contextlib.contextmanager
+def _plate_lock(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``root/.process-position.lock`` (serialises metadata changes)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks, no concurrent jobs
+        yield
+        return
+    fd = os.open(root / ".process-position.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:  # e.g. a file system without locks
+            log.warning("cannot lock %s (%s); make the plate with `process-position init-output` "
+                        "before starting concurrent jobs", root, exc)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def create_plate(out_root: Path, layouts: dict[str, OutputLayout], config: RunConfig) -> StoreInfo:
+    """Create (or, with resume, join) the output plate; safe with concurrent jobs.
+
+    A new plate is built under a temporary name and renamed into place, so
+    jobs that start together never see a half-written plate and never both
+    write its metadata: the first rename wins, the others join it. Joining an
+    existing plate whose positions match changes no metadata; adding missing
+    positions happens under a file lock.
+    """
+    exists = out_root.exists()
+    if config.overwrite or (exists and not config.resume):
+        # Replace it, or refuse with OutputExistsError (the store is left untouched).
+        return create_output_plate(out_root, layouts, version=config.ome_version,
+                                   overwrite=config.overwrite)
+    if exists:
+        return _join_plate(out_root, layouts, config)
+    tmp = out_root.parent / f".{out_root.name}.creating-{uuid.uuid4().hex[:12]}"
+    try:
+        create_output_plate(tmp, layouts, version=config.ome_version)
+        try:
+            os.rename(tmp, out_root)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not out_root.exists():
+                raise
+            if not config.resume:
+                raise OutputExistsError(
+                    f"{out_root} was created by another run meanwhile; use --resume to join it"
+                ) from None
+            return _join_plate(out_root, layouts, config)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return open_store(out_root)
+
+
+def _join_plate(out_root: Path, layouts: dict[str, OutputLayout], config: RunConfig) -> StoreInfo:
+    # Under the lock: another job may be adding its positions right now, and the plate
+    # is consistent only between two such changes. When every position exists, nothing
+    # is written; the layouts are only checked.
+    with _plate_lock(out_root):
+        return create_output_plate(out_root, layouts, version=config.ome_version, exist_ok=True)
 
 
 def _same_or_inside(a: Path, b: Path) -> bool:
@@ -298,6 +581,12 @@ def prepare(config: RunConfig, *, pool: ProcessPool | None = None,
         For a bad input, position, transform, parameter or output; nothing is
         written then.
     """
+    if config.uses_dask and executor is None:
+        from ._dask import require
+
+        require("distributed")
+        if config.slurm is not None:
+            require("dask_jobqueue", "--slurm")
     store = open_store(config.input)
     keys = select_positions(store, config.positions)
     spec = get_transform(config.transform)
@@ -338,22 +627,15 @@ def prepare(config: RunConfig, *, pool: ProcessPool | None = None,
                 f"the output {out_root} is the input or inside it; choose another output path"
             )
         if store.kind == "plate":
-            create_output_plate(
-                out_root, layouts, version=config.ome_version, overwrite=config.overwrite,
-                exist_ok=config.resume,
-            )
+            create_plate(out_root, layouts, config)
             output_paths = {k: os.path.join(out_root, *k.split("/")) for k in keys}
         else:
             key = keys[0]
             if out_root.exists() and not (config.overwrite or config.resume):
-                from ._errors import OutputExistsError
-
                 raise OutputExistsError(
                     f"{out_root} already exists; use --overwrite (overwrite=True) to replace it or --resume (resume=True) to continue it"
                 )
             if out_root.exists() and config.overwrite:
-                import shutil
-
                 shutil.rmtree(out_root)
             if not out_root.exists():
                 create_output_position(out_root, layouts[key], version=config.ome_version)

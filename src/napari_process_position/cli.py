@@ -213,79 +213,207 @@ def _install_sigterm(run: Any) -> Callable[[], bool]:
     return lambda: received["flag"]
 
 
+_SETTINGS_OPTIONS = [
+    click.argument("input_path", metavar="INPUT", required=False),
+    click.argument("output_path", metavar="OUTPUT", required=False),
+    click.option("-t", "--transform", "transform_name",
+                 help="Transform name, module:function or file.py:function."),
+    click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+                 help="A transform parameter (repeatable)."),
+    click.option("--position", "positions", multiple=True, metavar="KEY",
+                 help="Position key or glob (repeatable); default all."),
+    click.option("--channels", help="Input channel indices, e.g. 0,2 or 0-1; default all."),
+    click.option("--times", help="Input time indices, e.g. 0-3,7; default all."),
+    click.option("--resume", is_flag=True, default=None,
+                 help="Continue an interrupted run into OUTPUT (or join a plate made by init-output)."),
+    click.option("--overwrite", is_flag=True, default=None, help="Replace OUTPUT if it exists."),
+    click.option("--ome-version", type=click.Choice(["0.4", "0.5"]), default=None,
+                 help="OME-Zarr version to write (default 0.5)."),
+    click.option("--config", "config_path", type=click.Path(path_type=Path),
+                 help="Run settings from a YAML file; flags override it."),
+    click.option("--save-config", type=click.Path(path_type=Path),
+                 help="Write the effective settings to this YAML file."),
+    click.option("-w", "--workers", type=int,
+                 help="Parallel workers on this machine (capped by the CPUs available)."),
+    click.option("--threads/--processes", "use_threads", default=None,
+                 help="Threads or spawned processes (default processes)."),
+    click.option("--dask-scheduler", metavar="ADDRESS",
+                 help="Run on an existing Dask cluster: tcp://host:8786 or a scheduler JSON file."),
+    click.option("--dask-local", type=int, metavar="N",
+                 help="Run on a Dask LocalCluster of N single-threaded worker processes."),
+    click.option("--no-dask", is_flag=True,
+                 help="Run on this machine even if the config names a Dask cluster or SLURM."),
+    click.option("--slurm", is_flag=True, default=None,
+                 help="Run on Dask workers in SLURM jobs (dask-jobqueue); see --slurm-* options."),
+    click.option("--slurm-cores", type=int, help="CPU cores per SLURM job (default 4)."),
+    click.option("--slurm-processes", type=int,
+                 help="Dask worker processes per job (default one per core)."),
+    click.option("--slurm-memory", help="Memory per job, e.g. 16GB (default 16GB)."),
+    click.option("--slurm-walltime", help="Time limit per job, HH:MM:SS (default 01:00:00)."),
+    click.option("--slurm-partition", help="SLURM partition."),
+    click.option("--slurm-account", help="SLURM account."),
+    click.option("--slurm-jobs", type=int, help="SLURM jobs to keep running (default 1)."),
+    click.option("--slurm-job-extra", multiple=True, metavar="DIRECTIVE",
+                 help="Extra #SBATCH directive, e.g. --qos=normal (repeatable)."),
+    click.option("--slurm-interface", help="Network interface for workers, e.g. ib0."),
+]
+
+_SLURM_FIELDS = ("cores", "processes", "memory", "walltime", "partition", "account", "jobs",
+                 "job_extra", "interface")
+
+
+def _settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_SETTINGS_OPTIONS):
+        func = option(func)
+    return func
+
+
+def build_config(opts: dict[str, Any], *, need_output: bool = True) -> Any:
+    """The RunConfig of a command line: the config file (if any), then the flags over it."""
+    from ._config import RunConfig
+    from .transforms import get_transform
+
+    data: dict[str, Any] = {}
+    if opts.get("config_path") is not None:
+        data = RunConfig.load(opts["config_path"]).model_dump(exclude_none=False)
+        data.pop("written_by", None)
+    overrides = {
+        "input": opts.get("input_path"), "output": opts.get("output_path"),
+        "transform": opts.get("transform_name"),
+        "positions": list(opts.get("positions") or ()) or None,
+        "channels": parse_indices(opts.get("channels"), "--channels"),
+        "times": parse_indices(opts.get("times"), "--times"), "num_workers": opts.get("workers"),
+        "use_threads": opts.get("use_threads"), "resume": opts.get("resume"),
+        "overwrite": opts.get("overwrite"), "ome_version": opts.get("ome_version"),
+    }
+    if opts.get("resume") and opts.get("overwrite"):
+        _fail("--resume and --overwrite contradict each other; pick one")
+    if opts.get("resume"):
+        data["overwrite"] = False
+    if opts.get("overwrite"):
+        data["resume"] = False
+    data.update({k: v for k, v in overrides.items() if v is not None})
+
+    # Where the tasks run: a flag replaces whatever the config file chose.
+    slurm_given = {f: opts.get(f"slurm_{f}") for f in _SLURM_FIELDS}
+    slurm_given = {k: (list(v) if k == "job_extra" else v) for k, v in slurm_given.items()
+                   if v is not None and v != ()}
+    wants_slurm = bool(opts.get("slurm")) or bool(slurm_given)
+    chosen = [name for name, on in (("--dask-scheduler", opts.get("dask_scheduler") is not None),
+                                    ("--dask-local", opts.get("dask_local") is not None),
+                                    ("--slurm", wants_slurm), ("--no-dask", opts.get("no_dask")))
+              if on]
+    if len(chosen) > 1:
+        _fail(f"{' and '.join(chosen)} are alternatives (where the tasks run); give only one")
+    if chosen:
+        previous_slurm = data.get("slurm") or {}
+        data.update(dask_scheduler=None, dask_local=None, slurm=None)
+        if opts.get("dask_scheduler") is not None:
+            data["dask_scheduler"] = opts["dask_scheduler"]
+        elif opts.get("dask_local") is not None:
+            data["dask_local"] = opts["dask_local"]
+        elif wants_slurm:
+            data["slurm"] = {**previous_slurm, **slurm_given}
+
+    if "input" not in data:
+        _fail("give INPUT (or --config FILE)")
+    if "transform" not in data:
+        _fail("give --transform NAME (see `process-position transforms`)")
+    if need_output and not data.get("output"):
+        _fail("give OUTPUT, the plate to write")
+    if opts.get("params"):
+        spec = get_transform(data["transform"])
+        data["params"] = {**data.get("params", {}), **parse_params(spec, opts["params"])}
+    config = RunConfig.from_dict(data, "settings")
+    if config.resume and config.overwrite:
+        _fail("resume and overwrite contradict each other; pick one")
+    return config
+
+
 @main.command("run")
-@click.argument("input_path", metavar="INPUT", required=False)
-@click.argument("output_path", metavar="OUTPUT", required=False)
-@click.option("-t", "--transform", "transform_name", help="Transform name, module:function or file.py:function.")
-@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="A transform parameter (repeatable).")
-@click.option("--position", "positions", multiple=True, metavar="KEY", help="Position key or glob (repeatable); default all.")
-@click.option("--channels", help="Input channel indices, e.g. 0,2 or 0-1; default all.")
-@click.option("--times", help="Input time indices, e.g. 0-3,7; default all.")
-@click.option("-w", "--workers", type=int, help="Parallel workers (capped by the CPUs available).")
-@click.option("--threads/--processes", "use_threads", default=None, help="Threads or spawned processes (default processes).")
-@click.option("--resume", is_flag=True, default=None, help="Continue an interrupted run into OUTPUT.")
-@click.option("--overwrite", is_flag=True, default=None, help="Replace OUTPUT if it exists.")
-@click.option("--ome-version", type=click.Choice(["0.4", "0.5"]), default=None, help="OME-Zarr version to write (default 0.5).")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Run settings from a YAML file; flags override it.")
-@click.option("--save-config", type=click.Path(path_type=Path), help="Write the effective settings to this YAML file.")
+@_settings_options
+@click.option("--print-job-script", is_flag=True,
+              help="With --slurm: print the sbatch script each job runs, submit nothing, and exit.")
 @click.option("--show-schema", is_flag=True, help="Print the JSON schema of the config file and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (log lines only).")
-def run(input_path: str | None, output_path: str | None, transform_name: str | None,
-        params: tuple[str, ...], positions: tuple[str, ...], channels: str | None, times: str | None,
-        workers: int | None, use_threads: bool | None, resume: bool | None, overwrite: bool | None,
-        ome_version: str | None, config_path: Path | None, save_config: Path | None,
-        show_schema: bool, no_progress: bool) -> None:
+def run(show_schema: bool, print_job_script: bool, no_progress: bool, **opts: Any) -> None:
     """Apply a transform to every (time, channel) volume of INPUT and write OUTPUT.
 
     INPUT is a plate (every position unless --position) or a single position;
-    OUTPUT is a new plate with the same position keys.
+    OUTPUT is a new plate with the same position keys. The tasks run on this
+    machine (--workers, --threads/--processes), on a Dask cluster
+    (--dask-scheduler, --dask-local) or on Dask workers in SLURM jobs (--slurm).
     """
     from ._config import RunConfig
 
     if show_schema:
         click.echo(json.dumps(RunConfig.json_schema(), indent=2))
         return
-    code = _run(input_path, output_path, transform_name, params, positions, channels, times,
-                workers, use_threads, resume, overwrite, ome_version, config_path, save_config,
-                no_progress)
-    raise SystemExit(code)
+    if print_job_script:
+        _print_job_script(opts)
+        return
+    raise SystemExit(_run(opts, no_progress))
 
 
 @_guard
-def _run(input_path, output_path, transform_name, params, positions, channels, times, workers,
-         use_threads, resume, overwrite, ome_version, config_path, save_config, no_progress) -> int:
-    from ._config import RunConfig
-    from ._runner import prepare
-    from .transforms import get_transform
+def _print_job_script(opts: dict[str, Any]) -> None:
+    from ._dask import slurm_job_script
 
-    data: dict[str, Any] = {}
-    if config_path is not None:
-        data = RunConfig.load(config_path).model_dump()
-        data.pop("written_by", None)
-    overrides = {
-        "input": input_path, "output": output_path, "transform": transform_name,
-        "positions": list(positions) or None, "channels": parse_indices(channels, "--channels"),
-        "times": parse_indices(times, "--times"), "num_workers": workers,
-        "use_threads": use_threads, "resume": resume, "overwrite": overwrite,
-        "ome_version": ome_version,
-    }
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    if "input" not in data:
-        _fail("give INPUT (or --config FILE)")
-    if "transform" not in data:
-        _fail("give --transform NAME (see `process-position transforms`)")
-    if not data.get("output"):
-        _fail("give OUTPUT, the plate to write")
-    if params:
-        spec = get_transform(data["transform"])
-        data["params"] = {**data.get("params", {}), **parse_params(spec, params)}
-    config = RunConfig.from_dict(data, "settings")
-    if config.resume and config.overwrite:
-        _fail("--resume and --overwrite contradict each other; pick one")
+    config = build_config(opts, need_output=False)
+    if config.slurm is None:
+        _fail("--print-job-script needs --slurm (or a config with a slurm section)")
+    click.echo(slurm_job_script(config.slurm), nl=False)
+
+
+@_guard
+def _run(opts: dict[str, Any], no_progress: bool) -> int:
+    from ._runner import prepare
+
+    config = build_config(opts)
     batch = prepare(config)
-    if save_config is not None:
-        config.save(save_config)
+    if opts.get("save_config") is not None:
+        config.save(opts["save_config"])
     return _execute(batch, no_progress)
+
+
+@main.command("init-output")
+@_settings_options
+def init_output(**opts: Any) -> None:
+    """Create the output plate OUTPUT for INPUT once, before per-position jobs fill it.
+
+    Takes the same settings as `run` (or its --config). Afterwards, independent
+    jobs (a SLURM job array, Nextflow, ...) each run one position into it, e.g.
+    `process-position run --config run.yaml --position A/1/0 --resume`; they
+    change no plate metadata, so they never race on it. With --save-config the
+    saved settings already have resume set, so the jobs need only --position.
+    """
+    _init_output(opts)
+
+
+@_guard
+def _init_output(opts: dict[str, Any]) -> None:
+    import numpy as np
+
+    from ._runner import prepare
+
+    config = build_config(opts)
+    local = config.model_copy(update={"dask_scheduler": None, "dask_local": None, "slurm": None})
+    batch = prepare(local)
+    layout = batch.layouts[batch.keys[0]]
+    click.echo(
+        f"output {config.output}: {len(batch.keys)} position(s), TCZYX {layout.shape} "
+        f"{np.dtype(layout.dtype).name}, channels {', '.join(layout.channel_names)}"
+    )
+    job_config = config.model_copy(update={"resume": True, "overwrite": False, "positions": None})
+    if opts.get("save_config") is not None:
+        from ._config import command_line
+
+        path = job_config.save(opts["save_config"])
+        click.echo("run one position per job with:")
+        click.echo(f"  {command_line(path, '--position', 'KEY')}")
+    else:
+        click.echo("run one position per job with: process-position run ... --position KEY --resume")
+    click.echo(f"list the keys with: process-position positions {config.input}")
 
 
 def _execute(batch: Any, no_progress: bool) -> int:
@@ -301,11 +429,12 @@ def _execute(batch: Any, no_progress: bool) -> int:
     from rich.table import Table
 
     console = Console(stderr=True)
-    terminated = _install_sigterm(batch)
     cfg = batch.config
+    where = batch.start()
+    terminated = _install_sigterm(batch)
     console.print(
         f"[bold]{batch.spec.display_name}[/] on {len(batch.keys)} position(s) of {batch.store.path} "
-        f"-> {cfg.output}  ({cfg.num_workers} {'thread' if cfg.use_threads else 'process'} worker(s))"
+        f"-> {cfg.output}  (on {where})", highlight=False,
     )
     start = time.perf_counter()
     progress = Progress(
@@ -313,46 +442,48 @@ def _execute(batch: Any, no_progress: bool) -> int:
         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
         TimeRemainingColumn(), console=console, disable=no_progress, transient=False,
     )
-    failed = False
+    per_position = batch.volumes_per_position
     try:
         with progress:
             overall = progress.add_task("volumes", total=batch.total, rate="")
             pos_task = progress.add_task("positions", total=len(batch.keys), rate="")
-            seen_keys: set[str] = set()
+            counts: dict[str, int] = {}
+            done = 0
             for key, result in batch:
-                if key not in seen_keys:
-                    if seen_keys:
-                        progress.advance(pos_task)
-                    seen_keys.add(key)
+                counts[key] = counts.get(key, 0) + 1
+                done += 1
+                if counts[key] == per_position:
+                    progress.advance(pos_task)
                 elapsed = time.perf_counter() - start
-                done = progress.tasks[overall].completed + 1
                 progress.update(overall, advance=1, rate=f"{done / max(elapsed, 1e-9):.1f} vol/s",
                                 description=f"volumes ({key})")
                 if no_progress:
                     log.warning("%s %s: %s", key, result.label, result.status)
-            progress.update(pos_task, completed=len(batch.keys))
     except KeyboardInterrupt:
         batch.cancel()
         console.print("[yellow]interrupted: completed volumes are kept; rerun with --resume[/]")
         return 130
+    finally:
+        batch.close()
     table = Table(title="Summary", show_lines=False)
     for col in ("position", "written", "skipped (empty)", "resumed", "failed", "seconds"):
         table.add_column(col, justify="right" if col != "position" else "left")
     for s in batch.summaries.values():
         table.add_row(s.key, str(s.written + s.preview), str(s.skipped), str(s.resumed),
                       str(s.failed), f"{s.seconds:.1f}")
-        failed = failed or bool(s.error)
     console.print(table)
     for line in batch.errors:
         console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
-    if terminated() or batch.cancelled:
+    if batch.not_started and (batch.failed or batch.cancelled or terminated()):
+        console.print(f"not started: {len(batch.not_started)} position(s)", highlight=False)
+    if terminated() or (batch.cancelled and not batch.failed):
         console.print("stopped early: completed volumes are kept; rerun with --resume to finish")
         return 143 if terminated() else 130
-    if failed:
+    if batch.failed:
         console.print("some positions failed; fix the cause and rerun with --resume to finish")
         return 1
-    console.print(f"done in {time.perf_counter() - start:.1f} s: {cfg.output}")
-    console.print(f"view it: process-position gui {cfg.output}")
+    console.print(f"done in {time.perf_counter() - start:.1f} s: {cfg.output}", highlight=False)
+    console.print(f"view it: process-position gui {cfg.output}", highlight=False)
     return 0
 
 

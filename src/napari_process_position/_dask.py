@@ -1,0 +1,333 @@
+"""Run a batch's tasks on Dask: an existing cluster, a LocalCluster, or SLURM jobs.
+
+The engine takes any ``concurrent.futures.Executor``; :class:`DaskExecutor`
+is one that submits each (position, t, c) task to a Dask cluster. A task
+carries paths and indices only, so each Dask worker reads its input and
+writes its output in the shared store itself; what travels back is the
+small :class:`~napari_process_position._tasks.Result` (with a volume only
+for a preview without output store). Dask reschedules the tasks of a worker
+that dies; a task whose workers keep dying ends as Dask's ``KilledWorker``,
+which the engine reports as a dead worker.
+
+Dask is optional: ``pip install "napari-process-position[dask]"``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import importlib
+import logging
+import os
+import threading
+import uuid
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ProcessPositionError
+
+if TYPE_CHECKING:
+    from ._config import RunConfig, SlurmSettings
+
+__all__ = [
+    "INSTALL_HINT",
+    "DaskClusterError",
+    "DaskExecutor",
+    "DaskSession",
+    "DaskUnavailableError",
+    "open_session",
+    "require",
+    "slurm_cluster",
+    "slurm_job_script",
+]
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = 'pip install "napari-process-position[dask]"'
+CONNECT_TIMEOUT_S = 20
+
+
+class DaskUnavailableError(ProcessPositionError, ImportError):
+    """Dask (or dask-jobqueue) is needed for this run but is not installed."""
+
+
+class DaskClusterError(ProcessPositionError, RuntimeError):
+    """The Dask cluster cannot be reached, or was lost during the run."""
+
+
+def require(module: str = "distributed", what: str = "running on Dask") -> None:
+    """Import ``module`` or raise :class:`DaskUnavailableError` with the install command."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise DaskUnavailableError(
+            f"{what} needs the {module!r} package, which is not installed ({exc}); "
+            f"install it with: {INSTALL_HINT}"
+        ) from None
+
+
+def _task_label(args: tuple[Any, ...]) -> str:
+    """'A/1/0 t=3, c=0' for run_task's Task argument, else ''."""
+    task = args[0] if args else None
+    label = getattr(task, "label", "")
+    array = getattr(task, "input_array", "")
+    if not array:
+        return str(label)
+    parts = Path(array).parts
+    position = "/".join(parts[-4:-1]) if len(parts) >= 4 else Path(array).parent.name
+    return f"{position} {label}".strip()
+
+
+class DaskExecutor(cf.Executor):
+    """A ``concurrent.futures.Executor`` that runs each call on a Dask cluster.
+
+    Every call gets its own key (``pure=False``): resubmitting the same task
+    runs it again instead of reusing a cached result. Keys read
+    ``("process-position", "<position> t=3, c=0", <id>)`` so the dashboard
+    groups them and Dask's messages name the volume.
+
+    Parameters
+    ----------
+    client
+        A connected ``distributed.Client``.
+
+    Attributes
+    ----------
+    lost
+        Set to a message when Dask cancelled a task that this executor did
+        not cancel (the scheduler went away or restarted): the run cannot
+        go on, and the message says so.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.lost: str | None = None
+        self._futures: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._shutdown = False
+        self._lock = threading.Lock()
+
+    def slots(self) -> int:
+        """Threads over all workers now connected (at least 1)."""
+        try:
+            return max(1, sum(self.client.nthreads().values()))
+        except Exception:  # the scheduler is gone; the run will report it
+            return 1
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        """Run ``fn(*args, **kwargs)`` on a Dask worker; return a concurrent future."""
+        if self._shutdown:
+            raise RuntimeError("cannot submit to a DaskExecutor after shutdown")
+        label = _task_label(args)
+        key = ("process-position", label or getattr(fn, "__name__", "task"), uuid.uuid4().hex)
+        remote = self.client.submit(fn, *args, key=key, pure=False, **kwargs)
+        self._futures.add(remote)
+        local: cf.Future[Any] = cf.Future()
+
+        def cancel_remote(f: cf.Future[Any]) -> None:
+            if f.cancelled() and remote.status not in ("finished", "error", "cancelled"):
+                with contextlib.suppress(Exception):
+                    remote.cancel()
+
+        local.add_done_callback(cancel_remote)
+
+        def transfer(remote_future: Any) -> None:
+            if local.done():
+                return
+            status = remote_future.status
+            try:
+                if status == "finished":
+                    local.set_result(remote_future.result())
+                elif status == "error":
+                    local.set_exception(remote_future.exception())
+                else:
+                    try:
+                        remote_future.result()
+                        reason = status
+                    except BaseException as exc:
+                        reason = f"{type(exc).__name__}: {exc}"
+                    message = (
+                        f"Dask cancelled the task for {label or key} that this run did not cancel "
+                        f"({reason}); the scheduler was probably stopped or restarted, or the "
+                        "connection to it was lost"
+                    )
+                    with self._lock:
+                        self.lost = self.lost or message
+                    local.set_exception(DaskClusterError(message))
+            except cf.InvalidStateError:  # cancelled by us meanwhile
+                pass
+            except BaseException as exc:  # fetching the result failed
+                with contextlib.suppress(cf.InvalidStateError):
+                    local.set_exception(exc)
+
+        remote.add_done_callback(transfer)
+        return local
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Refuse new work; with ``cancel_futures`` cancel what is still queued or running."""
+        self._shutdown = True
+        if cancel_futures:
+            futures = list(self._futures)
+            if futures:
+                with contextlib.suppress(Exception):
+                    self.client.cancel(futures)
+
+
+class DaskSession:
+    """A Dask client (and the cluster, when this run started it) with its executor.
+
+    Made by :func:`open_session`; :meth:`close` disconnects, and stops a
+    cluster the session started (a LocalCluster, SLURM jobs), never an
+    existing one.
+    """
+
+    def __init__(self, client: Any, description: str, cluster: Any = None,
+                 expected_slots: int = 0) -> None:
+        self.client = client
+        self.cluster = cluster
+        self.description = description
+        self.expected_slots = expected_slots
+        self.executor = DaskExecutor(client)
+
+    def slots(self) -> int:
+        """How many tasks can run at once: connected threads, or what was asked for."""
+        return max(self.executor.slots(), self.expected_slots, 1)
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The cluster's dashboard URL, when it has one."""
+        try:
+            return str(self.client.dashboard_link)
+        except Exception:
+            return None
+
+    def worker_pids(self) -> dict[str, int]:
+        """Worker address -> process id (for tests and diagnostics)."""
+        return dict(self.client.run(os.getpid))
+
+    def close(self) -> None:
+        """Disconnect; stop the cluster if this session started it."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(Exception):
+            self.client.close(timeout=10)
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.close(timeout=20)
+
+    def __enter__(self) -> DaskSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _connect(address: str) -> Any:
+    from distributed import Client
+
+    path = Path(address).expanduser()
+    try:
+        if address.endswith(".json") or path.is_file():
+            if not path.is_file():
+                raise DaskClusterError(f"Dask scheduler file {path} does not exist")
+            return Client(scheduler_file=str(path), timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        return Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+    except DaskClusterError:
+        raise
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise DaskClusterError(
+            f"cannot reach the Dask scheduler at {address} within {CONNECT_TIMEOUT_S} s "
+            f"({type(exc).__name__}: {exc}); check the address (tcp://host:8786 or a scheduler "
+            "JSON file) and that the scheduler runs"
+        ) from None
+
+
+def open_session(config: RunConfig) -> DaskSession:
+    """Connect to (or start) the Dask cluster a config names.
+
+    Raises
+    ------
+    DaskUnavailableError
+        Dask (or, for SLURM, dask-jobqueue) is not installed.
+    DaskClusterError
+        The scheduler cannot be reached.
+    """
+    require("distributed")
+    if config.dask_scheduler is not None:
+        client = _connect(config.dask_scheduler)
+        n = len(client.scheduler_info().get("workers", {}))
+        description = f"Dask cluster {client.scheduler.address} ({n} worker(s) now)"
+        if n == 0:
+            log.warning("the Dask scheduler at %s has no workers yet; tasks wait until some join",
+                        config.dask_scheduler)
+        return DaskSession(client, description)
+    if config.dask_local is not None:
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=config.dask_local, threads_per_worker=1, processes=True)
+        try:
+            client = Client(cluster, set_as_default=False)
+        except BaseException:
+            cluster.close()
+            raise
+        return DaskSession(client, f"Dask LocalCluster of {config.dask_local} worker process(es)",
+                           cluster=cluster, expected_slots=config.dask_local)
+    if config.slurm is not None:
+        from distributed import Client
+
+        settings = config.slurm
+        cluster = slurm_cluster(settings)
+        try:
+            # Adaptive with minimum = maximum keeps `jobs` jobs, replacing any that end
+            # (walltime, pre-emption) while the run still has tasks.
+            cluster.adapt(minimum_jobs=settings.jobs, maximum_jobs=settings.jobs)
+            client = Client(cluster, set_as_default=False)
+        except BaseException:
+            cluster.close()
+            raise
+        slots = settings.jobs * settings.worker_processes * settings.threads_per_worker
+        return DaskSession(
+            client,
+            f"Dask on SLURM: {settings.jobs} job(s) x {settings.worker_processes} worker(s)",
+            cluster=cluster, expected_slots=slots,
+        )
+    raise ValueError("this config does not ask for Dask (dask_scheduler, dask_local or slurm)")
+
+
+def slurm_cluster(settings: SlurmSettings) -> Any:
+    """A dask-jobqueue ``SLURMCluster`` for ``settings`` (no job is submitted yet).
+
+    Each job is one ``sbatch`` script asking for ``cores`` CPUs and
+    ``memory``; it runs ``worker_processes`` Dask workers of
+    ``threads_per_worker`` threads.
+    """
+    require("distributed", "--slurm")
+    require("dask_jobqueue", "--slurm")
+    from dask_jobqueue import SLURMCluster
+
+    kwargs: dict[str, Any] = {
+        "cores": settings.cores,
+        "processes": settings.worker_processes,
+        "memory": settings.memory,
+        "walltime": settings.walltime,
+        "job_name": "process-position",
+        "job_extra_directives": list(settings.job_extra),
+    }
+    if settings.partition:
+        kwargs["queue"] = settings.partition
+    if settings.account:
+        kwargs["account"] = settings.account
+    if settings.interface:
+        kwargs["interface"] = settings.interface
+    try:
+        return SLURMCluster(**kwargs)
+    except ValueError as exc:
+        raise DaskClusterError(f"cannot set up SLURM workers: {exc}") from None
+
+
+def slurm_job_script(settings: SlurmSettings) -> str:
+    """The sbatch script each SLURM job would run (nothing is submitted)."""
+    cluster = slurm_cluster(settings)
+    try:
+        return str(cluster.job_script())
+    finally:
+        cluster.close()
