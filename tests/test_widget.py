@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -60,7 +61,7 @@ def _pool_processes() -> list[psutil.Process]:
 def widget(make_napari_viewer, qtbot, demo):
     from superqt.utils._qthreading import WorkerBase
 
-    viewer = make_napari_viewer(strict_qt=True)
+    viewer = make_napari_viewer(strict_qt="raise")
     w = ProcessPositionWidget(viewer)
     viewer.window.add_dock_widget(w, name="Process position")
     w.input_path.value = str(demo)
@@ -70,6 +71,11 @@ def widget(make_napari_viewer, qtbot, demo):
     assert w.wait_for_background(30), "a detached run did not end"
     qtbot.waitUntil(lambda: not WorkerBase._worker_set, timeout=10_000)
     qtbot.waitUntil(lambda: not _pool_processes(), timeout=10_000)
+    qtbot.waitUntil(lambda: not _engine_threads(), timeout=10_000)
+
+
+def _engine_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("npp-worker")]
 
 
 def set_mode(w: ProcessPositionWidget, mode: str) -> None:
@@ -140,6 +146,12 @@ def test_children_and_choices(widget, demo):
     assert [p.name for p in w.transform_params] == ["gain"]
     assert w.transform_params.gain.min < -1e6
 
+    # Bad settings are reported, not run.
+    w.times.value = "0-7"
+    w.run_button.clicked()
+    assert not w.running and "time point 3 does not exist" in w.status.value
+    w.times.value = "all"
+
     # A position path works as the input too, and napari's reset_choices keeps the choices.
     w.input_path.value = str(demo / "A" / "2" / "0")
     assert w.position.choices == ("0",)
@@ -191,6 +203,8 @@ def test_run_matches_engine(widget, qtbot, demo, tmp_path, mode):
     raw = ts.open(tensorstore_spec(read_position(demo / "A" / "2" / "0")), read=True).result()
     np.testing.assert_array_equal(np.asarray(inputs[1].data), raw[[0, 2], 1].read().result())
     assert tuple(inputs[0].scale) == (1.0, 2.0, 0.65, 0.65)
+    if mode == "serial":  # follow: the slider is on the last finished time point
+        assert w._viewer.dims.current_step[0] == 1
 
 
 def test_run_with_output_writes_the_store(widget, qtbot, demo, tmp_path):
@@ -266,8 +280,9 @@ def test_cancel_frees_the_widget_at_once(widget, qtbot, mode):
     assert not w.running and w.run_button.enabled and not w.cancel_button.enabled
     assert w.last_run["outcome"] == "cancelled"
     assert "Cancelled" in w.status.value
-    # The work itself stops within a second (serial: the running volume finishes in the
-    # background, its result ignored).
+    # The run itself ends within a second: process workers are killed; a thread cannot be,
+    # so in serial and threads mode the volume being computed finishes in the background
+    # and its result is dropped.
     if mode == "processes":
         qtbot.waitUntil(lambda: not before & {p.pid for p in _pool_processes()}, timeout=1000)
     elif mode == "threads":
@@ -304,6 +319,18 @@ def test_failing_transform_reports_t_and_c(widget, qtbot, mode):
         assert layer.data[0].any() and not layer.data[2].any()
 
 
+def test_dead_worker_is_reported(widget, qtbot):
+    w = widget
+    w.add_transform(ref("die_at"))
+    set_mode(w, "processes")
+    assert run(qtbot, w)["outcome"] == "failed"
+    assert "worker process died" in w.status.value
+    assert w.run_button.enabled
+    # The next run gets working processes again.
+    w.add_transform(ref("time_offset"))
+    assert run(qtbot, w)["outcome"] == "done", w.status.value
+
+
 def test_unpicklable_transform_in_process_mode(widget, qtbot, monkeypatch):
     import __main__
 
@@ -337,13 +364,39 @@ def test_pool_is_reused_and_closed_with_the_viewer(widget, qtbot):
     qtbot.waitUntil(lambda: not _pool_processes(), timeout=5000)
 
 
-def test_sample_data(make_napari_viewer):
+def test_closing_the_dock_widget_stops_the_pool(make_napari_viewer, qtbot, demo):
+    viewer = make_napari_viewer(strict_qt="raise")
+    w = ProcessPositionWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Process position")
+    w.input_path.value = str(demo)
+    set_mode(w, "processes")  # warms a pool in the background
+    qtbot.waitUntil(lambda: len(_pool_processes()) == 2, timeout=30_000)
+    viewer.window.remove_dock_widget(w.native)
+    qtbot.waitUntil(lambda: not _pool_processes(), timeout=10_000)
+
+
+def test_sample_data_becomes_the_input(make_napari_viewer, qtbot):
     from napari_process_position._sample_data import demo_plate
 
     layers = demo_plate(shape=(2, 2, 4, 32, 32))
     assert [meta["name"] for _, meta, kind in layers] == ["Nuclei", "Membrane"]
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(strict_qt="raise")
+    w = ProcessPositionWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Process position")
     for data, meta, kind in layers:
         assert kind == "image" and data.ndim == 4
         viewer.add_image(data, **meta)
     assert tuple(viewer.layers[0].scale[1:]) == (2.0, 0.65, 0.65)
+    # The widget takes the sample's store as its input and reuses its layers.
+    qtbot.waitUntil(lambda: w.position.value == "A/1/0", timeout=5000)
+    assert [layer.name for layer in viewer.layers] == ["Nuclei", "Membrane"]
+    w.num_workers.value = 1
+    assert run(qtbot, w)["outcome"] == "done", w.status.value
+    assert len(viewer.layers) == 4
+
+
+def test_sample_data_through_the_plugin_manifest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-process-position", "demo_plate")
+    assert [layer.name for layer in viewer.layers] == ["Nuclei", "Membrane"]
+    assert viewer.layers[0].data.shape == (5, 16, 128, 128)

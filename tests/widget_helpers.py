@@ -34,6 +34,16 @@ def explode_at(czyx: np.ndarray, input_time_index: int = 0, bad_time: int = 1) -
     return czyx.astype(np.float32) + 1
 
 
+def die_at(czyx: np.ndarray, input_time_index: int = 0, bad_time: int = 1) -> np.ndarray:
+    """Kill the worker process on time point ``bad_time`` (as the kernel's OOM killer would)."""
+    import os
+    import signal
+
+    if input_time_index == bad_time:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return czyx.astype(np.float32)
+
+
 def time_offset(czyx: np.ndarray, input_time_index: int = 0, gain: float = 1.0) -> np.ndarray:
     """``czyx * gain + t``: depends on the engine-injected time index."""
     return czyx.astype(np.float32) * gain + input_time_index

@@ -316,14 +316,27 @@ def _warm_pool(pool: ProcessPool) -> None:
 
 
 class _CloseWatcher(QObject):
-    """Calls back when the viewer's main window closes."""
+    """Calls back when the viewer's window closes or the widget leaves its dock.
 
-    def __init__(self, callback: Callable[[], None], parent: QObject) -> None:
-        super().__init__(parent)
+    napari's dock "x" (``remove_dock_widget``) takes the widget out of its dock
+    without deleting it, so being un-parented counts as being closed too.
+    """
+
+    def __init__(self, callback: Callable[[], None], widget: QObject) -> None:
+        super().__init__(widget)
         self._callback = callback
+        self._widget = widget
 
     def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
-        if event is not None and event.type() == QEvent.Type.Close:
+        if event is None:
+            return False
+        if event.type() == QEvent.Type.Close and obj is not self._widget:
+            self._callback()
+        elif (
+            event.type() == QEvent.Type.ParentChange
+            and obj is self._widget
+            and self._widget.parent() is None
+        ):
             self._callback()
         return False
 
@@ -501,10 +514,10 @@ class ProcessPositionWidget(Container):
         self._on_transform_changed()
         self._fit_channel_list()
 
-        self._watcher: _CloseWatcher | None = None
+        self._watcher = _CloseWatcher(self.close_pool, self.native)
+        self.native.installEventFilter(self._watcher)
         qt_window = getattr(getattr(viewer, "window", None), "_qt_window", None)
         if qt_window is not None:
-            self._watcher = _CloseWatcher(self.close_pool, self.native)
             qt_window.installEventFilter(self._watcher)
         self.native.destroyed.connect(self._on_destroyed)
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
@@ -636,6 +649,9 @@ class ProcessPositionWidget(Container):
             time.sleep(0.005)
         return not self._workers
 
+    def _input_chosen(self) -> bool:
+        return bool(self.input_path.line_edit.value.strip())
+
     def _on_layer_inserted(self, event: Any) -> None:
         self._adopt_sample(event.value)
 
@@ -644,13 +660,13 @@ class ProcessPositionWidget(Container):
         from ._sample_data import SOURCE_KEY
 
         source = (getattr(layer, "metadata", None) or {}).get(SOURCE_KEY)
-        if not source or self.input_path.value or self.running:
+        if not source or self._input_chosen() or self.running:
             return
         # napari adds a sample's layers one by one: look once they are all there.
         QTimer.singleShot(0, partial(self._use_sample, source["store"], source.get("position")))
 
     def _use_sample(self, store: str, key: str | None) -> None:
-        if self._closed or self.input_path.value or self.running:
+        if self._closed or self._input_chosen() or self.running:
             return
         self.input_path.value = Path(store)
         if key in self.position.choices and self.position.value != key:
@@ -705,6 +721,9 @@ class ProcessPositionWidget(Container):
 
     def _on_position_changed(self, *_: Any) -> None:
         key = self.position.value
+        if self._store is not None and key is not None and self._info is not None:
+            if self._info.path == self._store.position_path(key):
+                return  # already shown
         previous = [self._info.channel_names[c] for c in self.channels.value] if self._info else []
         self._info = None
         if self._store is not None and key is not None:
@@ -773,7 +792,6 @@ class ProcessPositionWidget(Container):
             pool = None
         if pool is None:
             pool = self._pool = ProcessPool(workers)
-            warm = True
         if warm and not pool.processes():
             worker = thread_worker(_warm_pool, start_thread=False)(pool)
             self._start_worker(worker)
