@@ -330,13 +330,13 @@ class _CloseWatcher(QObject):
     def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
         if event is None:
             return False
-        if event.type() == QEvent.Type.Close and obj is not self._widget:
-            self._callback()
-        elif (
+        window_closed = event.type() == QEvent.Type.Close and obj is not self._widget
+        undocked = (
             event.type() == QEvent.Type.ParentChange
             and obj is self._widget
             and self._widget.parent() is None
-        ):
+        )
+        if window_closed or undocked:
             self._callback()
         return False
 
@@ -721,9 +721,13 @@ class ProcessPositionWidget(Container):
 
     def _on_position_changed(self, *_: Any) -> None:
         key = self.position.value
-        if self._store is not None and key is not None and self._info is not None:
-            if self._info.path == self._store.position_path(key):
-                return  # already shown
+        if (
+            self._store is not None
+            and key is not None
+            and self._info is not None
+            and self._info.path == self._store.position_path(key)
+        ):
+            return  # already shown
         previous = [self._info.channel_names[c] for c in self.channels.value] if self._info else []
         self._info = None
         if self._store is not None and key is not None:
