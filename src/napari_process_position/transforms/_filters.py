@@ -133,11 +133,15 @@ def _flat_disk(x: np.ndarray, radius: int, minimum: bool) -> np.ndarray:
     return out
 
 
-def _ball_offsets(radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    dy, dx = np.mgrid[-radius: radius + 1, -radius: radius + 1]
-    inside = dy * dy + dx * dx <= radius * radius
-    height = np.sqrt(radius * radius - (dy * dy + dx * dx)[inside])
-    return dy[inside], dx[inside], height
+def _ball_rings(radius: int) -> list[tuple[float, list[tuple[int, int]]]]:
+    """Offsets of a disk grouped by distance: ``(ball height, [(dy, dx), ...])`` per ring."""
+    rings: dict[int, list[tuple[int, int]]] = {}
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            d2 = dy * dy + dx * dx
+            if d2 <= radius * radius:
+                rings.setdefault(d2, []).append((dy, dx))
+    return [(math.sqrt(radius * radius - d2), offsets) for d2, offsets in sorted(rings.items())]
 
 
 def _rolling_ball(x: np.ndarray, radius: int) -> np.ndarray:
@@ -147,9 +151,10 @@ def _rolling_ball(x: np.ndarray, radius: int) -> np.ndarray:
     height at every position (an erosion), then the upper envelope of the
     balls placed there (a dilation). Radius and heights are both in pixel
     units, as in ImageJ; pixels outside the plane do not touch the ball.
+    Offsets at the same distance share a height, so each ring costs one
+    pass per offset plus two.
     """
-    dys, dxs, heights = _ball_offsets(radius)
-    heights = heights.astype(x.dtype)
+    rings = _ball_rings(radius)
     n_y, n_x = x.shape[-2:]
     pad = [(0, 0)] * (x.ndim - 2) + [(radius, radius), (radius, radius)]
     tmp = np.empty_like(x)
@@ -157,14 +162,22 @@ def _rolling_ball(x: np.ndarray, radius: int) -> np.ndarray:
     def sweep(source: np.ndarray, fill: float, minimum: bool) -> np.ndarray:
         padded = np.pad(source, pad, constant_values=fill)
         out = np.full_like(x, fill)
-        for dy, dx, h in zip(dys.tolist(), dxs.tolist(), heights, strict=True):
-            view = padded[..., radius + dy: radius + dy + n_y, radius + dx: radius + dx + n_x]
-            if minimum:
-                np.subtract(view, h, out=tmp)
-                np.minimum(out, tmp, out=out)
+        pick = np.minimum if minimum else np.maximum
+
+        def view(dy: int, dx: int) -> np.ndarray:
+            return padded[..., radius + dy: radius + dy + n_y, radius + dx: radius + dx + n_x]
+
+        for height, offsets in rings:
+            first, *rest = offsets
+            if rest:
+                pick(view(*first), view(*rest[0]), out=tmp)
+                for offset in rest[1:]:
+                    pick(tmp, view(*offset), out=tmp)
             else:
-                np.add(view, h, out=tmp)
-                np.maximum(out, tmp, out=out)
+                tmp[...] = view(*first)
+            step = x.dtype.type(-height if minimum else height)
+            np.add(tmp, step, out=tmp)
+            pick(out, tmp, out=out)
         return out
 
     centres = sweep(x, np.inf, minimum=True)
