@@ -72,6 +72,7 @@ def screenshot(path: str | Path, store: str | Path | None = None) -> Path:
     viewer.window.add_dock_widget(widget, name="Process position", area="right")
     widget.input_path.value = str(store)
     widget.transform.value = "gaussian_blur"
+    widget.transform_params.sigma_z.value = 0.0
     widget.transform_params.sigma_y.value = 1.0
     widget.transform_params.sigma_x.value = 1.0
     widget.num_workers.value = 2
