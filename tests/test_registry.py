@@ -355,7 +355,7 @@ def test_entry_points_are_listed_and_a_broken_one_is_skipped(plugin_site):
     lines = proc.stdout.strip().splitlines()
     by_name = {line.split("(")[0]: line for line in lines}
     assert by_name["invert"] == (
-        "invert(maximum=4095.0)  Compute ``maximum - x``: bright becomes dark, as float32.  "
+        "invert(maximum=4095.0)  Compute maximum - x: bright becomes dark, as float32.  "
         "[entry point (npp-plugin-example)]"
     )
     assert by_name["add_offset"].startswith("add_offset(offset=10.0)  Add a constant")

@@ -137,7 +137,7 @@ def _deskewed_scale(scale, scan_angle: float = 30.0, **_):
 def deskew(
     czyx: np.ndarray,
     scan_angle: Annotated[float, {"min": 1.0, "max": 179.0, "step": 0.5}] = 30.0,
-    px_to_scan_ratio: Annotated[float, {"min": 0.001, "max": 100.0, "step": 0.01}] = 0.4,
+    px_to_scan_ratio: Annotated[float, {"min": 0.01, "max": 100.0, "step": 0.01}] = 0.4,
     keep_overhang: bool = True,
 ) -> np.ndarray:
     """Deskew stage-scanned light-sheet volumes: input Z is the scan, output Z the height.

@@ -310,9 +310,9 @@ class TransformSpec:
 
     @property
     def summary(self) -> str:
-        """First line of the docstring."""
-        doc = inspect.getdoc(self.func) or ""
-        return doc.strip().splitlines()[0] if doc.strip() else ""
+        """First line of the docstring, without reST literal quotes."""
+        doc = (inspect.getdoc(self.func) or "").strip()
+        return doc.splitlines()[0].replace("``", "") if doc else ""
 
     def parameters(self) -> list[inspect.Parameter]:
         """Return the user-set parameters: all but the data argument and injected ones."""
