@@ -37,7 +37,15 @@ NAMED_ENGINE_MODULES = [
 
 #: Top-level packages the engine must never load.
 GUI_PACKAGES = {
-    "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "napari", "vispy", "superqt",
+    "qtpy",
+    "PyQt5",
+    "PyQt6",
+    "PySide2",
+    "PySide6",
+    "magicgui",
+    "napari",
+    "vispy",
+    "superqt",
 }
 
 #: Packages a spawned worker has no use for: each one costs start-up time in every process.
@@ -59,8 +67,9 @@ def engine_modules() -> list[str]:
 def loaded_top_level(code: str) -> set[str]:
     """Top-level package names in ``sys.modules`` after running ``code`` in a new interpreter."""
     script = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, f"the import failed:\n{proc.stderr[-3000:]}"
     names = json.loads(proc.stdout.strip().splitlines()[-1])
     return {name.split(".")[0] for name in names}
@@ -105,8 +114,10 @@ def test_worker_resolving_a_builtin_transform_imports_little():
 
     ref = get_transform("gaussian_blur").ref
     assert isinstance(ref, str), ref
-    code = (f"from {PACKAGE}._worker import resolve_transform\n"
-            f"assert callable(resolve_transform({ref!r}))\n")
+    code = (
+        f"from {PACKAGE}._worker import resolve_transform\n"
+        f"assert callable(resolve_transform({ref!r}))\n"
+    )
     heavy = sorted(loaded_top_level(code) & (WORKER_FORBIDDEN | GUI_PACKAGES))
     assert not heavy, f"a worker resolving {ref} loads {heavy}"
 

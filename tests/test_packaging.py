@@ -83,14 +83,17 @@ def venv(dists, tmp_path_factory) -> Path:
     base_python = getattr(sys, "_base_executable", sys.executable)
     _run([base_python, "-m", "venv", "--without-pip", env_dir])
     python = env_dir / "bin" / "python"
-    purelib = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                   env=_venv_env())
+    purelib = _run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], env=_venv_env()
+    )
     (Path(purelib.stdout.strip()) / "_npp_test_deps.pth").write_text(
         f"import site; site.addsitedir({str(deps)!r})\n"
     )
     # pip comes from the dependencies; it installs into the new venv's prefix.
-    _run([python, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", dists["wheel"]],
-         env=_venv_env())
+    _run(
+        [python, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", dists["wheel"]],
+        env=_venv_env(),
+    )
     return env_dir
 
 
@@ -98,8 +101,9 @@ def test_wheel_contents(dists):
     with zipfile.ZipFile(dists["wheel"]) as wheel:
         names = wheel.namelist()
         manifest = wheel.read(f"{DIST}/napari.yaml").decode()
-        entry_points = next(wheel.read(n).decode() for n in names
-                            if n.endswith(".dist-info/entry_points.txt"))
+        entry_points = next(
+            wheel.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt")
+        )
         metadata = next(wheel.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
     assert manifest == (ROOT / "napari.yaml").read_text(), "the wheel's napari.yaml is stale"
     assert "[napari.manifest]" in entry_points
@@ -118,16 +122,28 @@ def test_sdist_contents(dists):
         pytest.skip("NPP_WHEEL given: no sdist built")
     with tarfile.open(dists["sdist"]) as sdist:
         names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
-    for needed in ("pyproject.toml", "napari.yaml", "README.md", "LICENSE",
-                   f"src/{DIST}/napari.yaml", f"src/{DIST}/_engine.py", "tests/conftest.py"):
+    for needed in (
+        "pyproject.toml",
+        "napari.yaml",
+        "README.md",
+        "LICENSE",
+        f"src/{DIST}/napari.yaml",
+        f"src/{DIST}/_engine.py",
+        "tests/conftest.py",
+    ):
         assert needed in names, f"{needed} is missing from the sdist"
 
 
 def test_installed_package_comes_from_the_wheel(venv):
-    proc = _run([venv / "bin" / "python", "-c",
-                 "import napari_process_position as p, importlib.metadata as m; "
-                 "print(p.__file__); print(m.version('napari-process-position'))"],
-                env=_venv_env())
+    proc = _run(
+        [
+            venv / "bin" / "python",
+            "-c",
+            "import napari_process_position as p, importlib.metadata as m; "
+            "print(p.__file__); print(m.version('napari-process-position'))",
+        ],
+        env=_venv_env(),
+    )
     location, version = proc.stdout.split()
     assert Path(location).is_relative_to(venv), f"imported from {location}, not from the wheel"
     assert version and version != "0.0.0+unknown"
@@ -148,12 +164,47 @@ def test_console_script_runs(venv, tmp_path):
     # A short run with spawned worker processes of the new venv, compared with the
     # same transform applied here, by the source tree's engine, in one process.
     out_wheel = tmp_path / "out-wheel.zarr"
-    _run([exe, "run", demo, out_wheel, "-t", "gaussian_blur", "-p", "sigma_z=0.5",
-          "--position", keys[0], "-w", "2", "--processes", "--no-progress"], cwd=tmp_path, env=env)
+    _run(
+        [
+            exe,
+            "run",
+            demo,
+            out_wheel,
+            "-t",
+            "gaussian_blur",
+            "-p",
+            "sigma_z=0.5",
+            "--position",
+            keys[0],
+            "-w",
+            "2",
+            "--processes",
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
     out_here = tmp_path / "out-here.zarr"
-    _run([sys.executable, "-m", "napari_process_position.cli", "run", demo, out_here,
-          "-t", "gaussian_blur", "-p", "sigma_z=0.5", "--position", keys[0], "-w", "1",
-          "--no-progress"], cwd=tmp_path)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "napari_process_position.cli",
+            "run",
+            demo,
+            out_here,
+            "-t",
+            "gaussian_blur",
+            "-p",
+            "sigma_z=0.5",
+            "--position",
+            keys[0],
+            "-w",
+            "1",
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+    )
     import zarr
 
     got = zarr.open_array(str(out_wheel / keys[0] / "0"), mode="r")[...]
