@@ -30,7 +30,11 @@ from napari_process_position._widget import ProcessPositionWidget, parse_times
 sys.path.insert(0, str(Path(__file__).parent))
 from widget_helpers import ref
 
-pytestmark = pytest.mark.gui
+pytestmark = [
+    pytest.mark.gui,
+    # A plugin widget gets the viewer through napari's public-only proxy: no private access.
+    pytest.mark.filterwarnings("error:Private attribute access"),
+]
 
 SHAPE = (3, 2, 8, 64, 64)
 MODES = {"serial": (1, True), "threads": (2, True), "processes": (2, False)}
@@ -62,16 +66,20 @@ def widget(make_napari_viewer, qtbot, demo):
     from superqt.utils._qthreading import WorkerBase
 
     viewer = make_napari_viewer(strict_qt="raise")
-    w = ProcessPositionWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Process position")
+    # Opened as napari opens it from the Plugins menu (through the manifest).
+    dock, w = viewer.window.add_plugin_dock_widget("napari-process-position", "Process position")
+    assert isinstance(w, ProcessPositionWidget)
     w.input_path.value = str(demo)
-    yield w
+    # A weak proxy: pytest keeps fixture values until after napari's leak check, and a
+    # live widget would keep the closed viewer's Qt objects alive.
+    yield weakref.proxy(w)
     # Nothing may outlive the test: runs, detached workers, pool processes.
     w.close_pool()
     assert w.wait_for_background(30), "a detached run did not end"
     qtbot.waitUntil(lambda: not WorkerBase._worker_set, timeout=10_000)
     qtbot.waitUntil(lambda: not _pool_processes(), timeout=10_000)
     qtbot.waitUntil(lambda: not _engine_threads(), timeout=10_000)
+    del w, dock
 
 
 def _engine_threads() -> list[threading.Thread]:
@@ -103,7 +111,7 @@ def engine_output(demo: Path, tmp_path: Path, w: ProcessPositionWidget) -> np.nd
 
 
 def output_layers(w: ProcessPositionWidget) -> list:
-    return [layer for layer in w._viewer.layers if layer.name.endswith("]")]
+    return [layer for layer in w.viewer.layers if layer.name.endswith("]")]
 
 
 # -- the form ----------------------------------------------------------------------------
@@ -198,13 +206,13 @@ def test_run_matches_engine(widget, qtbot, demo, tmp_path, mode):
         np.testing.assert_array_equal(layer.data, expected[:, i])
         # Contrast limits come from the data, not from the preallocated zeros.
         assert layer.contrast_limits[1] > 100
-    inputs = [layer for layer in w._viewer.layers if not layer.name.endswith("]")]
+    inputs = [layer for layer in w.viewer.layers if not layer.name.endswith("]")]
     assert [layer.name for layer in inputs] == ["Nuclei", "Membrane"]
     raw = ts.open(tensorstore_spec(read_position(demo / "A" / "2" / "0")), read=True).result()
     np.testing.assert_array_equal(np.asarray(inputs[1].data), raw[[0, 2], 1].read().result())
     assert tuple(inputs[0].scale) == (1.0, 2.0, 0.65, 0.65)
     if mode == "serial":  # follow: the slider is on the last finished time point
-        assert w._viewer.dims.current_step[0] == 1
+        assert w.viewer.dims.current_step[0] == 1
 
 
 def test_run_with_output_writes_the_store(widget, qtbot, demo, tmp_path):
@@ -238,13 +246,13 @@ def test_rerun_replaces_layers(widget, qtbot, demo, tmp_path):
     w.transform.value = "gaussian_blur"
     set_mode(w, "threads")
     run(qtbot, w)
-    n_layers = len(w._viewer.layers)
+    n_layers = len(w.viewer.layers)
     first = output_layers(w)
     old = weakref.ref(first[0].data)
 
     w.transform_params.sigma_x.value = 4.0
     assert run(qtbot, w)["outcome"] == "done"
-    assert len(w._viewer.layers) == n_layers
+    assert len(w.viewer.layers) == n_layers
     again = output_layers(w)
     assert [a is b for a, b in zip(again, first, strict=True)] == [True, True]
     np.testing.assert_array_equal(again[0].data, engine_output(demo, tmp_path, w)[:, 0])
@@ -254,7 +262,7 @@ def test_rerun_replaces_layers(widget, qtbot, demo, tmp_path):
     # Another transform replaces the output layers instead of piling them up.
     w.transform.value = "max_projection"
     assert run(qtbot, w)["outcome"] == "done"
-    assert len(w._viewer.layers) == n_layers
+    assert len(w.viewer.layers) == n_layers
     assert [layer.name for layer in output_layers(w)] == [
         "Nuclei [Max projection]",
         "Membrane [Max projection]",
@@ -360,7 +368,7 @@ def test_pool_is_reused_and_closed_with_the_viewer(widget, qtbot):
     assert len(pids) == 2
     assert run(qtbot, w)["outcome"] == "done"
     assert {p.pid for p in _pool_processes()} == pids  # warm pool, no new spawn
-    w._viewer.close()
+    w.viewer.close()
     qtbot.waitUntil(lambda: not _pool_processes(), timeout=5000)
 
 

@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 import typing
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -49,6 +50,7 @@ from magicgui.widgets import (
 from napari.qt.threading import GeneratorWorker, thread_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QEvent, QObject, QThreadPool, QTimer
+from qtpy.QtWidgets import QWidget
 
 from ._config import RunConfig
 from ._cpus import available_cpus
@@ -319,25 +321,43 @@ class _CloseWatcher(QObject):
     """Calls back when the viewer's window closes or the widget leaves its dock.
 
     napari's dock "x" (``remove_dock_widget``) takes the widget out of its dock
-    without deleting it, so being un-parented counts as being closed too.
+    without deleting it, so being un-parented counts as being closed too. The
+    window is found from the widget once it is docked (napari's private
+    ``window._qt_window`` is out of bounds for plugins).
     """
 
-    def __init__(self, callback: Callable[[], None], widget: QObject) -> None:
+    def __init__(self, callback: Callable[[], None], widget: QWidget) -> None:
         super().__init__(widget)
-        self._callback = callback
+        # A weak reference: the watcher (owned by Qt) must not keep the widget alive.
+        self._callback = weakref.WeakMethod(callback)  # type: ignore[arg-type]
         self._widget = widget
+        self._window: QWidget | None = None
+        widget.installEventFilter(self)
+
+    def _call(self) -> None:
+        callback = self._callback()
+        if callback is not None:
+            callback()
+
+    def _watch_window(self) -> None:
+        top = self._widget.window()
+        if top is not None and top is not self._widget and top is not self._window:
+            if self._window is not None:
+                self._window.removeEventFilter(self)
+            self._window = top
+            top.installEventFilter(self)
 
     def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
-        if event is None:
-            return False
-        window_closed = event.type() == QEvent.Type.Close and obj is not self._widget
-        undocked = (
-            event.type() == QEvent.Type.ParentChange
-            and obj is self._widget
-            and self._widget.parent() is None
-        )
-        if window_closed or undocked:
-            self._callback()
+        if event is None or "_widget" not in self.__dict__:
+            return False  # (a wrapper being torn down)
+        kind = event.type()
+        if obj is self._widget and kind == QEvent.Type.ParentChange:
+            if self._widget.parent() is None:
+                self._call()
+            else:  # docking finishes after the re-parenting: look for the window then
+                QTimer.singleShot(0, self._watch_window)
+        elif obj is self._window and kind == QEvent.Type.Close:
+            self._call()
         return False
 
 
@@ -384,7 +404,7 @@ class ProcessPositionWidget(Container):
         self._pool: ProcessPool | None = None
         self._closed = False
         self._closing = False
-        self._dirty: dict[int, tuple[Image, set[int]]] = {}
+        self._dirty: dict[Any, tuple[Image, set[int]]] = {}
         self._follow_to: tuple[Image, int] | None = None
         self._last_refresh = 0.0
         self._last_follow = 0.0
@@ -515,10 +535,6 @@ class ProcessPositionWidget(Container):
         self._fit_channel_list()
 
         self._watcher = _CloseWatcher(self.close_pool, self.native)
-        self.native.installEventFilter(self._watcher)
-        qt_window = getattr(getattr(viewer, "window", None), "_qt_window", None)
-        if qt_window is not None:
-            qt_window.installEventFilter(self._watcher)
         self.native.destroyed.connect(self._on_destroyed)
         viewer.layers.events.inserted.connect(self._on_layer_inserted)
         for layer in viewer.layers:
@@ -529,6 +545,11 @@ class ProcessPositionWidget(Container):
     def running(self) -> bool:
         """True while a run is in flight."""
         return self._current is not None
+
+    @property
+    def viewer(self) -> napari.viewer.Viewer:
+        """The viewer the widget shows its layers in."""
+        return self._viewer
 
     @property
     def pool(self) -> ProcessPool | None:
@@ -801,9 +822,25 @@ class ProcessPositionWidget(Container):
             self._start_worker(worker)
         return pool
 
-    def _start_worker(self, worker: Any) -> None:
+    def _start_worker(self, worker: Any, run: _Run | None = None) -> None:
         self._workers.add(worker)
-        worker.finished.connect(partial(self._workers.discard, worker))
+        widget_ref = weakref.ref(self)
+
+        def finished() -> None:
+            # Qt holds these connections, unseen by Python's garbage collector: drop
+            # them, or the finished worker would keep the widget (and the viewer) alive.
+            for name in ("yielded", "errored", "finished"):
+                with contextlib.suppress(TypeError, RuntimeError, AttributeError):
+                    getattr(worker, name).disconnect()
+            widget = widget_ref()
+            if widget is not None:
+                widget._workers.discard(worker)
+                if run is not None:
+                    widget._on_worker_finished(run)
+            if run is not None:
+                run.worker = None
+
+        worker.finished.connect(finished)
         _room_for_one_more_thread()
         worker.start()
 
@@ -847,8 +884,7 @@ class ProcessPositionWidget(Container):
         run.worker = worker
         worker.yielded.connect(partial(self._on_event, run))
         worker.errored.connect(partial(self._on_worker_errored, run))
-        worker.finished.connect(partial(self._on_worker_finished, run))
-        self._start_worker(worker)
+        self._start_worker(worker, run)
 
     def _spec_display(self, name: str) -> str:
         spec = self._specs.get(name)
@@ -939,8 +975,9 @@ class ProcessPositionWidget(Container):
                     layer.contrast_limits = clim
             shown.append(layer)
         # Input layers of another position are replaced, not piled up.
+        shown_ids = {layer.unique_id for layer in shown}
         for layer in list(self._viewer.layers):
-            if _meta(layer).get("role") == "input" and layer not in shown:
+            if _meta(layer).get("role") == "input" and layer.unique_id not in shown_ids:
                 self._viewer.layers.remove(layer)
 
     def _find_input(self, info: PositionInfo, channel: int, name: str) -> Image | None:
@@ -959,6 +996,11 @@ class ProcessPositionWidget(Container):
             ):
                 return layer  # type: ignore[no-any-return]
         return None
+
+    def _has_layer(self, layer: Image) -> bool:
+        # Compared by id: a plugin widget sees layers through napari's proxies, a new
+        # proxy object at each access.
+        return any(other.unique_id == layer.unique_id for other in self._viewer.layers)
 
     def _find_layer(self, name: str, role: str) -> Image | None:
         for layer in self._viewer.layers:
@@ -996,10 +1038,10 @@ class ProcessPositionWidget(Container):
                 layer.metadata = meta
             layers.append(layer)
         # Output layers of an earlier transform are replaced, not piled up.
-        keep = {id(layer) for layer in layers}
+        keep = {layer.unique_id for layer in layers}
         for layer in list(self._viewer.layers):
             role = (layer.metadata or {}).get(METADATA_KEY, {}).get("role")
-            if role == "output" and id(layer) not in keep:
+            if role == "output" and layer.unique_id not in keep:
                 self._viewer.layers.remove(layer)
         self._dirty.clear()
         self._pending.clear()
@@ -1049,7 +1091,7 @@ class ProcessPositionWidget(Container):
         while self._pending:
             run, index, t, volume, limits, z0 = self._pending[0]
             layer = run.layers[index]
-            if run.outcome == "cancelled" or layer not in self._viewer.layers:
+            if run.outcome == "cancelled" or not self._has_layer(layer):
                 self._pending.popleft()  # a cancelled run's result, or a removed layer
                 continue
             per_plane = max(1, volume[0].nbytes if volume.ndim else 1)
@@ -1063,7 +1105,7 @@ class ProcessPositionWidget(Container):
                     run.clim_set.add(index)
                     layer.contrast_limits_range = limits
                     layer.contrast_limits = limits
-                self._dirty.setdefault(id(layer), (layer, set()))[1].add(t)
+                self._dirty.setdefault(layer.unique_id, (layer, set()))[1].add(t)
                 self._follow_to = (layer, t)
             if time.perf_counter() > deadline:
                 break
@@ -1081,7 +1123,7 @@ class ProcessPositionWidget(Container):
         if self._follow_to is not None and follow_due:
             layer, t = self._follow_to
             self._follow_to = None
-            if self.follow.value and layer in self._viewer.layers:
+            if self.follow.value and self._has_layer(layer):
                 moved = self._follow(layer, t)  # re-slices every layer
                 self._last_follow = now
         if self._dirty and (refresh_due or moved):
