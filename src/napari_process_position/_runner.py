@@ -185,9 +185,10 @@ class BatchRun:
     any position failed. ``cancel()`` may be called from any thread.
 
     When the config names a Dask cluster (``dask_scheduler``, ``dask_local``
-    or ``slurm``) and no executor was given, iterating connects to it (or
-    starts it) and closes what it started at the end; :meth:`start` does
-    it ahead of time and says where the tasks run. With a process pool or
+    or ``slurm``) and no executor was given, :func:`prepare` connects to it
+    (or starts it) before writing anything, and the end of the iteration (or
+    :meth:`close`) disconnects and stops what it started; :meth:`start`
+    says where the tasks run. With a process pool or
     an executor, several positions are in flight at once so that workers do
     not idle at the end of each position; Results of different positions
     then interleave.
@@ -216,7 +217,7 @@ class BatchRun:
     _runs: set[PositionRun] = field(default_factory=set)
     _runs_lock: threading.Lock = field(default_factory=threading.Lock)
     _owned_pool: bool = False
-    _started: bool = False
+    _owns_dask: bool = False
 
     @property
     def total(self) -> int:
@@ -269,8 +270,8 @@ class BatchRun:
 
             self.dask = open_session(self.config)
             self.executor = self.dask.executor
+            self._owns_dask = True
             log.info("running on %s", self.dask.description)
-        self._started = True
         if self.dask is not None:
             link = self.dask.dashboard_link
             return self.dask.description + (f"; dashboard {link}" if link else "")
@@ -280,7 +281,10 @@ class BatchRun:
 
     def close(self) -> None:
         """Release what :meth:`start` opened (a Dask client, a cluster it started)."""
+        if not self._owns_dask:
+            return
         session, self.dask = self.dask, None
+        self._owns_dask = False
         if session is not None:
             if self.executor is session.executor:
                 self.executor = None
@@ -310,7 +314,6 @@ class BatchRun:
 
     # -- running -------------------------------------------------------------------
     def __iter__(self) -> Iterator[tuple[str, Result]]:
-        opened_here = self.dask is None
         try:
             self.start()
             mode_processes = (self.executor is None and not self.config.use_threads
@@ -338,8 +341,7 @@ class BatchRun:
                 else:
                     self.pool.shutdown()
                 self.pool = None
-            if opened_here:
-                self.close()
+            self.close()
 
     def _should_stop(self) -> bool:
         if self._cancel.is_set():
@@ -620,6 +622,30 @@ def prepare(config: RunConfig, *, pool: ProcessPool | None = None,
         if sig not in cache:
             cache[sig] = output_layout(spec, info, params, channels, times)
         layouts[key] = cache[sig]
+    dask = None
+    if config.uses_dask and executor is None:
+        # Connect (or start the cluster) before writing anything: an unreachable
+        # scheduler then leaves no half-made output behind.
+        from ._dask import open_session
+
+        dask = open_session(config)
+        executor = dask.executor
+    try:
+        output_paths = _make_output(config, store, keys, layouts, output_paths)
+    except BaseException:
+        if dask is not None:
+            dask.close()
+        raise
+    batch = BatchRun(config, spec, params, store, keys, inputs, output_paths, layouts,
+                     channels, times, pool=pool, executor=executor)
+    if dask is not None:
+        batch.dask, batch._owns_dask = dask, True
+    return batch
+
+
+def _make_output(config: RunConfig, store: StoreInfo, keys: list[str],
+                 layouts: dict[str, OutputLayout],
+                 output_paths: dict[str, str | None]) -> dict[str, str | None]:
     if config.output:
         out_root = Path(config.output).expanduser().resolve()
         if _same_or_inside(out_root, Path(store.path)):
@@ -640,8 +666,7 @@ def prepare(config: RunConfig, *, pool: ProcessPool | None = None,
             if not out_root.exists():
                 create_output_position(out_root, layouts[key], version=config.ome_version)
             output_paths = {key: str(out_root)}
-    return BatchRun(config, spec, params, store, keys, inputs, output_paths, layouts,
-                    channels, times, pool=pool, executor=executor)
+    return output_paths
 
 
 def run_config(config: RunConfig, **kwargs: Any) -> BatchRun:

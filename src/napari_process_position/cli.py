@@ -360,6 +360,7 @@ def _print_job_script(opts: dict[str, Any]) -> None:
     from ._dask import slurm_job_script
 
     config = build_config(opts, need_output=False)
+    _quiet_dask()
     if config.slurm is None:
         _fail("--print-job-script needs --slurm (or a config with a slurm section)")
     click.echo(slurm_job_script(config.slurm), nl=False)
@@ -370,10 +371,27 @@ def _run(opts: dict[str, Any], no_progress: bool) -> int:
     from ._runner import prepare
 
     config = build_config(opts)
+    if config.uses_dask:
+        _quiet_dask()
     batch = prepare(config)
     if opts.get("save_config") is not None:
         config.save(opts["save_config"])
     return _execute(batch, no_progress)
+
+
+def _quiet_dask() -> None:
+    """Keep Dask's INFO chatter (it configures its own loggers on import) out of the CLI.
+
+    Warnings (a worker that died, a task that is retried) still show; -vv shows everything.
+    """
+    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        return
+    try:
+        import distributed  # noqa: F401  (its import sets its loggers' levels)
+    except ImportError:
+        return  # prepare() says how to install it
+    for name in ("distributed", "dask_jobqueue", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @main.command("init-output")
