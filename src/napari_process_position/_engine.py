@@ -93,10 +93,22 @@ class ProcessPool:
     def _broken(executor: cf.ProcessPoolExecutor) -> bool:
         return bool(getattr(executor, "_broken", False) or getattr(executor, "_shutdown_thread", False))
 
-    def warm(self) -> list[int]:
-        """Start every worker process now and wait until each has imported its libraries."""
+    def warm(self, transform: TransformRef | None = None) -> list[int]:
+        """Start every worker process now and wait until each has imported its libraries.
+
+        Parameters
+        ----------
+        transform
+            Also import this transform's module in the workers, so that the
+            first task does not pay for it.
+
+        Returns
+        -------
+        list of int
+            The workers' process ids.
+        """
         executor = self.executor
-        futures = [executor.submit(warm_up, 0.05) for _ in range(self.num_workers * 2)]
+        futures = [executor.submit(warm_up, 0.05, transform) for _ in range(self.num_workers * 2)]
         for future in futures:
             future.result()
         return sorted(p.pid for p in self.processes())

@@ -49,12 +49,15 @@ def init_worker(inner_threads: int | None) -> None:
     import tensorstore  # noqa: F401  (import once, now, not in the first task)
 
 
-def warm_up(hold_s: float = 0.0) -> int:
+def warm_up(hold_s: float = 0.0, transform: TransformRef | None = None) -> int:
     """A no-op task used to start a pool's processes ahead of the first real task.
 
     Holding the worker a moment makes the pool hand the next warm-up to
-    another process, so every process gets started and initialised.
+    another process, so every process gets started and initialised. With a
+    transform, its module is imported now rather than in the first task.
     """
+    if transform is not None:
+        resolve_transform(transform)
     if hold_s:
         time.sleep(hold_s)
     return os.getpid()
@@ -120,7 +123,9 @@ def is_empty(block: np.ndarray) -> bool:
 def _volume_empty(zyx: np.ndarray) -> bool:
     if not np.any(zyx):
         return True
-    return bool(zyx.dtype.kind == "f" and np.isnan(zyx).all())
+    if zyx.dtype.kind != "f" or not np.isnan(zyx.flat[0]):
+        return False  # one real value is enough: no full NaN scan
+    return bool(np.isnan(zyx).all())
 
 
 def _ts_selection(group: ChannelIndex) -> int | list[int] | slice:
