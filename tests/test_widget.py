@@ -160,6 +160,11 @@ def test_children_and_choices(widget, demo):
     assert not w.running and "time point 3 does not exist" in w.status.value
     w.times.value = "all"
 
+    # Defaults survive the spin boxes exactly (no rounding to two decimals).
+    name = w.add_transform(ref("fine_gain"))
+    assert w.transform_params.gain.value == 0.00125
+    assert w.current_config().params == {"gain": 0.00125}
+
     # A position path works as the input too, and napari's reset_choices keeps the choices.
     w.input_path.value = str(demo / "A" / "2" / "0")
     assert w.position.choices == ("0",)
@@ -268,6 +273,39 @@ def test_rerun_replaces_layers(widget, qtbot, demo, tmp_path):
         "Membrane [Max projection]",
     ]
     assert output_layers(w)[0].data.shape == (3, 1, 64, 64)
+
+
+def test_saved_settings_run_from_the_cli_give_the_preview(widget, qtbot, demo, tmp_path):
+    from click.testing import CliRunner
+
+    from napari_process_position._config import RunConfig
+    from napari_process_position.cli import main
+
+    w = widget
+    w.position.value = "B/1/0"
+    w.transform.value = "median_filter"
+    w.times.value = "1-2"
+    set_mode(w, "threads")
+    assert run(qtbot, w)["outcome"] == "done", w.status.value
+    preview = [np.array(layer.data) for layer in output_layers(w)]
+
+    w.output_path.value = tmp_path / "batch.zarr"
+    saved = w.save_config(tmp_path / "run")
+    assert saved.suffix == ".yaml" and "process-position run --config" in w.status.value
+    config = RunConfig.load(saved)
+    assert config.positions is None and config.times == [1, 2]
+    result = CliRunner().invoke(main, ["run", "--config", str(saved), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    written = (
+        ts.open(
+            tensorstore_spec(read_position(tmp_path / "batch.zarr" / "B" / "1" / "0")), read=True
+        )
+        .result()
+        .read()
+        .result()
+    )
+    for i, volume in enumerate(preview):  # the batch run gives exactly the preview
+        np.testing.assert_array_equal(written[:, i], volume)
 
 
 # -- cancel and failures ----------------------------------------------------------------------

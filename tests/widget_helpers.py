@@ -44,6 +44,11 @@ def die_at(czyx: np.ndarray, input_time_index: int = 0, bad_time: int = 1) -> np
     return czyx.astype(np.float32)
 
 
+def fine_gain(czyx: np.ndarray, gain: float = 0.00125) -> np.ndarray:
+    """Multiply by a small gain (a default that two decimals would round away)."""
+    return czyx.astype(np.float32) * gain
+
+
 def time_offset(czyx: np.ndarray, input_time_index: int = 0, gain: float = 1.0) -> np.ndarray:
     """``czyx * gain + t``: depends on the engine-injected time index."""
     return czyx.astype(np.float32) * gain + input_time_index

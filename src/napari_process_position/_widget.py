@@ -21,6 +21,7 @@ import contextlib
 import inspect
 import itertools
 import logging
+import os
 import threading
 import time
 import typing
@@ -180,14 +181,32 @@ def _param_widget(param: inspect.Parameter, hint: Any) -> Widget:
             options.setdefault("step", 0.1)
     if base is None or base is Any:
         # Nothing to go by: a text box read as a Python literal.
-        widget = LineEdit(
+        text = LineEdit(
             value=repr(default) if has_default else "",
             **{k: v for k, v in kwargs.items() if k != "value"},
         )
-        widget.tooltip = "a Python literal: 1.5, 'text', (1, 2), ..."
-        widget._npp_literal = True  # type: ignore[attr-defined]
-        return widget
-    return create_widget(annotation=base, options=options, **kwargs)
+        text.tooltip = "a Python literal: 1.5, 'text', (1, 2), ..."
+        text._npp_literal = True  # type: ignore[attr-defined]
+        return text
+    widget: Any = create_widget(annotation=base, options=options, **kwargs)
+    if base is float and hasattr(widget.native, "setDecimals"):
+        # Enough decimals for the step and the default: a spin box rounds what it
+        # shows, and would otherwise run the transform with a rounded default.
+        wanted = [_decimals(options.get("step")), _decimals(default if has_default else None)]
+        decimals = max(2, *wanted)
+        if decimals > widget.native.decimals():
+            widget.native.setDecimals(decimals)
+            if has_default:
+                widget.value = default
+    return widget
+
+
+def _decimals(value: Any) -> int:
+    """Decimal places needed to show a number exactly (at most 8)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value == 0:
+        return 0
+    text = f"{abs(float(value)):.8f}".rstrip("0")
+    return min(8, len(text.partition(".")[2]))
 
 
 def _param_value(widget: Any) -> Any:
@@ -475,6 +494,12 @@ class ProcessPositionWidget(Container):
         self.follow = CheckBox(name="follow", value=True, text="follow newest time point")
         self.run_button = PushButton(name="run_button", text="Run")
         self.cancel_button = PushButton(name="cancel_button", text="Cancel", enabled=False)
+        self.save_button = PushButton(
+            name="save_config",
+            text="Save settings for a batch run…",
+            tooltip="Write these settings as a YAML file for `process-position run --config`, "
+            "to process every position of the plate",
+        )
         self.progress = ProgressBar(name="progress", min=0, max=1, value=0, label=" ")
         self.status = Label(name="status", value="Choose an OME-Zarr plate or position.", label=" ")
         self.status.native.setWordWrap(True)
@@ -494,6 +519,7 @@ class ProcessPositionWidget(Container):
                 self.follow,
                 self.run_button,
                 self.cancel_button,
+                self.save_button,
                 self.progress,
                 self.status,
             ]
@@ -514,6 +540,7 @@ class ProcessPositionWidget(Container):
             self.overwrite,
             self.num_workers,
             self.use_threads,
+            self.save_button,
         ]
 
         self._timer = QTimer(self.native)
@@ -531,6 +558,7 @@ class ProcessPositionWidget(Container):
         self.use_threads.changed.connect(self._on_mode_changed)
         self.run_button.clicked.connect(self._on_run)
         self.cancel_button.clicked.connect(self._on_cancel)
+        self.save_button.clicked.connect(self._on_save_clicked)
         self._on_transform_changed()
         self._fit_channel_list()
 
@@ -640,6 +668,40 @@ class ProcessPositionWidget(Container):
             use_threads=bool(self.use_threads.value),
             overwrite=bool(self.overwrite.value),
         )
+
+    def save_config(self, path: str | os.PathLike[str]) -> Path:
+        """Save the settings for a batch run over every position, and return the file.
+
+        The preview ran one position; the saved :class:`RunConfig` selects all of
+        them (edit ``positions`` in the file to narrow it down). The status line
+        shows the command that runs it.
+
+        Raises
+        ------
+        ValueError
+            A setting is missing or invalid.
+        """
+        config = self.current_config().model_copy(update={"positions": None})
+        target = config.save(Path(path).expanduser().with_suffix(".yaml"))
+        command = f"process-position run --config {target}"
+        if config.output is None:
+            command = f"process-position run {config.input} OUTPUT.zarr --config {target}"
+        self._set_status(f"Saved {target}. Run every position with: {command}")
+        return target
+
+    def _on_save_clicked(self, *_: Any) -> None:
+        from magicgui.application import use_app
+
+        show_dialog = use_app().get_obj("show_file_dialog")
+        chosen = show_dialog(
+            FileDialogMode.OPTIONAL_FILE, caption="Save run settings", filter="*.yaml"
+        )
+        if not chosen:
+            return
+        try:
+            self.save_config(chosen)
+        except (ValueError, OSError, ProcessPositionError) as exc:
+            self._report_error(f"cannot save the settings: {exc}")
 
     def cancel(self) -> None:
         """Cancel the run in flight (what the Cancel button does)."""
