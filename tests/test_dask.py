@@ -89,18 +89,16 @@ def local_client():
         assert not leftover, f"LocalCluster left processes behind: {leftover}"
 
 
-@pytest.fixture(scope="module")
-def external_cluster(tmp_path_factory):
-    """`dask scheduler` and two `dask worker` processes on 127.0.0.1, as on a real cluster.
+@contextlib.contextmanager
+def cluster_processes(root: Path, workers: int, env: dict[str, str] | None = None):
+    """`dask scheduler` and `dask worker` processes on 127.0.0.1; yields (client, scheduler file).
 
-    The scheduler declares a task bad as soon as one worker dies running it
-    (allowed-failures 0), so a kill surfaces as an error instead of a retry.
+    Every process (and its children) is ended on exit, and the exit checks none is left.
     """
     from distributed import Client
 
-    root = tmp_path_factory.mktemp("cluster")
     sched_file = root / "scheduler.json"
-    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    env = {**os.environ, **(env or {})}
     dask_exe = Path(sys.executable).with_name("dask")
     base = [str(dask_exe)] if dask_exe.exists() else [sys.executable, "-m", "dask"]
     procs: list[subprocess.Popen] = []
@@ -120,12 +118,12 @@ def external_cluster(tmp_path_factory):
         while not sched_file.exists() and time.time() < deadline:
             time.sleep(0.1)
         assert sched_file.exists(), (root / "scheduler.log").read_text()
-        for i in range(2):
+        for i in range(workers):
             start(["worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
                    "--no-dashboard", "--local-directory", str(root / f"w{i}"),
                    "--host", "127.0.0.1"], f"worker{i}")
         client = Client(scheduler_file=str(sched_file), set_as_default=False, timeout=30)
-        client.wait_for_workers(2, timeout=90)
+        client.wait_for_workers(workers, timeout=90)
         yield client, sched_file
     finally:
         if client is not None:
@@ -150,7 +148,19 @@ def external_cluster(tmp_path_factory):
         for pid in leftover:
             with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).kill()
-        assert not leftover, f"the external cluster left processes behind: {leftover}"
+        assert not leftover, f"the cluster's processes were left behind: {leftover}"
+
+
+@pytest.fixture(scope="module")
+def external_cluster(tmp_path_factory):
+    """A scheduler and two workers as separate processes, as on a real cluster.
+
+    The scheduler declares a task bad as soon as one worker dies running it
+    (allowed-failures 0), so a kill surfaces as an error instead of a retry.
+    """
+    with cluster_processes(tmp_path_factory.mktemp("cluster"), 2,
+                           {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}) as cluster:
+        yield cluster
 
 
 def local_reference(plate: Path, out: Path, transform: str, **params) -> None:
@@ -336,6 +346,35 @@ def test_killed_external_worker_fails_clearly_then_resume_completes(external_clu
     assert result.stderr.count(": resumed") >= 3
     for key, array in data.items():
         np.testing.assert_array_equal(read_array(out / key), array)
+
+
+def test_lost_scheduler_stops_the_run_with_a_clear_message(tmp_path):
+    data = {k: random_tczyx((6, 2, 3, 8, 8), "float32", seed=50 + i, empty=(), nan=())
+            for i, k in enumerate(KEYS)}
+    src = write_plate(tmp_path / "in.zarr", data)
+    out = tmp_path / "out.zarr"
+    with cluster_processes(tmp_path, 1) as (client, sched_file):
+        scheduler_pid = client.run_on_scheduler(os.getpid)
+        proc = subprocess.Popen([*CLI, "run", str(src), str(out), "-t", SLOW, "-p", "seconds=0.3",
+                                 "--dask-scheduler", str(sched_file), "--no-progress"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            records = lambda: list(out.glob("*/*/*/.process-position-progress/*.done"))  # noqa: E731
+            deadline = time.time() + 90
+            while time.time() < deadline and len(records()) < 2 and proc.poll() is None:
+                time.sleep(0.05)
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            os.kill(scheduler_pid, signal.SIGKILL)
+            _, stderr = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 1, stderr[-3000:]
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert any("Dask scheduler dropped the task" in line and "--resume" in line for line in errors)
+    assert len(records()) >= 2  # what was written is kept
 
 
 # -- clear errors -----------------------------------------------------------------------------

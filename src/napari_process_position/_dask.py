@@ -188,11 +188,10 @@ class DaskExecutor(cf.Executor):
                         remote_future.result()
                         reason = status
                     except BaseException as exc:
-                        reason = f"{type(exc).__name__}: {exc}"
+                        reason = str(getattr(exc, "reason", None) or type(exc).__name__)
                     message = (
-                        f"Dask cancelled the task for {label or key} that this run did not cancel "
-                        f"({reason}); the scheduler was probably stopped or restarted, or the "
-                        "connection to it was lost"
+                        f"the Dask scheduler dropped the task for {label or key} ({reason}): it "
+                        "was stopped or restarted, or the connection to it was lost"
                     )
                     with self._lock:
                         self.lost = self.lost or message
@@ -255,8 +254,17 @@ class DaskSession:
     def close(self) -> None:
         """Disconnect; stop the cluster if this session started it."""
         self.executor.shutdown(wait=False, cancel_futures=True)
-        with contextlib.suppress(Exception):
-            self.client.close(timeout=10)
+        client_log = logging.getLogger("distributed.client")
+        level = client_log.level
+        if self.executor.lost:
+            # The client is still trying to reconnect; closing it logs that attempt's
+            # traceback, which says nothing the run has not reported already.
+            client_log.setLevel(logging.CRITICAL)
+        try:
+            with contextlib.suppress(Exception):
+                self.client.close(timeout=10)
+        finally:
+            client_log.setLevel(level)
         if self.cluster is not None:
             with contextlib.suppress(Exception):
                 self.cluster.close(timeout=20)

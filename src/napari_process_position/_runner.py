@@ -464,9 +464,9 @@ class BatchRun:
         if lost:
             # The cluster itself went away: no later position can run either.
             self.fatal_error = self.fatal_error or (
-                f"the Dask cluster was lost: {lost}. Completed volumes are kept; rerun with --resume"
+                f"{lost}; completed volumes are kept, rerun with --resume when the cluster is back"
             )
-            summary.error = f"stopped: {lost}"
+            summary.error = "stopped: the Dask cluster was lost"
         else:
             summary.error = text or str(exc)
         log.error("position %s failed: %s", key, summary.error)
