@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -321,3 +322,26 @@ def test_cancel_in_process_mode_stops_the_workers(tmp_path):
     while time.time() < deadline and workers():
         time.sleep(0.05)
     assert not workers()
+
+
+def test_edited_transform_file_is_reloaded(tmp_path):
+    from napari_process_position._worker import resolve_transform
+
+    helper = tmp_path / "helper_mod_npp.py"
+    helper.write_text("OFFSET = 10\n")
+    script = tmp_path / "mine.py"
+    script.write_text("import helper_mod_npp\n\ndef f(x):\n    return x + helper_mod_npp.OFFSET\n")
+    ref = f"{script}:f"
+    assert resolve_transform(ref)(1) == 11  # a module beside the file is importable
+    script.write_text("import helper_mod_npp\n\ndef f(x):\n    return x + 2 * helper_mod_npp.OFFSET\n")
+    os.utime(script, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert resolve_transform(ref)(1) == 21
+
+
+def test_strict_dtype_refuses_unsafe_casts(tmp_path):
+    data, src, dst, od = _make(tmp_path, "uint16", 2, 3, "same")
+    with pytest.raises(TransformError, match="returned float32 .* stores uint16"):
+        list(stream_position(tt.scale_offset, src, dst, strict_dtype=True))
+    # Without it, values are cast as numpy (and iohub) cast them.
+    list(stream_position(tt.scale_offset, src, dst))
+    assert read_array(dst).dtype == np.uint16

@@ -442,6 +442,7 @@ def stream_position(
     resume_token: str | None = None,
     max_in_flight: int | None = None,
     params: dict[str, Any] | None = None,
+    strict_dtype: bool = False,
     **kwargs: Any,
 ) -> PositionRun:
     """Plan a run over one position; iterate the returned run to get Results as they finish.
@@ -480,6 +481,10 @@ def stream_position(
         Tasks submitted but not finished; default twice the workers.
     params, **kwargs
         Parameters passed to the transform.
+    strict_dtype
+        Raise when a result fits the output dtype only by an unsafe cast
+        (float into an integer store); by default values are cast as numpy
+        casts them, as iohub does.
 
     Returns
     -------
@@ -508,6 +513,7 @@ def stream_position(
         progress_dir=os.path.join(out_info.path, PROGRESS_DIR_NAME) if out_info else None,
         token=token,
         output_grid=out_info.chunk_grid if out_info else None,
+        strict_dtype=strict_dtype,
     )
     mode: Mode
     if executor is not None:

@@ -92,6 +92,9 @@ class Task:
     progress_dir: str | None = None
     token: str = ""
     output_grid: ChunkGrid | None = None
+    #: Refuse results that only an unsafe cast fits into the output (our own
+    #: outputs, sized from the transform); iohub's call casts as numpy does.
+    strict_dtype: bool = False
 
     @property
     def label(self) -> str:
@@ -252,6 +255,7 @@ def plan_tasks(
     progress_dir: str | None = None,
     token: str = "",
     output_grid: ChunkGrid | None = None,
+    strict_dtype: bool = False,
 ) -> list[Task]:
     """Build the list of tasks for one position, channel groups outermost (as iohub).
 
@@ -295,6 +299,7 @@ def plan_tasks(
                 progress_dir=progress_dir,
                 token=token,
                 output_grid=output_grid,
+                strict_dtype=strict_dtype,
             )
         )
     return tasks

@@ -8,6 +8,7 @@ engine.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -64,40 +65,65 @@ def warm_up(hold_s: float = 0.0, transform: TransformRef | None = None) -> int:
 
 
 def _load_file_module(path: str) -> Any:
-    name = "_npp_transform_" + str(abs(hash(os.path.abspath(path))))
-    if name in sys.modules:
-        return sys.modules[name]
+    """Import a transform file; again when it changed since (users edit and re-run)."""
+    path = os.path.abspath(path)
+    mtime = os.stat(path).st_mtime_ns
+    digest = hashlib.sha1(path.encode()).hexdigest()[:12]
+    name = f"_npp_transform_{digest}"
+    loaded = sys.modules.get(name)
+    if loaded is not None and getattr(loaded, "__npp_mtime__", None) == mtime:
+        return loaded
+    folder = os.path.dirname(path)
+    if folder not in sys.path:
+        sys.path.append(folder)  # so the file can import modules next to it
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load transforms from {path}")
     module = importlib.util.module_from_spec(spec)
+    module.__npp_mtime__ = mtime  # type: ignore[attr-defined]
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
     return module
 
 
-@lru_cache(maxsize=64)
-def _resolve_string(ref: str) -> Callable[..., Any]:
+def _split_ref(ref: str) -> tuple[str, str]:
     target, sep, func_name = ref.rpartition(":")
     if not sep or not target or not func_name:
         raise ValueError(f"a transform reference looks like 'module:function' or 'file.py:function', not {ref!r}")
-    if target.endswith(".py") or os.sep in target:
-        module = _load_file_module(target)
-    else:
-        module = importlib.import_module(target)
+    return target, func_name
+
+
+def _is_file_ref(target: str) -> bool:
+    return target.endswith(".py") or os.sep in target
+
+
+@lru_cache(maxsize=64)
+def _resolve_module_ref(ref: str) -> Callable[..., Any]:
+    target, func_name = _split_ref(ref)
+    return _attribute(importlib.import_module(target), func_name, ref)
+
+
+def _attribute(module: Any, func_name: str, ref: str) -> Callable[..., Any]:
     func = module
     for part in func_name.split("."):
         func = getattr(func, part)
     if not callable(func):
         raise TypeError(f"{ref} is not callable")
-    return func  # type: ignore[return-value]
+    return func  # type: ignore[no-any-return]
 
 
 def resolve_transform(ref: TransformRef) -> Callable[..., Any]:
-    """The callable a transform reference names."""
+    """The callable a transform reference names (a ``.py`` file is re-read when it changes)."""
     if callable(ref):
         return ref
-    return _resolve_string(ref)
+    target, func_name = _split_ref(ref)
+    if _is_file_ref(target):
+        return _attribute(_load_file_module(target), func_name, ref)
+    return _resolve_module_ref(ref)
 
 
 def _accepts_time_index(func: Callable[..., Any]) -> bool:
@@ -182,7 +208,15 @@ def _check_output(out: Any, task: Task, t_in: int, func: Callable[..., Any]) -> 
                 f"expects {expected}"
             )
     if task.output_dtype is not None and array.dtype != np.dtype(task.output_dtype):
-        array = array.astype(task.output_dtype)
+        target = np.dtype(task.output_dtype)
+        if task.strict_dtype and not np.can_cast(array.dtype, target, "same_kind"):
+            raise TypeError(
+                f"transform {name!r} returned {array.dtype} for {where}, but the output stores "
+                f"{target}; return {target}, or declare the output dtype with "
+                "@transform(output_dtype=...)"
+            )
+        # As numpy (and so zarr and iohub) cast: out-of-range values wrap.
+        array = array.astype(target)
     return array
 
 
