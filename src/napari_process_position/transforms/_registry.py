@@ -455,23 +455,42 @@ def _entry_point_specs(refresh: bool = False) -> dict[str, TransformSpec]:
             _warn_once(ep.name, ep.value, "ignoring transform %r from %s: %s registered it first",
                        ep.name, ep.value, specs[ep.name].ref)
             continue
-        try:
-            func = ep.load()
-        except Exception as exc:  # a broken plug-in must not break the others
-            _warn_once(ep.name, ep.value, "cannot load transform %r from %s: %s: %s",
-                       ep.name, ep.value, type(exc).__name__, exc)
-            continue
-        if not callable(func):
-            _warn_once(ep.name, ep.value, "ignoring transform %r: %s is not callable",
-                       ep.name, ep.value)
-            continue
-        dist = getattr(ep, "dist", None)
-        package = getattr(dist, "name", None) or ep.module.split(".")[0]
-        ref = f"{ep.module}:{ep.attr}" if ep.attr else ep.value
-        specs[ep.name] = TransformSpec(ep.name, ref, func, f"entry point ({package})")
+        spec = _load_entry_point(ep)
+        if spec is not None:
+            specs[ep.name] = spec
     _plugin_cache.clear()
     _plugin_cache[key] = specs
     return specs
+
+
+def _load_entry_point(ep: Any) -> TransformSpec | None:
+    """Import one plug-in transform; None (and a warning) when it is broken."""
+    try:
+        func = ep.load()
+    except Exception as exc:  # a broken plug-in must not break the others
+        _warn_once(ep.name, ep.value, "cannot load transform %r from %s: %s: %s",
+                   ep.name, ep.value, type(exc).__name__, exc)
+        return None
+    if not callable(func):
+        _warn_once(ep.name, ep.value, "ignoring transform %r: %s is not callable",
+                   ep.name, ep.value)
+        return None
+    dist = getattr(ep, "dist", None)
+    package = getattr(dist, "name", None) or ep.module.split(".")[0]
+    ref = f"{ep.module}:{ep.attr}" if ep.attr else ep.value
+    return TransformSpec(ep.name, ref, func, f"entry point ({package})")
+
+
+def _entry_point_named(name: str) -> TransformSpec | None:
+    """The plug-in transform called ``name``, importing no other plug-in."""
+    cached = _plugin_cache.get(tuple(sys.path))
+    if cached is not None:
+        return cached.get(name)
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        spec = _load_entry_point(ep)
+        if spec is not None:
+            return spec
+    return None
 
 
 def list_transforms(*, refresh: bool = False) -> list[TransformSpec]:
@@ -507,13 +526,16 @@ def get_transform(name: str | Callable[..., Any]) -> TransformSpec:
     if not isinstance(name, str) or not name.strip():
         raise TransformNotFoundError(f"a transform name must be a non-empty string, not {name!r}")
     name = name.strip()
-    builtins = _builtins()
-    if name in builtins:
-        return builtins[name]
-    plugins = _entry_point_specs()
-    if name in plugins:
-        return plugins[name]
-    if ":" in name:
+    # A reference imports its own module only; a name imports the built-ins and at most
+    # the one plug-in registered under it (loading a config imports nothing else).
+    if ":" not in name:
+        builtins = _builtins()
+        if name in builtins:
+            return builtins[name]
+        plugin = _entry_point_named(name)
+        if plugin is not None:
+            return plugin
+    else:
         target, _, attr = name.rpartition(":")
         is_file = _looks_like_file(target)
         ref = name
@@ -529,7 +551,8 @@ def get_transform(name: str | Callable[..., Any]) -> TransformSpec:
                 f"cannot load transform {name!r}: {type(exc).__name__}: {exc}"
             ) from exc
         return TransformSpec(name, ref, func, "file" if is_file else "module")
-    known = ", ".join(sorted({**builtins, **plugins}))
+    plugin_names = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    known = ", ".join(sorted(set(builtins) | plugin_names))
     raise TransformNotFoundError(
         f"unknown transform {name!r}; known transforms: {known} "
         "(or give 'module:function' or 'file.py:function')"
