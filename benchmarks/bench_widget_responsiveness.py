@@ -165,7 +165,7 @@ def redraw_floor(viewer, meter: StallMeter, n: int = 10) -> float:
     return round(meter.stop() * 1000, 1)
 
 
-def run_workload(name: str, path: Path, workers: int) -> list[dict]:
+def run_workload(name: str, path: Path, workers: int, follow: bool = True) -> list[dict]:
     import napari
 
     from napari_process_position._widget import ProcessPositionWidget
@@ -177,6 +177,7 @@ def run_workload(name: str, path: Path, workers: int) -> list[dict]:
     widget.input_path.value = str(path)
     widget.transform.value = "soft_magnitude"
     widget.num_workers.value = workers
+    widget.follow.value = follow
     meter = StallMeter()
     rows = []
     try:
@@ -208,6 +209,11 @@ def main() -> None:
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--workers", type=int, default=None, help="default: available CPUs")
     parser.add_argument("--keep", type=Path, default=None, help="keep the inputs in this folder")
+    parser.add_argument(
+        "--no-follow",
+        action="store_true",
+        help="untick 'follow' (the time slider stays; less re-slicing)",
+    )
     args = parser.parse_args()
 
     from napari_process_position._cpus import available_cpus
@@ -223,7 +229,7 @@ def main() -> None:
             path = existing if existing.exists() else make_input(root, shape)
             compute = task_compute_seconds(shape)
             print(f"{name}: TCZYX {shape}, one task's compute {compute * 1000:.0f} ms", flush=True)
-            for row in run_workload(name, path, workers):
+            for row in run_workload(name, path, workers, follow=not args.no_follow):
                 row["task_compute_ms"] = round(compute * 1000, 1)
                 rows.append(row)
     finally:

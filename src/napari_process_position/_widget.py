@@ -1031,7 +1031,8 @@ class ProcessPositionWidget(Container):
             else:
                 layer.metadata = {**layer.metadata, METADATA_KEY: meta}
                 layer.data = data
-                layer.scale = scale
+                if not np.allclose(layer.scale, scale):
+                    layer.scale = scale
                 if clim is not None:
                     layer.contrast_limits_range = clim
                     layer.contrast_limits = clim
@@ -1096,8 +1097,10 @@ class ProcessPositionWidget(Container):
                 )
             else:
                 layer.data = data  # the previous run's array is released
-                layer.scale = scale
-                layer.metadata = meta
+                if not np.allclose(layer.scale, scale):  # each change re-slices the layer
+                    layer.scale = scale
+                if layer.metadata.get(METADATA_KEY) != meta[METADATA_KEY]:
+                    layer.metadata = meta
             layers.append(layer)
         # Output layers of an earlier transform are replaced, not piled up.
         keep = {layer.unique_id for layer in layers}
