@@ -238,7 +238,8 @@ def main() -> None:
         vs = "-"
         if base and mode != base:
             by_round = {d["round"]: d["wall_s"] for d in runs[base]}
-            vs = f"{median([(d['wall_s'] - by_round[d['round']]) / tasks * 1000 for d in data]):+.1f}"
+            diffs = [(d["wall_s"] - by_round[d["round"]]) / tasks * 1000 for d in data]
+            vs = f"{median(diffs):+.1f}"
         rows.append([mode, str(tasks), f"{median(walls):.2f}", f"{min(walls):.2f}-{max(walls):.2f}",
                      f"{median(busy):.2f}", f"{median(ideal):.2f}", f"{median(overhead):.1f}", vs,
                      f"{median([d['first_s'] for d in data]):.2f}"])

@@ -1,4 +1,4 @@
-"""Batch runs over many positions: preview == batch, failures per position, resume, shared plates."""
+"""Batch runs over many positions: preview == batch, failing positions, resume, shared plates."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TESTS, random_tczyx, read_array, write_plate
 
+from conftest import TESTS, random_tczyx, read_array, write_plate
 from napari_process_position import RunConfig, open_store, read_position
 from napari_process_position._runner import prepare
 from napari_process_position.transforms import get_transform
@@ -31,7 +31,7 @@ def cli(*args, timeout=300, check=True) -> subprocess.CompletedProcess:
 
 
 def reference(plate: Path, key: str, func, params: dict, channels, times) -> tuple[np.ndarray, set]:
-    """The transform applied directly to each (t, c) volume, no engine: (TCZYX output, skipped set)."""
+    """Apply the transform to each (t, c) volume directly, no engine: (TCZYX output, skipped)."""
     src = read_array(plate / key)
     out = None
     skipped = set()
@@ -125,7 +125,8 @@ def test_batch_from_config_reproduces_the_preview_bit_for_bit(plate, tmp_path, t
         assert str(written.dtype) == np.dtype(layout.dtype).name
         fill = read_position(tmp_path / "out.zarr" / key).fill_value
         for (t, c), volume in volumes.items():
-            assert written[t, c].tobytes() == volume.reshape(written.shape[2:]).tobytes(), (key, t, c)
+            want = volume.reshape(written.shape[2:]).tobytes()
+            assert written[t, c].tobytes() == want, (key, t, c)
         for t, c in skipped:
             assert np.all(written[t, c] == fill)
         assert len(volumes) + len(skipped) == layout.shape[0] * layout.shape[1]
@@ -141,7 +142,8 @@ def test_batch_from_config_reproduces_the_preview_bit_for_bit(plate, tmp_path, t
 
 
 def test_all_positions_interleave_on_a_shared_pool_and_summaries_count(plate, tmp_path):
-    config = RunConfig(input=str(plate), output=str(tmp_path / "out.zarr"), transform="soft_magnitude",
+    config = RunConfig(input=str(plate), output=str(tmp_path / "out.zarr"),
+                       transform="soft_magnitude",
                        num_workers=2)
     batch = prepare(config)
     order = [key for key, _ in batch]
@@ -192,7 +194,8 @@ def test_a_failing_position_is_reported_with_its_key_and_others_complete(tmp_pat
     arr = ts.open(tensorstore_spec(read_position(src / "A/2/0")), read=True, write=True).result()
     arr[2, 1, 1, 3, 3] = 1.0
     data["A/2/0"][2, 1, 1, 3, 3] = 1.0
-    proc = cli("run", src, out, "-t", transform, "-w", "2", "--processes", "--resume", "--no-progress")
+    proc = cli("run", src, out, "-t", transform, "-w", "2", "--processes", "--resume",
+               "--no-progress")
     resumed = {key: proc.stderr.count(f"{key} ") for key in KEYS}
     lines = [line for line in proc.stderr.splitlines() if ": resumed" in line]
     for key in KEYS:
@@ -293,7 +296,8 @@ def test_init_output_then_concurrent_per_position_jobs(plate, tmp_path):
 def test_concurrent_jobs_without_init_output_still_build_one_plate(plate, tmp_path):
     """Jobs that each create-or-join the plate (--resume) end with every position listed."""
     out = tmp_path / "raced.zarr"
-    results = _spawn_jobs([["run", plate, out, "-t", "max_projection", "--position", key, "--resume",
+    results = _spawn_jobs([["run", plate, out, "-t", "max_projection", "--position", key,
+                            "--resume",
                             "-w", "1", "--no-progress"] for key in KEYS])
     for r in results:
         assert r.returncode == 0, r.stderr[-3000:]

@@ -25,7 +25,8 @@ CLI = [sys.executable, "-m", "napari_process_position.cli"]
 
 def full_config(tmp_path: Path) -> RunConfig:
     return RunConfig(
-        input=str(tmp_path / "in.zarr"), output=str(tmp_path / "out.zarr"), positions=["A/*/0", "B/1/0"],
+        input=str(tmp_path / "in.zarr"), output=str(tmp_path / "out.zarr"),
+        positions=["A/*/0", "B/1/0"],
         transform="gaussian_blur", params={"sigma_y": 1.25, "sigma_z": 0.5}, channels=[1, 0],
         times=[0, 2, 3], num_workers=3, use_threads=True, ome_version="0.4",
         slurm=SlurmSettings(cores=8, processes=4, memory="32GB", walltime="02:30:00",
@@ -129,11 +130,12 @@ def test_cli_bad_config_field_is_one_line(tmp_path):
 
 
 def test_show_schema_describes_new_fields():
-    proc = subprocess.run([*CLI, "run", "--show-schema"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([*CLI, "run", "--show-schema"], capture_output=True, text=True,
+                          timeout=120)
     schema = json.loads(proc.stdout)
     props = schema["properties"]
     for name in ("format_version", "written_by", "dask_scheduler", "dask_local", "slurm"):
-        assert name in props and props[name].get("description") or name == "slurm"
+        assert (name in props and props[name].get("description")) or name == "slurm"
     slurm = schema["$defs"]["SlurmSettings"]["properties"]
     assert {"cores", "memory", "walltime", "partition", "jobs"} <= set(slurm)
 
@@ -178,7 +180,8 @@ PROBE = textwrap.dedent("""
 ])
 def test_loading_a_config_imports_only_the_transform_it_names(tmp_path, transform, expected):
     site = _plugin_env(tmp_path)
-    path = RunConfig(input="in.zarr", output="out.zarr", transform=transform).save(tmp_path / "r.yaml")
+    config = RunConfig(input="in.zarr", output="out.zarr", transform=transform)
+    path = config.save(tmp_path / "r.yaml")
     import os
 
     env = {**os.environ, "PYTHONPATH": str(site)}

@@ -1,4 +1,4 @@
-"""Dask: a LocalCluster, a scheduler and workers started as separate processes, killed workers, SLURM.
+"""Dask: a LocalCluster, scheduler and workers as separate processes, killed workers, SLURM.
 
 Everything here is real: worker processes that read and write the store on
 disk, SIGKILL of a worker mid-run, the command line in a subprocess. Every
@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from conftest import TESTS, random_tczyx, read_array, write_plate
 
+from conftest import TESTS, random_tczyx, read_array, write_plate
 from napari_process_position import RunConfig
 from napari_process_position._dask import DaskExecutor
 from napari_process_position._runner import prepare
-from napari_process_position.transforms import get_transform
 
 pytestmark = pytest.mark.slow
 
@@ -185,13 +184,14 @@ def assert_same_plates(a: Path, b: Path, keys=KEYS) -> None:
 def test_batch_on_local_cluster_matches_local_run_and_only_small_results_travel(
         local_client, plate, tmp_path):
     pids = set(local_client.run(os.getpid).values())
-    config = RunConfig(input=str(plate), output=str(tmp_path / "dask.zarr"), transform="gaussian_blur",
+    config = RunConfig(input=str(plate), output=str(tmp_path / "dask.zarr"),
+                       transform="gaussian_blur",
                        params={"sigma_y": 1.3})
     batch = prepare(config, executor=DaskExecutor(local_client))
     results = list(batch)
     assert not batch.failed, batch.errors
     assert len(results) == batch.total
-    for key, result in results:
+    for _key, result in results:
         assert result.volume is None  # with an output store no volume comes back
         assert len(pickle.dumps(result)) < 2048
         assert result.status in ("written", "skipped")
@@ -279,7 +279,7 @@ def test_cli_dask_local_runs_and_stops_its_cluster(plate, tmp_path):
         with contextlib.suppress(psutil.Error):
             children |= {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
         time.sleep(0.1)
-    stdout, stderr = proc.communicate(timeout=120)
+    _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr[-3000:]
     assert "LocalCluster of 2" in stderr and "INFO" not in stderr
     assert len(children) >= 2, "the workers run in their own processes"
@@ -401,9 +401,9 @@ def test_missing_dask_says_how_to_install_it(plate, tmp_path):
 
 def test_unreachable_scheduler_is_one_line_and_writes_nothing(plate, tmp_path):
     env = {**os.environ, "PROCESS_POSITION_DASK_TIMEOUT": "1"}
-    proc = subprocess.run([*CLI, "run", str(plate), str(tmp_path / "o.zarr"), "-t", "soft_magnitude",
-                           "--dask-scheduler", "tcp://127.0.0.1:9"], capture_output=True,
-                          text=True, timeout=120, env=env)
+    proc = subprocess.run([*CLI, "run", str(plate), str(tmp_path / "o.zarr"), "-t",
+                           "soft_magnitude", "--dask-scheduler", "tcp://127.0.0.1:9"],
+                          capture_output=True, text=True, timeout=120, env=env)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and len(lines) == 1, proc.stderr
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in lines[0]
@@ -411,9 +411,9 @@ def test_unreachable_scheduler_is_one_line_and_writes_nothing(plate, tmp_path):
 
 
 def test_executor_choices_are_exclusive(plate, tmp_path):
-    proc = subprocess.run([*CLI, "run", str(plate), str(tmp_path / "o.zarr"), "-t", "soft_magnitude",
-                           "--dask-local", "2", "--slurm"], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([*CLI, "run", str(plate), str(tmp_path / "o.zarr"), "-t",
+                           "soft_magnitude", "--dask-local", "2", "--slurm"],
+                          capture_output=True, text=True, timeout=120)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and len(lines) == 1 and "alternatives" in lines[0]
 

@@ -58,7 +58,9 @@ class SlurmSettings(BaseModel):
     walltime: str = Field(default="01:00:00", description="Time limit per job, [D-]HH:MM:SS (-t).")
     partition: str | None = Field(default=None, description="SLURM partition (-p).")
     account: str | None = Field(default=None, description="SLURM account (-A).")
-    jobs: int = Field(default=1, ge=1, le=100000, description="Jobs to keep running (lost ones are replaced).")
+    jobs: int = Field(
+        default=1, ge=1, le=100000, description="Jobs to keep running (lost ones are replaced)."
+    )
     job_extra: list[str] = Field(
         default_factory=list, description="Extra #SBATCH directives, e.g. '--qos=normal'."
     )
@@ -135,8 +137,12 @@ class RunConfig(BaseModel):
         description="Parallel workers on this machine (on Dask the cluster's workers are used).",
     )
     use_threads: bool = Field(default=False, description="Threads instead of processes.")
-    ome_version: Literal["0.4", "0.5"] = Field(default="0.5", description="OME-Zarr version written.")
-    resume: bool = Field(default=False, description="Continue an interrupted run into the same output.")
+    ome_version: Literal["0.4", "0.5"] = Field(
+        default="0.5", description="OME-Zarr version written."
+    )
+    resume: bool = Field(
+        default=False, description="Continue an interrupted run into the same output."
+    )
     overwrite: bool = Field(default=False, description="Replace an existing output.")
     dask_scheduler: str | None = Field(
         default=None,
@@ -151,7 +157,8 @@ class RunConfig(BaseModel):
         default=None, description="Run on Dask workers in SLURM jobs (dask-jobqueue)."
     )
     written_by: str = Field(
-        default_factory=_project_version, description="napari-process-position version that wrote it."
+        default_factory=_project_version,
+        description="napari-process-position version that wrote it.",
     )
 
     @field_validator("format_version")
@@ -206,7 +213,7 @@ class RunConfig(BaseModel):
     @property
     def uses_dask(self) -> bool:
         """True when the tasks run on Dask (a scheduler, a LocalCluster or SLURM)."""
-        return self.dask_scheduler is not None or self.dask_local is not None or self.slurm is not None
+        return any(v is not None for v in (self.dask_scheduler, self.dask_local, self.slurm))
 
     def describe_executor(self) -> str:
         """Where the tasks run, in words."""
@@ -225,7 +232,7 @@ class RunConfig(BaseModel):
 
     def as_batch(self, output: str | os.PathLike[str], positions: list[str] | None = None,
                  **changes: Any) -> RunConfig:
-        """This config turned into a batch run: same transform and settings, every position.
+        """Turn this config into a batch run: same transform and settings, every position.
 
         ``positions`` None means every position of the input; ``changes``
         set other fields (``num_workers=8``, ``dask_scheduler=...``).
@@ -238,7 +245,7 @@ class RunConfig(BaseModel):
 
     # -- YAML ----------------------------------------------------------------------
     def to_yaml(self) -> str:
-        """The config as YAML text."""
+        """Return the config as YAML text."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -276,7 +283,9 @@ class RunConfig(BaseModel):
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source} is not valid YAML: {exc}") from None
         if not isinstance(data, dict):
-            raise ConfigError(f"{source} must be a YAML mapping of fields, not {type(data).__name__}")
+            raise ConfigError(
+                f"{source} must be a YAML mapping of fields, not {type(data).__name__}"
+            )
         return cls.from_dict(data, source)
 
     @classmethod
@@ -299,12 +308,12 @@ class RunConfig(BaseModel):
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
-        """The JSON schema of the config file."""
+        """Return the JSON schema of the config file."""
         return cls.model_json_schema()
 
 
 def command_line(config_path: str | os.PathLike[str], *extra: str) -> str:
-    """The exact shell command that runs a saved config (what "Export batch..." shows).
+    """Return the exact shell command that runs a saved config (what "Export batch..." shows).
 
     Examples
     --------

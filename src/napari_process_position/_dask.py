@@ -105,7 +105,7 @@ def _tune_allocator() -> None:
 
 
 def run_on_worker(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-    """What a Dask worker runs for each task: tune the allocator once, then ``fn``."""
+    """Run ``fn`` on a Dask worker, tuning the allocator first (once per process)."""
     _tune_allocator()
     return fn(*args, **kwargs)
 
@@ -358,7 +358,7 @@ def open_session(config: RunConfig) -> DaskSession:
 
 
 def slurm_cluster(settings: SlurmSettings, *, dashboard: bool = True) -> Any:
-    """A dask-jobqueue ``SLURMCluster`` for ``settings`` (no job is submitted yet).
+    """Make a dask-jobqueue ``SLURMCluster`` for ``settings`` (no job is submitted yet).
 
     Each job is one ``sbatch`` script asking for ``cores`` CPUs and
     ``memory``; it runs ``worker_processes`` Dask workers of
@@ -391,7 +391,7 @@ def slurm_cluster(settings: SlurmSettings, *, dashboard: bool = True) -> Any:
 
 
 def slurm_job_script(settings: SlurmSettings) -> str:
-    """The sbatch script each SLURM job would run (nothing is submitted)."""
+    """Return the sbatch script each SLURM job would run (nothing is submitted)."""
     cluster = slurm_cluster(settings, dashboard=False)
     try:
         return str(cluster.job_script())

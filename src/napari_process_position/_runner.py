@@ -18,7 +18,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,9 @@ def select_positions(store: StoreInfo, patterns: list[str] | None) -> list[str]:
         matches = [k for k in keys if fnmatch.fnmatchcase(k, pattern)]
         if not matches:
             shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
-            raise PositionNotFoundError(f"no position matches {pattern!r} in {store.path}; it has {shown}")
+            raise PositionNotFoundError(
+                f"no position matches {pattern!r} in {store.path}; it has {shown}"
+            )
         chosen.extend(k for k in matches if k not in chosen)
     return chosen
 
@@ -134,7 +136,9 @@ def output_layout(spec: TransformSpec, info: PositionInfo, params: dict[str, Any
             probed = _probe(spec, info, channels, times, params)
         dtype = probed.dtype
     if dtype.kind not in "biuf" or dtype.itemsize > 8:
-        raise TransformError(f"transform {spec.name!r} produces {dtype}, which OME-Zarr cannot store")
+        raise TransformError(
+            f"transform {spec.name!r} produces {dtype}, which OME-Zarr cannot store"
+        )
     if dtype == np.float16 or dtype.kind == "b":
         dtype = np.dtype("float32") if dtype == np.float16 else np.dtype("uint8")
     scale = list(info.scale)
@@ -142,7 +146,8 @@ def output_layout(spec: TransformSpec, info: PositionInfo, params: dict[str, Any
         scale[2:] = [float(s) for s in meta.output_scale(tuple(info.scale[2:]), **params)]
     if meta.output_channel_names is not None:
         names = [str(n) for n in meta.output_channel_names(names, **params)]
-    units = tuple(info.units) if any(info.units) else OutputLayout.__dataclass_fields__["units"].default
+    default_units: tuple[str | None, ...] = OutputLayout.__dataclass_fields__["units"].default  # type: ignore[assignment]
+    units = tuple(info.units) if any(info.units) else default_units
     return OutputLayout(
         shape=(len(times), len(names), out_zyx[0], out_zyx[1], out_zyx[2]),
         dtype=dtype.str,
@@ -409,7 +414,7 @@ class BatchRun:
             for thread in threads:
                 thread.join(timeout=30)
 
-    def _run_position(self, key: str) -> Iterator[tuple[str, Result]]:
+    def _run_position(self, key: str) -> Generator[tuple[str, Result], None, None]:
         summary = self.summaries[key] = PositionSummary(key, total=self.volumes_per_position)
         start = time.perf_counter()
         n_out = len(self.channels)
@@ -472,7 +477,7 @@ class BatchRun:
         log.error("position %s failed: %s", key, summary.error)
 
     def _verify(self, key: str, summary: PositionSummary) -> None:
-        """Check that every (t, c) of a completed position is recorded on disk: never a silent gap."""
+        """Check that every (t, c) of a finished position is recorded on disk: no silent gap."""
         out = self.output_paths[key]
         if out is None:
             missing = summary.failed
@@ -659,7 +664,8 @@ def _make_output(config: RunConfig, store: StoreInfo, keys: list[str],
             key = keys[0]
             if out_root.exists() and not (config.overwrite or config.resume):
                 raise OutputExistsError(
-                    f"{out_root} already exists; use --overwrite (overwrite=True) to replace it or --resume (resume=True) to continue it"
+                    f"{out_root} already exists; use --overwrite (overwrite=True) to replace it "
+                    "or --resume (resume=True) to continue it"
                 )
             if out_root.exists() and config.overwrite:
                 shutil.rmtree(out_root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -50,7 +51,8 @@ def _guard(func: Callable[..., Any]) -> Callable[..., Any]:
 def main(verbose: int) -> None:
     """Preview a transform on one OME-Zarr position, then run it over every position."""
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=max(level, logging.DEBUG),
+                        format="%(levelname)s %(name)s: %(message)s")
 
 
 # -- demo-data / positions / transforms ----------------------------------------------
@@ -59,7 +61,8 @@ def main(verbose: int) -> None:
 @main.command("demo-data")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-@click.option("--shape", default="5,2,16,128,128", show_default=True, help="T,C,Z,Y,X of each position.")
+@click.option("--shape", default="5,2,16,128,128", show_default=True,
+              help="T,C,Z,Y,X of each position.")
 @click.option("--ome-version", type=click.Choice(["0.4", "0.5"]), default="0.5", show_default=True)
 @_guard
 def demo_data(out: Path, overwrite: bool, shape: str, ome_version: str) -> None:
@@ -90,7 +93,8 @@ def positions(store: Path, details: bool) -> None:
     for key in info.position_keys:
         if details:
             pos = read_position(info.position_path(key), key)
-            click.echo(f"{key}\t{'x'.join(map(str, pos.shape))}\t{pos.dtype}\t{','.join(pos.channel_names)}")
+            shape = "x".join(map(str, pos.shape))
+            click.echo(f"{key}\t{shape}\t{pos.dtype}\t{','.join(pos.channel_names)}")
         else:
             click.echo(key)
 
@@ -125,7 +129,9 @@ def parse_value(text: str, hint: Any, name: str) -> Any:
         for choice in choices:
             if str(choice) == text:
                 return choice
-        raise ValueError(f"parameter {name!r} must be one of {', '.join(map(str, choices))}, not {text!r}")
+        raise ValueError(
+            f"parameter {name!r} must be one of {', '.join(map(str, choices))}, not {text!r}"
+        )
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if text.lower() in ("none", "null", "") and len(args) < len(typing.get_args(hint)):
@@ -148,10 +154,10 @@ def parse_value(text: str, hint: Any, name: str) -> Any:
             return text
         if origin in (tuple, list) or hint in (tuple, list):
             items = [s for s in text.replace("(", "").replace(")", "").split(",") if s.strip()]
-            args = typing.get_args(hint)
-            item_hint = args[0] if args else float
-            return type(hint)(parse_value(s.strip(), item_hint, name) for s in items) if origin is None \
-                else (origin)(parse_value(s.strip(), item_hint, name) for s in items)
+            item_args = typing.get_args(hint)
+            item_hint = item_args[0] if item_args else float
+            container: Any = hint if origin is None else origin
+            return container(parse_value(s.strip(), item_hint, name) for s in items)
     except ValueError:
         tname = getattr(hint, "__name__", str(hint))
         raise ValueError(f"parameter {name!r} expects {tname}, not {text!r}") from None
@@ -206,10 +212,8 @@ def _install_sigterm(run: Any) -> Callable[[], bool]:
         click.echo("\nSIGTERM received: finishing the volumes in flight, then stopping", err=True)
         run.cancel()
 
-    try:
+    with contextlib.suppress(ValueError):  # not the main thread
         signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        pass
     return lambda: received["flag"]
 
 
@@ -225,7 +229,7 @@ _SETTINGS_OPTIONS = [
     click.option("--channels", help="Input channel indices, e.g. 0,2 or 0-1; default all."),
     click.option("--times", help="Input time indices, e.g. 0-3,7; default all."),
     click.option("--resume", is_flag=True, default=None,
-                 help="Continue an interrupted run into OUTPUT (or join a plate made by init-output)."),
+                 help="Continue an interrupted run into OUTPUT (or join an init-output plate)."),
     click.option("--overwrite", is_flag=True, default=None, help="Replace OUTPUT if it exists."),
     click.option("--ome-version", type=click.Choice(["0.4", "0.5"]), default=None,
                  help="OME-Zarr version to write (default 0.5)."),
@@ -269,7 +273,7 @@ def _settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def build_config(opts: dict[str, Any], *, need_output: bool = True) -> Any:
-    """The RunConfig of a command line: the config file (if any), then the flags over it."""
+    """Build the RunConfig of a command line: the config file (if any), then the flags over it."""
     from ._config import RunConfig
     from .transforms import get_transform
 
@@ -334,7 +338,8 @@ def build_config(opts: dict[str, Any], *, need_output: bool = True) -> Any:
 @_settings_options
 @click.option("--print-job-script", is_flag=True,
               help="With --slurm: print the sbatch script each job runs, submit nothing, and exit.")
-@click.option("--show-schema", is_flag=True, help="Print the JSON schema of the config file and exit.")
+@click.option("--show-schema", is_flag=True,
+              help="Print the JSON schema of the config file and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (log lines only).")
 def run(show_schema: bool, print_job_script: bool, no_progress: bool, **opts: Any) -> None:
     """Apply a transform to every (time, channel) volume of INPUT and write OUTPUT.
@@ -430,7 +435,8 @@ def _init_output(opts: dict[str, Any]) -> None:
         click.echo("run one position per job with:")
         click.echo(f"  {command_line(path, '--position', 'KEY')}")
     else:
-        click.echo("run one position per job with: process-position run ... --position KEY --resume")
+        click.echo("run one position per job with: "
+                   "process-position run ... --position KEY --resume")
     click.echo(f"list the keys with: process-position positions {config.input}")
 
 
@@ -451,7 +457,8 @@ def _execute(batch: Any, no_progress: bool) -> int:
     where = batch.start()
     terminated = _install_sigterm(batch)
     console.print(
-        f"[bold]{batch.spec.display_name}[/] on {len(batch.keys)} position(s) of {batch.store.path} "
+        f"[bold]{batch.spec.display_name}[/] on {len(batch.keys)} position(s) of "
+        f"{batch.store.path} "
         f"-> {cfg.output}  (on {where})", highlight=False,
     )
     start = time.perf_counter()
@@ -466,10 +473,8 @@ def _execute(batch: Any, no_progress: bool) -> int:
             overall = progress.add_task("volumes", total=batch.total, rate="")
             pos_task = progress.add_task("positions", total=len(batch.keys), rate="")
             counts: dict[str, int] = {}
-            done = 0
-            for key, result in batch:
+            for done, (key, result) in enumerate(batch, start=1):
                 counts[key] = counts.get(key, 0) + 1
-                done += 1
                 if counts[key] == per_position:
                     progress.advance(pos_task)
                 elapsed = time.perf_counter() - start
@@ -515,7 +520,8 @@ def gui(store: Path | None) -> None:
     try:
         import napari
     except ImportError:
-        _fail('napari is not installed; install it with: pip install "napari-process-position[all]"')
+        _fail('napari is not installed; install it with: '
+              'pip install "napari-process-position[all]"')
     from ._widget import ProcessPositionWidget
 
     viewer = napari.Viewer(title="napari-process-position")
