@@ -331,9 +331,9 @@ class _ClosingGeneratorWorker(GeneratorWorker):
                 self._gen.close()
 
 
-def _warm_pool(pool: ProcessPool) -> None:
+def _warm_pool(pool: ProcessPool, transform_ref: str | None) -> None:
     with contextlib.suppress(Exception):  # a pool stopped while warming is fine
-        pool.warm()
+        pool.warm(transform_ref)
 
 
 class _CloseWatcher(QObject):
@@ -880,7 +880,9 @@ class ProcessPositionWidget(Container):
         if pool is None:
             pool = self._pool = ProcessPool(workers)
         if warm and not pool.processes():
-            worker = thread_worker(_warm_pool, start_thread=False)(pool)
+            spec = self._specs.get(self.transform.value or "")
+            # The workers import the chosen transform now too, not in the first task.
+            worker = thread_worker(_warm_pool, start_thread=False)(pool, spec.ref if spec else None)
             self._start_worker(worker)
         return pool
 
