@@ -212,6 +212,15 @@ def test_preview_on_local_cluster_brings_volumes_back(local_client, plate):
     for index, result in here.items():
         assert on_dask[index].status == result.status == "preview"
         assert on_dask[index].volume.tobytes() == result.volume.tobytes()
+    # What the widget does for "preview on a cluster": put the address in the config.
+    batch = prepare(config.model_copy(update={"dask_scheduler": local_client.scheduler.address}))
+    assert "Dask cluster" in batch.start()
+    session_client = batch.dask.client
+    by_address = {(r.output_time_index, r.output_channels): r.volume for _, r in batch}
+    assert {k: v.tobytes() for k, v in by_address.items()} == {
+        k: r.volume.tobytes() for k, r in here.items()}
+    assert batch.dask is None and session_client.status == "closed"  # disconnected at the end
+    assert len(local_client.scheduler_info()["workers"]) == 2  # the cluster itself still runs
 
 
 def test_failing_position_on_dask_keeps_the_others(local_client, tmp_path):
