@@ -20,7 +20,6 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 import numpy as np
@@ -415,6 +414,17 @@ class TransformSpec:
 
 
 # -- discovery -------------------------------------------------------------------------------
+
+
+def entry_points(**selection: Any) -> Any:
+    """``importlib.metadata.entry_points``, imported only when plug-ins are looked up.
+
+    Spawned workers resolve built-ins through this module; they should not pay
+    for importlib.metadata (about 40 ms) on every start.
+    """
+    from importlib.metadata import entry_points as _entry_points
+
+    return _entry_points(**selection)
 
 
 def _builtins() -> dict[str, TransformSpec]:
