@@ -1,0 +1,74 @@
+"""napari reader for OME-Zarr positions and plates: one lazy image layer per channel.
+
+Qt-free: it returns napari's LayerData tuples and imports nothing from napari,
+so ``process-position gui OUT`` (or File > Open) shows a run's output with its
+channel names and voxel size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ._errors import ProcessPositionError
+from ._store import PositionInfo, open_store, read_position, tensorstore_spec
+
+__all__ = ["layer_data", "napari_get_reader"]
+
+_COLORMAPS = ("green", "magenta", "cyan", "yellow", "red", "blue", "gray")
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def _contrast(source: Any, info: PositionInfo, c: int) -> tuple[float, float]:
+    """Contrast limits from the middle plane of the first non-empty time point."""
+    z = info.shape[2] // 2
+    for t in range(min(info.shape[0], 4)):
+        plane = np.asarray(source[t, c, z].read().result(), dtype=np.float64)
+        finite = plane[np.isfinite(plane)]
+        if finite.size and finite.max() > finite.min():
+            lo, hi = np.percentile(finite, (0.5, 99.8))
+            return (float(lo), float(hi if hi > lo else finite.max()))
+    return (0.0, 1.0)
+
+
+def layer_data(path: str | os.PathLike[str], key: str | None = None) -> list[LayerData]:
+    """Lazy layers for one position: of ``path`` itself, or ``key`` (default: the first) of a plate."""
+    import tensorstore as ts
+
+    store = open_store(path)
+    key = key or store.position_keys[0]
+    info = read_position(store.position_path(key), key)
+    source = ts.open(tensorstore_spec(info), read=True).result()
+    prefix = f"{key} " if store.kind == "plate" and len(store.position_keys) > 1 else ""
+    layers: list[LayerData] = []
+    for c, name in enumerate(info.channel_names):
+        layers.append((
+            source[:, c],
+            {
+                "name": f"{prefix}{name}",
+                "scale": (info.scale[0], *info.scale[2:]),
+                "contrast_limits": _contrast(source, info, c),
+                "colormap": _COLORMAPS[c % len(_COLORMAPS)] if info.shape[1] > 1 else "gray",
+                "blending": "additive",
+                "axis_labels": ("t", "z", "y", "x"),
+                "metadata": {"npp_source": {"path": info.path, "key": key, "channel": c}},
+            },
+            "image",
+        ))
+    return layers
+
+
+def napari_get_reader(path: str | list[str]) -> Callable[[str], list[LayerData]] | None:
+    """Return a reader when ``path`` is an OME-Zarr plate or position we can read, else None."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    try:
+        open_store(path)
+    except (ProcessPositionError, OSError):
+        return None
+    return lambda p: layer_data(p[0] if isinstance(p, list) else p)
