@@ -16,6 +16,7 @@ import logging
 import multiprocessing as mp
 import os
 import pickle
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,7 +36,7 @@ from ._errors import (
 )
 from ._store import PositionInfo, read_position
 from ._tasks import Result, Task, plan_tasks
-from ._worker import TransformRef, init_worker, marker_name, run_task, warm_up
+from ._worker import PickledTransform, TransformRef, init_worker, marker_name, run_task, warm_up
 
 __all__ = ["PositionRun", "ProcessPool", "process_single_position", "stream_position"]
 
@@ -60,6 +61,19 @@ class ProcessPool:
     inner_threads
         BLAS/OpenMP threads per worker; by default ``available_cpus() //
         num_workers`` (at least 1).
+    memory_limit_bytes
+        Cap each worker's address space (``RLIMIT_AS``) at this many bytes.
+        A transform that allocates beyond it gets a ``MemoryError``, and the
+        run stops with "out of memory" and the (t, c), instead of the
+        kernel's or the job's OOM killer ending the worker or the whole job.
+        Set it below the job's memory divided by the workers. It limits
+        virtual memory, which is larger than resident memory (a worker with
+        numpy and tensorstore maps about 1 GiB before reading anything), so
+        values under about 2 GiB stop workers from working at all.
+
+    Workers ignore SIGINT and SIGTERM (the caller decides how to stop:
+    :meth:`PositionRun.cancel`) and end themselves when the caller's
+    process is gone, so a SIGKILLed caller leaves no workers behind.
 
     Examples
     --------
@@ -68,11 +82,15 @@ class ProcessPool:
     >>> pool.shutdown()                  # doctest: +SKIP
     """
 
-    def __init__(self, num_workers: int, inner_threads: int | None = None) -> None:
+    def __init__(self, num_workers: int, inner_threads: int | None = None, *,
+                 memory_limit_bytes: int | None = None) -> None:
         if num_workers < 1:
             raise ValueError(f"num_workers must be at least 1, not {num_workers}")
+        if memory_limit_bytes is not None and memory_limit_bytes <= 0:
+            raise ValueError(f"memory_limit_bytes must be positive, not {memory_limit_bytes}")
         self.num_workers = int(num_workers)
         self.inner_threads = inner_threads or max(1, available_cpus() // self.num_workers)
+        self.memory_limit_bytes = int(memory_limit_bytes) if memory_limit_bytes else None
         self._executor: cf.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -85,7 +103,7 @@ class ProcessPool:
                     max_workers=self.num_workers,
                     mp_context=mp.get_context("spawn"),
                     initializer=init_worker,
-                    initargs=(self.inner_threads,),
+                    initargs=(self.inner_threads, self.memory_limit_bytes, os.getpid()),
                 )
             return self._executor
 
@@ -108,6 +126,8 @@ class ProcessPool:
             The workers' process ids.
         """
         executor = self.executor
+        if transform is not None and not isinstance(transform, (str, PickledTransform)):
+            transform = portable(transform)
         futures = [executor.submit(warm_up, 0.05, transform) for _ in range(self.num_workers * 2)]
         for future in futures:
             future.result()
@@ -156,6 +176,8 @@ def transform_name(transform: TransformRef) -> str:
     """A readable name for a transform reference."""
     if isinstance(transform, str):
         return transform
+    if isinstance(transform, PickledTransform):
+        return transform.name
     return getattr(transform, "__qualname__", None) or getattr(transform, "__name__", None) or repr(transform)
 
 
@@ -164,6 +186,17 @@ def fingerprint(transform: TransformRef, params: dict[str, Any], input_array: st
     text = repr((transform_name(transform), getattr(transform, "__module__", ""),
                  sorted((k, repr(v)) for k, v in params.items()), input_array))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def portable(transform: TransformRef) -> TransformRef:
+    """What to send to worker processes: strings as they are, callables pickled once.
+
+    The worker unpickles the callable inside the task, so a transform it
+    cannot import is reported as that, not as a crashed worker.
+    """
+    if isinstance(transform, (str, PickledTransform)):
+        return transform
+    return PickledTransform(transform_name(transform), pickle.dumps(transform))
 
 
 def _check_picklable(transform: TransformRef, params: dict[str, Any]) -> None:
@@ -198,7 +231,9 @@ class PositionRun:
 
     Made by :func:`stream_position`. Iterating starts the work; ``cancel()``
     may be called from any thread and ends the iteration within about 0.1 s
-    (after it, ``cancelled`` is True). Already written volumes stay.
+    (after it, ``cancelled`` is True); ``cancel(wait=s)`` first lets the
+    tasks already submitted finish for up to ``s`` seconds. Already written
+    volumes stay.
 
     Attributes
     ----------
@@ -228,6 +263,7 @@ class PositionRun:
         resume: bool,
         max_in_flight: int,
         inner_threads: int,
+        memory_limit_bytes: int | None = None,
     ) -> None:
         self.transform = transform
         self.params = params
@@ -239,17 +275,35 @@ class PositionRun:
         self.resume = resume
         self.max_in_flight = max_in_flight
         self.inner_threads = inner_threads
+        self.memory_limit_bytes = memory_limit_bytes
         self._executor = executor
         self._pool = pool
         self._cancel = threading.Event()
+        self._drain_until = 0.0
+        self._sent: TransformRef = (portable(transform) if mode in ("processes", "executor")
+                                    else transform)
         self._started = False
         self.total = sum(len(t.input_time_indices) for t in tasks)
         self.cancelled = False
         self.started_at: float | None = None
 
     # -- control ---------------------------------------------------------------
-    def cancel(self) -> None:
-        """Stop the run: submit nothing more, drop pending tasks, stop process workers."""
+    def cancel(self, wait: float = 0.0) -> None:
+        """Stop the run: submit nothing more, drop pending tasks, stop process workers.
+
+        Parameters
+        ----------
+        wait
+            Seconds the tasks already submitted may take to finish: their
+            volumes are written and recorded and their Results still yielded
+            (a graceful stop, as on SIGTERM). Tasks still running then are
+            stopped (process workers are killed; a volume cut short is not
+            recorded, so resume redoes it). 0 (the default) stops at once.
+            Calling ``cancel()`` again shortens the wait.
+        """
+        until = time.monotonic() + max(0.0, float(wait))
+        if not self._cancel.is_set() or until < self._drain_until:
+            self._drain_until = until
         self._cancel.set()
 
     @property
@@ -300,15 +354,32 @@ class PositionRun:
     def _wrap_error(self, task: Task, exc: BaseException) -> ProcessPositionError:
         if isinstance(exc, (InputReadError, OutputWriteError)):
             return type(exc)(str(exc))
+        if isinstance(exc, TransformError) and getattr(exc, "complete", False):
+            # The worker's own check (a result that cannot be stored, a transform it
+            # cannot load): its message already names the transform and the (t, c).
+            copy = TransformError(str(exc), exc.time_index, exc.channel_index)
+            return copy
         name = transform_name(self.transform)
         cause = exc.__cause__
         details = str(cause) if cause is not None and type(cause).__name__ == "_RemoteTraceback" else ""
-        error = TransformError(
-            f"transform {name!r} failed on {task.label}: {type(exc).__name__}: {exc}",
-            time_index=task.input_time_indices[0] if len(task.input_time_indices) == 1
-            else task.input_time_indices,
-            channel_index=task.input_channels,
-        )
+        time_index = (task.input_time_indices[0] if len(task.input_time_indices) == 1
+                      else task.input_time_indices)
+        if isinstance(exc, MemoryError):
+            limit = self._pool.memory_limit_bytes if self._pool is not None else None
+            where = (f"the worker's memory limit of {_gib(limit)}" if limit and self.mode == "processes"
+                     else "the memory available")
+            text = f" ({exc})" if str(exc) else ""
+            error = TransformError(
+                f"transform {name!r} ran out of memory on {task.label}: MemoryError{text}; it "
+                f"needed more than {where}. Use fewer workers, a smaller region or more memory; "
+                "completed volumes are kept, so rerun with resume",
+                time_index=time_index, channel_index=task.input_channels,
+            )
+        else:
+            error = TransformError(
+                f"transform {name!r} failed on {task.label}: {type(exc).__name__}: {exc}",
+                time_index=time_index, channel_index=task.input_channels,
+            )
         error.details = details  # type: ignore[attr-defined]
         return error
 
@@ -318,7 +389,7 @@ class PositionRun:
                 self.cancelled = True
                 return
             try:
-                results = run_task(task, self.transform, self.params)
+                results = run_task(task, self._sent, self.params)
             except Exception as exc:
                 raise self._wrap_error(task, exc) from exc
             yield from results
@@ -338,7 +409,8 @@ class PositionRun:
         elif self.mode == "processes":
             pool = self._pool
             if pool is None:
-                pool = self._pool = ProcessPool(self.num_workers, self.inner_threads)
+                pool = self._pool = ProcessPool(self.num_workers, self.inner_threads,
+                                                memory_limit_bytes=self.memory_limit_bytes)
                 self._owned_pool = True
             executor = pool.executor
         else:
@@ -351,10 +423,11 @@ class PositionRun:
             while queue or pending:
                 if self._cancel.is_set():
                     self.cancelled = True
+                    yield from self._drain(pending)
                     return
                 while queue and len(pending) < self.max_in_flight:
                     task = queue.pop()
-                    pending[executor.submit(run_task, task, self.transform, self.params)] = task
+                    pending[executor.submit(run_task, task, self._sent, self.params)] = task
                 finished, _ = cf.wait(pending, timeout=0.1, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
                     task = pending.pop(future)
@@ -388,20 +461,61 @@ class PositionRun:
                     else:
                         self._pool.kill()
 
+    def _drain(self, pending: dict[cf.Future[list[Result]], Task]) -> Iterator[Result]:
+        """After a cancel with ``wait``: let submitted tasks finish until the deadline."""
+        for future in list(pending):
+            if future.cancel():
+                del pending[future]
+        while pending and time.monotonic() < self._drain_until:
+            finished, _ = cf.wait(pending, timeout=0.1, return_when=cf.FIRST_COMPLETED)
+            for future in finished:
+                task = pending.pop(future)
+                try:
+                    results = future.result()
+                except Exception as exc:  # stopping anyway: report it, keep draining the rest
+                    log.warning("while stopping, %s did not complete: %s", task.label, exc)
+                    continue
+                yield from results
+        if pending:
+            log.warning("stopped %d task(s) still running after the wait: %s", len(pending),
+                        "; ".join(t.label for t in pending.values()))
+
     def _worker_died(self, task: Task, pending: dict[cf.Future[list[Result]], Task]) -> WorkerDiedError:
         in_flight = [task.label] + [t.label for f, t in pending.items() if not f.done() or f.exception()]
         codes = ""
+        killed = False
         if self._pool is not None:
             dead = {pid: code for pid, code in self._pool.exit_codes().items() if code not in (None, 0)}
             if dead:
-                codes = " (" + ", ".join(f"pid {pid} exit code {code}" for pid, code in dead.items()) + ")"
+                codes = " (" + ", ".join(f"pid {pid} {_exit_text(code)}" for pid, code in dead.items()) + ")"
+                killed = any(code == -signal.SIGKILL for code in dead.values())
         shown = "; ".join(in_flight[:6]) + (f" and {len(in_flight) - 6} more" if len(in_flight) > 6 else "")
+        cause = ("The usual cause is running out of memory (the kernel's or the job's OOM killer "
+                 "sends SIGKILL; see `dmesg` or the job's log)" if killed or not codes else
+                 "The usual cause is running out of memory (the kernel or the job's memory limit "
+                 "killed it)")
+        limit = self._pool.memory_limit_bytes if self._pool is not None else None
+        if limit:
+            cause += (f" (the workers run under a memory limit of {_gib(limit)}; native code "
+                      "that cannot allocate under it aborts instead of raising MemoryError)")
         return WorkerDiedError(
             f"a worker process died{codes} while these tasks were in flight: {shown}. "
-            "The usual cause is running out of memory (the kernel or the job's memory limit "
-            "killed it), or a crash in native code. Try fewer workers, threads instead of "
+            f"{cause}, or a crash in native code. Try fewer workers, threads instead of "
             "processes, or more memory; completed volumes are kept, so rerun with resume."
         )
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def _pool_broken(pool: ProcessPool) -> bool:
@@ -443,6 +557,7 @@ def stream_position(
     max_in_flight: int | None = None,
     params: dict[str, Any] | None = None,
     strict_dtype: bool = False,
+    memory_limit_bytes: int | None = None,
     **kwargs: Any,
 ) -> PositionRun:
     """Plan a run over one position; iterate the returned run to get Results as they finish.
@@ -484,7 +599,11 @@ def stream_position(
     strict_dtype
         Raise when a result fits the output dtype only by an unsafe cast
         (float into an integer store); by default values are cast as numpy
-        casts them, as iohub does.
+        casts them, as iohub does. NaN or infinite values bound for an
+        integer output are always refused (a cast would store garbage).
+    memory_limit_bytes
+        In process mode without a ``pool``: each worker's memory limit (see
+        :class:`ProcessPool`). A given pool brings its own.
 
     Returns
     -------
@@ -541,6 +660,7 @@ def stream_position(
         pool=pool,
         resume=resume,
         max_in_flight=max_in_flight or 2 * workers,
+        memory_limit_bytes=memory_limit_bytes,
         inner_threads=pool.inner_threads if pool is not None and mode == "processes" else inner,
     )
 

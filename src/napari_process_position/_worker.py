@@ -13,6 +13,8 @@ import importlib
 import importlib.util
 import inspect
 import os
+import pickle
+import signal
 import sys
 import threading
 import time
@@ -23,21 +25,98 @@ from typing import Any
 import numpy as np
 
 from . import _progress
-from ._errors import InputReadError, OutputWriteError
+from ._errors import InputReadError, OutputWriteError, TransformError
 from ._tasks import ChannelIndex, Result, Task, channel_label, channel_list
 
-__all__ = ["TransformRef", "init_worker", "is_empty", "resolve_transform", "run_task"]
+__all__ = [
+    "PickledTransform",
+    "TransformRef",
+    "init_worker",
+    "is_empty",
+    "resolve_transform",
+    "run_task",
+]
 
-#: A transform as it travels to a worker: a picklable callable, or a
-#: ``"module:function"`` / ``"/path/to/file.py:function"`` string.
-TransformRef = Callable[..., Any] | str
+
+class PickledTransform:
+    """A callable transform, pickled once in the caller and unpickled in the worker's task.
+
+    Sent this way, a transform that a worker process cannot import (its
+    module exists only in the caller) fails inside the task with a message
+    naming it, instead of breaking the pool's queue, which would look like a
+    crashed worker.
+    """
+
+    __slots__ = ("name", "payload")
+
+    def __init__(self, name: str, payload: bytes) -> None:
+        self.name = name
+        self.payload = payload
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PickledTransform, (self.name, self.payload))
+
+    def __repr__(self) -> str:
+        return f"PickledTransform({self.name!r})"
+
+
+#: A transform as it travels to a worker: a picklable callable, a
+#: ``"module:function"`` / ``"/path/to/file.py:function"`` string, or a
+#: :class:`PickledTransform`.
+TransformRef = Callable[..., Any] | str | PickledTransform
 
 _thread_limits: Any = None
+#: The memory limit (bytes of address space) this worker runs under, for messages.
+memory_limit: int | None = None
 
 
-def init_worker(inner_threads: int | None) -> None:
-    """Process-pool initializer: cap BLAS/OpenMP threads, warm up the imports."""
-    global _thread_limits
+def _watch_parent(parent_pid: int, interval_s: float = 0.5) -> None:
+    """End this worker when the process that started it is gone (it was SIGKILLed).
+
+    A pool worker otherwise keeps waiting on its task queue forever, holding
+    memory on a shared node.
+    """
+    while True:
+        time.sleep(interval_s)
+        if os.getppid() != parent_pid:
+            os._exit(70)
+
+
+def init_worker(
+    inner_threads: int | None,
+    memory_limit_bytes: int | None = None,
+    parent_pid: int | None = None,
+) -> None:
+    """Process-pool initializer: limits, signals, and warm imports.
+
+    - BLAS/OpenMP threads are capped at ``inner_threads``.
+    - ``memory_limit_bytes`` caps the worker's address space
+      (``RLIMIT_AS``): an allocation beyond it raises ``MemoryError`` in the
+      transform, which the run reports as out of memory with the (t, c),
+      instead of the kernel's OOM killer ending the worker (or the whole job).
+    - SIGINT and SIGTERM are ignored: Ctrl-C in a terminal and a scheduler's
+      SIGTERM reach every process of the group, and the caller decides how
+      to stop (let the volumes in flight finish, then stop the workers).
+    - The worker ends itself when its parent process is gone.
+    """
+    global _thread_limits, memory_limit
+    if memory_limit_bytes:
+        import resource
+
+        _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = int(memory_limit_bytes)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+        memory_limit = limit
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(signum, signal.SIG_IGN)
+        except (ValueError, OSError):  # pragma: no cover - not the main thread
+            pass
+    if parent_pid is not None:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), name="npp-parent-watch",
+                         daemon=True).start()
     if inner_threads:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(inner_threads)
@@ -116,8 +195,15 @@ def _attribute(module: Any, func_name: str, ref: str) -> Callable[..., Any]:
     return func  # type: ignore[no-any-return]
 
 
+@lru_cache(maxsize=64)
+def _unpickle(payload: bytes) -> Callable[..., Any]:
+    return pickle.loads(payload)  # type: ignore[no-any-return]
+
+
 def resolve_transform(ref: TransformRef) -> Callable[..., Any]:
     """The callable a transform reference names (a ``.py`` file is re-read when it changes)."""
+    if isinstance(ref, PickledTransform):
+        return _unpickle(ref.payload)
     if callable(ref):
         return ref
     target, func_name = _split_ref(ref)
@@ -180,41 +266,69 @@ def _expected_shape(task: Task) -> tuple[int, ...] | None:
     return (count, *zyx)
 
 
+def _bad_output(message: str, task: Task, t_in: int) -> TransformError:
+    """A TransformError for a result that cannot be stored; its message is complete."""
+    error = TransformError(message, time_index=t_in, channel_index=task.input_channels)
+    error.complete = True  # type: ignore[attr-defined]
+    return error
+
+
+def _describe_shape(task: Task, expected: tuple[int, ...]) -> str:
+    axes = "ZYX" if len(expected) == 3 else "CZYX"
+    return f"{expected} ({axes})"
+
+
 def _check_output(out: Any, task: Task, t_in: int, func: Callable[..., Any]) -> np.ndarray:
     name = getattr(func, "__name__", repr(func))
     where = f"t={t_in}, c={channel_label(task.input_channels)}"
+    expected = _expected_shape(task)
+    wanted = (f"an array of shape {_describe_shape(task, expected)}" if expected is not None
+              else "a ZYX or CZYX array")
     if out is None:
-        raise TypeError(f"transform {name!r} returned None for {where}; it must return an array")
+        raise _bad_output(
+            f"transform {name!r} returned None for {where}; expected {wanted} "
+            "(did it forget to return its result?)", task, t_in)
     try:
         array = np.asarray(out)
     except Exception as exc:
-        raise TypeError(
-            f"transform {name!r} returned {type(out).__name__} for {where}, which is not an array"
-        ) from exc
+        raise _bad_output(
+            f"transform {name!r} returned {type(out).__name__} for {where}, which is not an "
+            f"array ({exc}); expected {wanted}", task, t_in) from None
     if array.dtype == object or array.dtype.kind not in "biuf":
-        raise TypeError(
-            f"transform {name!r} returned an array of {array.dtype} for {where}; "
-            "expected a numeric array"
-        )
-    expected = _expected_shape(task)
+        hint = "; return np.abs(x) or x.real" if array.dtype.kind == "c" else ""
+        raise _bad_output(
+            f"transform {name!r} returned {type(out).__name__} of dtype {array.dtype} for "
+            f"{where}; expected {wanted} of integers or floats (OME-Zarr stores no other "
+            f"kind){hint}", task, t_in)
     if expected is not None and array.shape != expected:
         if array.shape == expected[1:] and len(expected) == 4 and expected[0] == 1:
             array = array[np.newaxis]
         elif len(expected) == 3 and array.shape == (1, *expected):
             array = array[0]
         else:
-            raise ValueError(
+            raise _bad_output(
                 f"transform {name!r} returned shape {array.shape} for {where}, but the output "
-                f"expects {expected}"
-            )
+                f"expects {_describe_shape(task, expected)}", task, t_in)
+    elif expected is None and array.ndim not in (3, 4):
+        raise _bad_output(
+            f"transform {name!r} returned {array.ndim} dimensions (shape {array.shape}) for "
+            f"{where}; expected {wanted}", task, t_in)
     if task.output_dtype is not None and array.dtype != np.dtype(task.output_dtype):
         target = np.dtype(task.output_dtype)
         if task.strict_dtype and not np.can_cast(array.dtype, target, "same_kind"):
-            raise TypeError(
+            raise _bad_output(
                 f"transform {name!r} returned {array.dtype} for {where}, but the output stores "
                 f"{target}; return {target}, or declare the output dtype with "
-                "@transform(output_dtype=...)"
-            )
+                "@transform(output_dtype=...)", task, t_in)
+        if array.dtype.kind == "f" and target.kind in "biu" and array.size:
+            # NaN propagates through min and max, and inf shows in them: two cheap passes.
+            lo, hi = float(np.min(array)), float(np.max(array))
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                what = "NaN" if np.isnan(lo) or np.isnan(hi) else "infinite values"
+                raise _bad_output(
+                    f"transform {name!r} returned {what} for {where}, but the output stores "
+                    f"{target}, which cannot hold them; replace them (np.nan_to_num) or write a "
+                    "float output", task, t_in)
         # As numpy (and so zarr and iohub) cast: out-of-range values wrap.
         array = array.astype(target)
     return array
@@ -248,7 +362,7 @@ def run_task(
     for a preview without output, returns it. A completion marker is written
     only after the data is stored, so resume never trusts a partial write.
     """
-    func = resolve_transform(transform)
+    func = _load_transform(transform, task)
     kwargs = dict(params)
     wants_time = _accepts_time_index(func)
     worker = f"pid {os.getpid()} / {threading.current_thread().name}"
@@ -315,7 +429,47 @@ def run_task(
         n_channels = task.output_shape[1] if task.output_shape else 1
         for t_out, marker, status in finished_blocks:
             files = {}
-            if grid is not None:
-                files = grid.stat(grid.volume_files(t_out, channel_list(task.output_channels, n_channels)))
-            _progress.record(task.progress_dir, marker, token=task.token, status=status, files=files)
+            try:
+                if grid is not None:
+                    files = grid.stat(grid.volume_files(t_out, channel_list(task.output_channels,
+                                                                            n_channels)))
+                _progress.record(task.progress_dir, marker, token=task.token, status=status,
+                                 files=files)
+            except OSError as exc:
+                raise OutputWriteError(
+                    f"recording t={t_out}, c={channel_label(task.output_channels)} as complete "
+                    f"in {task.progress_dir} failed: {exc}"
+                ) from None
     return results
+
+
+def _transform_label(transform: TransformRef) -> str:
+    if isinstance(transform, PickledTransform):
+        return transform.name
+    if isinstance(transform, str):
+        return transform
+    return getattr(transform, "__qualname__", None) or repr(transform)
+
+
+def _load_transform(transform: TransformRef, task: Task) -> Callable[..., Any]:
+    """Resolve the transform in this worker; an import failure names it and the task."""
+    try:
+        return resolve_transform(transform)
+    except Exception as exc:
+        where = "this worker process" if _in_pool_worker() else "this process"
+        error = TransformError(
+            f"transform {_transform_label(transform)!r} cannot be loaded in {where} "
+            f"(pid {os.getpid()}) for {task.label}: {type(exc).__name__}: {exc}. Worker "
+            "processes import a transform by its module name: define it in an importable "
+            "module or a .py file (pass 'module:function' or 'file.py:function'), or use threads",
+            time_index=task.input_time_indices[0],
+            channel_index=task.input_channels,
+        )
+        error.complete = True  # type: ignore[attr-defined]
+        raise error from None
+
+
+def _in_pool_worker() -> bool:
+    import multiprocessing
+
+    return multiprocessing.parent_process() is not None
