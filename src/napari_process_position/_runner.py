@@ -223,6 +223,7 @@ class BatchRun:
     _runs_lock: threading.Lock = field(default_factory=threading.Lock)
     _owned_pool: bool = False
     _owns_dask: bool = False
+    _cancel_wait: float = 0.0
 
     @property
     def total(self) -> int:
@@ -255,13 +256,14 @@ class BatchRun:
         """Positions that never started (after a cancel or a lost cluster)."""
         return [k for k in self.keys if k not in self.summaries]
 
-    def cancel(self) -> None:
-        """Stop after the volumes in flight; nothing more is started."""
+    def cancel(self, wait: float = 0.0) -> None:
+        """Stop: nothing more is started; tasks in flight get up to ``wait`` seconds to finish."""
+        self._cancel_wait = wait
         self._cancel.set()
         with self._runs_lock:
             runs = list(self._runs)
         for run in runs:
-            run.cancel()
+            run.cancel(wait)
 
     # -- where the tasks run ---------------------------------------------------------
     def start(self) -> str:
@@ -439,7 +441,7 @@ class BatchRun:
             with self._runs_lock:
                 self._runs.add(run)
             if self._cancel.is_set():
-                run.cancel()
+                run.cancel(self._cancel_wait)
             for result in run:
                 setattr(summary, result.status, getattr(summary, result.status) + 1)
                 yield key, result
