@@ -203,14 +203,22 @@ def parse_indices(text: str | None, what: str) -> list[int] | None:
     return out
 
 
+#: Seconds the volumes in flight get to finish after SIGTERM (SLURM sends SIGKILL 30 s later).
+SIGTERM_GRACE_S = 20.0
+
+
 def _install_sigterm(run: Any) -> Callable[[], bool]:
     """On SIGTERM (scheduler pre-emption): stop starting tasks, let writes finish."""
     received = {"flag": False}
 
     def handler(signum: int, frame: Any) -> None:
+        if received["flag"]:  # a second SIGTERM: stop now
+            run.cancel()
+            return
         received["flag"] = True
-        click.echo("\nSIGTERM received: finishing the volumes in flight, then stopping", err=True)
-        run.cancel()
+        click.echo(f"\nSIGTERM received: finishing the volumes in flight (up to "
+                   f"{SIGTERM_GRACE_S:.0f} s), then stopping", err=True)
+        run.cancel(wait=SIGTERM_GRACE_S)
 
     with contextlib.suppress(ValueError):  # not the main thread
         signal.signal(signal.SIGTERM, handler)
