@@ -71,6 +71,8 @@ class ProcessPool:
         numpy and tensorstore maps about 1 GiB before reading anything), so
         values under about 2 GiB stop workers from working at all.
 
+    Notes
+    -----
     Workers ignore SIGINT and SIGTERM (the caller decides how to stop:
     :meth:`PositionRun.cancel`) and end themselves when the caller's
     process is gone, so a SIGKILLed caller leaves no workers behind.
