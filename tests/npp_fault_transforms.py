@@ -95,10 +95,10 @@ def with_nan(czyx, input_time_index: int):
 
 
 def nan_in_ints(czyx):
-    """Divides by a background that is zero somewhere: NaN where the input is 0."""
+    """Divides the input by itself: NaN where the input is 0, else 1."""
     x = czyx.astype(np.float32)
-    out = x / x  # 0 / 0 = NaN where the input is 0
-    return out
+    with np.errstate(invalid="ignore"):
+        return x / x
 
 
 def raises(czyx, input_time_index: int, bad_time: int = 1):
@@ -112,3 +112,9 @@ def slow(czyx, seconds: float = 5.0):
     """Sleeps, then returns ``affine``."""
     time.sleep(seconds)
     return affine(czyx)
+
+
+def inf_in_ints(czyx):
+    """Infinite where the input is 0 (a division by the input)."""
+    x = czyx.astype(np.float32)
+    return np.where(x == 0, np.inf, x)

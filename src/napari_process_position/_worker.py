@@ -31,6 +31,7 @@ from ._tasks import ChannelIndex, Result, Task, channel_label, channel_list
 __all__ = [
     "PickledTransform",
     "TransformRef",
+    "check_result",
     "init_worker",
     "is_empty",
     "resolve_transform",
@@ -266,40 +267,64 @@ def _expected_shape(task: Task) -> tuple[int, ...] | None:
     return (count, *zyx)
 
 
-def _bad_output(message: str, task: Task, t_in: int) -> TransformError:
+def _bad_output(message: str, time_index: int, channels: Any) -> TransformError:
     """A TransformError for a result that cannot be stored; its message is complete."""
-    error = TransformError(message, time_index=t_in, channel_index=task.input_channels)
+    error = TransformError(message, time_index=time_index, channel_index=channels)
     error.complete = True  # type: ignore[attr-defined]
     return error
 
 
-def _describe_shape(task: Task, expected: tuple[int, ...]) -> str:
+def _describe_shape(expected: tuple[int, ...]) -> str:
     axes = "ZYX" if len(expected) == 3 else "CZYX"
     return f"{expected} ({axes})"
 
 
-def _check_output(out: Any, task: Task, t_in: int, func: Callable[..., Any]) -> np.ndarray:
-    name = getattr(func, "__name__", repr(func))
-    where = f"t={t_in}, c={channel_label(task.input_channels)}"
-    expected = _expected_shape(task)
-    wanted = (f"an array of shape {_describe_shape(task, expected)}" if expected is not None
+def check_result(
+    out: Any,
+    name: str,
+    time_index: int,
+    channels: ChannelIndex,
+    expected: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """The transform's result as a numeric ZYX/CZYX array, or a TransformError saying why not.
+
+    Parameters
+    ----------
+    out
+        What the transform returned.
+    name
+        The transform's name, for the message.
+    time_index, channels
+        The input (t, c) it was given, for the message.
+    expected
+        The shape the output store expects; a missing or extra leading
+        axis of length 1 is accepted.
+
+    Raises
+    ------
+    TransformError
+        ``None``, something that is not an array, an array of a kind that
+        OME-Zarr cannot store (complex, object, strings), or the wrong shape.
+    """
+    where = f"t={time_index}, c={channel_label(channels)}"
+    wanted = (f"an array of shape {_describe_shape(expected)}" if expected is not None
               else "a ZYX or CZYX array")
     if out is None:
         raise _bad_output(
             f"transform {name!r} returned None for {where}; expected {wanted} "
-            "(did it forget to return its result?)", task, t_in)
+            "(does it forget to return its result?)", time_index, channels)
     try:
         array = np.asarray(out)
     except Exception as exc:
         raise _bad_output(
             f"transform {name!r} returned {type(out).__name__} for {where}, which is not an "
-            f"array ({exc}); expected {wanted}", task, t_in) from None
+            f"array ({exc}); expected {wanted}", time_index, channels) from None
     if array.dtype == object or array.dtype.kind not in "biuf":
         hint = "; return np.abs(x) or x.real" if array.dtype.kind == "c" else ""
         raise _bad_output(
             f"transform {name!r} returned {type(out).__name__} of dtype {array.dtype} for "
             f"{where}; expected {wanted} of integers or floats (OME-Zarr stores no other "
-            f"kind){hint}", task, t_in)
+            f"kind){hint}", time_index, channels)
     if expected is not None and array.shape != expected:
         if array.shape == expected[1:] and len(expected) == 4 and expected[0] == 1:
             array = array[np.newaxis]
@@ -308,18 +333,25 @@ def _check_output(out: Any, task: Task, t_in: int, func: Callable[..., Any]) -> 
         else:
             raise _bad_output(
                 f"transform {name!r} returned shape {array.shape} for {where}, but the output "
-                f"expects {_describe_shape(task, expected)}", task, t_in)
+                f"expects {_describe_shape(expected)}", time_index, channels)
     elif expected is None and array.ndim not in (3, 4):
         raise _bad_output(
             f"transform {name!r} returned {array.ndim} dimensions (shape {array.shape}) for "
-            f"{where}; expected {wanted}", task, t_in)
+            f"{where}; expected {wanted}", time_index, channels)
+    return array
+
+
+def _check_output(out: Any, task: Task, t_in: int, func: Callable[..., Any]) -> np.ndarray:
+    name = getattr(func, "__name__", repr(func))
+    where = f"t={t_in}, c={channel_label(task.input_channels)}"
+    array = check_result(out, name, t_in, task.input_channels, _expected_shape(task))
     if task.output_dtype is not None and array.dtype != np.dtype(task.output_dtype):
         target = np.dtype(task.output_dtype)
         if task.strict_dtype and not np.can_cast(array.dtype, target, "same_kind"):
             raise _bad_output(
                 f"transform {name!r} returned {array.dtype} for {where}, but the output stores "
                 f"{target}; return {target}, or declare the output dtype with "
-                "@transform(output_dtype=...)", task, t_in)
+                "@transform(output_dtype=...)", t_in, task.input_channels)
         if array.dtype.kind == "f" and target.kind in "biu" and array.size:
             # NaN propagates through min and max, and inf shows in them: two cheap passes.
             lo, hi = float(np.min(array)), float(np.max(array))
@@ -328,7 +360,7 @@ def _check_output(out: Any, task: Task, t_in: int, func: Callable[..., Any]) -> 
                 raise _bad_output(
                     f"transform {name!r} returned {what} for {where}, but the output stores "
                     f"{target}, which cannot hold them; replace them (np.nan_to_num) or write a "
-                    "float output", task, t_in)
+                    "float output", t_in, task.input_channels)
         # As numpy (and so zarr and iohub) cast: out-of-range values wrap.
         array = array.astype(target)
     return array
