@@ -84,7 +84,7 @@ def _probe(spec: TransformSpec, info: PositionInfo, channels: list[int], times: 
     import tensorstore as ts
 
     from ._store import tensorstore_spec
-    from ._worker import _accepts_time_index
+    from ._worker import _accepts_time_index, check_result
 
     source = ts.open(tensorstore_spec(info), read=True).result()
     kwargs = dict(params)
@@ -96,18 +96,14 @@ def _probe(spec: TransformSpec, info: PositionInfo, channels: list[int], times: 
             if _accepts_time_index(spec.func):
                 kwargs["input_time_index"] = t
             try:
-                out = np.asarray(spec.func(block, **kwargs))
+                result = spec.func(block, **kwargs)
             except Exception as exc:
                 raise TransformError(
                     f"transform {spec.name!r} failed on t={t}, c={c} while finding its output "
                     f"shape: {type(exc).__name__}: {exc}", t, c
                 ) from exc
-            if out.ndim not in (3, 4):
-                raise TransformError(
-                    f"transform {spec.name!r} returned {out.ndim} dimensions for t={t}, c={c}; "
-                    "expected ZYX or CZYX", t, c
-                )
-            return out
+            # None, not an array, complex/object, not ZYX/CZYX: one message naming the (t, c).
+            return check_result(result, spec.name, t, c)
     raise InvalidStoreError(
         f"{info.path}: every selected volume is empty (all zeros or NaN); nothing to process"
     )
