@@ -1,0 +1,599 @@
+"""The widget itself: its magicgui children, how they are wired, and its public methods.
+
+Running, layers and previews live in mixins (:mod:`._run`, :mod:`._layers`,
+:mod:`._live`); this module builds the form, keeps its choices in step with
+the chosen store, position and transform, and cleans up when the widget or
+the viewer closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.types import FileDialogMode
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    Select,
+    SpinBox,
+    Widget,
+)
+from qtpy.QtCore import QTimer
+
+from .._config import RunConfig
+from .._cpus import available_cpus
+from .._engine import ProcessPool
+from .._errors import ProcessPositionError, TransformError
+from .._store import PositionInfo, StoreInfo, open_store, read_position
+from ..transforms import TransformSpec, get_transform, list_transforms
+from ._helpers import parse_times
+from ._layers import Copy, LayersMixin
+from ._live import REGION_LAYER_NAME, PreviewMixin
+from ._params import param_value, param_widget
+from ._qt import CloseWatcher, deleted
+from ._run import Run, RunMixin
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image
+
+__all__ = ["ProcessPositionWidget"]
+
+
+class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
+    """Preview a transform on one OME-Zarr position, streaming each finished volume into napari.
+
+    Parameters
+    ----------
+    viewer
+        The napari viewer whose layers show the input and the output.
+
+    Examples
+    --------
+    >>> widget = ProcessPositionWidget(viewer)            # doctest: +SKIP
+    >>> viewer.window.add_dock_widget(widget, name="Process position")  # doctest: +SKIP
+    >>> widget.input_path.value = "demo.zarr"              # doctest: +SKIP
+    >>> widget.run_button.clicked()                        # doctest: +SKIP
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._store: StoreInfo | None = None
+        self._info: PositionInfo | None = None
+        self._specs: dict[str, TransformSpec] = {}
+        self._registry: list[TransformSpec] | None = None
+        self._callables: dict[str, Callable[..., Any]] = {}
+        self._current: Run | None = None
+        self._last: Run | None = None
+        self._workers: set[Any] = set()
+        self._pool: ProcessPool | None = None
+        self._closed = False
+        self._closing = False
+        self._dirty: dict[Any, tuple[Image, set[int]]] = {}
+        self._follow_to: tuple[Image, int] | None = None
+        self._last_refresh = 0.0
+        self._last_follow = 0.0
+        self._last_status = 0.0
+        self._pending: deque[Copy] = deque()
+        cpus = available_cpus()
+
+        self.input_path = FileEdit(
+            mode=FileDialogMode.EXISTING_DIRECTORY,
+            name="input_path",
+            label="input",
+            tooltip="An OME-Zarr HCS plate, or one position of it",
+        )
+        # Choices are functions of the widget's state: napari calls reset_choices()
+        # whenever layers change, which must not forget them.
+        self.position = ComboBox(
+            name="position", choices=self._position_choices, tooltip="Position (row/col/fov)"
+        )
+        self.transform = ComboBox(
+            name="transform",
+            choices=self._transform_choices,
+            tooltip="The transform to apply to each (t, c) volume",
+        )
+        self.custom_transform = LineEdit(
+            name="custom_transform",
+            label="or",
+            tooltip="A transform of your own: 'module:function' or '/path/file.py:function'",
+        )
+        self.custom_transform.native.setPlaceholderText("module:function or file.py:function")
+        self.transform_params: Container[Widget] = Container(
+            name="transform_params", label="parameters", labels=True
+        )
+        self.transform_params.margins = (0, 0, 0, 0)
+        self.channels = Select(
+            name="channels", choices=self._channel_choices, tooltip="Channels to process"
+        )
+        self.times = LineEdit(
+            name="times",
+            value="all",
+            tooltip="Time points: 'all', or indices and ranges like '0-3,7'",
+        )
+        self.live = CheckBox(
+            name="live",
+            value=False,
+            text="live",
+            tooltip="Recompute the volume on screen (this time point, the selected channels) "
+            "whenever a parameter, the transform, the channels or the time point change",
+        )
+        self.region = CheckBox(
+            name="region",
+            value=False,
+            text="region only",
+            tooltip=f"Preview only the newest rectangle of the Shapes layer {REGION_LAYER_NAME!r}"
+            " (or, without one, the part of the image in view) and the Z range",
+        )
+        self.preview_button = PushButton(
+            name="preview_button",
+            text="Preview",
+            tooltip="Compute the volume on screen now, with these settings",
+        )
+        self.preview_row = Container(
+            name="preview_row",
+            label="preview",
+            layout="horizontal",
+            labels=False,
+            widgets=[self.live, self.region, self.preview_button],
+        )
+        self.preview_row.margins = (0, 0, 0, 0)
+        self.z_range = LineEdit(
+            name="z_range",
+            label="Z range",
+            value="all",
+            tooltip="Z planes a region preview covers: 'all', a plane such as '5', or '4-9'",
+        )
+        self.output_path = FileEdit(
+            mode=FileDialogMode.OPTIONAL_FILE,
+            name="output_path",
+            label="output",
+            nullable=True,
+            filter="*.zarr",
+            tooltip="Optional OME-Zarr store to write; empty = preview only (kept in memory)",
+        )
+        self.overwrite = CheckBox(name="overwrite", value=False, text="replace an existing output")
+        self.num_workers = SpinBox(
+            name="num_workers",
+            label="workers",
+            min=1,
+            max=cpus,
+            value=min(2, cpus),
+            tooltip=f"Parallel workers (this machine allows {cpus})",
+        )
+        self.use_threads = CheckBox(
+            name="use_threads",
+            value=True,
+            text="threads (off: processes)",
+            tooltip="Threads start at once and suit transforms that release the GIL; "
+            "processes isolate memory-hungry transforms (the pool is kept warm)",
+        )
+        self.follow = CheckBox(name="follow", value=True, text="follow newest time point")
+        self.run_button = PushButton(name="run_button", text="Run")
+        self.cancel_button = PushButton(name="cancel_button", text="Cancel", enabled=False)
+        self.save_button = PushButton(
+            name="save_config",
+            text="Save settings for a batch run…",
+            tooltip="Write these settings as a YAML file for `process-position run --config`, "
+            "to process every position of the plate",
+        )
+        self.progress = ProgressBar(name="progress", min=0, max=1, value=0, label=" ")
+        self.status = Label(name="status", value="Choose an OME-Zarr plate or position.", label=" ")
+        self.status.native.setWordWrap(True)
+        self.extend(
+            [
+                self.input_path,
+                self.position,
+                self.transform,
+                self.custom_transform,
+                self.transform_params,
+                self.channels,
+                self.times,
+                self.preview_row,
+                self.z_range,
+                self.output_path,
+                self.overwrite,
+                self.num_workers,
+                self.use_threads,
+                self.follow,
+                self.run_button,
+                self.cancel_button,
+                self.save_button,
+                self.progress,
+                self.status,
+            ]
+        )
+        # Spare height goes below the form, not between its rows.
+        layout = self.native.layout()
+        if layout is not None:
+            layout.addStretch(1)
+        self._settings: list[Widget] = [
+            self.input_path,
+            self.position,
+            self.transform,
+            self.custom_transform,
+            self.transform_params,
+            self.channels,
+            self.times,
+            self.preview_button,
+            self.output_path,
+            self.overwrite,
+            self.num_workers,
+            self.use_threads,
+            self.save_button,
+        ]
+
+        self._timer = QTimer(self.native)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._flush)
+        self._status_timer = QTimer(self.native)
+        self._status_timer.setSingleShot(True)
+        self._status_timer.timeout.connect(self._update_status)
+        self._init_preview(self.native)
+
+        self.input_path.changed.connect(self._on_input_changed)
+        self.position.changed.connect(self._on_position_changed)
+        self.transform.changed.connect(self._on_transform_changed)
+        self.custom_transform.changed.connect(self._on_custom_transform)
+        self.num_workers.changed.connect(self._on_mode_changed)
+        self.use_threads.changed.connect(self._on_mode_changed)
+        self.run_button.clicked.connect(self._on_run)
+        self.cancel_button.clicked.connect(self._on_cancel)
+        self.save_button.clicked.connect(self._on_save_clicked)
+        # Live preview: what the volume on screen depends on.
+        self.live.changed.connect(self._on_live_toggled)
+        self.region.changed.connect(self._on_region_toggled)
+        self.preview_button.clicked.connect(self.preview)
+        self.transform_params.changed.connect(self._request_preview)
+        for widget in (self.channels, self.times):
+            widget.changed.connect(self._request_preview)
+        self.z_range.changed.connect(self._request_region_preview)
+        self._on_transform_changed()
+        self._fit_channel_list()
+
+        self._watcher = CloseWatcher(self.close_pool, self.native)
+        self.native.destroyed.connect(self._on_destroyed)
+        scene = getattr(viewer, "scene", None)  # napari >= 0.9; viewer.camera before
+        camera = scene.camera if scene is not None else viewer.camera
+        self._viewer_events: list[tuple[Any, Callable[..., Any]]] = [
+            (viewer.layers.events.inserted, self._on_layer_inserted),
+            (viewer.dims.events.current_step, self._request_preview),
+            (camera.events.center, self._request_view_preview),
+            (camera.events.zoom, self._request_view_preview),
+        ]
+        for emitter, callback in self._viewer_events:
+            emitter.connect(callback)
+        for layer in viewer.layers:
+            self._adopt_sample(layer)
+            self._watch_region_layer(layer)
+
+    # -- public API --------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """True while a run is in flight."""
+        return self._current is not None
+
+    @property
+    def viewer(self) -> napari.viewer.Viewer:
+        """The viewer the widget shows its layers in."""
+        return self._viewer
+
+    @property
+    def pool(self) -> ProcessPool | None:
+        """The process pool kept warm for process mode (None until needed)."""
+        return self._pool
+
+    @property
+    def last_run(self) -> dict[str, Any]:
+        """Timings and counts of the latest run (for benchmarks and tests)."""
+        run = self._current or self._last
+        if run is None:
+            return {}
+        return {
+            "id": run.id,
+            "outcome": run.outcome,
+            "done": run.done,
+            "total": run.total,
+            "started": run.started,
+            "prepared": run.prepared_at,
+            "first_shown": run.first_shown_at,
+            "finished": run.finished_at,
+        }
+
+    def add_transform(self, transform: str | Callable[..., Any]) -> str:
+        """Offer a transform of one's own, select it, and return its name.
+
+        Parameters
+        ----------
+        transform
+            ``"module:function"``, ``"/path/to/file.py:function"``, or a function
+            defined at the top level of a module or file (it is run by reference,
+            so worker processes can import it too).
+
+        Raises
+        ------
+        TransformNotFoundError, TransformError
+            It cannot be found, or a function cannot be found again by its name.
+        """
+        spec = get_transform(transform)
+        name = spec.name
+        if callable(transform):
+            try:
+                found = get_transform(spec.ref).func
+            except ProcessPositionError:
+                found = None
+            if found is not transform:
+                raise TransformError(
+                    f"transform {spec.name!r} cannot be found by its name {spec.ref!r} (a lambda, "
+                    "a nested function, or one defined in a console?); define it at the top "
+                    "level of a .py file and add 'file.py:function'"
+                )
+            name = spec.ref
+            self._callables[name] = transform
+            spec = get_transform(name)
+        self._specs[name] = spec
+        self.transform.reset_choices()
+        self.transform.value = name
+        return name
+
+    def current_config(self) -> RunConfig:
+        """Return the :class:`RunConfig` the widget would run now (save it for the CLI).
+
+        Raises
+        ------
+        ValueError
+            A setting is missing or invalid; the message says which.
+        """
+        if self._store is None or self._info is None:
+            raise ValueError("choose an OME-Zarr plate or position first")
+        key = self.position.value
+        if key is None:
+            raise ValueError("choose a position")
+        channels = sorted(self.channels.value)
+        if not channels:
+            raise ValueError("select at least one channel")
+        times = parse_times(self.times.value, self._info.shape[0])
+        output = self.output_path.value
+        params = {w.name: param_value(w) for w in self.transform_params}
+        return RunConfig(
+            input=self._store.path,
+            output=str(output) if output else None,
+            positions=[key],
+            transform=self.transform.value,
+            params=params,
+            channels=channels,
+            times=times,
+            num_workers=int(self.num_workers.value),
+            use_threads=bool(self.use_threads.value),
+            overwrite=bool(self.overwrite.value),
+        )
+
+    def save_config(self, path: str | os.PathLike[str]) -> Path:
+        """Save the settings for a batch run over every position, and return the file.
+
+        The preview ran one position; the saved :class:`RunConfig` selects all of
+        them (edit ``positions`` in the file to narrow it down). The status line
+        shows the command that runs it.
+
+        Raises
+        ------
+        ValueError
+            A setting is missing or invalid.
+        """
+        config = self.current_config().model_copy(update={"positions": None})
+        target = config.save(Path(path).expanduser().with_suffix(".yaml"))
+        command = f"process-position run --config {target}"
+        if config.output is None:
+            command = f"process-position run {config.input} OUTPUT.zarr --config {target}"
+        self._set_status(f"Saved {target}. Run every position with: {command}")
+        return target
+
+    def _on_save_clicked(self, *_: Any) -> None:
+        from magicgui.application import use_app
+
+        show_dialog = use_app().get_obj("show_file_dialog")
+        chosen = show_dialog(
+            FileDialogMode.OPTIONAL_FILE, caption="Save run settings", filter="*.yaml"
+        )
+        if not chosen:
+            return
+        try:
+            self.save_config(chosen)
+        except (ValueError, OSError, ProcessPositionError) as exc:
+            self._report_error(f"cannot save the settings: {exc}")
+
+    def cancel(self) -> None:
+        """Cancel the run in flight (what the Cancel button does)."""
+        self._on_cancel()
+
+    def close_pool(self) -> None:
+        """Cancel any run and stop the process pool (done when the viewer closes).
+
+        The widget stays usable: process mode starts a new pool on the next run.
+        """
+        self._closing = True
+        try:
+            if self._current is not None:
+                self._on_cancel()
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                pool.kill()
+        finally:
+            self._closing = False
+
+    def wait_for_background(self, timeout: float = 10.0) -> bool:
+        """Wait (processing Qt events) until detached workers have ended; True if they did."""
+        from qtpy.QtWidgets import QApplication
+
+        deadline = time.perf_counter() + timeout
+        while self._workers and time.perf_counter() < deadline:
+            QApplication.processEvents()
+            time.sleep(0.005)
+        return not self._workers
+
+    def _input_chosen(self) -> bool:
+        return bool(self.input_path.line_edit.value.strip())
+
+    def _on_layer_inserted(self, event: Any) -> None:
+        self._adopt_sample(event.value)
+        self._watch_region_layer(event.value)
+
+    def _adopt_sample(self, layer: Any) -> None:
+        """Sample-data layers name their store: make it the input if none is chosen yet."""
+        from .._sample_data import SOURCE_KEY
+
+        source = (getattr(layer, "metadata", None) or {}).get(SOURCE_KEY)
+        if not source or self._input_chosen() or self.running:
+            return
+        # napari adds a sample's layers one by one: look once they are all there.
+        QTimer.singleShot(0, partial(self._use_sample, source["store"], source.get("position")))
+
+    def _use_sample(self, store: str, key: str | None) -> None:
+        if self._closed or self._input_chosen() or self.running:
+            return
+        self.input_path.value = Path(store)
+        if key in self.position.choices and self.position.value != key:
+            self.position.value = key
+
+    # -- choices -------------------------------------------------------------------------
+    def _transform_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
+        # napari calls reset_choices() on every layer change; scanning entry points
+        # each time would cost tens of milliseconds, so the registry is read once.
+        if self._registry is None:
+            self._registry = list_transforms()
+        choices = []
+        for spec in self._registry:
+            self._specs.setdefault(spec.name, spec)
+            choices.append((spec.display_name, spec.name))
+        known = {value for _, value in choices}
+        for name, spec in self._specs.items():
+            if name not in known:
+                choices.append((f"{spec.display_name} (custom)", name))
+        return choices
+
+    def _position_choices(self, _widget: Any = None) -> list[str]:
+        return list(self._store.position_keys) if self._store is not None else []
+
+    def _channel_choices(self, _widget: Any = None) -> list[tuple[str, int]]:
+        if self._info is None:
+            return []
+        return [(name, i) for i, name in enumerate(self._info.channel_names)]
+
+    def _on_input_changed(self, *_: Any) -> None:
+        path = self.input_path.value
+        self._store = None
+        self._info = None
+        self.position.reset_choices()
+        self.channels.reset_choices()
+        if not path or str(path) in ("", "."):
+            return
+        try:
+            store = open_store(str(path))
+        except ProcessPositionError as exc:
+            self._set_status(str(exc))
+            return
+        self._store = store
+        self.position.reset_choices()
+        if store.position_keys:
+            self.position.value = store.position_keys[0]
+        self._on_position_changed()
+        kind = "plate" if store.kind == "plate" else "position"
+        self._set_status(
+            f"{kind} with {len(store.position_keys)} position(s); pick a transform and press Run."
+        )
+
+    def _on_position_changed(self, *_: Any) -> None:
+        key = self.position.value
+        if (
+            self._store is not None
+            and key is not None
+            and self._info is not None
+            and self._info.path == self._store.position_path(key)
+        ):
+            return  # already shown
+        previous = [self._info.channel_names[c] for c in self.channels.value] if self._info else []
+        self._info = None
+        if self._store is not None and key is not None:
+            try:
+                self._info = read_position(self._store.position_path(key), key)
+            except ProcessPositionError as exc:
+                self._set_status(str(exc))
+        self.channels.reset_choices()
+        info = self._info
+        if info is None:
+            return
+        keep = [i for i, name in enumerate(info.channel_names) if name in previous]
+        self.channels.value = keep or list(range(len(info.channel_names)))
+        self.times.tooltip = (
+            f"Time points of {info.shape[0]} (0 to {info.shape[0] - 1}): "
+            "'all', or indices and ranges like '0-3,7'"
+        )
+        self._fit_channel_list()
+        try:
+            self._show_inputs(info)
+        except Exception as exc:  # unreadable data: say so, keep the form usable
+            self._set_status(f"cannot show {info.path}: {exc}")
+
+    def _fit_channel_list(self) -> None:
+        rows = max(1, min(6, len(self.channels.choices)))
+        self.channels.native.setFixedHeight(rows * 22 + 8)
+
+    def _on_transform_changed(self, *_: Any) -> None:
+        name = self.transform.value
+        self.transform_params.clear()
+        if name is None:
+            return
+        spec = self._specs.get(name) or get_transform(name)
+        hints = spec.type_hints()
+        widgets = [param_widget(p, hints.get(p.name, p.annotation)) for p in spec.parameters()]
+        self.transform_params.extend(widgets)
+        self.transform_params.visible = bool(widgets)
+        self.transform.tooltip = spec.summary or spec.name
+        self._request_preview()
+
+    def _on_custom_transform(self, *_: Any) -> None:
+        text = self.custom_transform.value.strip()
+        if ":" not in text or text.endswith(":"):
+            return
+        try:
+            self.add_transform(text)
+        except ProcessPositionError as exc:
+            self.custom_transform.tooltip = str(exc)
+            return
+        self.custom_transform.tooltip = f"added {text}"
+
+    def _on_destroyed(self, *_: Any) -> None:
+        self._closed = True
+        for emitter, callback in self._viewer_events:
+            with contextlib.suppress(Exception):
+                emitter.disconnect(callback)
+        for layer in list(self._region_layers.values()):
+            with contextlib.suppress(Exception):
+                layer.events.data.disconnect(self._request_region_preview)
+        self._preview_generation = next(self._generations)  # drops previews in flight
+        for timer in (self._timer, self._status_timer, self._preview_timer):
+            if not deleted(timer):
+                timer.stop()
+        run = self._current
+        if run is not None:
+            run.cancel()
+            if run.worker is not None:
+                run.worker.quit()
+            self._current = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.kill()
