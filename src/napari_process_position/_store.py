@@ -219,11 +219,18 @@ def open_store(path: str | os.PathLike[str]) -> StoreInfo:
                     f"{root}: the plate lists well {well_path!r} but {root / well_path} "
                     "is not a Zarr group"
                 )
-            images = (found[1].get("well") or {}).get("images")
+            well_meta = found[1].get("well")
+            images = well_meta.get("images") if isinstance(well_meta, dict) else None
             if not isinstance(images, list):
                 raise InvalidStoreError(f"{root / well_path}: well metadata has no list of images")
             for image in images:
-                keys.append(f"{well_path}/{image['path']}")
+                image_path = str(image.get("path", "")) if isinstance(image, dict) else ""
+                if not image_path:
+                    raise InvalidStoreError(
+                        f"{root / well_path}: an image in the well metadata has no path "
+                        f"({image!r})"
+                    )
+                keys.append(f"{well_path}/{image_path}")
         if not keys:
             raise InvalidStoreError(f"{root}: the plate has no positions")
         return StoreInfo(str(root), "plate", tuple(keys), zarr_format)
@@ -240,6 +247,19 @@ def open_store(path: str | os.PathLike[str]) -> StoreInfo:
 
 
 def _array_meta(array_path: Path) -> dict[str, Any]:
+    try:
+        return _parse_array_meta(array_path)
+    except InvalidStoreError:
+        raise
+    except KeyError as exc:
+        raise InvalidStoreError(
+            f"{array_path}: malformed array metadata (no {exc.args[0]!r})"
+        ) from None
+    except (TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise InvalidStoreError(f"{array_path}: malformed array metadata ({exc})") from None
+
+
+def _parse_array_meta(array_path: Path) -> dict[str, Any]:
     v3 = _read_json(array_path / "zarr.json")
     if v3 is not None:
         if v3.get("node_type") != "array":
@@ -254,6 +274,10 @@ def _array_meta(array_path: Path) -> dict[str, Any]:
         dtype = v3["data_type"]
         if not isinstance(dtype, str):
             raise InvalidStoreError(f"{array_path}: unsupported data type {dtype!r}")
+        try:
+            np.dtype(dtype)
+        except TypeError:
+            raise InvalidStoreError(f"{array_path}: unsupported data type {dtype!r}") from None
         encoding = v3.get("chunk_key_encoding") or {}
         separator = (encoding.get("configuration") or {}).get("separator")
         if encoding.get("name", "default") == "default":
@@ -273,6 +297,10 @@ def _array_meta(array_path: Path) -> dict[str, Any]:
         }
     v2 = _read_json(array_path / ".zarray")
     if v2 is not None:
+        try:
+            np.dtype(v2["dtype"])
+        except TypeError:
+            raise InvalidStoreError(f"{array_path}: unsupported data type {v2['dtype']!r}") from None
         return {
             "key_prefix": "",
             "key_separator": v2.get("dimension_separator") or ".",
@@ -283,7 +311,10 @@ def _array_meta(array_path: Path) -> dict[str, Any]:
             "fill_value": v2.get("fill_value", 0),
             "zarr_format": 2,
         }
-    raise InvalidStoreError(f"{array_path} is missing: the position has no array '0'")
+    raise InvalidStoreError(
+        f"{array_path} is missing: the position has no array {array_path.name!r} "
+        "(no zarr.json or .zarray in it)"
+    )
 
 
 def read_position(path: str | os.PathLike[str], key: str | None = None) -> PositionInfo:
@@ -303,6 +334,10 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
         array ``0`` is missing.
     """
     root = Path(path).expanduser().resolve()
+    if key is not None and not root.exists():
+        raise InvalidStoreError(
+            f"the plate lists position {key!r}, but {root} does not exist"
+        )
     zarr_format, attrs = _require_group(root)
     ms = attrs.get("multiscales")
     if not isinstance(ms, list) or not ms or not isinstance(ms[0], dict):
@@ -321,8 +356,11 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
         t is None or t == e for t, e in zip(types, _TCZYX_TYPES, strict=True)
     )
     if names != ("t", "c", "z", "y", "x") or not expected_types_ok:
+        shown = "/".join(names) or "none"
+        if names == ("t", "c", "z", "y", "x"):
+            shown += " of types " + ", ".join(str(t) for t in types)
         raise InvalidStoreError(
-            f"{root}: axes are {'/'.join(names) or 'none'}, expected t/c/z/y/x "
+            f"{root}: axes are {shown}, expected t/c/z/y/x "
             "(time, channel, space, space, space)"
         )
     datasets = multiscale.get("datasets") or []
@@ -335,7 +373,12 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
         if isinstance(transform, dict) and transform.get("type") == "scale":
             values = transform.get("scale") or []
             if len(values) == 5:
-                scale = [float(v) for v in values]
+                try:
+                    scale = [float(v) for v in values]
+                except (TypeError, ValueError):
+                    raise InvalidStoreError(
+                        f"{root}: the scale of dataset {array_name!r} is not five numbers: {values!r}"
+                    ) from None
     meta = _array_meta(root / array_name)
     if len(meta["shape"]) != 5:
         raise InvalidStoreError(
