@@ -27,6 +27,23 @@ def slow_scale(czyx: np.ndarray, delay: float = 0.4, factor: float = 2.0) -> np.
     return (czyx.astype(np.float32) * factor).astype(np.float32)
 
 
+def slow_at_time(
+    czyx: np.ndarray,
+    input_time_index: int = 0,
+    slow_time: int = 1,
+    delay: float = 0.0,
+    factor: float = 2.0,
+) -> np.ndarray:
+    """Multiply by ``factor``, sleeping ``delay`` seconds first on time point ``slow_time`` only.
+
+    The engine learns the output shape of an undeclared transform by running it
+    on the first selected time point; with another ``slow_time`` that probe is quick.
+    """
+    if input_time_index == slow_time:
+        time.sleep(delay)
+    return (czyx.astype(np.float32) * factor).astype(np.float32)
+
+
 def explode_at(czyx: np.ndarray, input_time_index: int = 0, bad_time: int = 1) -> np.ndarray:
     """Return the input as float32, but raise on time point ``bad_time``."""
     if input_time_index == bad_time:

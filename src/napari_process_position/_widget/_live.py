@@ -203,7 +203,8 @@ class PreviewMixin:
         self._preview_dropped = 0
         #: Output time index -> (signature, layer ids) of what the output layers hold there.
         self._computed: dict[int, tuple[tuple[Any, ...], frozenset[str]]] = {}
-        self._region_layers: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()
+        #: Shapes layers named REGION_LAYER_NAME whose data events are connected, by id.
+        self._region_layers: dict[str, Any] = {}
         self._preview_timer = QTimer(parent)
         self._preview_timer.setSingleShot(True)
         self._preview_timer.setInterval(PREVIEW_DEBOUNCE_MS)
