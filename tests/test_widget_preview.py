@@ -162,6 +162,19 @@ def test_live_preview_recomputes_the_volume_on_screen(widget, qtbot, demo, tmp_p
     np.testing.assert_array_equal(output_layers(w)[0].data, full[:, 0])
     np.testing.assert_array_equal(preview, full[:, 0])
 
+    # Another position: its volume on screen, in fresh layers (no volumes of the last one).
+    show_time(w, 0)  # (t=0: the new position's inputs show every time point again)
+    qtbot.wait(300)
+    before = shown_previews(w)
+    w.position.value = "B/1/0"
+    wait_for_preview(qtbot, w, before)
+    t_shown = w.last_preview["time_index"]
+    index = [0, 2].index(t_shown)
+    for c, layer in enumerate(output_layers(w)):
+        expected = np.asarray(spec.func(raw_volume(demo, "B/1/0", t_shown, c), **params))[0]
+        np.testing.assert_array_equal(layer.data[index], expected)
+        assert not layer.data[1 - index].any()
+
 
 def test_live_preview_drops_stale_results(widget, qtbot, demo):
     w = widget

@@ -259,7 +259,7 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
         self.region.changed.connect(self._on_region_toggled)
         self.preview_button.clicked.connect(self.preview)
         self.transform_params.changed.connect(self._request_preview)
-        for widget in (self.channels, self.times):
+        for widget in (self.position, self.channels, self.times):
             widget.changed.connect(self._request_preview)
         self.z_range.changed.connect(self._request_region_preview)
         self._on_transform_changed()

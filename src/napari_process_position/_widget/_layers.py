@@ -188,14 +188,22 @@ class LayersMixin:
     def _output_names(self, layout: OutputLayout, display: str) -> list[str]:
         return [f"{channel} [{display}]" for channel in layout.channel_names]
 
-    def _make_outputs(self, layout: OutputLayout, display: str, output: str | None) -> list[Image]:
-        """One zero-filled output layer per output channel (existing ones get new arrays)."""
+    def _make_outputs(
+        self, layout: OutputLayout, display: str, output: str | None, source: str
+    ) -> list[Image]:
+        """One zero-filled output layer per output channel (existing ones get new arrays).
+
+        ``output`` is the store written (None for a preview), ``source`` the input
+        position's path.
+        """
         shape = (layout.shape[0], *layout.shape[2:])
         dtype = np.dtype(layout.dtype)
         scale = (layout.scale[0], *layout.scale[2:])
         layers = []
         for i, name in enumerate(self._output_names(layout, display)):
-            meta = {METADATA_KEY: {"role": "output", "output": output, "channel": i}}
+            meta = {
+                METADATA_KEY: {"role": "output", "output": output, "channel": i, "input": source}
+            }
             data = np.zeros(shape, dtype)  # calloc: pages appear as volumes arrive
             layer = self._find_layer(name, "output")
             if layer is None:
@@ -226,14 +234,17 @@ class LayersMixin:
         self._follow_to = None
         return layers
 
-    def _existing_outputs(self, layout: OutputLayout, display: str) -> list[Image] | None:
-        """Return the output layers of this layout if all exist with its shape and dtype."""
+    def _existing_outputs(
+        self, layout: OutputLayout, display: str, source: str
+    ) -> list[Image] | None:
+        """Return the output layers of this layout and input if all exist (shape and dtype)."""
         shape = (layout.shape[0], *layout.shape[2:])
         layers = []
         for name in self._output_names(layout, display):
             layer = self._find_layer(name, "output")
             if (
                 layer is None
+                or layer_meta(layer).get("input") != source
                 or layer.data.shape != shape
                 or np.dtype(layer.data.dtype) != np.dtype(layout.dtype)
             ):

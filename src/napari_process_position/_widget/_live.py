@@ -184,9 +184,11 @@ class PreviewMixin:
             times: list[int] | None = None,
             limits: dict[int, tuple[float, float]] | None = None,
         ) -> bool: ...
-        def _existing_outputs(self, layout: OutputLayout, display: str) -> list[Image] | None: ...
+        def _existing_outputs(
+            self, layout: OutputLayout, display: str, source: str
+        ) -> list[Image] | None: ...
         def _make_outputs(
-            self, layout: OutputLayout, display: str, output: str | None
+            self, layout: OutputLayout, display: str, output: str | None, source: str
         ) -> list[Image]: ...
         def _copy_pending(self, budget_s: float) -> None: ...
         def _schedule_flush(self) -> None: ...
@@ -454,10 +456,10 @@ class PreviewMixin:
     ) -> None:
         job.region_used, job.note = region, note
         display = job.spec.display_name
-        layers = self._existing_outputs(layout, display)
+        layers = self._existing_outputs(layout, display, job.info.path)
         job.fresh = layers is None
         if layers is None:
-            layers = self._make_outputs(layout, display, None)
+            layers = self._make_outputs(layout, display, None, job.info.path)
             self._computed.clear()
         job.layers = layers
         # Inputs show the selected time points, so that they share the outputs' first axis.

@@ -169,7 +169,7 @@ class RunMixin:
             limits: dict[int, tuple[float, float]] | None = None,
         ) -> bool: ...
         def _make_outputs(
-            self, layout: OutputLayout, display: str, output: str | None
+            self, layout: OutputLayout, display: str, output: str | None, source: str
         ) -> list[Image]: ...
         def _stop_previews(self, forget: bool = True) -> None: ...
         def _run_done(self, run: Run) -> None: ...
@@ -301,7 +301,7 @@ class RunMixin:
         layout = batch.layouts[key]
         display = batch.spec.display_name
         self._show_inputs(info, batch.times, limits)
-        run.layers = self._make_outputs(layout, display, batch.config.output)
+        run.layers = self._make_outputs(layout, display, batch.config.output, info.path)
         self._set_status(f"0/{batch.total} volumes · running {display} ({self._mode_text(batch)})")
 
     def _mode_text(self, batch: BatchRun) -> str:
