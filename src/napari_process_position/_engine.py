@@ -141,9 +141,22 @@ class ProcessPool:
         procs = getattr(executor, "_processes", None) or {}
         return list(procs.values())
 
-    def exit_codes(self) -> dict[int, int | None]:
-        """pid -> exit code of the current workers (None while running)."""
-        return {p.pid: p.exitcode for p in self.processes()}
+    def exit_codes(self, settle: float = 0.0) -> dict[int, int | None]:
+        """pid -> exit code of the current workers (None while running).
+
+        A worker's end is seen (its pipe closes) a moment before the kernel
+        can report its exit status; ``settle`` waits up to that many seconds
+        for the status of workers that have ended.
+        """
+        procs = self.processes()
+        if settle:
+            from multiprocessing.connection import wait
+
+            ended = set(wait([p.sentinel for p in procs], timeout=0))
+            for proc in procs:
+                if proc.sentinel in ended:
+                    proc.join(timeout=settle)
+        return {p.pid: p.exitcode for p in procs}
 
     def kill(self) -> None:
         """Stop the workers at once (SIGKILL) without waiting for their tasks."""
@@ -431,7 +444,9 @@ class PositionRun:
                     task = queue.pop()
                     pending[executor.submit(run_task, task, self._sent, self.params)] = task
                 finished, _ = cf.wait(pending, timeout=0.1, return_when=cf.FIRST_COMPLETED)
-                for future in finished:
+                # Completed volumes first: when a worker dies, what finished alongside it is
+                # still reported (it is written and recorded) before the error is raised.
+                for future in sorted(finished, key=_failed):
                     task = pending.pop(future)
                     try:
                         results = future.result()
@@ -483,11 +498,12 @@ class PositionRun:
                         "; ".join(t.label for t in pending.values()))
 
     def _worker_died(self, task: Task, pending: dict[cf.Future[list[Result]], Task]) -> WorkerDiedError:
-        in_flight = [task.label] + [t.label for f, t in pending.items() if not f.done() or f.exception()]
+        in_flight = [task.label] + [t.label for f, t in pending.items() if not f.done() or _failed(f)]
         codes = ""
         killed = False
         if self._pool is not None:
-            dead = {pid: code for pid, code in self._pool.exit_codes().items() if code not in (None, 0)}
+            dead = {pid: code for pid, code in self._pool.exit_codes(settle=1.0).items()
+                    if code not in (None, 0)}
             if dead:
                 codes = " (" + ", ".join(f"pid {pid} {_exit_text(code)}" for pid, code in dead.items()) + ")"
                 killed = any(code == -signal.SIGKILL for code in dead.values())
@@ -518,6 +534,11 @@ def _exit_text(code: int) -> str:
 
 def _gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def _failed(future: cf.Future[Any]) -> bool:
+    """True for a done future that was cancelled or raised."""
+    return future.cancelled() or future.exception(timeout=0) is not None
 
 
 def _pool_broken(pool: ProcessPool) -> bool:

@@ -373,7 +373,11 @@ def marker_name(t_out: int, group: ChannelIndex) -> str:
 
 def _write(region: Any, array: np.ndarray, task: Task, t_out: int) -> None:
     try:
-        region.write(array).result()
+        # Let tensorstore encode straight from our array instead of copying it first: the
+        # copy made a worker's peak out + copy + encoded shard (2.8 GiB for a 1 GiB volume)
+        # instead of out + encoded shard (1.8 GiB), and glibc kept much of it afterwards
+        # (benchmarks/bench_load.py). Safe: nothing modifies the array once it is written.
+        region.write(array, can_reference_source_data_indefinitely=True).result()
     except Exception as exc:
         raise OutputWriteError(
             f"writing t={t_out}, c={channel_label(task.output_channels)} to {task.output_array} "
