@@ -30,6 +30,7 @@ from ._engine import PositionRun, ProcessPool, stream_position
 from ._errors import (
     InvalidStoreError,
     OutputExistsError,
+    OutputWriteError,
     PositionNotFoundError,
     ProcessPositionError,
     TransformError,
@@ -547,7 +548,12 @@ def create_plate(out_root: Path, layouts: dict[str, OutputLayout], config: RunCo
         return _join_plate(out_root, layouts, config)
     tmp = out_root.parent / f".{out_root.name}.creating-{uuid.uuid4().hex[:12]}"
     try:
-        create_output_plate(tmp, layouts, version=config.ome_version)
+        try:
+            create_output_plate(tmp, layouts, version=config.ome_version)
+        except OSError as exc:  # name the output, not the temporary folder
+            raise OutputWriteError(
+                f"cannot create the output {out_root}: {exc.strerror or exc}"
+            ) from None
         try:
             os.rename(tmp, out_root)
         except OSError as exc:
