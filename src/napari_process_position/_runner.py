@@ -582,6 +582,16 @@ def _same_or_inside(a: Path, b: Path) -> bool:
     return a == b or b in a.parents or a in b.parents
 
 
+def _zarr_root(path: Path) -> Path:
+    """The outermost Zarr group holding ``path`` (the plate of a position given on its own)."""
+    root = path
+    for parent in path.parents:
+        if not ((parent / "zarr.json").is_file() or (parent / ".zgroup").is_file()):
+            break
+        root = parent
+    return root
+
+
 def prepare(config: RunConfig, *, pool: ProcessPool | None = None,
             executor: cf.Executor | None = None) -> BatchRun:
     """Check a config, size and create its output, and return the run (not yet started).
@@ -657,9 +667,12 @@ def _make_output(config: RunConfig, store: StoreInfo, keys: list[str],
                  output_paths: dict[str, str | None]) -> dict[str, str | None]:
     if config.output:
         out_root = Path(config.output).expanduser().resolve()
-        if _same_or_inside(out_root, Path(store.path)):
+        input_root = _zarr_root(Path(store.path))
+        if _same_or_inside(out_root, input_root):
+            where = "" if input_root == Path(store.path) else f" (its store {input_root})"
             raise InvalidStoreError(
-                f"the output {out_root} is the input or inside it; choose another output path"
+                f"the output {out_root} is the input{where} or inside it; choose another "
+                "output path"
             )
         if store.kind == "plate":
             create_plate(out_root, layouts, config)
