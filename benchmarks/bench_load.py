@@ -7,8 +7,8 @@ Workloads (uint16, noise-like 12-bit values, so compression is realistic):
 
 - ``small``: one position T=500, C=3, 16 x 64 x 64 (1500 volumes of 128 KiB);
 - ``large``: one position T=2, C=1, 128 x 2048 x 2048 (2 volumes of 1 GiB, 2 GiB input);
-- ``tiny``: T=4, C=1, 4 x 64 x 64 (4 tasks, so 2 workers), run the same way, to measure the fixed cost
-  (interpreters, imports, the pool) that is subtracted before taking the ratio.
+- ``tiny``: T=4, C=1, 4 x 64 x 64 (4 tasks, so 2 workers), run the same way, to measure the
+  fixed cost (interpreters, imports, the pool) that is subtracted before taking the ratio.
 
 Each run is the real command line, ``process-position run IN OUT -t invert -w 2
 --processes|--threads``, in a child process whose whole process tree (the CLI and its
@@ -93,8 +93,12 @@ def make_input(path: Path, shape: tuple[int, ...]) -> Path:
         tensorstore_spec,
     )
 
-    layout = OutputLayout(tuple(shape), "<u2", (1.0, 1.0, 1.0, 0.1, 0.1),  # type: ignore[arg-type]
-                          tuple(f"ch{i}" for i in range(shape[1])))
+    layout = OutputLayout(
+        tuple(shape),
+        "<u2",
+        (1.0, 1.0, 1.0, 0.1, 0.1),  # type: ignore[arg-type]
+        tuple(f"ch{i}" for i in range(shape[1])),
+    )
     store = create_output_plate(path, {"A/1/0": layout}, overwrite=True)
     info = read_position(store.position_path("A/1/0"))
     array = ts.open(tensorstore_spec(info), read=True, write=True).result()
@@ -117,15 +121,28 @@ def _cli() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from _common import RESULTS_DIR, Tee, format_table, machine_summary, package_versions, run_sampled
+    from _common import (
+        RESULTS_DIR,
+        Tee,
+        format_table,
+        machine_summary,
+        package_versions,
+        run_sampled,
+    )
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()),
-                        help="Where the inputs and outputs go (default: the temp folder).")
-    parser.add_argument("--workloads", nargs="+", choices=["small", "large"],
-                        default=["small", "large"])
-    parser.add_argument("--modes", nargs="+", choices=["processes", "threads"],
-                        default=["processes", "threads"])
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()),
+        help="Where the inputs and outputs go (default: the temp folder).",
+    )
+    parser.add_argument(
+        "--workloads", nargs="+", choices=["small", "large"], default=["small", "large"]
+    )
+    parser.add_argument(
+        "--modes", nargs="+", choices=["processes", "threads"], default=["processes", "threads"]
+    )
     parser.add_argument("--keep", action="store_true", help="Keep the generated inputs.")
     parser.add_argument("--results", type=Path, default=RESULTS_DIR / "load.txt")
     args = parser.parse_args(argv)
@@ -135,8 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     need = sum(int(np.prod(WORKLOADS[w])) * 2 for w in args.workloads) * 2 + 512 * MiB
     free = shutil.disk_usage(workdir).free
     if free < need:
-        print(f"error: {workdir} has {free / 2**30:.1f} GiB free; this needs "
-              f"{need / 2**30:.1f} GiB (input + output)", file=sys.stderr)
+        print(
+            f"error: {workdir} has {free / 2**30:.1f} GiB free; this needs "
+            f"{need / 2**30:.1f} GiB (input + output)",
+            file=sys.stderr,
+        )
         return 1
 
     tee = Tee()
@@ -159,8 +179,18 @@ def main(argv: list[str] | None = None) -> int:
                 shape = WORKLOADS[name]
                 out = workdir / f"out-{name}-{mode}.zarr"
                 shutil.rmtree(out, ignore_errors=True)
-                cmd = [*_cli(), "run", str(inputs[name]), str(out), "-t", ref, "-w", str(WORKERS),
-                       f"--{mode}", "--no-progress"]
+                cmd = [
+                    *_cli(),
+                    "run",
+                    str(inputs[name]),
+                    str(out),
+                    "-t",
+                    ref,
+                    "-w",
+                    str(WORKERS),
+                    f"--{mode}",
+                    "--no-progress",
+                ]
                 sampled = run_sampled(cmd, interval=0.005)
                 if sampled.returncode != 0:
                     tee(f"  {name}/{mode} failed ({sampled.returncode}):\n{sampled.stderr[-3000:]}")
@@ -176,27 +206,64 @@ def main(argv: list[str] | None = None) -> int:
                 # The ratio means something only where volumes outweigh the noise of the
                 # fixed cost (a few MiB): the large workload. Small volumes show "above fixed".
                 ratio = above / expected if expected >= 64 * MiB else float("nan")
-                rows.append([
-                    f"{name} {mode}", volumes, f"{vol_bytes / MiB:.3g}", f"{sampled.wall_s:.1f}",
-                    f"{volumes / sampled.wall_s:.1f}", f"{sampled.peak_rss / MiB:.0f}",
-                    f"{above / MiB:.0f}" if name != "tiny" else "-",
-                    f"{expected / MiB:.0f}" if name != "tiny" else "-",
-                    f"{ratio:.2f}" if ratio == ratio else "-", sampled.peak_procs, check,
-                ])
-                raw.append({"workload": name, "mode": mode, "shape": shape, "volumes": volumes,
-                            "volume_bytes": vol_bytes, "wall_s": sampled.wall_s,
-                            "peak_rss": sampled.peak_rss, "baseline_rss": baseline,
-                            "expected_bytes": expected, "ratio": ratio,
-                            "peak_procs": sampled.peak_procs, "samples": sampled.samples,
-                            "output_check": check, "command": " ".join(cmd)})
+                rows.append(
+                    [
+                        f"{name} {mode}",
+                        volumes,
+                        f"{vol_bytes / MiB:.3g}",
+                        f"{sampled.wall_s:.1f}",
+                        f"{volumes / sampled.wall_s:.1f}",
+                        f"{sampled.peak_rss / MiB:.0f}",
+                        f"{above / MiB:.0f}" if name != "tiny" else "-",
+                        f"{expected / MiB:.0f}" if name != "tiny" else "-",
+                        f"{ratio:.2f}" if ratio == ratio else "-",
+                        sampled.peak_procs,
+                        check,
+                    ]
+                )
+                raw.append(
+                    {
+                        "workload": name,
+                        "mode": mode,
+                        "shape": shape,
+                        "volumes": volumes,
+                        "volume_bytes": vol_bytes,
+                        "wall_s": sampled.wall_s,
+                        "peak_rss": sampled.peak_rss,
+                        "baseline_rss": baseline,
+                        "expected_bytes": expected,
+                        "ratio": ratio,
+                        "peak_procs": sampled.peak_procs,
+                        "samples": sampled.samples,
+                        "output_check": check,
+                        "command": " ".join(cmd),
+                    }
+                )
         tee()
-        tee(format_table(
-            ["run", "volumes", "MiB/vol", "wall s", "vol/s", "peak RSS MiB", "above fixed MiB",
-             f"{WORKERS}x(in+out) MiB", "ratio", "procs", "output"], rows))
+        tee(
+            format_table(
+                [
+                    "run",
+                    "volumes",
+                    "MiB/vol",
+                    "wall s",
+                    "vol/s",
+                    "peak RSS MiB",
+                    "above fixed MiB",
+                    f"{WORKERS}x(in+out) MiB",
+                    "ratio",
+                    "procs",
+                    "output",
+                ],
+                rows,
+            )
+        )
         tee()
-        tee("peak RSS: the whole process tree (CLI + workers), summed every 5 ms; 'above fixed' "
+        tee(
+            "peak RSS: the whole process tree (CLI + workers), summed every 5 ms; 'above fixed' "
             "subtracts the tiny run's peak (interpreters, imports, pool) of the same mode; ratio = "
-            f"above fixed / ({WORKERS} workers x (input + output volume)).")
+            f"above fixed / ({WORKERS} workers x (input + output volume))."
+        )
         tee(f"command: {' '.join(['python', 'benchmarks/bench_load.py', *(argv or sys.argv[1:])])}")
         tee.save(args.results)
         args.results.with_suffix(".json").write_text(json.dumps(raw, indent=2))

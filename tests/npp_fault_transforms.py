@@ -67,8 +67,8 @@ def drops_a_dimension(czyx):
 
 
 def shape_varies(czyx, input_time_index: int):
-    """Crops one more row at every time point: the shape differs between tasks."""
-    return czyx[..., : czyx.shape[-2] - input_time_index, :]
+    """Crops a row at t=1 only: the shape differs between tasks."""
+    return czyx[..., : czyx.shape[-2] - (input_time_index == 1), :]
 
 
 def to_complex(czyx):

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from conftest import TESTS, random_tczyx, read_array, tree_digest, write_plate
 
 import npp_fault_transforms as ft
+from conftest import TESTS, random_tczyx, read_array, tree_digest, write_plate
 from napari_process_position import (
     InputReadError,
     OutputWriteError,
@@ -86,7 +86,7 @@ def _started_pids(flag_dir: Path) -> set[int]:
 
 
 def _started(flag_dir: Path) -> set[int]:
-    return {int(p.name[len("start_t"):]) for p in flag_dir.glob("start_t*")}
+    return {int(p.name[len("start_t") :]) for p in flag_dir.glob("start_t*")}
 
 
 def _recorded(position: Path) -> set[int]:
@@ -176,8 +176,15 @@ def test_worker_sigkill_mid_task_stops_the_run_and_resume_completes(setup):
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    run = stream_position(ft.announce, setup.src, setup.dst, num_workers=2,
-                          flag_dir=str(setup.flags), victim=5, seconds=0.05)
+    run = stream_position(
+        ft.announce,
+        setup.src,
+        setup.dst,
+        num_workers=2,
+        flag_dir=str(setup.flags),
+        victim=5,
+        seconds=0.05,
+    )
     got = []
     with pytest.raises(WorkerDiedError) as info:
         for result in run:
@@ -195,9 +202,19 @@ def test_worker_sigkill_mid_task_stops_the_run_and_resume_completes(setup):
     assert not _wait_gone(_started_pids(setup.flags), 5)
 
     setup.disarm()
-    statuses = [r.status for r in stream_position(ft.announce, setup.src, setup.dst, num_workers=2,
-                                                  resume=True, flag_dir=str(setup.flags),
-                                                  victim=5, seconds=0.05)]
+    statuses = [
+        r.status
+        for r in stream_position(
+            ft.announce,
+            setup.src,
+            setup.dst,
+            num_workers=2,
+            resume=True,
+            flag_dir=str(setup.flags),
+            victim=5,
+            seconds=0.05,
+        )
+    ]
     assert statuses.count("resumed") >= len(got)
     setup.check_final()
 
@@ -209,11 +226,19 @@ def test_worker_over_its_memory_limit_says_out_of_memory(setup):
     setup.arm()
     limit = 3 * 2**30 // 2
     with ProcessPool(2, memory_limit_bytes=limit) as pool:
+        pool.warm()  # both workers started and initialised, so both can be checked below
         start = time.perf_counter()
         got = []
         with pytest.raises(TransformError) as info:
-            for result in stream_position(ft.hog, setup.src, setup.dst, pool=pool,
-                                          flag_dir=str(setup.flags), victim=4, gib=3.0):
+            for result in stream_position(
+                ft.hog,
+                setup.src,
+                setup.dst,
+                pool=pool,
+                flag_dir=str(setup.flags),
+                victim=4,
+                gib=3.0,
+            ):
                 got.append(result)
         elapsed = time.perf_counter() - start
         # The limit really applies in the workers, and the others survive a MemoryError.
@@ -230,17 +255,29 @@ def test_worker_over_its_memory_limit_says_out_of_memory(setup):
     setup.check_input()
     # Resume with more memory (here: no limit) completes the run.
     setup.disarm()
-    statuses = [r.status for r in stream_position(ft.hog, setup.src, setup.dst, num_workers=2,
-                                                  resume=True, flag_dir=str(setup.flags),
-                                                  victim=4, gib=3.0)]
+    statuses = [
+        r.status
+        for r in stream_position(
+            ft.hog,
+            setup.src,
+            setup.dst,
+            num_workers=2,
+            resume=True,
+            flag_dir=str(setup.flags),
+            victim=4,
+            gib=3.0,
+        )
+    ]
     assert "resumed" in statuses
     setup.check_final()
 
 
 def test_memory_limit_too_small_for_the_worker_itself_is_explained(setup):
     """Below what numpy and tensorstore map, native code aborts: the error says so."""
-    with ProcessPool(1, memory_limit_bytes=300 * 2**20) as pool, pytest.raises(
-            (WorkerDiedError, TransformError)) as info:
+    with (
+        ProcessPool(1, memory_limit_bytes=300 * 2**20) as pool,
+        pytest.raises((WorkerDiedError, TransformError)) as info,
+    ):
         list(stream_position(ft.affine, setup.src, setup.dst, pool=pool))
     message = str(info.value)
     assert "memory limit of 300 MiB" in message, message
@@ -252,9 +289,23 @@ def test_memory_limit_too_small_for_the_worker_itself_is_explained(setup):
 
 def _cli_run(setup: Setup, extra=(), seconds: float = 0.6, **popen):
     out = setup.root / "cli_out.zarr"
-    args = [*CLI, "run", str(setup.input), str(out), "-t", f"{FT}:announce",
-            "-p", f"flag_dir={setup.flags}", "-p", f"seconds={seconds}", "-w", "2", "--processes",
-            "--no-progress", *extra]
+    args = [
+        *CLI,
+        "run",
+        str(setup.input),
+        str(out),
+        "-t",
+        f"{FT}:announce",
+        "-p",
+        f"flag_dir={setup.flags}",
+        "-p",
+        f"seconds={seconds}",
+        "-w",
+        "2",
+        "--processes",
+        "--no-progress",
+        *extra,
+    ]
     return out, args
 
 
@@ -263,8 +314,9 @@ def _reference_cli_output(setup: Setup, seconds: float) -> np.ndarray:
     from napari_process_position import RunConfig
     from napari_process_position._runner import prepare
 
-    config = RunConfig(input=str(setup.input), output=str(setup.root / "ref_cli.zarr"),
-                       transform=f"{FT}:affine")
+    config = RunConfig(
+        input=str(setup.input), output=str(setup.root / "ref_cli.zarr"), transform=f"{FT}:affine"
+    )
     for _ in prepare(config):
         pass
     return read_array(setup.root / "ref_cli.zarr/A/1/0")
@@ -274,14 +326,16 @@ def test_sigterm_lets_the_volumes_in_flight_finish_then_stops(tmp_path):
     """A scheduler's SIGTERM to the whole process group: graceful stop, exit 143, resumable."""
     setup = Setup(tmp_path, shape=CLI_SHAPE)
     out, args = _cli_run(setup, seconds=0.8)
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         position = out / "A/1/0"
         _wait_for(lambda: len(_records(position)) >= 2, 90, "two volumes were written", proc)
         # Wait until both workers are in the middle of a task, then terminate everything.
-        _wait_for(lambda: len(_in_flight(setup.flags, position)) >= 2, 30,
-                  "two tasks were running", proc)
+        _wait_for(
+            lambda: len(_in_flight(setup.flags, position)) >= 2, 30, "two tasks were running", proc
+        )
         os.killpg(proc.pid, signal.SIGTERM)
         sent = time.perf_counter()
         _, stderr = proc.communicate(timeout=60)
@@ -319,12 +373,16 @@ def test_sigkill_of_the_caller_alone_leaves_no_workers_behind(tmp_path):
     """Only the command-line process is killed (not its group): its workers end by themselves."""
     setup = Setup(tmp_path, shape=CLI_SHAPE)
     out, args = _cli_run(setup, seconds=0.5)
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         _wait_for(lambda: len(_records(out / "A/1/0")) >= 2, 90, "two volumes were written", proc)
-        workers = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)
-                   if "resource_tracker" not in " ".join(p.cmdline())}
+        workers = {
+            p.pid
+            for p in psutil.Process(proc.pid).children(recursive=True)
+            if "resource_tracker" not in " ".join(p.cmdline())
+        }
         assert len(workers) >= 2
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -343,17 +401,22 @@ def test_sigkill_of_the_caller_alone_leaves_no_workers_behind(tmp_path):
     setup.check_input()
 
 
-# -- 3. disk full and permission denied --------------------------------------------------------------
+# -- 3. disk full and permission denied -----------------------------------------------------
 
 
 @contextlib.contextmanager
 def _small_tmpfs(path: Path, size: str):
     path.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}); the RLIMIT_FSIZE case "
-                    "covers a full disk")
+        pytest.skip(
+            f"cannot mount a tmpfs here ({proc.stderr.strip()}); the RLIMIT_FSIZE case "
+            "covers a full disk"
+        )
     try:
         yield path
     finally:
@@ -384,11 +447,20 @@ def test_disk_full_while_writing(tmp_path, mechanism):
         out = tmp_path / "out_fsize.zarr"
         preexec = _fsize_limit(400_000)  # metadata fits, no volume does
     with stack:
-        args = [*CLI, "run", str(setup.input), str(out), "-t", f"{FT}:affine", "-w", "2",
-                "--processes", "--no-progress"]
+        args = [
+            *CLI,
+            "run",
+            str(setup.input),
+            str(out),
+            "-t",
+            f"{FT}:affine",
+            "-w",
+            "2",
+            "--processes",
+            "--no-progress",
+        ]
         start = time.perf_counter()
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=180,
-                              preexec_fn=preexec)
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=180, preexec_fn=preexec)
         elapsed = time.perf_counter() - start
         assert proc.returncode == 1, proc.stderr[-3000:]
         assert elapsed < 60
@@ -444,9 +516,20 @@ def test_output_folder_not_writable_is_one_line_and_writes_nothing(tmp_path):
     parent = tmp_path / "locked"
     parent.mkdir()
     with deny_writes(parent) as reason:
-        proc = subprocess.run([*CLI, "run", str(setup.input), str(parent / "out.zarr"), "-t",
-                               f"{FT}:affine", "--no-progress"],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [
+                *CLI,
+                "run",
+                str(setup.input),
+                str(parent / "out.zarr"),
+                "-t",
+                f"{FT}:affine",
+                "--no-progress",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and reason in lines[0], proc.stderr
@@ -460,15 +543,26 @@ def test_output_array_not_writable_names_the_volume_and_resume_completes(setup, 
     """An existing output (resume, init-output) whose array folder refuses writes."""
     workers = 2 if mode == "processes" else 1
     # Half of the run completes; then its array folder is locked.
-    list(stream_position(ft.affine, setup.src, setup.dst, input_time_indices=[0, 1, 2, 3],
-                         num_workers=workers))
+    list(
+        stream_position(
+            ft.affine, setup.src, setup.dst, input_time_indices=[0, 1, 2, 3], num_workers=workers
+        )
+    )
     before = read_array(setup.dst)
     shard_root = Path(read_position(setup.dst).array_path) / "c"
     with deny_writes(shard_root) as reason:
         start = time.perf_counter()
         with pytest.raises(OutputWriteError) as info:
-            list(stream_position(ft.affine, setup.src, setup.dst, num_workers=workers,
-                                 resume=True, resume_token=None))
+            list(
+                stream_position(
+                    ft.affine,
+                    setup.src,
+                    setup.dst,
+                    num_workers=workers,
+                    resume=True,
+                    resume_token=None,
+                )
+            )
         assert time.perf_counter() - start < 20
     message = str(info.value)
     assert "writing t=" in message and "c=0" in message and str(setup.dst) in message
@@ -480,7 +574,7 @@ def test_output_array_not_writable_names_the_volume_and_resume_completes(setup, 
     setup.check_final()
 
 
-# -- 4. damaged input chunks ----------------------------------------------------------------------------
+# -- 4. damaged input chunks ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
@@ -496,8 +590,9 @@ def test_truncated_input_chunk_is_an_input_read_error_naming_the_volume(tmp_path
         got = []
         start = time.perf_counter()
         with pytest.raises(InputReadError) as info:
-            for result in stream_position(ft.affine, setup.src, setup.dst, num_workers=workers,
-                                          resume=True):
+            for result in stream_position(
+                ft.affine, setup.src, setup.dst, num_workers=workers, resume=True
+            ):
                 got.append(result)
         assert time.perf_counter() - start < 30
         message = str(info.value)

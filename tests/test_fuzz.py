@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import random_tczyx, tree_digest, write_plate
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from conftest import random_tczyx, tree_digest, write_plate
 from napari_process_position import ProcessPositionError, RunConfig
 from napari_process_position._config import ConfigError
 from napari_process_position.cli import main
@@ -25,15 +25,37 @@ from napari_process_position.cli import main
 FIELDS = list(RunConfig.model_fields)
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
-    st.text(max_size=12), st.sampled_from(["", " ", "0.4", "0.5", "A/1/0", "gaussian_blur",
-                                           "tcp://127.0.0.1:1", "all", "-1", "1e9", "~"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "0.4",
+            "0.5",
+            "A/1/0",
+            "gaussian_blur",
+            "tcp://127.0.0.1:1",
+            "all",
+            "-1",
+            "1e9",
+            "~",
+        ]
+    ),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
-    max_leaves=6)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 configs = st.dictionaries(
-    st.one_of(st.sampled_from(FIELDS), st.text(max_size=8)), values, max_size=8)
+    st.one_of(st.sampled_from(FIELDS), st.text(max_size=8)), values, max_size=8
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -67,11 +89,23 @@ def plate(tmp_path_factory) -> Path:
 PARTS = {
     "input": (["plate", "position"], ["missing", "file", "text"]),
     "output": (["new"], ["existing", "input", "inside", "text", "none"]),
-    "transform": (["gaussian_blur", "max_projection", "binning", "convert_dtype"],
-                  ["deblurify", "os:path", "nomodule_x:f", "/no/such/file.py:f", "", "none"]),
-    "params": ([[], ["sigma_z=1"], ["sigma_y=0.5", "sigma_x=2"]],
-               [["sigma_x=big"], ["sigma=1"], ["=1"], ["sigma_y"], ["sigma_y=-1"],
-                ["sigma_y=nan"], ["sigma_y=1e300"], ["method=max"]]),
+    "transform": (
+        ["gaussian_blur", "max_projection", "binning", "convert_dtype"],
+        ["deblurify", "os:path", "nomodule_x:f", "/no/such/file.py:f", "", "none"],
+    ),
+    "params": (
+        [[], ["sigma_z=1"], ["sigma_y=0.5", "sigma_x=2"]],
+        [
+            ["sigma_x=big"],
+            ["sigma=1"],
+            ["=1"],
+            ["sigma_y"],
+            ["sigma_y=-1"],
+            ["sigma_y=nan"],
+            ["sigma_y=1e300"],
+            ["method=max"],
+        ],
+    ),
     "positions": ([[], ["A/1/0"], ["A/*"], ["*", "A/1/0"]], [["Z/9/9"], [""], ["A/1"]]),
     "channels": ([None, "0", "1", "0,1", "0-1", "all", ""], ["1-0", "7", "-1", "0,0", "a", "0-"]),
     "times": ([None, "0", "1", "0,1", "0-1", "all"], ["5", "1,2-3", "x", "-"]),
@@ -79,16 +113,21 @@ PARTS = {
     "mode": ([[], ["--threads"], ["--processes"]], []),
     "existing": ([[], ["--resume"], ["--overwrite"]], [["--resume", "--overwrite"]]),
     "version": ([[], ["--ome-version", "0.4"]], [["--ome-version", "0.6"]]),
-    "extra": ([[], ["--no-dask"], ["--save-config", "SAVE"], ["--no-progress"]],
-              [["--config", "CFG"], ["--bogus-flag"], ["--save-config", "/proc/x/y.yaml"]]),
+    "extra": (
+        [[], ["--no-dask"], ["--save-config", "SAVE"], ["--no-progress"]],
+        [["--config", "CFG"], ["--bogus-flag"], ["--save-config", "/proc/x/y.yaml"]],
+    ),
 }
 BREAKABLE = sorted(k for k, (_, bad) in PARTS.items() if bad)
 
 
 @st.composite
 def command_lines(draw):
-    broken = draw(st.one_of(st.just(frozenset()),
-                            st.frozensets(st.sampled_from(BREAKABLE), min_size=1, max_size=2)))
+    broken = draw(
+        st.one_of(
+            st.just(frozenset()), st.frozensets(st.sampled_from(BREAKABLE), min_size=1, max_size=2)
+        )
+    )
     pick = {}
     for name, (good, bad) in PARTS.items():
         pick[name] = draw(st.sampled_from(bad if name in broken else good))
@@ -113,15 +152,23 @@ def command_lines(draw):
     if pick["workers"] is not None:
         flags += ["-w", pick["workers"]]
     flags += pick["mode"] + pick["existing"] + pick["version"] + pick["extra"]
-    config_text = draw(st.one_of(st.just("input: in.zarr\ntransform: gaussian_blur\n"),
-                                 st.just("format_version: 99\n"), st.just("- a\n- b\n"),
-                                 st.just("!!python/object:os.system ['true']\n"),
-                                 st.text(max_size=30)))
+    config_text = draw(
+        st.one_of(
+            st.just("input: in.zarr\ntransform: gaussian_blur\n"),
+            st.just("format_version: 99\n"),
+            st.just("- a\n- b\n"),
+            st.just("!!python/object:os.system ['true']\n"),
+            st.text(max_size=30),
+        )
+    )
     return pick["input"], pick["output"], flags, config_text
 
 
-@settings(max_examples=100, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(case=command_lines())
 def test_random_command_lines_never_give_a_traceback(plate, case):
     inputs, output, flags, config_text = case
@@ -134,21 +181,36 @@ def test_random_command_lines_never_give_a_traceback(plate, case):
         cfg = work / "run.yaml"
         cfg.write_text(config_text)
         args = ["run"]
-        args.append({"plate": str(plate), "position": str(plate / "A/1/0"),
-                     "missing": str(work / "missing.zarr"), "file": str(work / "file.txt"),
-                     "text": "some text"}[inputs])
+        args.append(
+            {
+                "plate": str(plate),
+                "position": str(plate / "A/1/0"),
+                "missing": str(work / "missing.zarr"),
+                "file": str(work / "file.txt"),
+                "text": "some text",
+            }[inputs]
+        )
         if output != "none":
-            args.append({"new": str(work / "out.zarr"), "existing": str(existing),
-                         "input": str(plate), "inside": str(plate / "A" / "out.zarr"),
-                         "text": "out text.zarr"}[output])
-        args += [str(cfg) if f == "CFG" else str(work / "saved.yaml") if f == "SAVE" else f
-                 for f in flags]
+            args.append(
+                {
+                    "new": str(work / "out.zarr"),
+                    "existing": str(existing),
+                    "input": str(plate),
+                    "inside": str(plate / "A" / "out.zarr"),
+                    "text": "out text.zarr",
+                }[output]
+            )
+        args += [
+            str(cfg) if f == "CFG" else str(work / "saved.yaml") if f == "SAVE" else f
+            for f in flags
+        ]
         result = CliRunner().invoke(main, args)
         event(f"exit code {result.exit_code}")
         shown = f"{args}\n{result.output}"
         if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise AssertionError(f"uncaught {type(result.exception).__name__}: "
-                                 f"{result.exception}\n{shown}") from result.exception
+            raise AssertionError(
+                f"uncaught {type(result.exception).__name__}: {result.exception}\n{shown}"
+            ) from result.exception
         assert "Traceback" not in result.output, shown
         if result.exit_code == 2:  # click refused the command line itself
             assert "Error:" in result.stderr, shown

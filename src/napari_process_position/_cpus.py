@@ -82,9 +82,5 @@ def available_cpus(cgroup_root: str | os.PathLike[str] | None = None) -> int:
     True
     """
     root = Path(cgroup_root) if cgroup_root is not None else _CGROUP_ROOT
-    limits = [
-        n
-        for n in (_slurm_cpus(), _cgroup_cpus(root), _affinity_cpus())
-        if n is not None
-    ]
+    limits = [n for n in (_slurm_cpus(), _cgroup_cpus(root), _affinity_cpus()) if n is not None]
     return max(1, min(limits)) if limits else max(1, os.cpu_count() or 1)

@@ -84,8 +84,13 @@ class ProcessPool:
     >>> pool.shutdown()                  # doctest: +SKIP
     """
 
-    def __init__(self, num_workers: int, inner_threads: int | None = None, *,
-                 memory_limit_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        num_workers: int,
+        inner_threads: int | None = None,
+        *,
+        memory_limit_bytes: int | None = None,
+    ) -> None:
         if num_workers < 1:
             raise ValueError(f"num_workers must be at least 1, not {num_workers}")
         if memory_limit_bytes is not None and memory_limit_bytes <= 0:
@@ -111,7 +116,9 @@ class ProcessPool:
 
     @staticmethod
     def _broken(executor: cf.ProcessPoolExecutor) -> bool:
-        return bool(getattr(executor, "_broken", False) or getattr(executor, "_shutdown_thread", False))
+        return bool(
+            getattr(executor, "_broken", False) or getattr(executor, "_shutdown_thread", False)
+        )
 
     def warm(self, transform: TransformRef | None = None) -> list[int]:
         """Start every worker process now and wait until each has imported its libraries.
@@ -136,13 +143,13 @@ class ProcessPool:
         return sorted(p.pid for p in self.processes())
 
     def processes(self) -> list[Any]:
-        """The worker processes (multiprocessing.Process objects) currently alive."""
+        """Return the worker processes (multiprocessing.Process objects) currently alive."""
         executor = self._executor
         procs = getattr(executor, "_processes", None) or {}
         return list(procs.values())
 
     def exit_codes(self, settle: float = 0.0) -> dict[int, int | None]:
-        """pid -> exit code of the current workers (None while running).
+        """Pid -> exit code of the current workers (None while running).
 
         A worker's end is seen (its pipe closes) a moment before the kernel
         can report its exit status; ``settle`` waits up to that many seconds
@@ -188,23 +195,33 @@ class ProcessPool:
 
 
 def transform_name(transform: TransformRef) -> str:
-    """A readable name for a transform reference."""
+    """Return a readable name for a transform reference."""
     if isinstance(transform, str):
         return transform
     if isinstance(transform, PickledTransform):
         return transform.name
-    return getattr(transform, "__qualname__", None) or getattr(transform, "__name__", None) or repr(transform)
+    return (
+        getattr(transform, "__qualname__", None)
+        or getattr(transform, "__name__", None)
+        or repr(transform)
+    )
 
 
 def fingerprint(transform: TransformRef, params: dict[str, Any], input_array: str) -> str:
-    """A short digest of what determines the output, for resume."""
-    text = repr((transform_name(transform), getattr(transform, "__module__", ""),
-                 sorted((k, repr(v)) for k, v in params.items()), input_array))
+    """Return a short digest of what determines the output, for resume."""
+    text = repr(
+        (
+            transform_name(transform),
+            getattr(transform, "__module__", ""),
+            sorted((k, repr(v)) for k, v in params.items()),
+            input_array,
+        )
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def portable(transform: TransformRef) -> TransformRef:
-    """What to send to worker processes: strings as they are, callables pickled once.
+    """Return what to send to worker processes: strings as they are, callables pickled once.
 
     The worker unpickles the callable inside the task, so a transform it
     cannot import is reported as that, not as a crashed worker.
@@ -295,8 +312,9 @@ class PositionRun:
         self._pool = pool
         self._cancel = threading.Event()
         self._drain_until = 0.0
-        self._sent: TransformRef = (portable(transform) if mode in ("processes", "executor")
-                                    else transform)
+        self._sent: TransformRef = (
+            portable(transform) if mode in ("processes", "executor") else transform
+        )
         self._started = False
         self.total = sum(len(t.input_time_indices) for t in tasks)
         self.cancelled = False
@@ -329,7 +347,9 @@ class PositionRun:
     # -- iteration ---------------------------------------------------------------
     def __iter__(self) -> Iterator[Result]:
         if self._started:
-            raise RuntimeError("a PositionRun can be iterated only once; call stream_position again")
+            raise RuntimeError(
+                "a PositionRun can be iterated only once; call stream_position again"
+            )
         self._started = True
         self.started_at = time.perf_counter()
         todo: list[Task] = []
@@ -340,7 +360,9 @@ class PositionRun:
             if names and names <= done:
                 resumed.extend(
                     Result(task.index, ti, to, task.input_channels, task.output_channels, "resumed")
-                    for ti, to in zip(task.input_time_indices, task.output_time_indices, strict=True)
+                    for ti, to in zip(
+                        task.input_time_indices, task.output_time_indices, strict=True
+                    )
                 )
             else:
                 todo.append(task)
@@ -351,7 +373,10 @@ class PositionRun:
             return
         log.info(
             "running %d tasks of %s with %d %s worker(s)",
-            len(todo), transform_name(self.transform), self.num_workers, self.mode,
+            len(todo),
+            transform_name(self.transform),
+            self.num_workers,
+            self.mode,
         )
         if self.mode == "serial":
             yield from self._run_serial(todo)
@@ -362,7 +387,8 @@ class PositionRun:
         if self.output is None or not self.tasks:
             return set()
         return _progress.completed(
-            os.path.join(self.output.path, PROGRESS_DIR_NAME), self.tasks[0].token,
+            os.path.join(self.output.path, PROGRESS_DIR_NAME),
+            self.tasks[0].token,
             self.output.chunk_grid,
         )
 
@@ -376,24 +402,34 @@ class PositionRun:
             return copy
         name = transform_name(self.transform)
         cause = exc.__cause__
-        details = str(cause) if cause is not None and type(cause).__name__ == "_RemoteTraceback" else ""
-        time_index = (task.input_time_indices[0] if len(task.input_time_indices) == 1
-                      else task.input_time_indices)
+        details = (
+            str(cause) if cause is not None and type(cause).__name__ == "_RemoteTraceback" else ""
+        )
+        time_index = (
+            task.input_time_indices[0]
+            if len(task.input_time_indices) == 1
+            else task.input_time_indices
+        )
         if isinstance(exc, MemoryError):
             limit = self._pool.memory_limit_bytes if self._pool is not None else None
-            where = (f"the worker's memory limit of {_gib(limit)}" if limit and self.mode == "processes"
-                     else "the memory available")
+            where = (
+                f"the worker's memory limit of {_gib(limit)}"
+                if limit and self.mode == "processes"
+                else "the memory available"
+            )
             text = f" ({exc})" if str(exc) else ""
             error = TransformError(
                 f"transform {name!r} ran out of memory on {task.label}: MemoryError{text}; it "
                 f"needed more than {where}. Use fewer workers, a smaller region or more memory; "
                 "completed volumes are kept, so rerun with resume",
-                time_index=time_index, channel_index=task.input_channels,
+                time_index=time_index,
+                channel_index=task.input_channels,
             )
         else:
             error = TransformError(
                 f"transform {name!r} failed on {task.label}: {type(exc).__name__}: {exc}",
-                time_index=time_index, channel_index=task.input_channels,
+                time_index=time_index,
+                channel_index=task.input_channels,
             )
         error.details = details  # type: ignore[attr-defined]
         return error
@@ -424,8 +460,9 @@ class PositionRun:
         elif self.mode == "processes":
             pool = self._pool
             if pool is None:
-                pool = self._pool = ProcessPool(self.num_workers, self.inner_threads,
-                                                memory_limit_bytes=self.memory_limit_bytes)
+                pool = self._pool = ProcessPool(
+                    self.num_workers, self.inner_threads, memory_limit_bytes=self.memory_limit_bytes
+                )
                 self._owned_pool = True
             executor = pool.executor
         else:
@@ -470,7 +507,7 @@ class PositionRun:
             if owned is not None:
                 owned.shutdown(wait=False, cancel_futures=True)
             if self.mode == "processes" and self._pool is not None:
-                if self._cancel.is_set() or not clean_exit and _pool_broken(self._pool):
+                if self._cancel.is_set() or (not clean_exit and _pool_broken(self._pool)):
                     self._pool.kill()
                 elif getattr(self, "_owned_pool", False):
                     if clean_exit:
@@ -494,28 +531,49 @@ class PositionRun:
                     continue
                 yield from results
         if pending:
-            log.warning("stopped %d task(s) still running after the wait: %s", len(pending),
-                        "; ".join(t.label for t in pending.values()))
+            log.warning(
+                "stopped %d task(s) still running after the wait: %s",
+                len(pending),
+                "; ".join(t.label for t in pending.values()),
+            )
 
-    def _worker_died(self, task: Task, pending: dict[cf.Future[list[Result]], Task]) -> WorkerDiedError:
-        in_flight = [task.label] + [t.label for f, t in pending.items() if not f.done() or _failed(f)]
+    def _worker_died(
+        self, task: Task, pending: dict[cf.Future[list[Result]], Task]
+    ) -> WorkerDiedError:
+        in_flight = [task.label] + [
+            t.label for f, t in pending.items() if not f.done() or _failed(f)
+        ]
         codes = ""
         killed = False
         if self._pool is not None:
-            dead = {pid: code for pid, code in self._pool.exit_codes(settle=1.0).items()
-                    if code not in (None, 0)}
+            dead = {
+                pid: code
+                for pid, code in self._pool.exit_codes(settle=1.0).items()
+                if code not in (None, 0)
+            }
             if dead:
-                codes = " (" + ", ".join(f"pid {pid} {_exit_text(code)}" for pid, code in dead.items()) + ")"
+                codes = (
+                    " ("
+                    + ", ".join(f"pid {pid} {_exit_text(code)}" for pid, code in dead.items())
+                    + ")"
+                )
                 killed = any(code == -signal.SIGKILL for code in dead.values())
-        shown = "; ".join(in_flight[:6]) + (f" and {len(in_flight) - 6} more" if len(in_flight) > 6 else "")
-        cause = ("The usual cause is running out of memory (the kernel's or the job's OOM killer "
-                 "sends SIGKILL; see `dmesg` or the job's log)" if killed or not codes else
-                 "The usual cause is running out of memory (the kernel or the job's memory limit "
-                 "killed it)")
+        shown = "; ".join(in_flight[:6]) + (
+            f" and {len(in_flight) - 6} more" if len(in_flight) > 6 else ""
+        )
+        cause = (
+            "The usual cause is running out of memory (the kernel's or the job's OOM killer "
+            "sends SIGKILL; see `dmesg` or the job's log)"
+            if killed or not codes
+            else "The usual cause is running out of memory (the kernel or the job's memory limit "
+            "killed it)"
+        )
         limit = self._pool.memory_limit_bytes if self._pool is not None else None
         if limit:
-            cause += (f" (the workers run under a memory limit of {_gib(limit)}; native code "
-                      "that cannot allocate under it aborts instead of raising MemoryError)")
+            cause += (
+                f" (the workers run under a memory limit of {_gib(limit)}; native code "
+                "that cannot allocate under it aborts instead of raising MemoryError)"
+            )
         return WorkerDiedError(
             f"a worker process died{codes} while these tasks were in flight: {shown}. "
             f"{cause}, or a crash in native code. Try fewer workers, threads instead of "
@@ -537,7 +595,7 @@ def _gib(n: int) -> str:
 
 
 def _failed(future: cf.Future[Any]) -> bool:
-    """True for a done future that was cancelled or raised."""
+    """Tell whether a done future was cancelled or raised."""
     return future.cancelled() or future.exception(timeout=0) is not None
 
 
@@ -637,8 +695,14 @@ def stream_position(
     in_info = read_position(input_position_path)
     out_info = read_position(output_position_path) if output_position_path is not None else None
     if out_info is not None and os.path.samefile(in_info.array_path, out_info.array_path):
-        raise InvalidStoreError(f"the output {out_info.path} is the input; refusing to write into it")
-    token = resume_token if resume_token is not None else fingerprint(transform, all_params, in_info.array_path)
+        raise InvalidStoreError(
+            f"the output {out_info.path} is the input; refusing to write into it"
+        )
+    token = (
+        resume_token
+        if resume_token is not None
+        else fingerprint(transform, all_params, in_info.array_path)
+    )
     tasks = plan_tasks(
         input_array=in_info.array_path,
         input_zarr_format=in_info.zarr_format,
@@ -710,8 +774,9 @@ def _write_extra_metadata(output_position_path: str | os.PathLike[str], extra: A
     group = zarr.open_group(str(output_position_path), mode="r+")
     for key, value in extra.items():
         if key in group.attrs:
-            warnings.warn(f"extra_metadata key {key!r} on {output_position_path} is overwritten",
-                          stacklevel=3)
+            warnings.warn(
+                f"extra_metadata key {key!r} on {output_position_path} is overwritten", stacklevel=3
+            )
         group.attrs[key] = value
 
 
@@ -798,5 +863,8 @@ def process_single_position(
         log.debug("%s: %s", result.label, result.status)
     if run.cancelled:
         raise CancelledRunError(f"cancelled after {sum(counts.values())} of {run.total} volumes")
-    log.info("finished %s: %s", output_position_path,
-             ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    log.info(
+        "finished %s: %s",
+        output_position_path,
+        ", ".join(f"{n} {status}" for status, n in sorted(counts.items())),
+    )

@@ -9,6 +9,7 @@ again. Standard library only, since spawned workers import it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -46,7 +47,9 @@ class ChunkGrid:
 
     def volume_files(self, t: int, channels: Iterable[int]) -> list[str]:
         """Relative keys of the files holding volume (t, c) for each channel."""
-        per_axis = [range(math.ceil(n / g)) for n, g in zip(self.shape[2:], self.grid[2:], strict=True)]
+        per_axis = [
+            range(math.ceil(n / g)) for n, g in zip(self.shape[2:], self.grid[2:], strict=True)
+        ]
         keys = []
         for c in channels:
             head = (t // self.grid[0], c // self.grid[1])
@@ -77,14 +80,13 @@ def record_name(t_out: int, channel_label: str) -> str:
 
 def remove(progress_dir: str, name: str) -> None:
     """Forget a record (before its volume is rewritten)."""
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(progress_dir, name))
-    except FileNotFoundError:
-        pass
 
 
-def record(progress_dir: str, name: str, *, token: str, status: str,
-           files: dict[str, list[int] | None]) -> None:
+def record(
+    progress_dir: str, name: str, *, token: str, status: str, files: dict[str, list[int] | None]
+) -> None:
     """Write a record atomically (write a temporary file, then rename it)."""
     os.makedirs(progress_dir, exist_ok=True)
     final = os.path.join(progress_dir, name)

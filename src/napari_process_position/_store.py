@@ -43,7 +43,7 @@ _TCZYX_TYPES = ("time", "channel", "space", "space", "space")
 #: Output compression. lz4 with bit-shuffle writes float32 volumes 1.6-2.5x faster
 #: than iohub's zstd level 1 at the same size (benchmarks/bench_io.py); writing
 #: dominates a run's time, and every OME-Zarr reader decodes it.
-_BLOSC = ("lz4", 5)
+_BLOSC: tuple[Literal["lz4"], int] = ("lz4", 5)
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,13 @@ class PositionInfo:
     @property
     def chunk_grid(self) -> ChunkGrid:
         """Where the array's files are, for completion records."""
-        return ChunkGrid(self.array_path, self.shape, self.shards or self.chunks,
-                         self.key_prefix, self.key_separator)
+        return ChunkGrid(
+            self.array_path,
+            self.shape,
+            self.shards or self.chunks,
+            self.key_prefix,
+            self.key_separator,
+        )
 
     @property
     def volume_shape(self) -> tuple[int, int, int]:
@@ -150,7 +155,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidStoreError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+        raise InvalidStoreError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})"
+        ) from exc
     if not isinstance(value, dict):
         raise InvalidStoreError(f"{path} does not hold a JSON object")
     return value
@@ -176,9 +183,7 @@ def _require_group(path: Path) -> tuple[int, dict[str, Any]]:
         raise InvalidStoreError(f"{path} is not a folder, so it is not a Zarr store")
     found = _group_attrs(path)
     if found is None:
-        raise InvalidStoreError(
-            f"{path} is not a Zarr store (no zarr.json or .zgroup in it)"
-        )
+        raise InvalidStoreError(f"{path} is not a Zarr store (no zarr.json or .zgroup in it)")
     return found
 
 
@@ -227,8 +232,7 @@ def open_store(path: str | os.PathLike[str]) -> StoreInfo:
                 image_path = str(image.get("path", "")) if isinstance(image, dict) else ""
                 if not image_path:
                     raise InvalidStoreError(
-                        f"{root / well_path}: an image in the well metadata has no path "
-                        f"({image!r})"
+                        f"{root / well_path}: an image in the well metadata has no path ({image!r})"
                     )
                 keys.append(f"{well_path}/{image_path}")
         if not keys:
@@ -238,8 +242,7 @@ def open_store(path: str | os.PathLike[str]) -> StoreInfo:
         return StoreInfo(str(root), "position", (root.name,), zarr_format)
     if "well" in attrs:
         raise InvalidStoreError(
-            f"{root} is an OME-Zarr well; open its plate, or one of its positions "
-            f"({root}/0)"
+            f"{root} is an OME-Zarr well; open its plate, or one of its positions ({root}/0)"
         )
     raise InvalidStoreError(
         f"{root} is a Zarr group but not OME-Zarr: no 'plate' or 'multiscales' metadata"
@@ -300,7 +303,9 @@ def _parse_array_meta(array_path: Path) -> dict[str, Any]:
         try:
             np.dtype(v2["dtype"])
         except TypeError:
-            raise InvalidStoreError(f"{array_path}: unsupported data type {v2['dtype']!r}") from None
+            raise InvalidStoreError(
+                f"{array_path}: unsupported data type {v2['dtype']!r}"
+            ) from None
         return {
             "key_prefix": "",
             "key_separator": v2.get("dimension_separator") or ".",
@@ -335,21 +340,21 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
     """
     root = Path(path).expanduser().resolve()
     if key is not None and not root.exists():
-        raise InvalidStoreError(
-            f"the plate lists position {key!r}, but {root} does not exist"
-        )
+        raise InvalidStoreError(f"the plate lists position {key!r}, but {root} does not exist")
     zarr_format, attrs = _require_group(root)
     ms = attrs.get("multiscales")
     if not isinstance(ms, list) or not ms or not isinstance(ms[0], dict):
         raise InvalidStoreError(f"{root} has no OME-Zarr 'multiscales' metadata")
     multiscale = ms[0]
-    ome_version = str(multiscale.get("version") or attrs.get("version") or
-                      ("0.5" if zarr_format == 3 else "0.4"))
+    ome_version = str(
+        multiscale.get("version") or attrs.get("version") or ("0.5" if zarr_format == 3 else "0.4")
+    )
     axes_meta = multiscale.get("axes")
     if not isinstance(axes_meta, list) or not axes_meta:
         raise InvalidStoreError(f"{root}: multiscales metadata has no axes")
-    names = tuple(str(a.get("name", "")).lower() if isinstance(a, dict) else str(a).lower()
-                  for a in axes_meta)
+    names = tuple(
+        str(a.get("name", "")).lower() if isinstance(a, dict) else str(a).lower() for a in axes_meta
+    )
     types = tuple((a.get("type") if isinstance(a, dict) else None) for a in axes_meta)
     units = tuple((a.get("unit") if isinstance(a, dict) else None) for a in axes_meta)
     expected_types_ok = len(types) == 5 and all(
@@ -360,8 +365,7 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
         if names == ("t", "c", "z", "y", "x"):
             shown += " of types " + ", ".join(str(t) for t in types)
         raise InvalidStoreError(
-            f"{root}: axes are {shown}, expected t/c/z/y/x "
-            "(time, channel, space, space, space)"
+            f"{root}: axes are {shown}, expected t/c/z/y/x (time, channel, space, space, space)"
         )
     datasets = multiscale.get("datasets") or []
     if not datasets or not isinstance(datasets[0], dict):
@@ -377,7 +381,8 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
                     scale = [float(v) for v in values]
                 except (TypeError, ValueError):
                     raise InvalidStoreError(
-                        f"{root}: the scale of dataset {array_name!r} is not five numbers: {values!r}"
+                        f"{root}: the scale of dataset {array_name!r} is not five numbers: "
+                        f"{values!r}"
                     ) from None
     meta = _array_meta(root / array_name)
     if len(meta["shape"]) != 5:
@@ -388,10 +393,14 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
     labels: list[str] = []
     omero = attrs.get("omero")
     if isinstance(omero, dict) and isinstance(omero.get("channels"), list):
-        labels = [str(ch.get("label", "")) if isinstance(ch, dict) else "" for ch in omero["channels"]]
+        labels = [
+            str(ch.get("label", "")) if isinstance(ch, dict) else "" for ch in omero["channels"]
+        ]
     if len(labels) != n_channels or not all(labels):
-        labels = [labels[i] if i < len(labels) and labels[i] else f"channel {i}"
-                  for i in range(n_channels)]
+        labels = [
+            labels[i] if i < len(labels) and labels[i] else f"channel {i}"
+            for i in range(n_channels)
+        ]
     return PositionInfo(
         path=str(root),
         key=key if key is not None else root.name,
@@ -432,7 +441,7 @@ class OutputLayout:
     units: tuple[str | None, ...] = ("second", None, "micrometer", "micrometer", "micrometer")
 
     def with_(self, **changes: Any) -> OutputLayout:
-        """A copy with some fields changed."""
+        """Return a copy with some fields changed."""
         return replace(self, **changes)
 
 
@@ -468,15 +477,21 @@ def _position_attrs(layout: OutputLayout, version: OmeVersion, name: str) -> dic
         lo, hi = float(info.min), float(info.max)
     else:
         lo, hi = 0.0, 1.0
-    multiscales = [{
-        "version": version,
-        "axes": _axes_meta(layout.units),
-        "datasets": [{
-            "path": "0",
-            "coordinateTransformations": [{"type": "scale", "scale": [float(s) for s in layout.scale]}],
-        }],
-        "name": name,
-    }]
+    multiscales = [
+        {
+            "version": version,
+            "axes": _axes_meta(layout.units),
+            "datasets": [
+                {
+                    "path": "0",
+                    "coordinateTransformations": [
+                        {"type": "scale", "scale": [float(s) for s in layout.scale]}
+                    ],
+                }
+            ],
+            "name": name,
+        }
+    ]
     if version == "0.4":
         multiscales[0]["version"] = "0.4"
     omero = {
@@ -495,8 +510,12 @@ def _position_attrs(layout: OutputLayout, version: OmeVersion, name: str) -> dic
             }
             for i, label in enumerate(layout.channel_names)
         ],
-        "rdefs": {"defaultT": 0, "defaultZ": layout.shape[2] // 2, "model": "color",
-                  "projection": "normal"},
+        "rdefs": {
+            "defaultT": 0,
+            "defaultZ": layout.shape[2] // 2,
+            "model": "color",
+            "projection": "normal",
+        },
     }
     return {"multiscales": multiscales, "omero": omero}
 
@@ -597,7 +616,8 @@ def create_output_plate(
             return _extend_plate(root, layouts, version)
         else:
             raise OutputExistsError(
-                f"{root} already exists; use --overwrite (overwrite=True) to replace it or --resume (resume=True) to continue it"
+                f"{root} already exists; use --overwrite (overwrite=True) to replace it or "
+                "--resume (resume=True) to continue it"
             )
     _write_plate(root, layouts, version)
     return open_store(root)
@@ -621,15 +641,16 @@ def _plate_attrs(keys: Sequence[str], version: OmeVersion) -> dict[str, Any]:
         "rows": [{"name": r} for r in rows],
         "columns": [{"name": c} for c in cols],
         "wells": [
-            {"path": w, "rowIndex": rows.index(w.split("/")[0]),
-             "columnIndex": cols.index(w.split("/")[1])}
+            {
+                "path": w,
+                "rowIndex": rows.index(w.split("/")[0]),
+                "columnIndex": cols.index(w.split("/")[1]),
+            }
             for w in wells
         ],
     }
     if version == "0.4":
-        plate["field_count"] = max(
-            sum(1 for k in keys if k.startswith(w + "/")) for w in wells
-        )
+        plate["field_count"] = max(sum(1 for k in keys if k.startswith(w + "/")) for w in wells)
     return {"plate": plate}
 
 
@@ -716,7 +737,7 @@ def create_output_position(
 
 
 def tensorstore_spec(info: PositionInfo | str, zarr_format: int | None = None) -> dict[str, Any]:
-    """The tensorstore spec that opens a position's array ``0``."""
+    """Return the tensorstore spec that opens a position's array ``0``."""
     if isinstance(info, PositionInfo):
         array_path, zarr_format = info.array_path, info.zarr_format
     else:

@@ -30,7 +30,9 @@ ChannelIndex: TypeAlias = int | tuple[int, ...] | slice
 
 def _normalise_group(group: Any, n_channels: int, what: str) -> ChannelIndex:
     if isinstance(group, bool):
-        raise TypeError(f"{what}: a channel index must be an int, a list of ints or a slice, not {group!r}")
+        raise TypeError(
+            f"{what}: a channel index must be an int, a list of ints or a slice, not {group!r}"
+        )
     if isinstance(group, (int, np.integer)):
         index = int(group)
         if not -n_channels <= index < n_channels:
@@ -46,13 +48,17 @@ def _normalise_group(group: Any, n_channels: int, what: str) -> ChannelIndex:
             raise ValueError(f"{what}: an empty channel group")
         for index in items:
             if not -n_channels <= index < n_channels:
-                raise IndexError(f"{what}: channel {index} is out of range for {n_channels} channels")
+                raise IndexError(
+                    f"{what}: channel {index} is out of range for {n_channels} channels"
+                )
         return tuple(items)
-    raise TypeError(f"{what}: a channel group must be an int, a list of ints or a slice, not {group!r}")
+    raise TypeError(
+        f"{what}: a channel group must be an int, a list of ints or a slice, not {group!r}"
+    )
 
 
 def channel_list(group: ChannelIndex, n_channels: int) -> list[int]:
-    """The channel indices a group selects, in order."""
+    """Return the channel indices a group selects, in order."""
     if isinstance(group, int):
         return [group % n_channels]
     if isinstance(group, slice):
@@ -61,7 +67,7 @@ def channel_list(group: ChannelIndex, n_channels: int) -> list[int]:
 
 
 def channel_label(group: ChannelIndex) -> str:
-    """A short text for a channel group, for messages and file names."""
+    """Return a short text for a channel group, for messages and file names."""
     if isinstance(group, int):
         return str(group)
     if isinstance(group, slice):
@@ -157,7 +163,9 @@ def normalise_times(
         times_in = list(range(n_input_times))
     else:
         if isinstance(input_time_indices, (int, np.integer)):
-            raise TypeError(f"input_time_indices must be a list of ints, not {input_time_indices!r}")
+            raise TypeError(
+                f"input_time_indices must be a list of ints, not {input_time_indices!r}"
+            )
         times_in = [int(t) for t in input_time_indices]
     if not times_in:
         raise ValueError("input_time_indices selects no time point")
@@ -198,7 +206,8 @@ def normalise_channels(
     else:
         if isinstance(input_channel_indices, (int, np.integer, slice)):
             raise TypeError(
-                "input_channel_indices must be a list of channel groups, e.g. [[0], [1]] or [0, 1], "
+                "input_channel_indices must be a list of channel groups, e.g. [[0], [1]] or "
+                "[0, 1], "
                 f"not {input_channel_indices!r}"
             )
         groups_in = [
@@ -212,7 +221,9 @@ def normalise_channels(
     if raw_out is None:
         groups_out = list(groups_in)
         for g in groups_out:
-            _normalise_group(g if not isinstance(g, tuple) else list(g), n_out, "output_channel_indices")
+            _normalise_group(
+                g if not isinstance(g, tuple) else list(g), n_out, "output_channel_indices"
+            )
     else:
         if isinstance(raw_out, (int, np.integer, slice)):
             raise TypeError(
@@ -227,7 +238,9 @@ def normalise_channels(
     return groups_in, groups_out
 
 
-def _shard_batches(times_in: list[int], times_out: list[int], shard_t: int) -> list[tuple[list[int], list[int]]]:
+def _shard_batches(
+    times_in: list[int], times_out: list[int], shard_t: int
+) -> list[tuple[list[int], list[int]]]:
     if shard_t <= 1:
         return [([ti], [to]) for ti, to in zip(times_in, times_out, strict=True)]
     batches: dict[int, tuple[list[int], list[int]]] = {}

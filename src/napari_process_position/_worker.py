@@ -8,6 +8,7 @@ engine.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -20,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -111,13 +112,12 @@ def init_worker(
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
         memory_limit = limit
     for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(ValueError, OSError):  # not the main thread
             signal.signal(signum, signal.SIG_IGN)
-        except (ValueError, OSError):  # pragma: no cover - not the main thread
-            pass
     if parent_pid is not None:
-        threading.Thread(target=_watch_parent, args=(parent_pid,), name="npp-parent-watch",
-                         daemon=True).start()
+        threading.Thread(
+            target=_watch_parent, args=(parent_pid,), name="npp-parent-watch", daemon=True
+        ).start()
     if inner_threads:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(inner_threads)
@@ -131,7 +131,7 @@ def init_worker(
 
 
 def warm_up(hold_s: float = 0.0, transform: TransformRef | None = None) -> int:
-    """A no-op task used to start a pool's processes ahead of the first real task.
+    """Do nothing, so that a pool starts its processes ahead of the first real task.
 
     Holding the worker a moment makes the pool hand the next warm-up to
     another process, so every process gets started and initialised. With a
@@ -173,7 +173,9 @@ def _load_file_module(path: str) -> Any:
 def _split_ref(ref: str) -> tuple[str, str]:
     target, sep, func_name = ref.rpartition(":")
     if not sep or not target or not func_name:
-        raise ValueError(f"a transform reference looks like 'module:function' or 'file.py:function', not {ref!r}")
+        raise ValueError(
+            f"a transform reference looks like 'module:function' or 'file.py:function', not {ref!r}"
+        )
     return target, func_name
 
 
@@ -202,7 +204,7 @@ def _unpickle(payload: bytes) -> Callable[..., Any]:
 
 
 def resolve_transform(ref: TransformRef) -> Callable[..., Any]:
-    """The callable a transform reference names (a ``.py`` file is re-read when it changes)."""
+    """Return the callable a reference names (a ``.py`` file is re-read when it changes)."""
     if isinstance(ref, PickledTransform):
         return _unpickle(ref.payload)
     if callable(ref):
@@ -221,7 +223,7 @@ def _accepts_time_index(func: Callable[..., Any]) -> bool:
 
 
 def is_empty(block: np.ndarray) -> bool:
-    """True when a ZYX block, or any channel of a CZYX block, is all zeros or all NaN.
+    """Tell whether a ZYX block, or any channel of a CZYX block, is all zeros or all NaN.
 
     ``np.any`` stops at the first non-zero value, so real data is cleared
     quickly without building a full boolean mask.
@@ -268,7 +270,7 @@ def _expected_shape(task: Task) -> tuple[int, ...] | None:
 
 
 def _bad_output(message: str, time_index: int, channels: Any) -> TransformError:
-    """A TransformError for a result that cannot be stored; its message is complete."""
+    """Make a TransformError for a result that cannot be stored; its message is complete."""
     error = TransformError(message, time_index=time_index, channel_index=channels)
     error.complete = True  # type: ignore[attr-defined]
     return error
@@ -286,7 +288,7 @@ def check_result(
     channels: ChannelIndex,
     expected: tuple[int, ...] | None = None,
 ) -> np.ndarray:
-    """The transform's result as a numeric ZYX/CZYX array, or a TransformError saying why not.
+    """Return the transform's result as a numeric ZYX/CZYX array, or raise saying why not.
 
     Parameters
     ----------
@@ -307,24 +309,36 @@ def check_result(
         OME-Zarr cannot store (complex, object, strings), or the wrong shape.
     """
     where = f"t={time_index}, c={channel_label(channels)}"
-    wanted = (f"an array of shape {_describe_shape(expected)}" if expected is not None
-              else "a ZYX or CZYX array")
+    wanted = (
+        f"an array of shape {_describe_shape(expected)}"
+        if expected is not None
+        else "a ZYX or CZYX array"
+    )
     if out is None:
         raise _bad_output(
             f"transform {name!r} returned None for {where}; expected {wanted} "
-            "(does it forget to return its result?)", time_index, channels)
+            "(does it forget to return its result?)",
+            time_index,
+            channels,
+        )
     try:
         array = np.asarray(out)
     except Exception as exc:
         raise _bad_output(
             f"transform {name!r} returned {type(out).__name__} for {where}, which is not an "
-            f"array ({exc}); expected {wanted}", time_index, channels) from None
+            f"array ({exc}); expected {wanted}",
+            time_index,
+            channels,
+        ) from None
     if array.dtype == object or array.dtype.kind not in "biuf":
         hint = "; return np.abs(x) or x.real" if array.dtype.kind == "c" else ""
         raise _bad_output(
             f"transform {name!r} returned {type(out).__name__} of dtype {array.dtype} for "
             f"{where}; expected {wanted} of integers or floats (OME-Zarr stores no other "
-            f"kind){hint}", time_index, channels)
+            f"kind){hint}",
+            time_index,
+            channels,
+        )
     if expected is not None and array.shape != expected:
         if array.shape == expected[1:] and len(expected) == 4 and expected[0] == 1:
             array = array[np.newaxis]
@@ -333,11 +347,17 @@ def check_result(
         else:
             raise _bad_output(
                 f"transform {name!r} returned shape {array.shape} for {where}, but the output "
-                f"expects {_describe_shape(expected)}", time_index, channels)
+                f"expects {_describe_shape(expected)}",
+                time_index,
+                channels,
+            )
     elif expected is None and array.ndim not in (3, 4):
         raise _bad_output(
             f"transform {name!r} returned {array.ndim} dimensions (shape {array.shape}) for "
-            f"{where}; expected {wanted}", time_index, channels)
+            f"{where}; expected {wanted}",
+            time_index,
+            channels,
+        )
     return array
 
 
@@ -351,7 +371,10 @@ def _check_output(out: Any, task: Task, t_in: int, func: Callable[..., Any]) -> 
             raise _bad_output(
                 f"transform {name!r} returned {array.dtype} for {where}, but the output stores "
                 f"{target}; return {target}, or declare the output dtype with "
-                "@transform(output_dtype=...)", t_in, task.input_channels)
+                "@transform(output_dtype=...)",
+                t_in,
+                task.input_channels,
+            )
         if array.dtype.kind == "f" and target.kind in "biu" and array.size:
             # NaN propagates through min and max, and inf shows in them: two cheap passes.
             lo, hi = float(np.min(array)), float(np.max(array))
@@ -360,7 +383,10 @@ def _check_output(out: Any, task: Task, t_in: int, func: Callable[..., Any]) -> 
                 raise _bad_output(
                     f"transform {name!r} returned {what} for {where}, but the output stores "
                     f"{target}, which cannot hold them; replace them (np.nan_to_num) or write a "
-                    "float output", t_in, task.input_channels)
+                    "float output",
+                    t_in,
+                    task.input_channels,
+                )
         # As numpy (and so zarr and iohub) cast: out-of-range values wrap.
         array = array.astype(target)
     return array
@@ -430,13 +456,28 @@ def run_task(
                 region = target[t_out][c_out]
                 fill = region.fill_value
                 dtype = region.dtype.numpy_dtype
-                empty = np.zeros(region.shape, dtype) if fill is None else np.full(region.shape, fill, dtype)
+                empty = (
+                    np.zeros(region.shape, dtype)
+                    if fill is None
+                    else np.full(region.shape, fill, dtype)
+                )
                 _write(region, empty, task, t_out)
                 write_s = time.perf_counter() - read_done
                 finished_blocks.append((t_out, marker, "skipped"))
             results.append(
-                Result(task.index, t_in, t_out, task.input_channels, task.output_channels,
-                       "skipped", None, read_done - start, 0.0, write_s, worker)
+                Result(
+                    task.index,
+                    t_in,
+                    t_out,
+                    task.input_channels,
+                    task.output_channels,
+                    "skipped",
+                    None,
+                    read_done - start,
+                    0.0,
+                    write_s,
+                    worker,
+                )
             )
             continue
         if wants_time:
@@ -445,6 +486,7 @@ def run_task(
         del block
         array = _check_output(out, task, t_in, func)
         computed = time.perf_counter()
+        status: Literal["written", "preview"]
         if target is not None:
             _write(target[t_out][c_out], array, task, t_out)
             finished_blocks.append((t_out, marker, "written"))
@@ -455,22 +497,34 @@ def run_task(
             status = "preview"
         finished = time.perf_counter()
         results.append(
-            Result(task.index, t_in, t_out, task.input_channels, task.output_channels,
-                   status, volume, read_done - start, computed - read_done,
-                   finished - computed, worker)  # type: ignore[arg-type]
+            Result(
+                task.index,
+                t_in,
+                t_out,
+                task.input_channels,
+                task.output_channels,
+                status,
+                volume,
+                read_done - start,
+                computed - read_done,
+                finished - computed,
+                worker,
+            )
         )
     if task.progress_dir is not None and finished_blocks:
         # Records come last: only once every write of the task is stored.
         grid = task.output_grid
         n_channels = task.output_shape[1] if task.output_shape else 1
-        for t_out, marker, status in finished_blocks:
+        for t_out, marker, kind in finished_blocks:
             files = {}
             try:
                 if grid is not None:
-                    files = grid.stat(grid.volume_files(t_out, channel_list(task.output_channels,
-                                                                            n_channels)))
-                _progress.record(task.progress_dir, marker, token=task.token, status=status,
-                                 files=files)
+                    files = grid.stat(
+                        grid.volume_files(t_out, channel_list(task.output_channels, n_channels))
+                    )
+                _progress.record(
+                    task.progress_dir, marker, token=task.token, status=kind, files=files
+                )
             except OSError as exc:
                 raise OutputWriteError(
                     f"recording t={t_out}, c={channel_label(task.output_channels)} as complete "
