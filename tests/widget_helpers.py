@@ -104,10 +104,35 @@ def screenshot(path: str | Path, store: str | Path | None = None) -> Path:
     while widget.running and time.monotonic() < deadline:
         QApplication.processEvents()
         time.sleep(0.01)
-    viewer.grid.enabled = True
-    viewer.grid.stride = 2
+    # Then a region preview: a rectangle, "live" and "region only" on, a stronger blur.
     viewer.dims.set_current_step(0, 3)
     viewer.dims.set_current_step(1, 12)
+    pixel = viewer.layers[0].scale[-1]
+    corners = [[48 * pixel, 40 * pixel], [139 * pixel, 151 * pixel]]
+    viewer.add_shapes(
+        corners,
+        shape_type="rectangle",
+        name="preview region",
+        edge_color="yellow",
+        face_color="transparent",
+        edge_width=0.6,
+    )
+    widget.region.value = True
+    widget.live.value = True
+    widget.transform_params.sigma_y.value = 3.0
+    widget.transform_params.sigma_x.value = 3.0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (widget.last_preview.get("shown") or {}):
+        QApplication.processEvents()
+        time.sleep(0.01)
+    viewer.layers.selection.active = viewer.layers["preview region"]
+    viewer.layers["preview region"].mode = "select"
+    # Grid: output layers and the rectangle in one cell, the input layers in the other
+    # (cells take ``stride`` layers each from the bottom of the layer list).
+    inputs = [i for i, layer in enumerate(viewer.layers) if not layer.name.endswith("]")][:2]
+    viewer.layers.move_multiple(inputs, len(viewer.layers))
+    viewer.grid.enabled = True
+    viewer.grid.stride = 3
     viewer.reset_view()
     from napari._qt.dialogs.qt_notification import NapariQtNotification
 
