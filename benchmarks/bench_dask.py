@@ -102,8 +102,9 @@ def child(mode: str, input_plate: str, output: str) -> dict[str, Any]:
     elif mode == "dask-warm":
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=WORKERS, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         client = Client(cluster)
         client.wait_for_workers(WORKERS)
         client.gather(client.map(warm_up, [0.05] * (2 * WORKERS), pure=False))
@@ -133,8 +134,14 @@ def child(mode: str, input_plate: str, output: str) -> dict[str, Any]:
     if client is not None:
         client.close()
         cluster.close()
-    return {"mode": mode, "wall_s": wall, "busy_s": busy, "tasks": count, "first_s": first,
-            "digest": _digest(Path(output))}
+    return {
+        "mode": mode,
+        "wall_s": wall,
+        "busy_s": busy,
+        "tasks": count,
+        "first_s": first,
+        "digest": _digest(Path(output)),
+    }
 
 
 # -- harness ------------------------------------------------------------------------------
@@ -155,8 +162,9 @@ def input_plate(path: Path, say: Tee) -> Path:
         tensorstore_spec,
     )
 
-    source = Path(tempfile.gettempdir()) / ("npp-bench-input-" + "x".join(map(str, SHAPE))
-                                            + "-float32.zarr")
+    source = Path(tempfile.gettempdir()) / (
+        "npp-bench-input-" + "x".join(map(str, SHAPE)) + "-float32.zarr"
+    )
     if not (source / ".bench-complete").exists():
         say(f"writing {source} (synthetic cells; about a minute) ...")
         make_demo_plate(source, shape=SHAPE, positions=("A/1/0",), dtype="float32", overwrite=True)
@@ -164,8 +172,12 @@ def input_plate(path: Path, say: Tee) -> Path:
     say(f"writing the 4-position input {path} ...")
     info = read_position(source / "A/1/0")
     data = ts.open(tensorstore_spec(info), read=True).result().read().result()
-    layout = OutputLayout(shape=info.shape, dtype=info.dtype, scale=info.scale,  # type: ignore[arg-type]
-                          channel_names=info.channel_names)
+    layout = OutputLayout(
+        shape=info.shape,
+        dtype=info.dtype,
+        scale=info.scale,  # type: ignore[arg-type]
+        channel_names=info.channel_names,
+    )
     store = create_output_plate(path, dict.fromkeys(KEYS, layout), overwrite=True)
     for key in KEYS:
         target = read_position(store.position_path(key), key)
@@ -179,8 +191,18 @@ def run_child(mode: str, plate: Path, work: Path, round_: int) -> dict[str, Any]
 
     output = work / f"{mode}-{round_}.zarr"
     json_out = work / f"{mode}-{round_}.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--input", str(plate),
-           "--output", str(output), "--json-out", str(json_out)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        mode,
+        "--input",
+        str(plate),
+        "--output",
+        str(output),
+        "--json-out",
+        str(json_out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     try:
         if proc.returncode != 0:
@@ -206,23 +228,31 @@ def main() -> None:
         return
 
     say = Tee()
-    say(f"bench_dask: 4 positions x T={SHAPE[0]} C={SHAPE[1]} Z={SHAPE[2]} Y=X={SHAPE[3]} float32, "
-        f"{TRANSFORM}, {WORKERS} workers, {args.rounds} rounds")
+    say(
+        f"bench_dask: 4 positions x T={SHAPE[0]} C={SHAPE[1]} Z={SHAPE[2]} Y=X={SHAPE[3]} float32, "
+        f"{TRANSFORM}, {WORKERS} workers, {args.rounds} rounds"
+    )
     say(machine_summary())
     say(package_versions(["numpy", "tensorstore", "zarr", "dask", "distributed"]))
-    plate = input_plate(args.input or Path(tempfile.gettempdir()) / (
-        "npp-bench-dask-input-4x" + "x".join(map(str, SHAPE)) + "-float32.zarr"), say)
+    plate = input_plate(
+        args.input
+        or Path(tempfile.gettempdir())
+        / ("npp-bench-dask-input-4x" + "x".join(map(str, SHAPE)) + "-float32.zarr"),
+        say,
+    )
     work = Path(tempfile.mkdtemp(prefix="npp-bench-dask-"))
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in args.modes}
     try:
         for r in range(args.rounds):
-            order = args.modes[r % len(args.modes):] + args.modes[:r % len(args.modes)]
+            order = args.modes[r % len(args.modes) :] + args.modes[: r % len(args.modes)]
             for mode in order:
                 data = run_child(mode, plate, work, r)
                 data["round"] = r
                 runs[mode].append(data)
-                say(f"  round {r + 1}: {mode:16s} wall {data['wall_s']:.2f} s, "
-                    f"busy {data['busy_s']:.2f} s, first result {data['first_s']:.2f} s")
+                say(
+                    f"  round {r + 1}: {mode:16s} wall {data['wall_s']:.2f} s, "
+                    f"busy {data['busy_s']:.2f} s, first result {data['first_s']:.2f} s"
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -240,15 +270,45 @@ def main() -> None:
             by_round = {d["round"]: d["wall_s"] for d in runs[base]}
             diffs = [(d["wall_s"] - by_round[d["round"]]) / tasks * 1000 for d in data]
             vs = f"{median(diffs):+.1f}"
-        rows.append([mode, str(tasks), f"{median(walls):.2f}", f"{min(walls):.2f}-{max(walls):.2f}",
-                     f"{median(busy):.2f}", f"{median(ideal):.2f}", f"{median(overhead):.1f}", vs,
-                     f"{median([d['first_s'] for d in data]):.2f}"])
+        rows.append(
+            [
+                mode,
+                str(tasks),
+                f"{median(walls):.2f}",
+                f"{min(walls):.2f}-{max(walls):.2f}",
+                f"{median(busy):.2f}",
+                f"{median(ideal):.2f}",
+                f"{median(overhead):.1f}",
+                vs,
+                f"{median([d['first_s'] for d in data]):.2f}",
+            ]
+        )
     say()
-    say(format_table(["mode", "tasks", "wall s", "range s", "busy s", "x ideal", "overhead/task ms",
-                      "vs processes-warm ms/task", "1st result s"], rows))
+    say(
+        format_table(
+            [
+                "mode",
+                "tasks",
+                "wall s",
+                "range s",
+                "busy s",
+                "x ideal",
+                "overhead/task ms",
+                "vs processes-warm ms/task",
+                "1st result s",
+            ],
+            rows,
+        )
+    )
     say()
-    say("outputs: " + ("identical in every mode and round (sha256 " + next(iter(digests)) + ")"
-                       if len(digests) == 1 else f"DIFFER: {sorted(digests)}"))
+    say(
+        "outputs: "
+        + (
+            "identical in every mode and round (sha256 " + next(iter(digests)) + ")"
+            if len(digests) == 1
+            else f"DIFFER: {sorted(digests)}"
+        )
+    )
     say(f"command: {sys.executable} benchmarks/bench_dask.py --rounds {args.rounds}")
     args.results.parent.mkdir(parents=True, exist_ok=True)
     say.save(args.results)

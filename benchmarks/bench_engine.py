@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    MiB,
     RESULTS_DIR,
+    MiB,
     Tee,
     format_table,
     machine_summary,
@@ -112,8 +112,10 @@ def child_startup(workers: int, repeats: int) -> dict[str, Any]:
         "+tensorstore": ("import numpy", "import tensorstore"),
         "+worker module": ("import numpy, tensorstore", f"import {w}"),
         "+init_worker": (f"import numpy, tensorstore, {w} as w", "w.init_worker(1)"),
-        "+transform": (f"import numpy, tensorstore, {w} as w; w.init_worker(1)",
-                       f"w.resolve_transform({TRANSFORM!r})"),
+        "+transform": (
+            f"import numpy, tensorstore, {w} as w; w.init_worker(1)",
+            f"w.resolve_transform({TRANSFORM!r})",
+        ),
     }
     imports: dict[str, float] = {}
     times = []
@@ -126,18 +128,24 @@ def child_startup(workers: int, repeats: int) -> dict[str, Any]:
         script = f"import time\n{setup}\nt = time.perf_counter()\n{timed}\nprint(time.perf_counter() - t)"
         times = []
         for _ in range(repeats):
-            out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                                 check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", script], capture_output=True, text=True, check=True
+            )
             times.append(float(out.stdout.strip()))
         imports[name] = median(times)
-    return {"bare_spawn_s": bare, "pool_warm_s": warm, "pool_shutdown_s": down,
-            "imports_s": imports}
+    return {
+        "bare_spawn_s": bare,
+        "pool_warm_s": warm,
+        "pool_shutdown_s": down,
+        "imports_s": imports,
+    }
 
 
-def child_engine(mode: str, input_position: str, outputs: list[str], workers: int) -> dict[str, Any]:
+def child_engine(
+    mode: str, input_position: str, outputs: list[str], workers: int
+) -> dict[str, Any]:
     """Run ``stream_position`` once per output; time the whole run and the first Result."""
     from napari_process_position._engine import ProcessPool, stream_position
-
     from napari_process_position._store import read_position
     from napari_process_position._worker import resolve_transform
 
@@ -175,11 +183,19 @@ def child_engine(mode: str, input_position: str, outputs: list[str], workers: in
                 write_s += result.write_s
                 statuses[result.status] = statuses.get(result.status, 0) + 1
             wall = time.perf_counter() - start
-            runs.append({
-                "wall_s": wall, "first_s": first, "results": n, "statuses": statuses,
-                "task_read_s": read_s, "task_compute_s": compute_s, "task_write_s": write_s,
-                "workers": run.num_workers, "mode": run.mode,
-            })
+            runs.append(
+                {
+                    "wall_s": wall,
+                    "first_s": first,
+                    "results": n,
+                    "statuses": statuses,
+                    "task_read_s": read_s,
+                    "task_compute_s": compute_s,
+                    "task_write_s": write_s,
+                    "workers": run.num_workers,
+                    "mode": run.mode,
+                }
+            )
     finally:
         if pool is not None:
             pool.shutdown()
@@ -234,17 +250,24 @@ def child_floor(input_position: str, outputs: list[str]) -> dict[str, Any]:
         computes.append(time.perf_counter() - start)
         transformed = [soft_magnitude(v) for v in volumes]
         del volumes
-        target = ts.open(tensorstore_spec(read_position(output)), read=True, write=True,
-                         open=True).result()
+        target = ts.open(
+            tensorstore_spec(read_position(output)), read=True, write=True, open=True
+        ).result()
         start, cpu = time.perf_counter(), time.process_time()
         for (t, c), volume in zip(keys, transformed, strict=True):
             target[t, c].write(volume).result()
         writes.append(time.perf_counter() - start)
         write_cpu.append(time.process_time() - cpu)
         del transformed, target
-    return {"read_s": reads, "compute_s": computes, "write_s": writes,
-            "read_cpu_s": read_cpu, "write_cpu_s": write_cpu,
-            "volumes": len(keys), "rusage": rusage_peak_bytes()}
+    return {
+        "read_s": reads,
+        "compute_s": computes,
+        "write_s": writes,
+        "read_cpu_s": read_cpu,
+        "write_cpu_s": write_cpu,
+        "volumes": len(keys),
+        "rusage": rusage_peak_bytes(),
+    }
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -282,8 +305,12 @@ def make_outputs(input_position: Path, folder: Path, count: int) -> list[str]:
     from napari_process_position._store import OutputLayout, create_output_plate, read_position
 
     info = read_position(input_position)
-    layout = OutputLayout(shape=info.shape, dtype=info.dtype, scale=info.scale,  # type: ignore[arg-type]
-                          channel_names=info.channel_names)
+    layout = OutputLayout(
+        shape=info.shape,
+        dtype=info.dtype,
+        scale=info.scale,  # type: ignore[arg-type]
+        channel_names=info.channel_names,
+    )
     folder.mkdir(parents=True, exist_ok=True)
     outputs = []
     for i in range(count):
@@ -299,7 +326,12 @@ def check_output(output_position: str, expected: Any) -> str:
 
     from napari_process_position._store import read_position, tensorstore_spec
 
-    got = ts.open(tensorstore_spec(read_position(output_position)), read=True).result().read().result()
+    got = (
+        ts.open(tensorstore_spec(read_position(output_position)), read=True)
+        .result()
+        .read()
+        .result()
+    )
     if got.shape != expected.shape:
         return f"shape {got.shape} != {expected.shape}"
     if np.array_equal(got.view(np.uint8), expected.view(np.uint8)):
@@ -307,13 +339,25 @@ def check_output(output_position: str, expected: Any) -> str:
     return f"DIFFERS ({int(np.count_nonzero(got != expected))} values)"
 
 
-def run_child(python: str, mode: str, input_position: Path, outputs: list[str], workers: int,
-              work: Path) -> Any:
+def run_child(
+    python: str, mode: str, input_position: Path, outputs: list[str], workers: int, work: Path
+) -> Any:
     json_out = work / f"{mode}.json"
     json_out.unlink(missing_ok=True)
-    cmd = [python, str(Path(__file__).resolve()), "--child", mode,
-           "--input-position", str(input_position), "--workers", str(workers),
-           "--json-out", str(json_out), "--outputs", *outputs]
+    cmd = [
+        python,
+        str(Path(__file__).resolve()),
+        "--child",
+        mode,
+        "--input-position",
+        str(input_position),
+        "--workers",
+        str(workers),
+        "--json-out",
+        str(json_out),
+        "--outputs",
+        *outputs,
+    ]
     sampled = run_sampled(cmd, json_out=json_out)
     if sampled.returncode != 0:
         raise RuntimeError(f"{mode} child failed ({sampled.returncode}):\n{sampled.stderr[-3000:]}")
@@ -326,19 +370,33 @@ def fmt(x: float | None, digits: int = 2) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5,
-                        help="rounds; each round runs the floor and every mode once (medians)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="rounds; each round runs the floor and every mode once (medians)",
+    )
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--shape", type=lambda s: tuple(int(x) for x in s.split(",")),
-                        default=DEFAULT_SHAPE, help="TCZYX of the input, comma-separated")
-    parser.add_argument("--input", type=Path, default=None,
-                        help="input plate to use/create (default: a cached one in the temp dir)")
+    parser.add_argument(
+        "--shape",
+        type=lambda s: tuple(int(x) for x in s.split(",")),
+        default=DEFAULT_SHAPE,
+        help="TCZYX of the input, comma-separated",
+    )
+    parser.add_argument(
+        "--input",
+        type=Path,
+        default=None,
+        help="input plate to use/create (default: a cached one in the temp dir)",
+    )
     parser.add_argument("--fresh-input", action="store_true", help="regenerate the input plate")
-    parser.add_argument("--modes", nargs="+", default=None,
-                        help=f"subset of {ENGINE_MODES + IOHUB_MODES}")
+    parser.add_argument(
+        "--modes", nargs="+", default=None, help=f"subset of {ENGINE_MODES + IOHUB_MODES}"
+    )
     parser.add_argument("--no-iohub", action="store_true", help="skip the iohub comparison")
-    parser.add_argument("--no-startup", action="store_true",
-                        help="skip the breakdown of a cold pool's start-up")
+    parser.add_argument(
+        "--no-startup", action="store_true", help="skip the breakdown of a cold pool's start-up"
+    )
     parser.add_argument("--iohub-python", type=Path, default=IOHUB_PYTHON)
     parser.add_argument("--results", type=Path, default=RESULTS_DIR / "engine.txt")
     # internal: run one mode in this (fresh) process
@@ -360,27 +418,37 @@ def main() -> None:
 
     say = Tee()
     say(f"# engine benchmark: {machine_summary()}")
-    say(f"# {package_versions(['napari-process-position', 'numpy', 'tensorstore', 'zarr'])}; "
+    say(
+        f"# {package_versions(['napari-process-position', 'numpy', 'tensorstore', 'zarr'])}; "
         f"available_cpus()={available_cpus()}; OPENBLAS_CORETYPE="
-        f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+        f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}"
+    )
     plate = input_plate(args.shape, args.input, args.fresh_input, say)
     input_position = plate / POSITION
     info = read_position(input_position)
     n_volumes = info.shape[0] * info.shape[1]
-    say(f"# input {input_position}: shape {info.shape} {np.dtype(info.dtype).name}, "
+    say(
+        f"# input {input_position}: shape {info.shape} {np.dtype(info.dtype).name}, "
         f"{n_volumes} volumes of {info.volume_nbytes / MiB:.0f} MiB; transform {TRANSFORM}; "
-        f"{args.workers} workers; {args.repeats} rounds, medians")
+        f"{args.workers} workers; {args.repeats} rounds, medians"
+    )
 
     source = ts.open(tensorstore_spec(info), read=True).result().read().result()
-    expected = np.stack([np.stack([soft_magnitude(source[t, c]) for c in range(info.shape[1])])
-                         for t in range(info.shape[0])])
+    expected = np.stack(
+        [
+            np.stack([soft_magnitude(source[t, c]) for c in range(info.shape[1])])
+            for t in range(info.shape[0])
+        ]
+    )
     del source
 
     modes = list(args.modes or ENGINE_MODES + IOHUB_MODES)
     if not args.iohub_python.exists() or args.no_iohub:
         if any(m.startswith("iohub") for m in modes):
-            say(f"# iohub comparison skipped: "
-                f"{'--no-iohub' if args.no_iohub else f'{args.iohub_python} not found'}")
+            say(
+                f"# iohub comparison skipped: "
+                f"{'--no-iohub' if args.no_iohub else f'{args.iohub_python} not found'}"
+            )
         modes = [m for m in modes if not m.startswith("iohub")]
 
     work = Path(tempfile.mkdtemp(prefix="npp-bench-engine-"))
@@ -391,26 +459,38 @@ def main() -> None:
         # order rotated every round, so a burst of load elsewhere hits all of them.
         jobs = ["floor", *modes]
         for r in range(args.repeats):
-            order = jobs[r % len(jobs):] + jobs[: r % len(jobs)]
+            order = jobs[r % len(jobs) :] + jobs[: r % len(jobs)]
             for mode in order:
                 is_iohub = mode.startswith("iohub")
                 python = str(args.iohub_python) if is_iohub else sys.executable
                 # a warm pool gets one run first (each worker imports the transform)
-                outputs = make_outputs(input_position, work / mode,
-                                       2 if mode == "processes-warm" else 1)
+                outputs = make_outputs(
+                    input_position, work / mode, 2 if mode == "processes-warm" else 1
+                )
                 sampled = run_child(python, mode, input_position, outputs, args.workers, work)
                 if mode == "floor":
                     floors.append(sampled.data)
                 else:
-                    seen[mode].append({**sampled.data, "peak_rss": sampled.peak_rss,
-                                       "peak_procs": sampled.peak_procs,
-                                       "check": check_output(outputs[-1], expected)})
+                    seen[mode].append(
+                        {
+                            **sampled.data,
+                            "peak_rss": sampled.peak_rss,
+                            "peak_procs": sampled.peak_procs,
+                            "check": check_output(outputs[-1], expected),
+                        }
+                    )
                 shutil.rmtree(work / mode, ignore_errors=True)
             say(f"  round {r + 1}/{args.repeats} done (load {os.getloadavg()[0]:.2f})")
         startup = None
         if not args.no_startup:
-            startup = run_child(sys.executable, "startup", input_position,
-                                ["-"] * max(3, args.repeats), args.workers, work).data
+            startup = run_child(
+                sys.executable,
+                "startup",
+                input_position,
+                ["-"] * max(3, args.repeats),
+                args.workers,
+                work,
+            ).data
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -422,12 +502,15 @@ def main() -> None:
         f = floors[round_]
         return (f["compute_s"][0] + f["read_s"][0] + f["write_s"][0]) / workers
 
-    read_s, compute_s, write_s = (median([f[k][0] for f in floors])
-                                  for k in ("read_s", "compute_s", "write_s"))
-    say(f"# floor (medians): read {read_s:.3f} s (CPU {median([f['read_cpu_s'][0] for f in floors]):.3f} s), "
+    read_s, compute_s, write_s = (
+        median([f[k][0] for f in floors]) for k in ("read_s", "compute_s", "write_s")
+    )
+    say(
+        f"# floor (medians): read {read_s:.3f} s (CPU {median([f['read_cpu_s'][0] for f in floors]):.3f} s), "
         f"compute {compute_s:.3f} s (one worker), write {write_s:.3f} s "
         f"(CPU {median([f['write_cpu_s'][0] for f in floors]):.3f} s) for {n_volumes} volumes "
-        f"via tensorstore")
+        f"via tensorstore"
+    )
     rows = []
     summary: dict[str, dict[str, Any]] = {}
     for mode in modes:
@@ -442,84 +525,154 @@ def main() -> None:
         checks = sorted({e["check"] for e in entries})
         task_sums = "-"
         if "task_read_s" in timed[0]:
-            task_sums = "/".join(fmt(median([t[k] for t in timed]))
-                                 for k in ("task_read_s", "task_compute_s", "task_write_s"))
+            task_sums = "/".join(
+                fmt(median([t[k] for t in timed]))
+                for k in ("task_read_s", "task_compute_s", "task_write_s")
+            )
         peak = median([e["peak_rss"] for e in entries])
-        summary[mode] = {"wall_s": median(walls), "x_floor": median(ratios),
-                         "x_ideal": median(ideal),
-                         "added_s": median(added), "peak_rss": peak, "entries": entries}
-        rows.append([
-            mode, workers, fmt(median(walls)), f"{fmt(min(walls))}-{fmt(max(walls))}",
-            fmt(median([floor_of(i, workers) for i in range(len(timed))])),
-            fmt(median(ratios)), f"{median(added):+.2f}", fmt(median(ideal)),
-            fmt(median(firsts) if firsts else None),
-            f"{peak / MiB:.0f}", max(e["peak_procs"] for e in entries), task_sums,
-            ",".join(checks),
-        ])
+        summary[mode] = {
+            "wall_s": median(walls),
+            "x_floor": median(ratios),
+            "x_ideal": median(ideal),
+            "added_s": median(added),
+            "peak_rss": peak,
+            "entries": entries,
+        }
+        rows.append(
+            [
+                mode,
+                workers,
+                fmt(median(walls)),
+                f"{fmt(min(walls))}-{fmt(max(walls))}",
+                fmt(median([floor_of(i, workers) for i in range(len(timed))])),
+                fmt(median(ratios)),
+                f"{median(added):+.2f}",
+                fmt(median(ideal)),
+                fmt(median(firsts) if firsts else None),
+                f"{peak / MiB:.0f}",
+                max(e["peak_procs"] for e in entries),
+                task_sums,
+                ",".join(checks),
+            ]
+        )
     say()
-    say(format_table(
-        ["mode", "workers", "wall s", "range s", "floor s", "x floor", "+s floor", "x ideal",
-         "1st result s", "peak RSS MiB", "procs", "tasks r/c/w s", "output"],
-        rows,
-    ))
+    say(
+        format_table(
+            [
+                "mode",
+                "workers",
+                "wall s",
+                "range s",
+                "floor s",
+                "x floor",
+                "+s floor",
+                "x ideal",
+                "1st result s",
+                "peak RSS MiB",
+                "procs",
+                "tasks r/c/w s",
+                "output",
+            ],
+            rows,
+        )
+    )
     say()
-    say("floor = compute/workers + read + write, measured in the same round (tensorstore, one "
+    say(
+        "floor = compute/workers + read + write, measured in the same round (tensorstore, one "
         "volume per call, one handle); 'x floor' and '+s floor' are medians over rounds of "
-        "wall/floor and wall-floor;")
-    say("'x ideal' = wall / ((read + compute + write) / workers), i.e. against perfect scaling "
-        "of the I/O too (on a shared 2-core machine a second worker seldom gets a whole core);")
-    say("'1st result' = from calling stream_position to the first yielded Result; 'tasks r/c/w' "
-        "= read/compute/write seconds summed over the tasks of all workers;")
-    say("peak RSS = median over rounds of the child's process-tree RSS at its sampled peak (5 ms), "
-        "pool workers and resource tracker included; 'procs' = processes alive then;")
-    say("output 'ok' = every round's output equals the transform of the input bit for bit. iohub "
-        "runs get the same three passes (soft_magnitude_np) and the same output layout.")
+        "wall/floor and wall-floor;"
+    )
+    say(
+        "'x ideal' = wall / ((read + compute + write) / workers), i.e. against perfect scaling "
+        "of the I/O too (on a shared 2-core machine a second worker seldom gets a whole core);"
+    )
+    say(
+        "'1st result' = from calling stream_position to the first yielded Result; 'tasks r/c/w' "
+        "= read/compute/write seconds summed over the tasks of all workers;"
+    )
+    say(
+        "peak RSS = median over rounds of the child's process-tree RSS at its sampled peak (5 ms), "
+        "pool workers and resource tracker included; 'procs' = processes alive then;"
+    )
+    say(
+        "output 'ok' = every round's output equals the transform of the input bit for bit. iohub "
+        "runs get the same three passes (soft_magnitude_np) and the same output layout."
+    )
     say()
     say("goals:")
     if "threads" in summary:
         ratio = summary["threads"]["x_floor"]
-        say(f"  threads within 1.5x of the floor: {ratio:.2f}x {'MET' if ratio <= 1.5 else 'MISSED'}")
+        say(
+            f"  threads within 1.5x of the floor: {ratio:.2f}x {'MET' if ratio <= 1.5 else 'MISSED'}"
+        )
     for mode, limit in (("processes-cold", 1.0), ("processes-warm", 0.1)):
         if mode in summary:
             added_s = summary[mode]["added_s"]
             extra = ""
             if "threads" in summary:
-                extra = (f"; {summary[mode]['wall_s'] - summary['threads']['wall_s']:+.2f} s "
-                         f"over threads")
-            say(f"  {mode} adds under {limit} s: {added_s:+.2f} s over the floor "
-                f"{'MET' if added_s < limit else 'MISSED'}{extra}")
+                extra = (
+                    f"; {summary[mode]['wall_s'] - summary['threads']['wall_s']:+.2f} s "
+                    f"over threads"
+                )
+            say(
+                f"  {mode} adds under {limit} s: {added_s:+.2f} s over the floor "
+                f"{'MET' if added_s < limit else 'MISSED'}{extra}"
+            )
     if "processes-warm" in summary:
         firsts = [e["runs"][0] for e in summary["processes-warm"]["entries"]]
         warm_s = [e["warm_s"] for e in summary["processes-warm"]["entries"]]
-        say(f"  (processes-warm, untimed: ProcessPool.warm() {median(warm_s):.2f} s; the first run "
+        say(
+            f"  (processes-warm, untimed: ProcessPool.warm() {median(warm_s):.2f} s; the first run "
             f"on the fresh warm pool {median([f['wall_s'] for f in firsts]):.2f} s, first result "
             f"{median([f['first_s'] for f in firsts]):.2f} s, as each worker imports the "
-            f"transform's module on its first task)")
-    pairs = [(o, t) for o, t in (("serial", "iohub-serial"), ("threads", "iohub-threads"),
-                                 ("processes-cold", "iohub-processes"))
-             if o in summary and t in summary]
+            f"transform's module on its first task)"
+        )
+    pairs = [
+        (o, t)
+        for o, t in (
+            ("serial", "iohub-serial"),
+            ("threads", "iohub-threads"),
+            ("processes-cold", "iohub-processes"),
+        )
+        if o in summary and t in summary
+    ]
     if pairs:
         say()
         say("against iohub 0.3.11 (same input, output layout and transform):")
     for ours, theirs in pairs:
         a, b = summary[ours], summary[theirs]
-        say(f"  {ours:14s} {a['wall_s']:5.2f} s vs {b['wall_s']:5.2f} s "
+        say(
+            f"  {ours:14s} {a['wall_s']:5.2f} s vs {b['wall_s']:5.2f} s "
             f"({b['wall_s'] / a['wall_s']:.2f}x); peak RSS {a['peak_rss'] / MiB:.0f} vs "
-            f"{b['peak_rss'] / MiB:.0f} MiB")
+            f"{b['peak_rss'] / MiB:.0f} MiB"
+        )
     if startup:
         say()
-        say(f"cold pool start-up ({args.workers} workers, medians): a bare spawn pool running a "
+        say(
+            f"cold pool start-up ({args.workers} workers, medians): a bare spawn pool running a "
             f"no-op {median(startup['bare_spawn_s']):.2f} s; ProcessPool.warm() "
             f"{median(startup['pool_warm_s']):.2f} s; shutdown "
-            f"{median(startup['pool_shutdown_s']):.2f} s")
-        say("  in one fresh interpreter: " + ", ".join(
-            f"{k} {v:.3f} s" for k, v in startup["imports_s"].items()))
+            f"{median(startup['pool_shutdown_s']):.2f} s"
+        )
+        say(
+            "  in one fresh interpreter: "
+            + ", ".join(f"{k} {v:.3f} s" for k, v in startup["imports_s"].items())
+        )
     say(f"# command: {' '.join(['python', 'benchmarks/bench_engine.py', *sys.argv[1:]])}")
     say.save(args.results)
-    args.results.with_suffix(".json").write_text(json.dumps(
-        {"shape": info.shape, "workers": args.workers, "floors": floors,
-         "modes": {m: {k: v for k, v in s.items()} for m, s in summary.items()},
-         "startup": startup}, indent=1, default=str))
+    args.results.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "shape": info.shape,
+                "workers": args.workers,
+                "floors": floors,
+                "modes": {m: dict(s.items()) for m, s in summary.items()},
+                "startup": startup,
+            },
+            indent=1,
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import MiB, RESULTS_DIR, Tee, format_table, machine_summary, median, package_versions
+from _common import RESULTS_DIR, MiB, Tee, format_table, machine_summary, median, package_versions
 
 SHAPE = (4, 2, 32, 256, 256)
 ENGINE_INPUT = Path(tempfile.gettempdir()) / "npp-bench-input-8x2x32x256x256-float32.zarr" / "A/1/0"
@@ -71,8 +71,12 @@ def make_array(root: Path, name: str, data: Any, version: str) -> str:
         tensorstore_spec,
     )
 
-    layout = OutputLayout(shape=data.shape, dtype=np.dtype(data.dtype).str,
-                          scale=(1.0, 1.0, 2.0, 0.65, 0.65), channel_names=("a", "b"))
+    layout = OutputLayout(
+        shape=data.shape,
+        dtype=np.dtype(data.dtype).str,
+        scale=(1.0, 1.0, 2.0, 0.65, 0.65),
+        channel_names=("a", "b"),
+    )
     info = create_output_position(root / name, layout, version=version)  # type: ignore[arg-type]
     ts.open(tensorstore_spec(info), read=True, write=True).result().write(data).result()
     return info.array_path
@@ -98,8 +102,10 @@ class TensorStore(Backend):
     def open(self, write: bool = False) -> Any:
         import tensorstore as ts
 
-        spec = {"driver": "zarr3" if self.zarr_format == 3 else "zarr",
-                "kvstore": {"driver": "file", "path": self.path}}
+        spec = {
+            "driver": "zarr3" if self.zarr_format == 3 else "zarr",
+            "kvstore": {"driver": "file", "path": self.path},
+        }
         return ts.open(spec, read=True, write=write, open=True).result()
 
     def read(self, handle: Any, t: int, c: int) -> Any:
@@ -122,8 +128,13 @@ class ZarrPython(Backend):
         handle[t, c] = volume
 
 
-def time_pass(backend: Backend, op: str, fresh_open: bool, keys: list[tuple[int, int]],
-              volumes: dict[tuple[int, int], Any]) -> list[float]:
+def time_pass(
+    backend: Backend,
+    op: str,
+    fresh_open: bool,
+    keys: list[tuple[int, int]],
+    volumes: dict[tuple[int, int], Any],
+) -> list[float]:
     """Per-volume seconds for one pass over ``keys``."""
     write = op == "write"
     handle = None if fresh_open else backend.open(write=write)
@@ -149,8 +160,9 @@ CODECS = {
 }
 
 
-def codec_cases(work: Path, datasets: dict[str, Any], keys: list[tuple[int, int]],
-                rounds: int) -> list[list[str]]:
+def codec_cases(
+    work: Path, datasets: dict[str, Any], keys: list[tuple[int, int]], rounds: int
+) -> list[list[str]]:
     """Write and read one v0.5 volume through tensorstore with other blosc settings."""
     import numpy as np
     import zarr
@@ -161,11 +173,21 @@ def codec_cases(work: Path, datasets: dict[str, Any], keys: list[tuple[int, int]
         vols = {k: np.ascontiguousarray(data[k]) for k in keys}
         for name, codec in CODECS.items():
             path = work / f"codec-{dtype}-{len(rows)}"
-            compressors = None if codec is None else BloscCodec(
-                cname=codec[0], clevel=codec[1], shuffle=codec[2])
-            zarr.create_array(store=str(path), shape=data.shape, dtype=data.dtype,
-                              chunks=(1, 1, 16, 256, 256), shards=(1, 1, 32, 256, 256),
-                              compressors=compressors, fill_value=0, zarr_format=3)
+            compressors = (
+                None
+                if codec is None
+                else BloscCodec(cname=codec[0], clevel=codec[1], shuffle=codec[2])
+            )
+            zarr.create_array(
+                store=str(path),
+                shape=data.shape,
+                dtype=data.dtype,
+                chunks=(1, 1, 16, 256, 256),
+                shards=(1, 1, 32, 256, 256),
+                compressors=compressors,
+                fill_value=0,
+                zarr_format=3,
+            )
             backend = TensorStore("tensorstore", str(path), 3)
             writes: list[float] = []
             reads: list[float] = []
@@ -173,8 +195,15 @@ def codec_cases(work: Path, datasets: dict[str, Any], keys: list[tuple[int, int]
                 writes += time_pass(backend, "write", False, keys, vols)
                 reads += time_pass(backend, "read", False, keys, vols)
             stored = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-            rows.append([dtype, name, f"{median(writes) * 1e3:.1f}", f"{median(reads) * 1e3:.1f}",
-                         f"{data.nbytes / stored:.2f}"])
+            rows.append(
+                [
+                    dtype,
+                    name,
+                    f"{median(writes) * 1e3:.1f}",
+                    f"{median(reads) * 1e3:.1f}",
+                    f"{data.nbytes / stored:.2f}",
+                ]
+            )
             shutil.rmtree(path, ignore_errors=True)
     return rows
 
@@ -183,8 +212,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="passes over all volumes per case")
     parser.add_argument("--results", type=Path, default=RESULTS_DIR / "io.txt")
-    parser.add_argument("--no-codecs", action="store_true",
-                        help="skip the comparison of compressor settings")
+    parser.add_argument(
+        "--no-codecs", action="store_true", help="skip the comparison of compressor settings"
+    )
     args = parser.parse_args()
 
     import numpy as np
@@ -192,9 +222,11 @@ def main() -> None:
 
     say = Tee()
     say(f"# volume I/O benchmark: {machine_summary()}")
-    say(f"# {package_versions(['numpy', 'tensorstore', 'zarr', 'numcodecs'])}; zarr async "
+    say(
+        f"# {package_versions(['numpy', 'tensorstore', 'zarr', 'numcodecs'])}; zarr async "
         f"concurrency {zarr.config.get('async.concurrency')}, codec pipeline "
-        f"{zarr.config.get('codec_pipeline.path')}")
+        f"{zarr.config.get('codec_pipeline.path')}"
+    )
     base = source_data(SHAPE)
     datasets = {
         "float32": base,
@@ -226,8 +258,9 @@ def main() -> None:
             for t, c in keys[:2]:
                 if not np.array_equal(a.read(ha, t, c), b.read(hb, t, c)):
                     raise AssertionError(f"backends disagree on {dtype} v{version} t={t} c={c}")
-        volumes = {dtype: {k: np.ascontiguousarray(datasets[dtype][k]) for k in keys}
-                   for dtype in datasets}
+        volumes = {
+            dtype: {k: np.ascontiguousarray(datasets[dtype][k]) for k in keys} for dtype in datasets
+        }
         # warm-up: first opens, imports, page cache
         for (dtype, version), path in arrays.items():
             fmt = 3 if version == "0.5" else 2
@@ -243,7 +276,8 @@ def main() -> None:
                     for name, make in order:
                         key = (dtype, version, op, fresh, name)
                         times.setdefault(key, []).extend(
-                            time_pass(make(path, fmt), op, fresh, keys, volumes[dtype]))
+                            time_pass(make(path, fmt), op, fresh, keys, volumes[dtype])
+                        )
             print(f"  round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
         codec_rows = [] if args.no_codecs else codec_cases(work, datasets, keys, args.rounds)
     finally:
@@ -256,37 +290,64 @@ def main() -> None:
         for op, fresh in ops:
             ts_s = median(times[dtype, version, op, fresh, "tensorstore"])
             zr_s = median(times[dtype, version, op, fresh, "zarr-python"])
-            rows.append([
-                f"{dtype} v{version}", f"{op}{' +open' if fresh else ''}",
-                f"{ts_s * 1e3:.1f}", f"{zr_s * 1e3:.1f}", f"{zr_s / ts_s:.2f}",
-                f"{raw / MiB / ts_s:.0f}", f"{raw / MiB / zr_s:.0f}", f"{raw / disk:.2f}",
-            ])
+            rows.append(
+                [
+                    f"{dtype} v{version}",
+                    f"{op}{' +open' if fresh else ''}",
+                    f"{ts_s * 1e3:.1f}",
+                    f"{zr_s * 1e3:.1f}",
+                    f"{zr_s / ts_s:.2f}",
+                    f"{raw / MiB / ts_s:.0f}",
+                    f"{raw / MiB / zr_s:.0f}",
+                    f"{raw / disk:.2f}",
+                ]
+            )
             decisions.append(zr_s / ts_s)
-    say(f"# one (t, c) volume = 32x256x256 ({SHAPE[0] * SHAPE[1]} volumes per array), "
-        f"{args.rounds} rounds, medians per volume")
+    say(
+        f"# one (t, c) volume = 32x256x256 ({SHAPE[0] * SHAPE[1]} volumes per array), "
+        f"{args.rounds} rounds, medians per volume"
+    )
     say()
-    say(format_table(
-        ["array", "operation", "tensorstore ms", "zarr-python ms", "zarr/ts", "ts MiB/s",
-         "zarr MiB/s", "compression"],
-        rows,
-    ))
+    say(
+        format_table(
+            [
+                "array",
+                "operation",
+                "tensorstore ms",
+                "zarr-python ms",
+                "zarr/ts",
+                "ts MiB/s",
+                "zarr MiB/s",
+                "compression",
+            ],
+            rows,
+        )
+    )
     say()
     faster = sum(1 for x in decisions if x > 1)
-    say(f"tensorstore is faster in {faster} of {len(decisions)} cases; zarr/ts ratio median "
-        f"{median(decisions):.2f} (min {min(decisions):.2f}, max {max(decisions):.2f}).")
-    say("'+open' opens the array for each volume, as the engine's worker does once per task; "
-        "MiB/s counts uncompressed bytes; compression = raw / stored bytes.")
+    say(
+        f"tensorstore is faster in {faster} of {len(decisions)} cases; zarr/ts ratio median "
+        f"{median(decisions):.2f} (min {min(decisions):.2f}, max {max(decisions):.2f})."
+    )
+    say(
+        "'+open' opens the array for each volume, as the engine's worker does once per task; "
+        "MiB/s counts uncompressed bytes; compression = raw / stored bytes."
+    )
     if codec_rows:
         say()
-        say("compressor settings (v0.5 sharded layout, tensorstore, handle reused, medians per "
-            "volume): what the write floor depends on")
+        say(
+            "compressor settings (v0.5 sharded layout, tensorstore, handle reused, medians per "
+            "volume): what the write floor depends on"
+        )
         say()
-        say(format_table(["dtype", "blosc codec", "write ms", "read ms", "compression"],
-                         codec_rows))
+        say(
+            format_table(["dtype", "blosc codec", "write ms", "read ms", "compression"], codec_rows)
+        )
     say(f"# command: python benchmarks/bench_io.py {' '.join(sys.argv[1:])}".rstrip())
     say.save(args.results)
-    args.results.with_suffix(".json").write_text(json.dumps(
-        {" ".join(map(str, k)): v for k, v in times.items()}, indent=0))
+    args.results.with_suffix(".json").write_text(
+        json.dumps({" ".join(map(str, k)): v for k, v in times.items()}, indent=0)
+    )
 
 
 if __name__ == "__main__":

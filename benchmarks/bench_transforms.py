@@ -27,8 +27,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="16,128,128", help="Z,Y,X of the volume")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--results", type=Path, default=None,
-                        help="write the table here (default results/transforms-ZxYxX.txt)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="write the table here (default results/transforms-ZxYxX.txt)",
+    )
     args = parser.parse_args()
     z, y, x = (int(v) for v in args.shape.split(","))
 
@@ -51,18 +55,26 @@ def main() -> None:
                 start = time.perf_counter()
                 spec.func(volume, **params)
                 times.append(time.perf_counter() - start)
-            rows.append({
-                "name": spec.name, "median_ms": 1000 * statistics.median(times),
-                "min_ms": 1000 * min(times), "out_shape": list(out.shape[1:]),
-                "out_dtype": str(np.asarray(out).dtype),
-            })
-    lines = [f"built-in transforms at defaults on one uint16 volume ZYX {z}x{y}x{x}, "
-             f"{args.repeats} runs, one thread",
-             f"{'transform':22s} {'median ms':>10s} {'min ms':>8s}  output ZYX, dtype"]
+            rows.append(
+                {
+                    "name": spec.name,
+                    "median_ms": 1000 * statistics.median(times),
+                    "min_ms": 1000 * min(times),
+                    "out_shape": list(out.shape[1:]),
+                    "out_dtype": str(np.asarray(out).dtype),
+                }
+            )
+    lines = [
+        f"built-in transforms at defaults on one uint16 volume ZYX {z}x{y}x{x}, "
+        f"{args.repeats} runs, one thread",
+        f"{'transform':22s} {'median ms':>10s} {'min ms':>8s}  output ZYX, dtype",
+    ]
     for row in rows:
         shape = "x".join(map(str, row["out_shape"]))
-        lines.append(f"{row['name']:22s} {row['median_ms']:10.1f} {row['min_ms']:8.1f}  "
-                     f"{shape}, {row['out_dtype']}")
+        lines.append(
+            f"{row['name']:22s} {row['median_ms']:10.1f} {row['min_ms']:8.1f}  "
+            f"{shape}, {row['out_dtype']}"
+        )
     text = "\n".join(lines)
     print(text)
     target = args.results or RESULTS / f"transforms-{z}x{y}x{x}.txt"

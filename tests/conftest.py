@@ -16,9 +16,13 @@ DATA = Path(__file__).parent / "data"
 TESTS = Path(__file__).parent
 
 
-def write_plate(path: Path, data: dict[str, np.ndarray], version: str = "0.5",
-                channel_names: tuple[str, ...] | None = None,
-                scale=(1.0, 1.0, 2.0, 0.5, 0.5)) -> Path:
+def write_plate(
+    path: Path,
+    data: dict[str, np.ndarray],
+    version: str = "0.5",
+    channel_names: tuple[str, ...] | None = None,
+    scale=(1.0, 1.0, 2.0, 0.5, 0.5),
+) -> Path:
     """Write a plate with our own writer: key -> TCZYX array."""
     import tensorstore as ts
 
@@ -31,8 +35,10 @@ def write_plate(path: Path, data: dict[str, np.ndarray], version: str = "0.5",
 
     first = next(iter(data.values()))
     names = channel_names or tuple(f"ch{i}" for i in range(first.shape[1]))
-    layouts = {k: OutputLayout(shape=v.shape, dtype=v.dtype.str, scale=scale, channel_names=names)
-               for k, v in data.items()}
+    layouts = {
+        k: OutputLayout(shape=v.shape, dtype=v.dtype.str, scale=scale, channel_names=names)
+        for k, v in data.items()
+    }
     store = create_output_plate(path, layouts, version=version)
     for key, array in data.items():
         info = read_position(store.position_path(key), key)
@@ -98,13 +104,16 @@ def iohub_python() -> str:
     """Path of a Python that has iohub 0.3.11 (Python >= 3.12), from NPP_IOHUB_PYTHON."""
     exe = os.environ.get("NPP_IOHUB_PYTHON", "")
     if exe and Path(exe).exists():
-        check = subprocess.run([exe, "-c", "import iohub; print(iohub.__version__)"],
-                               capture_output=True, text=True)
+        check = subprocess.run(
+            [exe, "-c", "import iohub; print(iohub.__version__)"], capture_output=True, text=True
+        )
         if check.returncode == 0:
             return exe
         reason = f"NPP_IOHUB_PYTHON={exe} cannot import iohub: {check.stderr.strip()[-300:]}"
     else:
-        reason = "NPP_IOHUB_PYTHON is not set to a Python with iohub 0.3.11 (scripts/test.sh makes one)"
+        reason = (
+            "NPP_IOHUB_PYTHON is not set to a Python with iohub 0.3.11 (scripts/test.sh makes one)"
+        )
     if os.environ.get("NPP_REQUIRE_IOHUB"):
         pytest.fail(reason)
     pytest.skip(reason)
@@ -114,10 +123,17 @@ def run_iohub(iohub_python: str, spec: dict) -> None:
     """Run tests/iohub_reference.py under the iohub interpreter."""
     import json
 
-    proc = subprocess.run([iohub_python, str(TESTS / "iohub_reference.py"), json.dumps(spec)],
-                          capture_output=True, text=True, timeout=600, cwd=str(TESTS))
+    proc = subprocess.run(
+        [iohub_python, str(TESTS / "iohub_reference.py"), json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=str(TESTS),
+    )
     if proc.returncode != 0:
-        raise AssertionError(f"iohub reference run failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"iohub reference run failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        )
 
 
 @pytest.fixture

@@ -63,8 +63,10 @@ def assert_matches(out_plate: Path, key: str, expected: np.ndarray, skipped: set
 @pytest.fixture(scope="module")
 def plate(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("batch") / "in.zarr"
-    data = {k: random_tczyx((4, 3, 5, 24, 20), "uint16", seed=10 + i, empty=((1, i % 3),))
-            for i, k in enumerate(KEYS)}
+    data = {
+        k: random_tczyx((4, 3, 5, 24, 20), "uint16", seed=10 + i, empty=((1, i % 3),))
+        for i, k in enumerate(KEYS)
+    }
     return write_plate(path, data, channel_names=("DAPI", "GFP", "RFP"))
 
 
@@ -72,7 +74,8 @@ def plate(tmp_path_factory) -> Path:
 def transforms_file(tmp_path) -> Path:
     """Transforms in a .py file, referenced as 'file.py:function' (workers load it by path)."""
     path = tmp_path / "batch_transforms.py"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         import numpy as np
 
         def fail_on(czyx, marker: float = 7777.0):
@@ -85,22 +88,33 @@ def transforms_file(tmp_path) -> Path:
             import time
             time.sleep(seconds)
             return czyx.astype(np.float32) * 2
-    """))
+    """)
+    )
     return path
 
 
 # -- preview == batch ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("transform", "params"), [
-    ("gaussian_blur", {"sigma_y": 1.5, "sigma_z": 0.7}),
-    ("binning", {"bin_y": 2, "bin_x": 4}),
-])
+@pytest.mark.parametrize(
+    ("transform", "params"),
+    [
+        ("gaussian_blur", {"sigma_y": 1.5, "sigma_z": 0.7}),
+        ("binning", {"bin_y": 2, "bin_x": 4}),
+    ],
+)
 def test_batch_from_config_reproduces_the_preview_bit_for_bit(plate, tmp_path, transform, params):
     """What the widget previews (output=None, volumes in memory) is what `run --config` writes."""
-    preview_config = RunConfig(input=str(plate), positions=["A/2/0"], transform=transform,
-                               params=params, channels=[2, 0], times=[3, 0, 2], num_workers=2,
-                               use_threads=True)
+    preview_config = RunConfig(
+        input=str(plate),
+        positions=["A/2/0"],
+        transform=transform,
+        params=params,
+        channels=[2, 0],
+        times=[3, 0, 2],
+        num_workers=2,
+        use_threads=True,
+    )
     batch_config = preview_config.as_batch(tmp_path / "out.zarr", num_workers=2, use_threads=False)
     config_path = batch_config.save(tmp_path / "run.yaml")
     proc = cli("run", "--config", config_path, "--no-progress")
@@ -132,8 +146,9 @@ def test_batch_from_config_reproduces_the_preview_bit_for_bit(plate, tmp_path, t
         assert len(volumes) + len(skipped) == layout.shape[0] * layout.shape[1]
         # ... and both equal the transform applied directly.
         spec = get_transform(transform)
-        expected, expected_skipped = reference(plate, key, spec.func, spec.check_params(params),
-                                               [2, 0], [3, 0, 2])
+        expected, expected_skipped = reference(
+            plate, key, spec.func, spec.check_params(params), [2, 0], [3, 0, 2]
+        )
         assert skipped == expected_skipped
         assert_matches(tmp_path / "out.zarr", key, expected, expected_skipped)
 
@@ -142,9 +157,12 @@ def test_batch_from_config_reproduces_the_preview_bit_for_bit(plate, tmp_path, t
 
 
 def test_all_positions_interleave_on_a_shared_pool_and_summaries_count(plate, tmp_path):
-    config = RunConfig(input=str(plate), output=str(tmp_path / "out.zarr"),
-                       transform="soft_magnitude",
-                       num_workers=2)
+    config = RunConfig(
+        input=str(plate),
+        output=str(tmp_path / "out.zarr"),
+        transform="soft_magnitude",
+        num_workers=2,
+    )
     batch = prepare(config)
     order = [key for key, _ in batch]
     assert sorted(set(order)) == sorted(KEYS)
@@ -162,8 +180,10 @@ def test_all_positions_interleave_on_a_shared_pool_and_summaries_count(plate, tm
 
 
 def test_a_failing_position_is_reported_with_its_key_and_others_complete(tmp_path, transforms_file):
-    data = {k: random_tczyx((3, 2, 4, 16, 16), "float32", seed=i, empty=(), nan=())
-            for i, k in enumerate(KEYS)}
+    data = {
+        k: random_tczyx((3, 2, 4, 16, 16), "float32", seed=i, empty=(), nan=())
+        for i, k in enumerate(KEYS)
+    }
     data["A/2/0"][2, 1, 1, 3, 3] = 7777.0  # only this position's (t=2, c=1) has the marker
     src = write_plate(tmp_path / "in.zarr", data)
     out = tmp_path / "out.zarr"
@@ -194,8 +214,9 @@ def test_a_failing_position_is_reported_with_its_key_and_others_complete(tmp_pat
     arr = ts.open(tensorstore_spec(read_position(src / "A/2/0")), read=True, write=True).result()
     arr[2, 1, 1, 3, 3] = 1.0
     data["A/2/0"][2, 1, 1, 3, 3] = 1.0
-    proc = cli("run", src, out, "-t", transform, "-w", "2", "--processes", "--resume",
-               "--no-progress")
+    proc = cli(
+        "run", src, out, "-t", transform, "-w", "2", "--processes", "--resume", "--no-progress"
+    )
     resumed = {key: proc.stderr.count(f"{key} ") for key in KEYS}
     lines = [line for line in proc.stderr.splitlines() if ": resumed" in line]
     for key in KEYS:
@@ -208,15 +229,30 @@ def test_a_failing_position_is_reported_with_its_key_and_others_complete(tmp_pat
 
 def test_resume_across_positions_after_sigkill(tmp_path):
     """Kill the whole batch (caller and workers) mid-way; resume equals an uninterrupted run."""
-    data = {k: random_tczyx((4, 2, 3, 12, 12), "float32", seed=20 + i, empty=(), nan=())
-            for i, k in enumerate(KEYS[:3])}
+    data = {
+        k: random_tczyx((4, 2, 3, 12, 12), "float32", seed=20 + i, empty=(), nan=())
+        for i, k in enumerate(KEYS[:3])
+    }
     src = write_plate(tmp_path / "in.zarr", data)
     out = tmp_path / "out.zarr"
     transform = f"{TESTS / 'npp_test_transforms.py'}:slow"
-    args = [*CLI, "run", str(src), str(out), "-t", transform, "-p", "seconds=0.12", "-w", "2",
-            "--processes", "--no-progress"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    args = [
+        *CLI,
+        "run",
+        str(src),
+        str(out),
+        "-t",
+        transform,
+        "-p",
+        "seconds=0.12",
+        "-w",
+        "2",
+        "--processes",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     records = lambda: list(out.glob("*/*/*/.process-position-progress/*.done"))  # noqa: E731
     deadline = time.time() + 90
     try:
@@ -248,8 +284,12 @@ def _metadata_files(root: Path) -> dict[str, tuple[bytes, int]]:
 
 
 def _spawn_jobs(args_per_job: list[list[str]]) -> list[subprocess.CompletedProcess]:
-    procs = [subprocess.Popen([*CLI, *map(str, a)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for a in args_per_job]
+    procs = [
+        subprocess.Popen(
+            [*CLI, *map(str, a)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for a in args_per_job
+    ]
     results = []
     try:
         for p in procs:
@@ -266,8 +306,19 @@ def _spawn_jobs(args_per_job: list[list[str]]) -> list[subprocess.CompletedProce
 def test_init_output_then_concurrent_per_position_jobs(plate, tmp_path):
     out = tmp_path / "shared.zarr"
     cfg = tmp_path / "job.yaml"
-    proc = cli("init-output", plate, out, "-t", "gaussian_blur", "-p", "sigma_y=1.2",
-               "--channels", "0,2", "--save-config", cfg)
+    proc = cli(
+        "init-output",
+        plate,
+        out,
+        "-t",
+        "gaussian_blur",
+        "-p",
+        "sigma_y=1.2",
+        "--channels",
+        "0,2",
+        "--save-config",
+        cfg,
+    )
     assert "4 position(s)" in proc.stdout and "--position KEY" in proc.stdout
     assert open_store(out).position_keys == tuple(KEYS)
     saved = RunConfig.load(cfg)
@@ -277,15 +328,17 @@ def test_init_output_then_concurrent_per_position_jobs(plate, tmp_path):
     time.sleep(0.05)  # a rewrite would show as a new mtime
 
     # One job per position, all at once, as a SLURM job array would start them.
-    results = _spawn_jobs([["run", "--config", cfg, "--position", key, "-w", "1", "--no-progress"]
-                           for key in KEYS])
+    results = _spawn_jobs(
+        [["run", "--config", cfg, "--position", key, "-w", "1", "--no-progress"] for key in KEYS]
+    )
     for r in results:
         assert r.returncode == 0, r.stderr[-3000:]
     assert _metadata_files(out) == before, "per-position jobs must not rewrite plate metadata"
     spec = get_transform("gaussian_blur")
     for key in KEYS:
-        expected, skipped = reference(plate, key, spec.func, spec.check_params({"sigma_y": 1.2}),
-                                      [0, 2], [0, 1, 2, 3])
+        expected, skipped = reference(
+            plate, key, spec.func, spec.check_params({"sigma_y": 1.2}), [0, 2], [0, 1, 2, 3]
+        )
         assert_matches(out, key, expected, skipped)
 
     # A job that runs again (requeued) finds its volumes done and rewrites nothing.
@@ -296,9 +349,24 @@ def test_init_output_then_concurrent_per_position_jobs(plate, tmp_path):
 def test_concurrent_jobs_without_init_output_still_build_one_plate(plate, tmp_path):
     """Jobs that each create-or-join the plate (--resume) end with every position listed."""
     out = tmp_path / "raced.zarr"
-    results = _spawn_jobs([["run", plate, out, "-t", "max_projection", "--position", key,
-                            "--resume",
-                            "-w", "1", "--no-progress"] for key in KEYS])
+    results = _spawn_jobs(
+        [
+            [
+                "run",
+                plate,
+                out,
+                "-t",
+                "max_projection",
+                "--position",
+                key,
+                "--resume",
+                "-w",
+                "1",
+                "--no-progress",
+            ]
+            for key in KEYS
+        ]
+    )
     for r in results:
         assert r.returncode == 0, r.stderr[-3000:]
     store = open_store(out)

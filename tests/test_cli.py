@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import TESTS, random_tczyx, read_array, tree_digest, write_plate
 
+from conftest import TESTS, random_tczyx, read_array, tree_digest, write_plate
 from napari_process_position.cli import main
 
 CLI = [sys.executable, "-m", "napari_process_position.cli"]
@@ -23,8 +23,10 @@ CLI = [sys.executable, "-m", "napari_process_position.cli"]
 @pytest.fixture(scope="module")
 def plate(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cli") / "in.zarr"
-    data = {k: random_tczyx((3, 2, 4, 16, 16), "uint16", seed=i)
-            for i, k in enumerate(["A/1/0", "A/2/0", "B/1/0"])}
+    data = {
+        k: random_tczyx((3, 2, 4, 16, 16), "uint16", seed=i)
+        for i, k in enumerate(["A/1/0", "A/2/0", "B/1/0"])
+    }
     return write_plate(path, data, channel_names=("GFP", "RFP"))
 
 
@@ -47,8 +49,19 @@ def test_positions_and_transforms_lists(plate):
 
 def test_run_writes_plate_with_same_keys(plate, tmp_path):
     out = tmp_path / "out.zarr"
-    result = invoke("run", plate, out, "-t", "gaussian_blur", "-p", "sigma_y=1.5", "--workers", "2",
-                    "--threads", "--no-progress")
+    result = invoke(
+        "run",
+        plate,
+        out,
+        "-t",
+        "gaussian_blur",
+        "-p",
+        "sigma_y=1.5",
+        "--workers",
+        "2",
+        "--threads",
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
     assert invoke("positions", out).output.split() == ["A/1/0", "A/2/0", "B/1/0"]
     from scipy import ndimage
@@ -63,8 +76,24 @@ def test_run_writes_plate_with_same_keys(plate, tmp_path):
 
 def test_run_selection_binning_changes_shape_and_scale(plate, tmp_path):
     out = tmp_path / "bin.zarr"
-    result = invoke("run", plate, out, "-t", "binning", "-p", "bin_y=2", "-p", "bin_x=4",
-                    "--position", "A/*", "--channels", "1", "--times", "0,2", "--no-progress")
+    result = invoke(
+        "run",
+        plate,
+        out,
+        "-t",
+        "binning",
+        "-p",
+        "bin_y=2",
+        "-p",
+        "bin_x=4",
+        "--position",
+        "A/*",
+        "--channels",
+        "1",
+        "--times",
+        "0,2",
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
     from napari_process_position import open_store, read_position
 
@@ -78,14 +107,33 @@ def test_run_selection_binning_changes_shape_and_scale(plate, tmp_path):
 def test_config_round_trip_and_flags_override(plate, tmp_path):
     cfg = tmp_path / "run.yaml"
     out = tmp_path / "a.zarr"
-    result = invoke("run", plate, out, "-t", "soft_magnitude", "--position", "B/1/0",
-                    "--save-config", cfg, "--no-progress")
+    result = invoke(
+        "run",
+        plate,
+        out,
+        "-t",
+        "soft_magnitude",
+        "--position",
+        "B/1/0",
+        "--save-config",
+        cfg,
+        "--no-progress",
+    )
     assert result.exit_code == 0, result.output
     text = cfg.read_text()
     assert "soft_magnitude" in text and "B/1/0" in text
     out2 = tmp_path / "b.zarr"
-    result = invoke("run", "--config", cfg, "--no-progress", "--workers", "2", "--threads",
-                    str(plate), str(out2))
+    result = invoke(
+        "run",
+        "--config",
+        cfg,
+        "--no-progress",
+        "--workers",
+        "2",
+        "--threads",
+        str(plate),
+        str(out2),
+    )
     assert result.exit_code == 0, result.output
     assert read_array(out / "B/1/0").tobytes() == read_array(out2 / "B/1/0").tobytes()
     schema = json.loads(invoke("run", "--show-schema").output)
@@ -97,26 +145,66 @@ def _bad_axes_store(tmp_path: Path) -> Path:
 
     root = tmp_path / "zyx.zarr"
     group = zarr.open_group(str(root), mode="w", zarr_format=3)
-    group.attrs["ome"] = {"version": "0.5", "multiscales": [{
-        "axes": [{"name": n, "type": "space"} for n in "zyx"],
-        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 1]}]}],
-    }]}
+    group.attrs["ome"] = {
+        "version": "0.5",
+        "multiscales": [
+            {
+                "axes": [{"name": n, "type": "space"} for n in "zyx"],
+                "datasets": [
+                    {
+                        "path": "0",
+                        "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 1]}],
+                    }
+                ],
+            }
+        ],
+    }
     group.create_array("0", shape=(2, 4, 4), dtype="uint8")
     return root
 
 
 BAD = {
-    "missing path": (lambda p, t: ["run", t / "nope.zarr", t / "o.zarr", "-t", "gaussian_blur"], "does not exist"),
-    "not a zarr": (lambda p, t: ["run", t, t / "o.zarr", "-t", "gaussian_blur"], "not a Zarr store"),
-    "zarr not ome": (lambda p, t: ["run", _bare(t), t / "o.zarr", "-t", "gaussian_blur"], "not OME-Zarr"),
-    "missing position": (lambda p, t: ["run", p, t / "o.zarr", "-t", "gaussian_blur", "--position", "C/3/0"], "C/3/0"),
-    "bad axes": (lambda p, t: ["run", _bad_axes_store(t), t / "o.zarr", "-t", "gaussian_blur"], "expected t/c/z/y/x"),
-    "unknown transform": (lambda p, t: ["run", p, t / "o.zarr", "-t", "deblurify"], "unknown transform 'deblurify'"),
-    "unknown parameter": (lambda p, t: ["run", p, t / "o.zarr", "-t", "gaussian_blur", "-p", "radius=3"], "no parameter 'radius'"),
-    "wrong type": (lambda p, t: ["run", p, t / "o.zarr", "-t", "gaussian_blur", "-p", "sigma_y=big"], "expects float"),
-    "bad choice": (lambda p, t: ["run", p, t / "o.zarr", "-t", "binning", "-p", "method=max"], "one of mean, sum"),
+    "missing path": (
+        lambda p, t: ["run", t / "nope.zarr", t / "o.zarr", "-t", "gaussian_blur"],
+        "does not exist",
+    ),
+    "not a zarr": (
+        lambda p, t: ["run", t, t / "o.zarr", "-t", "gaussian_blur"],
+        "not a Zarr store",
+    ),
+    "zarr not ome": (
+        lambda p, t: ["run", _bare(t), t / "o.zarr", "-t", "gaussian_blur"],
+        "not OME-Zarr",
+    ),
+    "missing position": (
+        lambda p, t: ["run", p, t / "o.zarr", "-t", "gaussian_blur", "--position", "C/3/0"],
+        "C/3/0",
+    ),
+    "bad axes": (
+        lambda p, t: ["run", _bad_axes_store(t), t / "o.zarr", "-t", "gaussian_blur"],
+        "expected t/c/z/y/x",
+    ),
+    "unknown transform": (
+        lambda p, t: ["run", p, t / "o.zarr", "-t", "deblurify"],
+        "unknown transform 'deblurify'",
+    ),
+    "unknown parameter": (
+        lambda p, t: ["run", p, t / "o.zarr", "-t", "gaussian_blur", "-p", "radius=3"],
+        "no parameter 'radius'",
+    ),
+    "wrong type": (
+        lambda p, t: ["run", p, t / "o.zarr", "-t", "gaussian_blur", "-p", "sigma_y=big"],
+        "expects float",
+    ),
+    "bad choice": (
+        lambda p, t: ["run", p, t / "o.zarr", "-t", "binning", "-p", "method=max"],
+        "one of mean, sum",
+    ),
     "output is input": (lambda p, t: ["run", p, p, "-t", "gaussian_blur"], "is the input"),
-    "channel out of range": (lambda p, t: ["run", p, t / "o.zarr", "-t", "gaussian_blur", "--channels", "7"], "channel 7"),
+    "channel out of range": (
+        lambda p, t: ["run", p, t / "o.zarr", "-t", "gaussian_blur", "--channels", "7"],
+        "channel 7",
+    ),
 }
 
 
@@ -131,8 +219,9 @@ def _bare(tmp_path: Path) -> Path:
 def test_bad_input_is_one_clear_line(plate, tmp_path, case):
     build, expected = BAD[case]
     before = tree_digest(plate)
-    proc = subprocess.run([*CLI, *map(str, build(plate, tmp_path))], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [*CLI, *map(str, build(plate, tmp_path))], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
@@ -146,11 +235,18 @@ def test_existing_output_is_refused_and_untouched(plate, tmp_path):
     out = tmp_path / "out.zarr"
     assert invoke("run", plate, out, "-t", "max_projection", "--no-progress").exit_code == 0
     before = tree_digest(out)
-    proc = subprocess.run([*CLI, "run", str(plate), str(out), "-t", "gaussian_blur"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*CLI, "run", str(plate), str(out), "-t", "gaussian_blur"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and "already exists" in proc.stderr and "--overwrite" in proc.stderr
     assert tree_digest(out) == before
-    assert invoke("run", plate, out, "-t", "gaussian_blur", "--overwrite", "--no-progress").exit_code == 0
+    assert (
+        invoke("run", plate, out, "-t", "gaussian_blur", "--overwrite", "--no-progress").exit_code
+        == 0
+    )
     assert read_position_shape(out) == (3, 2, 4, 16, 16)
 
 
@@ -166,10 +262,23 @@ def test_resume_after_sigkill_of_the_caller(tmp_path):
     src = write_plate(tmp_path / "in.zarr", {"A/1/0": data})
     transform = f"{TESTS / 'npp_test_transforms.py'}:slow"
     out = tmp_path / "out.zarr"
-    args = [*CLI, "run", str(src), str(out), "-t", transform, "-p", "seconds=0.15", "-w", "2",
-            "--processes", "--no-progress"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    args = [
+        *CLI,
+        "run",
+        str(src),
+        str(out),
+        "-t",
+        transform,
+        "-p",
+        "seconds=0.15",
+        "-w",
+        "2",
+        "--processes",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     progress = out / "A/1/0" / ".process-position-progress"
     deadline = time.time() + 60
     while time.time() < deadline:

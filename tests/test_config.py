@@ -25,13 +25,27 @@ CLI = [sys.executable, "-m", "napari_process_position.cli"]
 
 def full_config(tmp_path: Path) -> RunConfig:
     return RunConfig(
-        input=str(tmp_path / "in.zarr"), output=str(tmp_path / "out.zarr"),
+        input=str(tmp_path / "in.zarr"),
+        output=str(tmp_path / "out.zarr"),
         positions=["A/*/0", "B/1/0"],
-        transform="gaussian_blur", params={"sigma_y": 1.25, "sigma_z": 0.5}, channels=[1, 0],
-        times=[0, 2, 3], num_workers=3, use_threads=True, ome_version="0.4",
-        slurm=SlurmSettings(cores=8, processes=4, memory="32GB", walltime="02:30:00",
-                            partition="cpu", account="lab", jobs=5, job_extra=["--qos=high"],
-                            interface="ib0"),
+        transform="gaussian_blur",
+        params={"sigma_y": 1.25, "sigma_z": 0.5},
+        channels=[1, 0],
+        times=[0, 2, 3],
+        num_workers=3,
+        use_threads=True,
+        ome_version="0.4",
+        slurm=SlurmSettings(
+            cores=8,
+            processes=4,
+            memory="32GB",
+            walltime="02:30:00",
+            partition="cpu",
+            account="lab",
+            jobs=5,
+            job_extra=["--qos=high"],
+            interface="ib0",
+        ),
     )
 
 
@@ -53,14 +67,27 @@ def test_save_load_round_trip_keeps_every_field(tmp_path):
 def test_command_line_is_the_exact_shell_command(tmp_path):
     path = tmp_path / "my runs" / "plate 1.yaml"
     text = command_line(path, "--position", "A/1/0")
-    assert shlex.split(text) == ["process-position", "run", "--config", str(path.resolve()),
-                                 "--position", "A/1/0"]
+    assert shlex.split(text) == [
+        "process-position",
+        "run",
+        "--config",
+        str(path.resolve()),
+        "--position",
+        "A/1/0",
+    ]
 
 
 def test_as_batch_keeps_settings_and_opens_every_position(tmp_path):
-    preview = RunConfig(input=str(tmp_path / "in.zarr"), positions=["B/2/0"], transform="binning",
-                        params={"bin_y": 2}, channels=[1], times=[0, 1], num_workers=2,
-                        resume=True)
+    preview = RunConfig(
+        input=str(tmp_path / "in.zarr"),
+        positions=["B/2/0"],
+        transform="binning",
+        params={"bin_y": 2},
+        channels=[1],
+        times=[0, 1],
+        num_workers=2,
+        resume=True,
+    )
     batch = preview.as_batch(tmp_path / "out.zarr", dask_local=2)
     assert batch.positions is None and batch.output == str(tmp_path / "out.zarr")
     assert batch.resume is False and batch.dask_local == 2
@@ -86,8 +113,10 @@ def test_configs_without_format_version_still_load(tmp_path):
         ("input: a\ntransform: t\nslurm: {walltime: 'two hours'}\n", "'slurm.walltime'"),
         ("input: a\ntransform: t\nslurm: {cores: 2, processes: 4}\n", "slurm.processes"),
         ("input: a\ntransform: t\nslurm: {partiton: gpu}\n", "unknown field 'slurm.partiton'"),
-        ("input: a\ntransform: t\ndask_local: 2\ndask_scheduler: tcp://h:8786\n",
-         "dask_scheduler and dask_local"),
+        (
+            "input: a\ntransform: t\ndask_local: 2\ndask_scheduler: tcp://h:8786\n",
+            "dask_scheduler and dask_local",
+        ),
         ("- input\n- transform\n", "mapping"),
         ("input: [unclosed\n", "not valid YAML"),
     ],
@@ -99,11 +128,14 @@ def test_errors_name_the_field(text, expected):
     assert str(info.value).startswith("run.yaml")
 
 
-@pytest.mark.parametrize("tag", [
-    "!!python/object/apply:os.system ['touch {marker}']",
-    "!!python/object/new:subprocess.check_call [['touch', '{marker}']]",
-    "!!python/name:os.system",
-])
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "!!python/object/apply:os.system ['touch {marker}']",
+        "!!python/object/new:subprocess.check_call [['touch', '{marker}']]",
+        "!!python/name:os.system",
+    ],
+)
 def test_yaml_python_tags_are_refused_and_not_run(tmp_path, tag):
     marker = tmp_path / "ran"
     path = tmp_path / "evil.yaml"
@@ -112,8 +144,9 @@ def test_yaml_python_tags_are_refused_and_not_run(tmp_path, tag):
         RunConfig.load(path)
     assert not marker.exists()
     # The command line says so in one line.
-    proc = subprocess.run([*CLI, "run", "--config", str(path)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [*CLI, "run", "--config", str(path)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "safe loading refuses" in proc.stderr
     assert not marker.exists()
@@ -122,16 +155,18 @@ def test_yaml_python_tags_are_refused_and_not_run(tmp_path, tag):
 def test_cli_bad_config_field_is_one_line(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("input: a.zarr\ntransform: gaussian_blur\nnum_workers: 0\n")
-    proc = subprocess.run([*CLI, "run", "--config", str(path)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [*CLI, "run", "--config", str(path)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "num_workers" in lines[0] and str(path) in lines[0]
 
 
 def test_show_schema_describes_new_fields():
-    proc = subprocess.run([*CLI, "run", "--show-schema"], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [*CLI, "run", "--show-schema"], capture_output=True, text=True, timeout=120
+    )
     schema = json.loads(proc.stdout)
     props = schema["properties"]
     for name in ("format_version", "written_by", "dask_scheduler", "dask_local", "slurm"):
@@ -151,10 +186,12 @@ def _plugin_env(tmp_path: Path) -> Path:
         "plug_a = npp_plug_a:invert\nplug_b = npp_plug_b:invert\n"
     )
     for name in ("npp_plug_a", "npp_plug_b", "npp_cfg_transform"):
-        (root / f"{name}.py").write_text(textwrap.dedent("""
+        (root / f"{name}.py").write_text(
+            textwrap.dedent("""
             def invert(czyx, offset: float = 1.0):
                 return offset - czyx
-        """))
+        """)
+        )
     return root
 
 
@@ -174,10 +211,13 @@ PROBE = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize(("transform", "expected"), [
-    ("npp_cfg_transform:invert", {"npp_cfg_transform"}),
-    ("plug_b", {"npp_plug_b"}),
-])
+@pytest.mark.parametrize(
+    ("transform", "expected"),
+    [
+        ("npp_cfg_transform:invert", {"npp_cfg_transform"}),
+        ("plug_b", {"npp_plug_b"}),
+    ],
+)
 def test_loading_a_config_imports_only_the_transform_it_names(tmp_path, transform, expected):
     site = _plugin_env(tmp_path)
     config = RunConfig(input="in.zarr", output="out.zarr", transform=transform)
@@ -185,15 +225,24 @@ def test_loading_a_config_imports_only_the_transform_it_names(tmp_path, transfor
     import os
 
     env = {**os.environ, "PYTHONPATH": str(site)}
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True,
-                          env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     assert got["load"] == [], "reading the YAML must import nothing"
     # Only the named transform's module (and the standard library, or this package's own
     # built-in set when a registry name is looked up) may load; no other plug-in.
-    foreign = {m for m in got["resolve"] if m.split(".")[0] not in sys.stdlib_module_names
-               and not m.startswith("napari_process_position.")}
+    foreign = {
+        m
+        for m in got["resolve"]
+        if m.split(".")[0] not in sys.stdlib_module_names
+        and not m.startswith("napari_process_position.")
+    }
     assert foreign == expected
     if ":" in transform:
         assert not [m for m in got["resolve"] if m.startswith("napari_process_position.")]

@@ -6,9 +6,9 @@ import logging
 import os
 
 import pytest
-from conftest import random_tczyx, write_plate
 
 import npp_test_transforms as tt
+from conftest import random_tczyx, write_plate
 from napari_process_position import available_cpus, stream_position
 
 

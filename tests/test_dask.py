@@ -40,8 +40,11 @@ def _gone(pids, timeout=20.0) -> list[int]:
     deadline = time.time() + timeout
     alive = list(pids)
     while alive and time.time() < deadline:
-        alive = [p for p in alive if psutil.pid_exists(p)
-                 and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        alive = [
+            p
+            for p in alive
+            if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+        ]
         time.sleep(0.1)
     return alive
 
@@ -69,8 +72,9 @@ def local_client():
     from distributed import Client, LocalCluster
 
     before = _children()
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
     client = Client(cluster, set_as_default=False)
     pids = set()
     try:
@@ -106,21 +110,52 @@ def cluster_processes(root: Path, workers: int, env: dict[str, str] | None = Non
     def start(args: list[str], name: str) -> None:
         log = open(root / f"{name}.log", "w")  # noqa: SIM115
         logs.append(log)
-        procs.append(subprocess.Popen([*base, *args], stdout=log, stderr=subprocess.STDOUT,
-                                      env=env, start_new_session=True, cwd=root))
+        procs.append(
+            subprocess.Popen(
+                [*base, *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                cwd=root,
+            )
+        )
 
     client = None
     try:
-        start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-               "--scheduler-file", str(sched_file)], "scheduler")
+        start(
+            [
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(sched_file),
+            ],
+            "scheduler",
+        )
         deadline = time.time() + 60
         while not sched_file.exists() and time.time() < deadline:
             time.sleep(0.1)
         assert sched_file.exists(), (root / "scheduler.log").read_text()
         for i in range(workers):
-            start(["worker", "--scheduler-file", str(sched_file), "--nthreads", "1",
-                   "--no-dashboard", "--local-directory", str(root / f"w{i}"),
-                   "--host", "127.0.0.1"], f"worker{i}")
+            start(
+                [
+                    "worker",
+                    "--scheduler-file",
+                    str(sched_file),
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--local-directory",
+                    str(root / f"w{i}"),
+                    "--host",
+                    "127.0.0.1",
+                ],
+                f"worker{i}",
+            )
         client = Client(scheduler_file=str(sched_file), set_as_default=False, timeout=30)
         client.wait_for_workers(workers, timeout=90)
         yield client, sched_file
@@ -157,8 +192,11 @@ def external_cluster(tmp_path_factory):
     The scheduler declares a task bad as soon as one worker dies running it
     (allowed-failures 0), so a kill surfaces as an error instead of a retry.
     """
-    with cluster_processes(tmp_path_factory.mktemp("cluster"), 2,
-                           {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}) as cluster:
+    with cluster_processes(
+        tmp_path_factory.mktemp("cluster"),
+        2,
+        {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"},
+    ) as cluster:
         yield cluster
 
 
@@ -182,11 +220,15 @@ def assert_same_plates(a: Path, b: Path, keys=KEYS) -> None:
 
 
 def test_batch_on_local_cluster_matches_local_run_and_only_small_results_travel(
-        local_client, plate, tmp_path):
+    local_client, plate, tmp_path
+):
     pids = set(local_client.run(os.getpid).values())
-    config = RunConfig(input=str(plate), output=str(tmp_path / "dask.zarr"),
-                       transform="gaussian_blur",
-                       params={"sigma_y": 1.3})
+    config = RunConfig(
+        input=str(plate),
+        output=str(tmp_path / "dask.zarr"),
+        transform="gaussian_blur",
+        params={"sigma_y": 1.3},
+    )
     batch = prepare(config, executor=DaskExecutor(local_client))
     results = list(batch)
     assert not batch.failed, batch.errors
@@ -203,10 +245,17 @@ def test_batch_on_local_cluster_matches_local_run_and_only_small_results_travel(
 
 def test_preview_on_local_cluster_brings_volumes_back(local_client, plate):
     """Previews (no output store) are the one case where volumes travel back."""
-    config = RunConfig(input=str(plate), positions=["A/2/0"], transform="soft_magnitude",
-                       channels=[1], times=[0, 3])
-    on_dask = {(r.output_time_index, r.output_channels): r for _, r in
-               prepare(config, executor=DaskExecutor(local_client))}
+    config = RunConfig(
+        input=str(plate),
+        positions=["A/2/0"],
+        transform="soft_magnitude",
+        channels=[1],
+        times=[0, 3],
+    )
+    on_dask = {
+        (r.output_time_index, r.output_channels): r
+        for _, r in prepare(config, executor=DaskExecutor(local_client))
+    }
     here = {(r.output_time_index, r.output_channels): r for _, r in prepare(config)}
     assert on_dask.keys() == here.keys() and len(here) == 2
     for index, result in here.items():
@@ -218,26 +267,32 @@ def test_preview_on_local_cluster_brings_volumes_back(local_client, plate):
     session_client = batch.dask.client
     by_address = {(r.output_time_index, r.output_channels): r.volume for _, r in batch}
     assert {k: v.tobytes() for k, v in by_address.items()} == {
-        k: r.volume.tobytes() for k, r in here.items()}
+        k: r.volume.tobytes() for k, r in here.items()
+    }
     assert batch.dask is None and session_client.status == "closed"  # disconnected at the end
     assert len(local_client.scheduler_info()["workers"]) == 2  # the cluster itself still runs
 
 
 def test_failing_position_on_dask_keeps_the_others(local_client, tmp_path):
     transforms = tmp_path / "t.py"
-    transforms.write_text(textwrap.dedent("""
+    transforms.write_text(
+        textwrap.dedent("""
         import numpy as np
         def fail_on(czyx, marker: float = 5555.0):
             if np.any(czyx == marker):
                 raise ValueError("marker found")
             return czyx * 3
-    """))
-    data = {k: random_tczyx((2, 2, 3, 8, 8), "float32", seed=i, empty=(), nan=())
-            for i, k in enumerate(KEYS)}
+    """)
+    )
+    data = {
+        k: random_tczyx((2, 2, 3, 8, 8), "float32", seed=i, empty=(), nan=())
+        for i, k in enumerate(KEYS)
+    }
     data["B/1/0"][1, 0, 0, 0, 0] = 5555.0
     src = write_plate(tmp_path / "in.zarr", data)
-    config = RunConfig(input=str(src), output=str(tmp_path / "out.zarr"),
-                       transform=f"{transforms}:fail_on")
+    config = RunConfig(
+        input=str(src), output=str(tmp_path / "out.zarr"), transform=f"{transforms}:fail_on"
+    )
     batch = prepare(config, executor=DaskExecutor(local_client))
     for _ in batch:
         pass
@@ -250,8 +305,13 @@ def test_failing_position_on_dask_keeps_the_others(local_client, tmp_path):
 def test_killed_worker_tasks_are_retried_and_nothing_is_missing(local_client, plate, tmp_path):
     """SIGKILL a Dask worker mid-run: Dask reruns its tasks elsewhere; no volume is missing."""
     out = tmp_path / "out.zarr"
-    config = RunConfig(input=str(plate), output=str(out), transform=SLOW, params={"seconds": 0.25},
-                       positions=KEYS[:2])
+    config = RunConfig(
+        input=str(plate),
+        output=str(out),
+        transform=SLOW,
+        params={"seconds": 0.25},
+        positions=KEYS[:2],
+    )
     batch = prepare(config, executor=DaskExecutor(local_client))
     victim = None
     seen = 0
@@ -280,9 +340,22 @@ def test_killed_worker_tasks_are_retried_and_nothing_is_missing(local_client, pl
 
 def test_cli_dask_local_runs_and_stops_its_cluster(plate, tmp_path):
     out = tmp_path / "out.zarr"
-    proc = subprocess.Popen([*CLI, "run", str(plate), str(out), "-t", "soft_magnitude",
-                             "--dask-local", "2", "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            *CLI,
+            "run",
+            str(plate),
+            str(out),
+            "-t",
+            "soft_magnitude",
+            "--dask-local",
+            "2",
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     children: set[int] = set()
     while proc.poll() is None:
         with contextlib.suppress(psutil.Error):
@@ -304,18 +377,43 @@ def test_cli_on_external_scheduler(external_cluster, plate, tmp_path):
     client, sched_file = external_cluster
     address = client.scheduler.address
     out = tmp_path / "out.zarr"
-    proc = subprocess.run([*CLI, "run", str(plate), str(out), "-t", "binning", "-p", "bin_y=2",
-                           "--dask-scheduler", address, "--no-progress"],
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [
+            *CLI,
+            "run",
+            str(plate),
+            str(out),
+            "-t",
+            "binning",
+            "-p",
+            "bin_y=2",
+            "--dask-scheduler",
+            address,
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert address in proc.stderr
     local_reference(plate, tmp_path / "local.zarr", "binning", bin_y=2)
     assert_same_plates(out, tmp_path / "local.zarr")
     # A scheduler file works as the address too; the cluster itself keeps running afterwards.
-    cfg = RunConfig(input=str(plate), output=str(tmp_path / "f.zarr"), transform="binning",
-                    params={"bin_y": 2}, positions=["A/1/0"], dask_scheduler=str(sched_file))
-    proc = subprocess.run([*CLI, "run", "--config", str(cfg.save(tmp_path / "r.yaml")),
-                           "--no-progress"], capture_output=True, text=True, timeout=180)
+    cfg = RunConfig(
+        input=str(plate),
+        output=str(tmp_path / "f.zarr"),
+        transform="binning",
+        params={"bin_y": 2},
+        positions=["A/1/0"],
+        dask_scheduler=str(sched_file),
+    )
+    proc = subprocess.run(
+        [*CLI, "run", "--config", str(cfg.save(tmp_path / "r.yaml")), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_same_plates(tmp_path / "f.zarr", tmp_path / "local.zarr", ["A/1/0"])
     assert len(client.scheduler_info()["workers"]) == 2
@@ -323,12 +421,25 @@ def test_cli_on_external_scheduler(external_cluster, plate, tmp_path):
 
 def test_killed_external_worker_fails_clearly_then_resume_completes(external_cluster, tmp_path):
     client, _ = external_cluster
-    data = {k: random_tczyx((6, 2, 3, 8, 8), "float32", seed=40 + i, empty=(), nan=())
-            for i, k in enumerate(KEYS[:2])}
+    data = {
+        k: random_tczyx((6, 2, 3, 8, 8), "float32", seed=40 + i, empty=(), nan=())
+        for i, k in enumerate(KEYS[:2])
+    }
     src = write_plate(tmp_path / "in.zarr", data)
     out = tmp_path / "out.zarr"
-    args = [*CLI, "run", str(src), str(out), "-t", SLOW, "-p", "seconds=0.4",
-            "--dask-scheduler", client.scheduler.address, "--no-progress"]
+    args = [
+        *CLI,
+        "run",
+        str(src),
+        str(out),
+        "-t",
+        SLOW,
+        "-p",
+        "seconds=0.4",
+        "--dask-scheduler",
+        client.scheduler.address,
+        "--no-progress",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         records = lambda: list(out.glob("*/*/*/.process-position-progress/*.done"))  # noqa: E731
@@ -358,15 +469,32 @@ def test_killed_external_worker_fails_clearly_then_resume_completes(external_clu
 
 
 def test_lost_scheduler_stops_the_run_with_a_clear_message(tmp_path):
-    data = {k: random_tczyx((6, 2, 3, 8, 8), "float32", seed=50 + i, empty=(), nan=())
-            for i, k in enumerate(KEYS)}
+    data = {
+        k: random_tczyx((6, 2, 3, 8, 8), "float32", seed=50 + i, empty=(), nan=())
+        for i, k in enumerate(KEYS)
+    }
     src = write_plate(tmp_path / "in.zarr", data)
     out = tmp_path / "out.zarr"
     with cluster_processes(tmp_path, 1) as (client, sched_file):
         scheduler_pid = client.run_on_scheduler(os.getpid)
-        proc = subprocess.Popen([*CLI, "run", str(src), str(out), "-t", SLOW, "-p", "seconds=0.3",
-                                 "--dask-scheduler", str(sched_file), "--no-progress"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                *CLI,
+                "run",
+                str(src),
+                str(out),
+                "-t",
+                SLOW,
+                "-p",
+                "seconds=0.3",
+                "--dask-scheduler",
+                str(sched_file),
+                "--no-progress",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             records = lambda: list(out.glob("*/*/*/.process-position-progress/*.done"))  # noqa: E731
             deadline = time.time() + 90
@@ -395,13 +523,14 @@ def test_missing_dask_says_how_to_install_it(plate, tmp_path):
         for name in ("distributed", "dask", "dask_jobqueue"):
             sys.modules[name] = None  # as if not installed
         from napari_process_position.cli import main
-        sys.argv = ["process-position", "run", {str(plate)!r}, {str(tmp_path / 'o.zarr')!r},
+        sys.argv = ["process-position", "run", {str(plate)!r}, {str(tmp_path / "o.zarr")!r},
                     "-t", "soft_magnitude"] + sys.argv[1:]
         main()
     """)
     for flags in (["--dask-local", "2"], ["--dask-scheduler", "tcp://127.0.0.1:8786"], ["--slurm"]):
-        proc = subprocess.run([sys.executable, "-c", code, *flags], capture_output=True, text=True,
-                              timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *flags], capture_output=True, text=True, timeout=120
+        )
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode != 0 and len(lines) == 1, proc.stderr
         assert 'pip install "napari-process-position[dask]"' in lines[0]
@@ -410,9 +539,22 @@ def test_missing_dask_says_how_to_install_it(plate, tmp_path):
 
 def test_unreachable_scheduler_is_one_line_and_writes_nothing(plate, tmp_path):
     env = {**os.environ, "PROCESS_POSITION_DASK_TIMEOUT": "1"}
-    proc = subprocess.run([*CLI, "run", str(plate), str(tmp_path / "o.zarr"), "-t",
-                           "soft_magnitude", "--dask-scheduler", "tcp://127.0.0.1:9"],
-                          capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run(
+        [
+            *CLI,
+            "run",
+            str(plate),
+            str(tmp_path / "o.zarr"),
+            "-t",
+            "soft_magnitude",
+            "--dask-scheduler",
+            "tcp://127.0.0.1:9",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and len(lines) == 1, proc.stderr
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in lines[0]
@@ -420,9 +562,22 @@ def test_unreachable_scheduler_is_one_line_and_writes_nothing(plate, tmp_path):
 
 
 def test_executor_choices_are_exclusive(plate, tmp_path):
-    proc = subprocess.run([*CLI, "run", str(plate), str(tmp_path / "o.zarr"), "-t",
-                           "soft_magnitude", "--dask-local", "2", "--slurm"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            *CLI,
+            "run",
+            str(plate),
+            str(tmp_path / "o.zarr"),
+            "-t",
+            "soft_magnitude",
+            "--dask-local",
+            "2",
+            "--slurm",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and len(lines) == 1 and "alternatives" in lines[0]
 
@@ -433,17 +588,46 @@ def test_executor_choices_are_exclusive(plate, tmp_path):
 def test_slurm_options_make_the_job_script(plate, tmp_path):
     pytest.importorskip("dask_jobqueue")
     proc = subprocess.run(
-        [*CLI, "run", str(plate), "-t", "soft_magnitude", "--slurm", "--slurm-cores", "8",
-         "--slurm-processes", "4", "--slurm-memory", "8GiB", "--slurm-walltime", "02:30:00",
-         "--slurm-partition", "short", "--slurm-account", "imaging", "--slurm-jobs", "3",
-         "--slurm-job-extra=--qos=high", "--print-job-script"],
-        capture_output=True, text=True, timeout=120)
+        [
+            *CLI,
+            "run",
+            str(plate),
+            "-t",
+            "soft_magnitude",
+            "--slurm",
+            "--slurm-cores",
+            "8",
+            "--slurm-processes",
+            "4",
+            "--slurm-memory",
+            "8GiB",
+            "--slurm-walltime",
+            "02:30:00",
+            "--slurm-partition",
+            "short",
+            "--slurm-account",
+            "imaging",
+            "--slurm-jobs",
+            "3",
+            "--slurm-job-extra=--qos=high",
+            "--print-job-script",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     directives = {line for line in lines if line.startswith("#SBATCH")}
-    for expected in ("#SBATCH -p short", "#SBATCH -A imaging", "#SBATCH --cpus-per-task=8",
-                     "#SBATCH --mem=8G", "#SBATCH -t 02:30:00", "#SBATCH --qos=high",
-                     "#SBATCH -J process-position"):
+    for expected in (
+        "#SBATCH -p short",
+        "#SBATCH -A imaging",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --mem=8G",
+        "#SBATCH -t 02:30:00",
+        "#SBATCH --qos=high",
+        "#SBATCH -J process-position",
+    ):
         assert expected in directives, (expected, directives)
     worker = next(line for line in lines if "distributed.cli.dask_worker" in line)
     assert "--nworkers 4" in worker and "--nthreads 2" in worker
@@ -455,15 +639,22 @@ def test_slurm_section_of_a_config_and_flag_overrides(tmp_path):
     pytest.importorskip("dask_jobqueue")
     from napari_process_position._dask import slurm_job_script
 
-    config = RunConfig(input="in.zarr", output="out.zarr", transform="soft_magnitude",
-                       slurm={"cores": 2, "memory": "4GB", "walltime": "00:20:00",
-                              "partition": "gpu"})
+    config = RunConfig(
+        input="in.zarr",
+        output="out.zarr",
+        transform="soft_magnitude",
+        slurm={"cores": 2, "memory": "4GB", "walltime": "00:20:00", "partition": "gpu"},
+    )
     script = slurm_job_script(config.slurm)
     assert "#SBATCH -p gpu" in script and "#SBATCH --cpus-per-task=2" in script
     assert "--nworkers 2" in script and "--nthreads 1" in script  # one process per core
     path = config.save(tmp_path / "slurm.yaml")
-    proc = subprocess.run([*CLI, "run", "--config", str(path), "--slurm-partition", "cpu",
-                           "--print-job-script"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*CLI, "run", "--config", str(path), "--slurm-partition", "cpu", "--print-job-script"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "#SBATCH -p cpu" in proc.stdout and "#SBATCH -t 00:20:00" in proc.stdout
     assert "#SBATCH -p gpu" not in proc.stdout

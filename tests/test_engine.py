@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import random_tczyx, read_array, tree_digest, write_plate
 
 import npp_test_transforms as tt
+from conftest import random_tczyx, read_array, tree_digest, write_plate
 from napari_process_position import (
     ProcessPool,
     TransformError,
@@ -27,7 +27,8 @@ MODES = {
     "processes": {"num_workers": 2, "use_threads": False},
 }
 
-# (name, func, input channels, output channels, input times, output times, output C, output T, out dtype)
+# (name, func, input channels, output channels, input times, output times,
+#  output C, output T, out dtype)
 CASES = [
     ("defaults", tt.scale_offset, None, None, None, None, 2, 3, "float32"),
     ("int-channels-zyx", tt.keep_dtype_blur, [0, 1], None, None, None, 2, 3, "same"),
@@ -66,9 +67,7 @@ def reference(func, data, out_shape, out_dtype, in_c, out_c, in_t, out_t, **kwar
             extra = {"input_time_index": ti} if takes_t else {}
             result = np.asarray(func(block, **kwargs, **extra))
             target = out[to]
-            if isinstance(go, int):
-                target[go] = result
-            elif isinstance(go, slice):
+            if isinstance(go, (int, slice)):
                 target[go] = result
             else:
                 target[list(go)] = result
@@ -79,8 +78,12 @@ def _make(tmp_path: Path, dtype: str, out_c: int, out_t: int, out_dtype: str, ve
     data = random_tczyx((3, 2, 4, 16, 24), dtype, seed=7)
     src = write_plate(tmp_path / "in.zarr", {"A/1/0": data}, version=version)
     od = dtype if out_dtype == "same" else out_dtype
-    layout = OutputLayout(shape=(out_t, out_c, 4, 16, 24), dtype=np.dtype(od).str,
-                          scale=(1, 1, 2, 0.5, 0.5), channel_names=("a", "b")[:out_c])
+    layout = OutputLayout(
+        shape=(out_t, out_c, 4, 16, 24),
+        dtype=np.dtype(od).str,
+        scale=(1, 1, 2, 0.5, 0.5),
+        channel_names=("a", "b")[:out_c],
+    )
     create_output_plate(tmp_path / "out.zarr", {"A/1/0": layout}, version=version)
     return data, src / "A/1/0", tmp_path / "out.zarr/A/1/0", np.dtype(od)
 
@@ -89,13 +92,18 @@ def _make(tmp_path: Path, dtype: str, out_c: int, out_t: int, out_dtype: str, ve
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_matches_numpy_reference(tmp_path, mode, dtype, case):
-    name, func, in_c, out_c, in_t, out_t, n_c, n_t, out_dtype = case
+    _name, func, in_c, out_c, in_t, out_t, n_c, n_t, out_dtype = case
     data, src, dst, od = _make(tmp_path, dtype, n_c, n_t, out_dtype)
     before = tree_digest(tmp_path / "in.zarr")
     process_single_position(
-        func, src, dst,
-        input_channel_indices=in_c, output_channel_indices=out_c,
-        input_time_indices=in_t, output_time_indices=out_t, **MODES[mode],
+        func,
+        src,
+        dst,
+        input_channel_indices=in_c,
+        output_channel_indices=out_c,
+        input_time_indices=in_t,
+        output_time_indices=out_t,
+        **MODES[mode],
     )
     expected = reference(func, data, (n_t, n_c, 4, 16, 24), od, in_c, out_c, in_t, out_t)
     got = read_array(dst)
@@ -108,8 +116,18 @@ def test_matches_numpy_reference(tmp_path, mode, dtype, case):
 def test_kwargs_are_forwarded_and_v04_output(tmp_path, version):
     data, src, dst, od = _make(tmp_path, "uint16", 2, 3, "float32", version=version)
     process_single_position(tt.scale_offset, src, dst, factor=-3.0, offset=0.25)
-    expected = reference(tt.scale_offset, data, (3, 2, 4, 16, 24), od, None, None, None, None,
-                         factor=-3.0, offset=0.25)
+    expected = reference(
+        tt.scale_offset,
+        data,
+        (3, 2, 4, 16, 24),
+        od,
+        None,
+        None,
+        None,
+        None,
+        factor=-3.0,
+        offset=0.25,
+    )
     np.testing.assert_array_equal(read_array(dst), expected)
 
 
@@ -132,19 +150,23 @@ def test_stream_yields_in_completion_order_with_timings(tmp_path):
 def test_empty_volumes_are_skipped(tmp_path):
     data = random_tczyx((3, 2, 4, 8, 8), "float32", empty=((1, 0),), nan=((2, 1),))
     src = write_plate(tmp_path / "in.zarr", {"A/1/0": data})
-    statuses = {(r.input_time_index, r.input_channels): r.status
-                for r in stream_position(tt.scale_offset, src / "A/1/0")}
+    statuses = {
+        (r.input_time_index, r.input_channels): r.status
+        for r in stream_position(tt.scale_offset, src / "A/1/0")
+    }
     assert statuses[(1, (0,))] == "skipped"
     assert statuses[(2, (1,))] == "skipped"
     assert sum(s == "skipped" for s in statuses.values()) == 2
     # A group is skipped when any of its channels is empty (iohub's rule).
-    groups = {r.input_time_index: r.status
-              for r in stream_position(tt.sum_channels, src / "A/1/0", input_channel_indices=[[0, 1]])}
+    groups = {
+        r.input_time_index: r.status
+        for r in stream_position(tt.sum_channels, src / "A/1/0", input_channel_indices=[[0, 1]])
+    }
     assert groups == {0: "preview", 1: "skipped", 2: "skipped"}
 
 
 def test_skip_resets_stale_output_to_fill(tmp_path):
-    data, src, dst, od = _make(tmp_path, "float32", 2, 3, "float32")
+    _data, src, dst, _od = _make(tmp_path, "float32", 2, 3, "float32")
     # Pretend an earlier run left data where the input is now empty.
     import zarr
 
@@ -180,8 +202,9 @@ def test_transform_error_names_task_and_cancels_pending(tmp_path):
     data = random_tczyx((6, 1, 2, 8, 8), "float32", empty=(), nan=())
     src = write_plate(tmp_path / "in.zarr", {"A/1/0": data})
     for mode in ("serial", "threads", "processes"):
-        run = stream_position(tt.fail_on_time, src / "A/1/0", bad_time=1, max_in_flight=2,
-                              **MODES[mode])
+        run = stream_position(
+            tt.fail_on_time, src / "A/1/0", bad_time=1, max_in_flight=2, **MODES[mode]
+        )
         with pytest.raises(TransformError) as info:
             list(run)
         assert "t=1, c=0" in str(info.value)
@@ -205,10 +228,12 @@ def test_worker_death_raises_promptly(tmp_path):
 def test_unpicklable_transform_in_process_mode_is_explained(tmp_path):
     data = random_tczyx((2, 1, 2, 8, 8), "float32", empty=(), nan=())
     src = write_plate(tmp_path / "in.zarr", {"A/1/0": data})
-    with pytest.raises(TransformError, match="lambda|nested|module"):
+    with pytest.raises(TransformError, match=r"lambda|nested|module"):
         stream_position(lambda x: x, src / "A/1/0", num_workers=2)
     # Threads take it.
-    assert len(list(stream_position(lambda x: x, src / "A/1/0", num_workers=2, use_threads=True))) == 2
+    assert (
+        len(list(stream_position(lambda x: x, src / "A/1/0", num_workers=2, use_threads=True))) == 2
+    )
 
 
 @pytest.mark.parametrize("mode", ["serial", "threads", "processes"])
@@ -217,8 +242,9 @@ def test_cancel_from_another_thread(tmp_path, mode):
     write_plate(tmp_path / "in.zarr", {"A/1/0": data})
     layout = OutputLayout((20, 1, 2, 8, 8), "<f4", (1,) * 5, ("a",))
     create_output_plate(tmp_path / "out.zarr", {"A/1/0": layout})
-    run = stream_position(tt.slow, tmp_path / "in.zarr/A/1/0", tmp_path / "out.zarr/A/1/0",
-                          seconds=0.3, **MODES[mode])
+    run = stream_position(
+        tt.slow, tmp_path / "in.zarr/A/1/0", tmp_path / "out.zarr/A/1/0", seconds=0.3, **MODES[mode]
+    )
     got = []
     timer = threading.Timer(0.5, run.cancel)
     for result in run:
@@ -253,13 +279,18 @@ def test_warm_pool_is_reused_across_runs(tmp_path):
 def test_resume_skips_completed_and_recomputes_after_param_change(tmp_path):
     data, src, dst, od = _make(tmp_path, "float32", 2, 3, "float32")
     process_single_position(tt.scale_offset, src, dst, factor=2.0)
-    statuses = [r.status for r in stream_position(tt.scale_offset, src, dst, resume=True, factor=2.0)]
+    statuses = [
+        r.status for r in stream_position(tt.scale_offset, src, dst, resume=True, factor=2.0)
+    ]
     assert set(statuses) == {"resumed"}
     # Different parameters: nothing is trusted.
-    statuses = [r.status for r in stream_position(tt.scale_offset, src, dst, resume=True, factor=3.0)]
+    statuses = [
+        r.status for r in stream_position(tt.scale_offset, src, dst, resume=True, factor=3.0)
+    ]
     assert "resumed" not in statuses
-    expected = reference(tt.scale_offset, data, (3, 2, 4, 16, 24), od, None, None, None, None,
-                         factor=3.0)
+    expected = reference(
+        tt.scale_offset, data, (3, 2, 4, 16, 24), od, None, None, None, None, factor=3.0
+    )
     np.testing.assert_array_equal(read_array(dst), expected)
 
 
@@ -290,7 +321,9 @@ def test_any_executor_and_bounded_in_flight(tmp_path):
     data = random_tczyx((10, 2, 2, 8, 8), "float32", empty=(), nan=())
     src = write_plate(tmp_path / "in.zarr", {"A/1/0": data})
     with CountingExecutor(4) as executor:
-        run = stream_position(tt.slow, src / "A/1/0", executor=executor, num_workers=2, seconds=0.02)
+        run = stream_position(
+            tt.slow, src / "A/1/0", executor=executor, num_workers=2, seconds=0.02
+        )
         assert run.mode == "executor" and run.max_in_flight == 4
         results = list(run)
     assert len(results) == 20
@@ -312,7 +345,9 @@ def test_cancel_in_process_mode_stops_the_workers(tmp_path):
         alive = []
         for p in psutil.Process().children(recursive=True):
             try:
-                if p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline()):
+                if p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(
+                    p.cmdline()
+                ):
                     alive.append(p)
             except psutil.NoSuchProcess:
                 pass
@@ -333,14 +368,16 @@ def test_edited_transform_file_is_reloaded(tmp_path):
     script.write_text("import helper_mod_npp\n\ndef f(x):\n    return x + helper_mod_npp.OFFSET\n")
     ref = f"{script}:f"
     assert resolve_transform(ref)(1) == 11  # a module beside the file is importable
-    script.write_text("import helper_mod_npp\n\ndef f(x):\n    return x + 2 * helper_mod_npp.OFFSET\n")
+    script.write_text(
+        "import helper_mod_npp\n\ndef f(x):\n    return x + 2 * helper_mod_npp.OFFSET\n"
+    )
     os.utime(script, ns=(time.time_ns(), time.time_ns() + 10**9))
     assert resolve_transform(ref)(1) == 21
 
 
 def test_strict_dtype_refuses_unsafe_casts(tmp_path):
-    data, src, dst, od = _make(tmp_path, "uint16", 2, 3, "same")
-    with pytest.raises(TransformError, match="returned float32 .* stores uint16"):
+    _data, src, dst, _od = _make(tmp_path, "uint16", 2, 3, "same")
+    with pytest.raises(TransformError, match=r"returned float32 .* stores uint16"):
         list(stream_position(tt.scale_offset, src, dst, strict_dtype=True))
     # Without it, values are cast as numpy (and iohub) cast them.
     list(stream_position(tt.scale_offset, src, dst))

@@ -62,8 +62,11 @@ def all_package_modules() -> list[str]:
 
 def engine_modules() -> list[str]:
     # (a GUI module may be a package: its submodules are GUI modules too)
-    return [m for m in all_package_modules()
-            if not {m, m.rsplit(".", 1)[0]} & GUI_MODULES and m != f"{PACKAGE}._version"]
+    return [
+        m
+        for m in all_package_modules()
+        if not {m, m.rsplit(".", 1)[0]} & GUI_MODULES and m != f"{PACKAGE}._version"
+    ]
 
 
 def loaded_top_level(code: str) -> set[str]:

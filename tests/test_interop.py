@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_tczyx, read_array, write_plate
 
 import npp_test_transforms as tt
+from conftest import random_tczyx, read_array, write_plate
 from napari_process_position import RunConfig, open_store, read_position, run_config
 
 ome_zarr = pytest.importorskip("ome_zarr")
@@ -19,8 +19,12 @@ def test_ome_zarr_py_reads_our_run_output(tmp_path, version):
 
     data = random_tczyx((2, 2, 3, 8, 8), "uint16", seed=2, empty=())
     write_plate(tmp_path / "in.zarr", {"A/1/0": data, "A/2/0": data + 1})
-    config = RunConfig(input=str(tmp_path / "in.zarr"), output=str(tmp_path / "out.zarr"),
-                       transform="soft_magnitude", ome_version=version)
+    config = RunConfig(
+        input=str(tmp_path / "in.zarr"),
+        output=str(tmp_path / "out.zarr"),
+        transform="soft_magnitude",
+        ome_version=version,
+    )
     for _ in run_config(config):
         pass
     # The progress records of the run sit inside the positions; readers must not mind.
@@ -36,7 +40,9 @@ def test_ome_zarr_py_reads_our_run_output(tmp_path, version):
     assert image.metadata["channel_names"] == ["ch0", "ch1"]
     # And the plate is a plate to it.
     plate_nodes = list(Reader(parse_url(str(tmp_path / "out.zarr")))())
-    assert plate_nodes and "plate" in plate_nodes[0].zarr.root_attrs.get("ome", plate_nodes[0].zarr.root_attrs)
+    assert plate_nodes and "plate" in plate_nodes[0].zarr.root_attrs.get(
+        "ome", plate_nodes[0].zarr.root_attrs
+    )
 
 
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
@@ -46,16 +52,23 @@ def test_we_read_ome_zarr_py_plates(tmp_path, version):
     from ome_zarr.writer import write_image, write_plate_metadata, write_well_metadata
 
     fmt = FormatV04() if version == "0.4" else FormatV05()
-    root = zarr.open_group(str(tmp_path / "theirs.zarr"), mode="w",
-                           zarr_format=2 if version == "0.4" else 3)
+    root = zarr.open_group(
+        str(tmp_path / "theirs.zarr"), mode="w", zarr_format=2 if version == "0.4" else 3
+    )
     write_plate_metadata(root, ["B"], ["3"], ["B/3"], fmt=fmt)
     well = root.require_group("B").require_group("3")
     write_well_metadata(well, [{"path": "0"}], fmt=fmt)
     data = random_tczyx((2, 2, 4, 16, 16), "float32", seed=4, empty=(), nan=())
     image = well.require_group("0")
-    write_image(data, image, scale_factors=[], axes="tczyx", fmt=fmt,
-                scale={"t": 1.0, "c": 1.0, "z": 3.0, "y": 0.5, "x": 0.5},
-                axes_units={"z": "micrometer", "y": "micrometer", "x": "micrometer"})
+    write_image(
+        data,
+        image,
+        scale_factors=[],
+        axes="tczyx",
+        fmt=fmt,
+        scale={"t": 1.0, "c": 1.0, "z": 3.0, "y": 0.5, "x": 0.5},
+        axes_units={"z": "micrometer", "y": "micrometer", "x": "micrometer"},
+    )
     store = open_store(tmp_path / "theirs.zarr")
     assert store.position_keys == ("B/3/0",)
     info = read_position(store.position_path("B/3/0"))
@@ -65,8 +78,15 @@ def test_we_read_ome_zarr_py_plates(tmp_path, version):
     import zarr as zarr_
 
     np.testing.assert_array_equal(zarr_.open_array(info.array_path, mode="r")[...], data)
-    config = RunConfig(input=str(tmp_path / "theirs.zarr"), output=str(tmp_path / "out.zarr"),
-                       transform="max_projection", num_workers=2, use_threads=True)
+    config = RunConfig(
+        input=str(tmp_path / "theirs.zarr"),
+        output=str(tmp_path / "out.zarr"),
+        transform="max_projection",
+        num_workers=2,
+        use_threads=True,
+    )
     for _ in run_config(config):
         pass
-    np.testing.assert_array_equal(read_array(tmp_path / "out.zarr/B/3/0"), data.max(axis=2, keepdims=True))
+    np.testing.assert_array_equal(
+        read_array(tmp_path / "out.zarr/B/3/0"), data.max(axis=2, keepdims=True)
+    )

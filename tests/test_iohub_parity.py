@@ -10,9 +10,9 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import random_tczyx, read_array, run_iohub, write_plate
 
 import npp_test_transforms as tt
+from conftest import random_tczyx, read_array, run_iohub, write_plate
 from napari_process_position import process_single_position, read_position
 
 CALLS = [
@@ -20,10 +20,21 @@ CALLS = [
     ("defaults", "scale_offset", {}, 2, 3),
     ("kwargs", "scale_offset", {"factor": -1.5, "offset": 7.0}, 2, 3),
     ("int-channels", "soft_magnitude", {"input_channel_indices": [1, 0]}, 2, 3),
-    ("group", "sum_channels", {"input_channel_indices": [[0, 1]], "output_channel_indices": [[0]]}, 1, 3),
+    (
+        "group",
+        "sum_channels",
+        {"input_channel_indices": [[0, 1]], "output_channel_indices": [[0]]},
+        1,
+        3,
+    ),
     ("slice", "scale_offset", {"input_channel_indices": [slice(0, 2)]}, 2, 3),
-    ("times", "time_aware", {"input_time_indices": [2, 0], "output_time_indices": [0, 3],
-                             "gain": 0.5}, 2, 4),
+    (
+        "times",
+        "time_aware",
+        {"input_time_indices": [2, 0], "output_time_indices": [0, 3], "gain": 0.5},
+        2,
+        4,
+    ),
 ]
 
 
@@ -44,22 +55,34 @@ def empty_iohub_plate(tmp_path_factory, iohub_python):
         key = (version, n_c, n_t, dtype)
         if key not in made:
             path = tmp_path_factory.mktemp("iohub-empty") / "plate.zarr"
-            run_iohub(iohub_python, {"create": {
-                "store": str(path), "keys": ["A/1/0"], "channel_names": ["a", "b"][:n_c],
-                "shape": [n_t, n_c, 5, 20, 24], "dtype": dtype, "version": version,
-            }})
+            run_iohub(
+                iohub_python,
+                {
+                    "create": {
+                        "store": str(path),
+                        "keys": ["A/1/0"],
+                        "channel_names": ["a", "b"][:n_c],
+                        "shape": [n_t, n_c, 5, 20, 24],
+                        "dtype": dtype,
+                        "version": version,
+                    }
+                },
+            )
             made[key] = path
         return made[key]
 
     return make
 
 
-@pytest.mark.parametrize("workers", [(1, False), (2, True), (2, False)], ids=["serial", "threads", "processes"])
+@pytest.mark.parametrize(
+    "workers", [(1, False), (2, True), (2, False)], ids=["serial", "threads", "processes"]
+)
 @pytest.mark.parametrize("call", CALLS, ids=[c[0] for c in CALLS])
 @pytest.mark.parametrize("version,dtype", [("0.5", "float32"), ("0.4", "uint16")])
-def test_bit_identical_to_iohub(tmp_path, iohub_python, empty_iohub_plate, call, workers, version,
-                                dtype):
-    name, func_name, kwargs, n_c, n_t = call
+def test_bit_identical_to_iohub(
+    tmp_path, iohub_python, empty_iohub_plate, call, workers, version, dtype
+):
+    _name, func_name, kwargs, n_c, n_t = call
     data = random_tczyx((3, 2, 5, 20, 24), dtype, seed=3)
     write_plate(tmp_path / "in.zarr", {"A/1/0": data}, version=version)
     src = tmp_path / "in.zarr/A/1/0"
@@ -69,14 +92,27 @@ def test_bit_identical_to_iohub(tmp_path, iohub_python, empty_iohub_plate, call,
     shutil.copytree(empty, tmp_path / "theirs.zarr")
     shutil.copytree(empty, tmp_path / "ours.zarr")
     num_workers, use_threads = workers
-    run_iohub(iohub_python, {
-        "func": f"npp_test_transforms:{func_name}", "input": str(src),
-        "output": str(tmp_path / "theirs.zarr/A/1/0"),
-        "kwargs": {**{k: _encode(v) for k, v in kwargs.items()},
-                   "num_workers": num_workers, "use_threads": use_threads},
-    })
-    process_single_position(getattr(tt, func_name), src, tmp_path / "ours.zarr/A/1/0",
-                            num_workers=num_workers, use_threads=use_threads, **kwargs)
+    run_iohub(
+        iohub_python,
+        {
+            "func": f"npp_test_transforms:{func_name}",
+            "input": str(src),
+            "output": str(tmp_path / "theirs.zarr/A/1/0"),
+            "kwargs": {
+                **{k: _encode(v) for k, v in kwargs.items()},
+                "num_workers": num_workers,
+                "use_threads": use_threads,
+            },
+        },
+    )
+    process_single_position(
+        getattr(tt, func_name),
+        src,
+        tmp_path / "ours.zarr/A/1/0",
+        num_workers=num_workers,
+        use_threads=use_threads,
+        **kwargs,
+    )
     theirs = read_array(tmp_path / "theirs.zarr/A/1/0")
     ours = read_array(tmp_path / "ours.zarr/A/1/0")
     assert ours.dtype == theirs.dtype
@@ -91,8 +127,13 @@ def test_iohub_reads_our_outputs(tmp_path, iohub_python, version):
     import subprocess
 
     data = random_tczyx((2, 2, 3, 8, 10), "uint16", seed=5)
-    write_plate(tmp_path / "ours.zarr", {"A/1/0": data, "B/2/0": data[::-1]}, version=version,
-                channel_names=("GFP", "DAPI"), scale=(1.0, 1.0, 2.0, 0.25, 0.25))
+    write_plate(
+        tmp_path / "ours.zarr",
+        {"A/1/0": data, "B/2/0": data[::-1]},
+        version=version,
+        channel_names=("GFP", "DAPI"),
+        scale=(1.0, 1.0, 2.0, 0.25, 0.25),
+    )
     script = (
         "import json, sys, numpy as np\n"
         "from iohub import open_ome_zarr\n"
@@ -103,8 +144,12 @@ def test_iohub_reads_our_outputs(tmp_path, iohub_python, version):
         "                     'sum': int(np.asarray(pos.data[:]).astype('int64').sum())}\n"
         "print(json.dumps(out))\n"
     )
-    proc = subprocess.run([iohub_python, "-c", script, str(tmp_path / "ours.zarr")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [iohub_python, "-c", script, str(tmp_path / "ours.zarr")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(seen) == {"A/1/0", "B/2/0"}

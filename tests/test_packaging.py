@@ -110,7 +110,13 @@ def test_wheel_contents(dists):
     assert f"napari-process-position = {DIST}:napari.yaml" in entry_points
     assert "process-position = napari_process_position.cli:main" in entry_points
     assert not [n for n in names if n.startswith(("tests/", "docs/", "benchmarks/"))]
-    for module in ("_engine.py", "_worker.py", "cli.py", "_widget/__init__.py", "transforms/__init__.py"):
+    for module in (
+        "_engine.py",
+        "_worker.py",
+        "cli.py",
+        "_widget/__init__.py",
+        "transforms/__init__.py",
+    ):
         assert f"{DIST}/{module}" in names, f"{module} is missing from the wheel"
     assert "Framework :: napari" in metadata
     assert "Requires-Python: >=3.11" in metadata

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_tczyx, write_plate
 
+from conftest import random_tczyx, write_plate
 from napari_process_position._reader import layer_data, napari_get_reader
 
 
 @pytest.fixture
 def plate(tmp_path):
     data = random_tczyx((2, 2, 3, 8, 8), "uint16", seed=1, empty=())
-    write_plate(tmp_path / "p.zarr", {"A/1/0": data, "B/1/0": data[::-1]},
-                channel_names=("GFP", "DAPI"), scale=(1.0, 1.0, 2.0, 0.5, 0.5))
+    write_plate(
+        tmp_path / "p.zarr",
+        {"A/1/0": data, "B/1/0": data[::-1]},
+        channel_names=("GFP", "DAPI"),
+        scale=(1.0, 1.0, 2.0, 0.5, 0.5),
+    )
     return tmp_path / "p.zarr", data
 
 

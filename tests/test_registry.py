@@ -54,11 +54,14 @@ def test_unknown_name_lists_the_known_ones():
     assert "'gausian_blur'" in message and "gaussian_blur" in message and "binning" in message
 
 
-@pytest.mark.parametrize("name, fragment", [
-    ("no_such_module_xyz:func", "ModuleNotFoundError"),
-    ("npp_test_transforms:no_such_function", "AttributeError"),
-    ("", "non-empty"),
-])
+@pytest.mark.parametrize(
+    "name, fragment",
+    [
+        ("no_such_module_xyz:func", "ModuleNotFoundError"),
+        ("npp_test_transforms:no_such_function", "AttributeError"),
+        ("", "non-empty"),
+    ],
+)
 def test_bad_module_references_are_explained(name, fragment):
     with pytest.raises(TransformNotFoundError, match=fragment):
         get_transform(name)
@@ -122,8 +125,9 @@ def small_plate(tmp_path):
 
 
 def _output(tmp_path, shape, dtype="float32"):
-    layout = OutputLayout(shape=shape, dtype=np.dtype(dtype).str, scale=(1, 1, 2, 0.5, 0.5),
-                          channel_names=("a", "b"))
+    layout = OutputLayout(
+        shape=shape, dtype=np.dtype(dtype).str, scale=(1, 1, 2, 0.5, 0.5), channel_names=("a", "b")
+    )
     create_output_plate(tmp_path / "out.zarr", {"A/1/0": layout})
     return tmp_path / "out.zarr/A/1/0"
 
@@ -166,23 +170,34 @@ def test_py_file_transform_runs_in_spawned_workers(transform_file, small_plate, 
 
 
 @pytest.mark.slow
-def test_py_file_with_time_index_and_shape_change_through_the_runner(transform_file, small_plate,
-                                                                     tmp_path):
+def test_py_file_with_time_index_and_shape_change_through_the_runner(
+    transform_file, small_plate, tmp_path
+):
     from napari_process_position import RunConfig, open_store, read_position, run_config
 
     data, src = small_plate
     plate = src.parent.parent.parent
-    cfg = RunConfig(input=str(plate), output=str(tmp_path / "crop.zarr"),
-                    transform=f"{transform_file}:crop_y", params={"rows": 5, "where": "bottom"},
-                    num_workers=2, use_threads=False)
+    cfg = RunConfig(
+        input=str(plate),
+        output=str(tmp_path / "crop.zarr"),
+        transform=f"{transform_file}:crop_y",
+        params={"rows": 5, "where": "bottom"},
+        num_workers=2,
+        use_threads=False,
+    )
     batch = run_config(cfg)
     assert batch.layouts["A/1/0"].shape == (3, 2, 4, 5, 24)  # from the decorator, no probe
     assert all(r.status in ("written", "skipped") for _, r in batch)
     out = read_array(tmp_path / "crop.zarr/A/1/0")
     np.testing.assert_array_equal(out[0], data[0, :, :, -5:, :])
 
-    cfg = cfg.model_copy(update={"output": str(tmp_path / "time.zarr"),
-                                 "transform": f"{transform_file}:shift_by_time", "params": {}})
+    cfg = cfg.model_copy(
+        update={
+            "output": str(tmp_path / "time.zarr"),
+            "transform": f"{transform_file}:shift_by_time",
+            "params": {},
+        }
+    )
     batch = run_config(cfg)
     list(batch)
     assert not batch.failed, batch.errors
@@ -192,11 +207,14 @@ def test_py_file_with_time_index_and_shape_change_through_the_runner(transform_f
     np.testing.assert_array_equal(out[2, 0], data[2, 0].astype(np.float32) + 200)
 
 
-@pytest.mark.parametrize("content, fragment", [
-    ("def f(x:\n", "SyntaxError"),
-    ("raise RuntimeError('no GPU here')\n", "no GPU here"),
-    ("x = 1\n", "AttributeError"),
-])
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        ("def f(x:\n", "SyntaxError"),
+        ("raise RuntimeError('no GPU here')\n", "no GPU here"),
+        ("x = 1\n", "AttributeError"),
+    ],
+)
 def test_broken_py_files_are_explained(tmp_path, content, fragment):
     path = tmp_path / f"bad_{abs(hash(content))}.py"
     path.write_text(content)
@@ -213,8 +231,9 @@ def test_missing_py_file(tmp_path):
 
 
 def test_plain_function_needs_no_decorator():
-    def plain(czyx, sigma: float = 1.0, *, mode: str = "reflect", input_time_index: int = 0,
-              **extra):
+    def plain(
+        czyx, sigma: float = 1.0, *, mode: str = "reflect", input_time_index: int = 0, **extra
+    ):
         """Do nothing.
 
         Parameters
@@ -232,8 +251,10 @@ def test_plain_function_needs_no_decorator():
     assert spec.display_name == spec.name
     assert [p.name for p in spec.parameters()] == ["sigma", "mode"]  # injected and **extra hidden
     assert spec.signature_text() == "sigma=1.0, mode='reflect'"
-    assert spec.parameter_help() == {"sigma": "How much nothing, over two lines.",
-                                     "mode": "Edge mode."}
+    assert spec.parameter_help() == {
+        "sigma": "How much nothing, over two lines.",
+        "mode": "Edge mode.",
+    }
     assert spec.margin({}) == (None, None, None)
     # **extra accepts unknown parameters; declared ones are still checked.
     assert spec.check_params({"other": 1})["other"] == 1
@@ -247,10 +268,15 @@ def test_decorator_records_metadata():
         """Bare decorator."""
         return czyx
 
-    @transform(name="halve", display_name="Halve", output_dtype=np.float32, margin=(1, 2, None),
-               output_zyx_shape=lambda zyx, **_: (zyx[0], zyx[1] // 2, zyx[2]),
-               output_scale=lambda scale, **_: (scale[0], scale[1] * 2, scale[2]),
-               output_channel_names=lambda names, **_: [n + " half" for n in names])
+    @transform(
+        name="halve",
+        display_name="Halve",
+        output_dtype=np.float32,
+        margin=(1, 2, None),
+        output_zyx_shape=lambda zyx, **_: (zyx[0], zyx[1] // 2, zyx[2]),
+        output_scale=lambda scale, **_: (scale[0], scale[1] * 2, scale[2]),
+        output_channel_names=lambda names, **_: [n + " half" for n in names],
+    )
     def halve(czyx, level: Annotated[float, {"min": 0, "max": 1}] = 0.5):
         """Keep every other row."""
         return czyx[..., ::2, :].astype(np.float32)
@@ -322,9 +348,22 @@ def _pip_install(site: Path) -> None:
     except ImportError:
         pytest.skip("hatchling is not installed, so pip cannot build tests/plugin_pkg offline")
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(site), str(PLUGIN)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(PLUGIN),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     build = PLUGIN / "build"
@@ -398,13 +437,39 @@ def test_entry_point_transform_runs_through_the_cli_in_worker_processes(plugin_s
     data = random_tczyx((2, 2, 3, 8, 10), "uint16", seed=5, empty=())
     plate = write_plate(tmp_path / "in.zarr", {"A/1/0": data})
     out = tmp_path / "out.zarr"
-    proc = _with_plugin(plugin_site, [*CLI, "run", str(plate), str(out), "-t", "invert",
-                                      "-p", "maximum=5000", "--workers", "2", "--processes",
-                                      "--no-progress"])
+    proc = _with_plugin(
+        plugin_site,
+        [
+            *CLI,
+            "run",
+            str(plate),
+            str(out),
+            "-t",
+            "invert",
+            "-p",
+            "maximum=5000",
+            "--workers",
+            "2",
+            "--processes",
+            "--no-progress",
+        ],
+    )
     assert proc.returncode == 0, proc.stderr
     got = read_array(out / "A/1/0")
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, np.float32(5000) - data.astype(np.float32))
-    proc = _with_plugin(plugin_site, [*CLI, "run", str(plate), str(tmp_path / "bad.zarr"),
-                                      "-t", "invert", "-p", "maximum=-1", "--no-progress"])
+    proc = _with_plugin(
+        plugin_site,
+        [
+            *CLI,
+            "run",
+            str(plate),
+            str(tmp_path / "bad.zarr"),
+            "-t",
+            "invert",
+            "-p",
+            "maximum=-1",
+            "--no-progress",
+        ],
+    )
     assert proc.returncode != 0 and "at least 0.0" in proc.stderr + proc.stdout

@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 import pytest
-from conftest import random_tczyx, read_array, write_plate
 
 import npp_test_transforms as tt
+from conftest import random_tczyx, read_array, write_plate
 from napari_process_position import process_single_position, read_position, stream_position
 from napari_process_position._store import OutputLayout, create_output_plate
 
@@ -27,8 +27,10 @@ def finished_run(request, tmp_path):
 
 
 def _statuses(src, dst):
-    return {(r.output_time_index, r.output_channels): r.status
-            for r in stream_position(tt.scale_offset, src, dst, resume=True)}
+    return {
+        (r.output_time_index, r.output_channels): r.status
+        for r in stream_position(tt.scale_offset, src, dst, resume=True)
+    }
 
 
 def _volume_file(dst, t, c):
@@ -38,7 +40,7 @@ def _volume_file(dst, t, c):
 
 
 def test_everything_resumed_when_untouched(finished_run):
-    src, dst, expected = finished_run
+    src, dst, _expected = finished_run
     assert set(_statuses(src, dst).values()) == {"resumed"}
 
 
@@ -82,7 +84,7 @@ def test_record_is_removed_before_a_rewrite(finished_run):
 
 @pytest.mark.parametrize("mode", ["serial", "processes"])
 def test_write_failure_is_reported_as_such(finished_run, mode):
-    """An output that cannot be written (here: a folder where a shard file must go) names the block."""
+    """An output that cannot be written (a folder where a shard file goes) names the block."""
     import shutil
 
     from napari_process_position import OutputWriteError
@@ -93,7 +95,9 @@ def test_write_failure_is_reported_as_such(finished_run, mode):
             os.remove(path)
         os.makedirs(os.path.join(path, "blocker"))
     with pytest.raises(OutputWriteError, match=r"writing t=2, c=0 to .* failed"):
-        list(stream_position(tt.scale_offset, src, dst, num_workers=2 if mode == "processes" else 1))
+        list(
+            stream_position(tt.scale_offset, src, dst, num_workers=2 if mode == "processes" else 1)
+        )
     for path in _volume_file(dst, 2, 0):
         shutil.rmtree(path)
     list(stream_position(tt.scale_offset, src, dst, resume=True))

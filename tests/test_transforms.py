@@ -130,7 +130,7 @@ def test_median_filter_removes_salt_and_pepper():
 
 
 def ball(radius):
-    dy, dx = np.mgrid[-radius: radius + 1, -radius: radius + 1]
+    dy, dx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
     inside = dy * dy + dx * dx <= radius * radius
     height = np.sqrt(np.clip(radius * radius - dy * dy - dx * dx, 0, None))
     return inside, np.where(inside, height, 0.0)
@@ -147,10 +147,16 @@ def ref_rolling_ball_background(plane: np.ndarray, radius: int) -> np.ndarray:
         # scikit-image returns the ball's apex, i.e. the erosion plus the radius.
         centres = rolling_ball(plane.astype(np.float64), radius=radius) - radius
     except ImportError:  # pragma: no cover - scikit-image comes with napari
-        centres = ndimage.grey_erosion(plane.astype(np.float64), structure=height,
-                                       footprint=inside, mode="constant", cval=np.inf)
-    return ndimage.grey_dilation(centres, structure=height, footprint=inside,
-                                 mode="constant", cval=-np.inf)
+        centres = ndimage.grey_erosion(
+            plane.astype(np.float64),
+            structure=height,
+            footprint=inside,
+            mode="constant",
+            cval=np.inf,
+        )
+    return ndimage.grey_dilation(
+        centres, structure=height, footprint=inside, mode="constant", cval=-np.inf
+    )
 
 
 def ref_flat_opening(plane: np.ndarray, radius: int) -> np.ndarray:
@@ -163,8 +169,10 @@ def ref_flat_opening(plane: np.ndarray, radius: int) -> np.ndarray:
 
     def sweep(img, fill, op):
         padded = np.pad(img, radius, constant_values=fill)
-        views = [padded[radius + dy: radius + dy + n_y, radius + dx: radius + dx + n_x]
-                 for dy, dx in offsets]
+        views = [
+            padded[radius + dy : radius + dy + n_y, radius + dx : radius + dx + n_x]
+            for dy, dx in offsets
+        ]
         return functools.reduce(op, views)
 
     return sweep(sweep(plane, big, np.minimum), small, np.maximum)
@@ -280,8 +288,9 @@ def test_richardson_lucy_sharpens_blurred_points():
     truth += 10
     sigmas = (1.5, 1.0, 1.0)
     blurred = ref_gaussian(truth, sigmas)
-    got = B.richardson_lucy(blurred, iterations=30, psf_sigma_z=1.5, psf_sigma_y=1.0,
-                            psf_sigma_x=1.0)
+    got = B.richardson_lucy(
+        blurred, iterations=30, psf_sigma_z=1.5, psf_sigma_y=1.0, psf_sigma_x=1.0
+    )
     assert got[8, 12, 12] > 3 * blurred[8, 12, 12]
     assert np.linalg.norm(got - truth) < 0.9 * np.linalg.norm(blurred - truth)
     assert math.isclose(float(got.sum()), float(truth.sum()), rel_tol=1e-3)  # flux is kept
@@ -300,8 +309,12 @@ def test_binning_matches_loop_reference(dtype, method):
     for z in range(shape[0]):
         for y in range(shape[1]):
             for x in range(shape[2]):
-                block = [float(vol[z * fz + i, y * fy + j, x * fx + k])
-                         for i in range(fz) for j in range(fy) for k in range(fx)]
+                block = [
+                    float(vol[z * fz + i, y * fy + j, x * fx + k])
+                    for i in range(fz)
+                    for j in range(fy)
+                    for k in range(fx)
+                ]
                 expected[z, y, x] = sum(block) if method == "sum" else sum(block) / len(block)
     got = B.binning(vol, bin_z=fz, bin_y=fy, bin_x=fx, method=method)
     assert got.shape == shape
@@ -397,9 +410,15 @@ def deskew_reference(raw: np.ndarray, angle: float, ratio: float, keep_overhang:
     count = math.floor(stop - start + 1e-9) + 1
     # output (height y, scan u, column x) <- input (step (u + start - y cos) * ratio, y, x)
     matrix = np.array([[-ratio * cos, ratio, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    out = ndimage.affine_transform(raw.astype(np.float64), matrix, offset=[ratio * start, 0, 0],
-                                   output_shape=(n_rows, count, n_cols), order=1,
-                                   mode="constant", cval=0.0)
+    out = ndimage.affine_transform(
+        raw.astype(np.float64),
+        matrix,
+        offset=[ratio * start, 0, 0],
+        output_shape=(n_rows, count, n_cols),
+        order=1,
+        mode="constant",
+        cval=0.0,
+    )
     y, u = np.mgrid[0:n_rows, 0:count]
     step = (u + start - y * cos) * ratio
     # Samples within rounding of the first or last scan step are ambiguous for the reference.
@@ -407,10 +426,18 @@ def deskew_reference(raw: np.ndarray, angle: float, ratio: float, keep_overhang:
     return out, ambiguous
 
 
-@pytest.mark.parametrize("angle, ratio, keep", [
-    (30.0, 0.4, True), (30.0, 0.5, False), (150.0, 0.5, True), (150.0, 0.8, False),
-    (60.0, 1.7, True), (45.0, 0.3, True), (90.0, 1.0, False),
-])
+@pytest.mark.parametrize(
+    "angle, ratio, keep",
+    [
+        (30.0, 0.4, True),
+        (30.0, 0.5, False),
+        (150.0, 0.5, True),
+        (150.0, 0.8, False),
+        (60.0, 1.7, True),
+        (45.0, 0.3, True),
+        (90.0, 1.0, False),
+    ],
+)
 def test_deskew_matches_affine_transform(angle, ratio, keep):
     raw = random_volume((24, 12, 7), seed=12, low=100, high=200)
     got = B.deskew(raw, scan_angle=angle, px_to_scan_ratio=ratio, keep_overhang=keep)
@@ -445,9 +472,20 @@ def test_deskew_metadata_matches_output():
 
 
 def test_builtin_set_is_complete():
-    expected = {"gaussian_blur", "median_filter", "subtract_background", "flat_field",
-                "richardson_lucy", "binning", "max_projection", "mean_projection", "deskew",
-                "rescale_intensity", "convert_dtype", "soft_magnitude"}
+    expected = {
+        "gaussian_blur",
+        "median_filter",
+        "subtract_background",
+        "flat_field",
+        "richardson_lucy",
+        "binning",
+        "max_projection",
+        "mean_projection",
+        "deskew",
+        "rescale_intensity",
+        "convert_dtype",
+        "soft_magnitude",
+    }
     assert expected <= set(BUILTIN_NAMES)
 
 
@@ -468,8 +506,7 @@ def test_builtin_zyx_and_czyx_agree_and_metadata_matches(name, demo):
         assert tuple(meta.output_zyx_shape(small.shape[1:], **params)) == both.shape[1:]
     else:
         assert meta.same_shape and both.shape == small.shape
-    expected_dtype = (meta.output_dtype(small.dtype, **params) if meta.output_dtype
-                      else small.dtype)
+    expected_dtype = meta.output_dtype(small.dtype, **params) if meta.output_dtype else small.dtype
     assert both.dtype == expected_dtype
     assert spec.summary and spec.display_name != spec.name
     assert set(spec.parameter_help()) == {p.name for p in spec.parameters()}
@@ -481,18 +518,23 @@ MARGIN_CASES = [
     ("median_filter", {"size_z": 3, "size_yx": 5}),
     ("subtract_background", {"radius": 5}),
     ("subtract_background", {"radius": 6, "method": "tophat"}),
-    ("richardson_lucy", {"iterations": 2, "psf_sigma_z": 1.0, "psf_sigma_y": 1.0,
-                         "psf_sigma_x": 0.7}),
+    (
+        "richardson_lucy",
+        {"iterations": 2, "psf_sigma_z": 1.0, "psf_sigma_y": 1.0, "psf_sigma_x": 0.7},
+    ),
     ("convert_dtype", {"dtype_out": "uint8", "scale": 0.1}),
     ("soft_magnitude", {}),
 ]
 
 
 @pytest.mark.parametrize("name, params", MARGIN_CASES)
-@pytest.mark.parametrize("region", [
-    (slice(20, 26), slice(40, 52), slice(30, 61)),   # inside
-    (slice(0, 5), slice(80, 96), slice(0, 10)),     # at the volume's edges
-])
+@pytest.mark.parametrize(
+    "region",
+    [
+        (slice(20, 26), slice(40, 52), slice(30, 61)),  # inside
+        (slice(0, 5), slice(80, 96), slice(0, 10)),  # at the volume's edges
+    ],
+)
 def test_region_with_margin_equals_the_same_region_of_a_full_run(name, params, region):
     spec = get_transform(name)
     params = spec.check_params(params)
@@ -519,19 +561,22 @@ def test_margin_none_means_whole_axis():
         region_with_margin((4, 4, 4), [None, (3, 3), None], (0, 0, 0))
 
 
-@pytest.mark.parametrize("name, params, message", [
-    ("gaussian_blur", {"sigma_y": -1.0}, "at least 0.0"),
-    ("gaussian_blur", {"sigma_y": "big"}, "expects float"),
-    ("binning", {"bin_y": 2.5}, "expects int"),
-    ("binning", {"bin_y": 0}, "at least 1"),
-    ("binning", {"method": "max"}, "one of 'mean', 'sum'"),
-    ("binning", {"bin": 2}, "no parameter 'bin'"),
-    ("deskew", {"keep_overhang": "yes"}, "expects bool"),
-    ("deskew", {"scan_angle": 200.0}, "at most 179.0"),
-    ("rescale_intensity", {"dtype_out": "int8"}, "one of 'float32', 'uint16', 'uint8'"),
-    ("richardson_lucy", {"iterations": True}, "expects int"),
-    ("flat_field", {"sigma": float("nan")}, "finite"),
-])
+@pytest.mark.parametrize(
+    "name, params, message",
+    [
+        ("gaussian_blur", {"sigma_y": -1.0}, "at least 0.0"),
+        ("gaussian_blur", {"sigma_y": "big"}, "expects float"),
+        ("binning", {"bin_y": 2.5}, "expects int"),
+        ("binning", {"bin_y": 0}, "at least 1"),
+        ("binning", {"method": "max"}, "one of 'mean', 'sum'"),
+        ("binning", {"bin": 2}, "no parameter 'bin'"),
+        ("deskew", {"keep_overhang": "yes"}, "expects bool"),
+        ("deskew", {"scan_angle": 200.0}, "at most 179.0"),
+        ("rescale_intensity", {"dtype_out": "int8"}, "one of 'float32', 'uint16', 'uint8'"),
+        ("richardson_lucy", {"iterations": True}, "expects int"),
+        ("flat_field", {"sigma": float("nan")}, "finite"),
+    ],
+)
 def test_bad_parameters_are_clear_errors(name, params, message):
     spec = get_transform(name)
     with pytest.raises(TransformParameterError, match=message) as info:
@@ -543,7 +588,11 @@ def test_bad_parameters_are_clear_errors(name, params, message):
 def test_check_params_converts_compatible_values():
     spec = get_transform("binning")
     assert spec.check_params({"bin_y": 4.0, "bin_z": np.int64(2)}) == {
-        "bin_z": 2, "bin_y": 4, "bin_x": 2, "method": "mean"}
+        "bin_z": 2,
+        "bin_y": 4,
+        "bin_x": 2,
+        "method": "mean",
+    }
     assert type(spec.check_params({"bin_y": 4.0})["bin_y"]) is int
     blur = get_transform("gaussian_blur").check_params({"sigma_z": 2})
     assert blur["sigma_z"] == 2.0 and type(blur["sigma_z"]) is float
@@ -556,8 +605,14 @@ CLI = [sys.executable, "-m", "napari_process_position.cli"]
 
 
 def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=600,
-                          cwd=cwd, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    proc = subprocess.run(
+        [*CLI, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert proc.returncode == 0, f"{args}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     return proc
 

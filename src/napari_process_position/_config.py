@@ -51,7 +51,9 @@ class SlurmSettings(BaseModel):
 
     cores: int = Field(default=4, ge=1, le=4096, description="CPU cores per job (--cpus-per-task).")
     processes: int | None = Field(
-        default=None, ge=1, le=4096,
+        default=None,
+        ge=1,
+        le=4096,
         description="Dask worker processes per job; default one per core (one thread each).",
     )
     memory: str = Field(default="16GB", description="Memory per job, e.g. '16GB' (--mem).")
@@ -133,7 +135,9 @@ class RunConfig(BaseModel):
     )
     times: list[int] | None = Field(default=None, description="Input time indices; all when empty.")
     num_workers: int = Field(
-        default=1, ge=1, le=4096,
+        default=1,
+        ge=1,
+        le=4096,
         description="Parallel workers on this machine (on Dask the cluster's workers are used).",
     )
     use_threads: bool = Field(default=False, description="Threads instead of processes.")
@@ -150,7 +154,9 @@ class RunConfig(BaseModel):
         "or a scheduler JSON file.",
     )
     dask_local: int | None = Field(
-        default=None, ge=1, le=4096,
+        default=None,
+        ge=1,
+        le=4096,
         description="Run on a Dask LocalCluster of this many single-threaded worker processes.",
     )
     slurm: SlurmSettings | None = Field(
@@ -201,8 +207,11 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_cluster(self) -> RunConfig:
-        chosen = [name for name in ("dask_scheduler", "dask_local", "slurm")
-                  if getattr(self, name) is not None]
+        chosen = [
+            name
+            for name in ("dask_scheduler", "dask_local", "slurm")
+            if getattr(self, name) is not None
+        ]
         if len(chosen) > 1:
             raise ValueError(
                 f"{' and '.join(chosen)} are alternatives (where the tasks run); set only one"
@@ -223,15 +232,18 @@ class RunConfig(BaseModel):
             return f"a Dask LocalCluster of {self.dask_local} worker process(es)"
         if self.slurm is not None:
             s = self.slurm
-            return (f"Dask workers in {s.jobs} SLURM job(s) of {s.worker_processes} worker(s) "
-                    f"x {s.threads_per_worker} thread(s)")
+            return (
+                f"Dask workers in {s.jobs} SLURM job(s) of {s.worker_processes} worker(s) "
+                f"x {s.threads_per_worker} thread(s)"
+            )
         if self.num_workers <= 1:
             return "this process (serial)"
         kind = "thread" if self.use_threads else "process"
         return f"{self.num_workers} local {kind} worker(s)"
 
-    def as_batch(self, output: str | os.PathLike[str], positions: list[str] | None = None,
-                 **changes: Any) -> RunConfig:
+    def as_batch(
+        self, output: str | os.PathLike[str], positions: list[str] | None = None, **changes: Any
+    ) -> RunConfig:
         """Turn this config into a batch run: same transform and settings, every position.
 
         ``positions`` None means every position of the input; ``changes``
@@ -255,8 +267,10 @@ class RunConfig(BaseModel):
         """
         target = Path(path).expanduser()
         target.parent.mkdir(parents=True, exist_ok=True)
-        text = (f"# napari-process-position run; reproduce with:\n#   {command_line(target)}\n"
-                + self.to_yaml())
+        text = (
+            f"# napari-process-position run; reproduce with:\n#   {command_line(target)}\n"
+            + self.to_yaml()
+        )
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, target)

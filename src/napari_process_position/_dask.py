@@ -223,8 +223,9 @@ class DaskSession:
     existing one.
     """
 
-    def __init__(self, client: Any, description: str, cluster: Any = None,
-                 expected_slots: int = 0) -> None:
+    def __init__(
+        self, client: Any, description: str, cluster: Any = None, expected_slots: int = 0
+    ) -> None:
         self.client = client
         self.cluster = cluster
         self.description = description
@@ -321,8 +322,10 @@ def open_session(config: RunConfig) -> DaskSession:
         n = len(client.scheduler_info().get("workers", {}))
         description = f"Dask cluster {client.scheduler.address} ({n} worker(s) now)"
         if n == 0:
-            log.warning("the Dask scheduler at %s has no workers yet; tasks wait until some join",
-                        config.dask_scheduler)
+            log.warning(
+                "the Dask scheduler at %s has no workers yet; tasks wait until some join",
+                config.dask_scheduler,
+            )
         return DaskSession(client, description)
     if config.dask_local is not None:
         from distributed import Client, LocalCluster
@@ -333,8 +336,12 @@ def open_session(config: RunConfig) -> DaskSession:
         except BaseException:
             cluster.close()
             raise
-        return DaskSession(client, f"Dask LocalCluster of {config.dask_local} worker process(es)",
-                           cluster=cluster, expected_slots=config.dask_local)
+        return DaskSession(
+            client,
+            f"Dask LocalCluster of {config.dask_local} worker process(es)",
+            cluster=cluster,
+            expected_slots=config.dask_local,
+        )
     if config.slurm is not None:
         from distributed import Client
 
@@ -352,7 +359,8 @@ def open_session(config: RunConfig) -> DaskSession:
         return DaskSession(
             client,
             f"Dask on SLURM: {settings.jobs} job(s) x {settings.worker_processes} worker(s)",
-            cluster=cluster, expected_slots=slots,
+            cluster=cluster,
+            expected_slots=slots,
         )
     raise ValueError("this config does not ask for Dask (dask_scheduler, dask_local or slurm)")
 

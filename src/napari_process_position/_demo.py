@@ -20,7 +20,7 @@ def synthetic_position(
     shape: tuple[int, int, int, int, int] = (5, 2, 16, 128, 128),
     dtype: str = "uint16",
 ) -> np.ndarray:
-    """A TCZYX array of blob-shaped cells that drift a little each time point.
+    """Make a TCZYX array of blob-shaped cells that drift a little each time point.
 
     Channel 0 is bright nuclei; channel 1 a dimmer membrane ring around each.
     Camera-like noise and a slowly varying background make filters visible.
@@ -79,12 +79,17 @@ def make_demo_plate(
     import tensorstore as ts
 
     layout = OutputLayout(
-        shape=shape, dtype=np.dtype(dtype).str, scale=(1.0, 1.0, 2.0, 0.65, 0.65),
-        channel_names=CHANNELS[: shape[1]] if shape[1] <= 2
+        shape=shape,
+        dtype=np.dtype(dtype).str,
+        scale=(1.0, 1.0, 2.0, 0.65, 0.65),
+        channel_names=CHANNELS[: shape[1]]
+        if shape[1] <= 2
         else tuple(f"Channel {i}" for i in range(shape[1])),
     )
     store = create_output_plate(
-        path, dict.fromkeys(positions, layout), version=version,  # type: ignore[arg-type]
+        path,
+        dict.fromkeys(positions, layout),
+        version=version,  # type: ignore[arg-type]
         overwrite=overwrite,
     )
     for i, key in enumerate(positions):

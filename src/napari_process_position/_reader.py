@@ -35,7 +35,7 @@ def _contrast(source: Any, info: PositionInfo, c: int) -> tuple[float, float]:
 
 
 def layer_data(path: str | os.PathLike[str], key: str | None = None) -> list[LayerData]:
-    """Lazy layers for one position: of ``path`` itself, or ``key`` (default: the first) of a plate."""
+    """Make lazy layers for position ``path``, or for ``key`` (default: the first) of a plate."""
     import tensorstore as ts
 
     store = open_store(path)
@@ -45,19 +45,21 @@ def layer_data(path: str | os.PathLike[str], key: str | None = None) -> list[Lay
     prefix = f"{key} " if store.kind == "plate" and len(store.position_keys) > 1 else ""
     layers: list[LayerData] = []
     for c, name in enumerate(info.channel_names):
-        layers.append((
-            source[:, c],
-            {
-                "name": f"{prefix}{name}",
-                "scale": (info.scale[0], *info.scale[2:]),
-                "contrast_limits": _contrast(source, info, c),
-                "colormap": _COLORMAPS[c % len(_COLORMAPS)] if info.shape[1] > 1 else "gray",
-                "blending": "additive",
-                "axis_labels": ("t", "z", "y", "x"),
-                "metadata": {"npp_source": {"path": info.path, "key": key, "channel": c}},
-            },
-            "image",
-        ))
+        layers.append(
+            (
+                source[:, c],
+                {
+                    "name": f"{prefix}{name}",
+                    "scale": (info.scale[0], *info.scale[2:]),
+                    "contrast_limits": _contrast(source, info, c),
+                    "colormap": _COLORMAPS[c % len(_COLORMAPS)] if info.shape[1] > 1 else "gray",
+                    "blending": "additive",
+                    "axis_labels": ("t", "z", "y", "x"),
+                    "metadata": {"npp_source": {"path": info.path, "key": key, "channel": c}},
+                },
+                "image",
+            )
+        )
     return layers
 
 

@@ -79,8 +79,13 @@ def select_positions(store: StoreInfo, patterns: list[str] | None) -> list[str]:
     return chosen
 
 
-def _probe(spec: TransformSpec, info: PositionInfo, channels: list[int], times: list[int],
-           params: dict[str, Any]) -> np.ndarray:
+def _probe(
+    spec: TransformSpec,
+    info: PositionInfo,
+    channels: list[int],
+    times: list[int],
+    params: dict[str, Any],
+) -> np.ndarray:
     """Run the transform once, in this process, to learn its output shape and dtype."""
     import tensorstore as ts
 
@@ -101,7 +106,9 @@ def _probe(spec: TransformSpec, info: PositionInfo, channels: list[int], times: 
             except Exception as exc:
                 raise TransformError(
                     f"transform {spec.name!r} failed on t={t}, c={c} while finding its output "
-                    f"shape: {type(exc).__name__}: {exc}", t, c
+                    f"shape: {type(exc).__name__}: {exc}",
+                    t,
+                    c,
                 ) from exc
             # None, not an array, complex/object, not ZYX/CZYX: one message naming the (t, c).
             return check_result(result, spec.name, t, c)
@@ -110,8 +117,13 @@ def _probe(spec: TransformSpec, info: PositionInfo, channels: list[int], times: 
     )
 
 
-def output_layout(spec: TransformSpec, info: PositionInfo, params: dict[str, Any],
-                  channels: list[int], times: list[int]) -> OutputLayout:
+def output_layout(
+    spec: TransformSpec,
+    info: PositionInfo,
+    params: dict[str, Any],
+    channels: list[int],
+    times: list[int],
+) -> OutputLayout:
     """Shape, dtype, scale and channel names of the output of ``spec`` on ``info``."""
     meta = spec.meta
     zyx = info.volume_shape
@@ -235,8 +247,11 @@ class BatchRun:
     @property
     def errors(self) -> list[str]:
         """One line per failed position."""
-        lines = [f"{s.key}: {s.error}" for s in self.summaries.values()
-                 if s.error and s.error != "cancelled"]
+        lines = [
+            f"{s.key}: {s.error}"
+            for s in self.summaries.values()
+            if s.error and s.error != "cancelled"
+        ]
         if self.fatal_error and not any(self.fatal_error in line for line in lines):
             lines.append(self.fatal_error)
         return lines
@@ -320,8 +335,11 @@ class BatchRun:
     def __iter__(self) -> Iterator[tuple[str, Result]]:
         try:
             self.start()
-            mode_processes = (self.executor is None and not self.config.use_threads
-                              and self.config.num_workers > 1)
+            mode_processes = (
+                self.executor is None
+                and not self.config.use_threads
+                and self.config.num_workers > 1
+            )
             if mode_processes and self.pool is None and len(self.keys) > 1:
                 # One pool for every position: spawn is paid once.
                 from ._cpus import available_cpus
@@ -386,8 +404,10 @@ class BatchRun:
             finally:
                 put(finished)
 
-        threads = [threading.Thread(target=drive, name=f"npp-positions-{i}", daemon=True)
-                   for i in range(concurrency)]
+        threads = [
+            threading.Thread(target=drive, name=f"npp-positions-{i}", daemon=True)
+            for i in range(concurrency)
+        ]
         for thread in threads:
             thread.start()
         done = 0
@@ -462,8 +482,9 @@ class BatchRun:
                     self._runs.discard(run)
             summary.seconds = time.perf_counter() - start
 
-    def _record_failure(self, key: str, summary: PositionSummary, exc: BaseException,
-                        text: str | None = None) -> None:
+    def _record_failure(
+        self, key: str, summary: PositionSummary, exc: BaseException, text: str | None = None
+    ) -> None:
         lost = getattr(self.executor, "lost", None)
         if lost:
             # The cluster itself went away: no later position can run either.
@@ -485,17 +506,25 @@ class BatchRun:
 
             grid = read_position(out, key).chunk_grid
             present = completed(os.path.join(out, PROGRESS_DIR_NAME), self._token(), grid)
-            expected = {marker_name(t, (c,)) for t in range(len(self.times))
-                        for c in range(len(self.channels))}
+            expected = {
+                marker_name(t, (c,))
+                for t in range(len(self.times))
+                for c in range(len(self.channels))
+            }
             missing = len(expected - present)
         if missing:
-            summary.error = (f"{missing} of {summary.total} volumes have no completion record "
-                             "after the run; rerun with --resume to complete them")
+            summary.error = (
+                f"{missing} of {summary.total} volumes have no completion record "
+                "after the run; rerun with --resume to complete them"
+            )
 
     def _needs_ref(self) -> bool:
         # Workers in other processes import the transform by reference.
-        return self.executor is not None or self.config.uses_dask or (
-            not self.config.use_threads and self.config.num_workers > 1)
+        return (
+            self.executor is not None
+            or self.config.uses_dask
+            or (not self.config.use_threads and self.config.num_workers > 1)
+        )
 
     def _token(self) -> str:
         from ._engine import fingerprint
@@ -521,8 +550,12 @@ def _plate_lock(root: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as exc:  # e.g. a file system without locks
-            log.warning("cannot lock %s (%s); make the plate with `process-position init-output` "
-                        "before starting concurrent jobs", root, exc)
+            log.warning(
+                "cannot lock %s (%s); make the plate with `process-position init-output` "
+                "before starting concurrent jobs",
+                root,
+                exc,
+            )
         yield
     finally:
         with contextlib.suppress(OSError):
@@ -542,8 +575,9 @@ def create_plate(out_root: Path, layouts: dict[str, OutputLayout], config: RunCo
     exists = out_root.exists()
     if config.overwrite or (exists and not config.resume):
         # Replace it, or refuse with OutputExistsError (the store is left untouched).
-        return create_output_plate(out_root, layouts, version=config.ome_version,
-                                   overwrite=config.overwrite)
+        return create_output_plate(
+            out_root, layouts, version=config.ome_version, overwrite=config.overwrite
+        )
     if exists:
         return _join_plate(out_root, layouts, config)
     tmp = out_root.parent / f".{out_root.name}.creating-{uuid.uuid4().hex[:12]}"
@@ -583,7 +617,7 @@ def _same_or_inside(a: Path, b: Path) -> bool:
 
 
 def _zarr_root(path: Path) -> Path:
-    """The outermost Zarr group holding ``path`` (the plate of a position given on its own)."""
+    """Find the outermost Zarr group holding ``path`` (the plate of a position given on its own)."""
     root = path
     for parent in path.parents:
         if not ((parent / "zarr.json").is_file() or (parent / ".zgroup").is_file()):
@@ -592,8 +626,9 @@ def _zarr_root(path: Path) -> Path:
     return root
 
 
-def prepare(config: RunConfig, *, pool: ProcessPool | None = None,
-            executor: cf.Executor | None = None) -> BatchRun:
+def prepare(
+    config: RunConfig, *, pool: ProcessPool | None = None, executor: cf.Executor | None = None
+) -> BatchRun:
     """Check a config, size and create its output, and return the run (not yet started).
 
     Raises
@@ -655,16 +690,32 @@ def prepare(config: RunConfig, *, pool: ProcessPool | None = None,
         if dask is not None:
             dask.close()
         raise
-    batch = BatchRun(config, spec, params, store, keys, inputs, output_paths, layouts,
-                     channels, times, pool=pool, executor=executor)
+    batch = BatchRun(
+        config,
+        spec,
+        params,
+        store,
+        keys,
+        inputs,
+        output_paths,
+        layouts,
+        channels,
+        times,
+        pool=pool,
+        executor=executor,
+    )
     if dask is not None:
         batch.dask, batch._owns_dask = dask, True
     return batch
 
 
-def _make_output(config: RunConfig, store: StoreInfo, keys: list[str],
-                 layouts: dict[str, OutputLayout],
-                 output_paths: dict[str, str | None]) -> dict[str, str | None]:
+def _make_output(
+    config: RunConfig,
+    store: StoreInfo,
+    keys: list[str],
+    layouts: dict[str, OutputLayout],
+    output_paths: dict[str, str | None],
+) -> dict[str, str | None]:
     if config.output:
         out_root = Path(config.output).expanduser().resolve()
         input_root = _zarr_root(Path(store.path))

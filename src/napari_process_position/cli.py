@@ -51,8 +51,9 @@ def _guard(func: Callable[..., Any]) -> Callable[..., Any]:
 def main(verbose: int) -> None:
     """Preview a transform on one OME-Zarr position, then run it over every position."""
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG),
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 # -- demo-data / positions / transforms ----------------------------------------------
@@ -61,8 +62,9 @@ def main(verbose: int) -> None:
 @main.command("demo-data")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-@click.option("--shape", default="5,2,16,128,128", show_default=True,
-              help="T,C,Z,Y,X of each position.")
+@click.option(
+    "--shape", default="5,2,16,128,128", show_default=True, help="T,C,Z,Y,X of each position."
+)
 @click.option("--ome-version", type=click.Choice(["0.4", "0.5"]), default="0.5", show_default=True)
 @_guard
 def demo_data(out: Path, overwrite: bool, shape: str, ome_version: str) -> None:
@@ -216,8 +218,11 @@ def _install_sigterm(run: Any) -> Callable[[], bool]:
             run.cancel()
             return
         received["flag"] = True
-        click.echo(f"\nSIGTERM received: finishing the volumes in flight (up to "
-                   f"{SIGTERM_GRACE_S:.0f} s), then stopping", err=True)
+        click.echo(
+            f"\nSIGTERM received: finishing the volumes in flight (up to "
+            f"{SIGTERM_GRACE_S:.0f} s), then stopping",
+            err=True,
+        )
         run.cancel(wait=SIGTERM_GRACE_S)
 
     with contextlib.suppress(ValueError):  # not the main thread
@@ -228,50 +233,116 @@ def _install_sigterm(run: Any) -> Callable[[], bool]:
 _SETTINGS_OPTIONS = [
     click.argument("input_path", metavar="INPUT", required=False),
     click.argument("output_path", metavar="OUTPUT", required=False),
-    click.option("-t", "--transform", "transform_name",
-                 help="Transform name, module:function or file.py:function."),
-    click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
-                 help="A transform parameter (repeatable)."),
-    click.option("--position", "positions", multiple=True, metavar="KEY",
-                 help="Position key or glob (repeatable); default all."),
+    click.option(
+        "-t",
+        "--transform",
+        "transform_name",
+        help="Transform name, module:function or file.py:function.",
+    ),
+    click.option(
+        "-p",
+        "--param",
+        "params",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="A transform parameter (repeatable).",
+    ),
+    click.option(
+        "--position",
+        "positions",
+        multiple=True,
+        metavar="KEY",
+        help="Position key or glob (repeatable); default all.",
+    ),
     click.option("--channels", help="Input channel indices, e.g. 0,2 or 0-1; default all."),
     click.option("--times", help="Input time indices, e.g. 0-3,7; default all."),
-    click.option("--resume", is_flag=True, default=None,
-                 help="Continue an interrupted run into OUTPUT (or join an init-output plate)."),
+    click.option(
+        "--resume",
+        is_flag=True,
+        default=None,
+        help="Continue an interrupted run into OUTPUT (or join an init-output plate).",
+    ),
     click.option("--overwrite", is_flag=True, default=None, help="Replace OUTPUT if it exists."),
-    click.option("--ome-version", type=click.Choice(["0.4", "0.5"]), default=None,
-                 help="OME-Zarr version to write (default 0.5)."),
-    click.option("--config", "config_path", type=click.Path(path_type=Path),
-                 help="Run settings from a YAML file; flags override it."),
-    click.option("--save-config", type=click.Path(path_type=Path),
-                 help="Write the effective settings to this YAML file."),
-    click.option("-w", "--workers", type=int,
-                 help="Parallel workers on this machine (capped by the CPUs available)."),
-    click.option("--threads/--processes", "use_threads", default=None,
-                 help="Threads or spawned processes (default processes)."),
-    click.option("--dask-scheduler", metavar="ADDRESS",
-                 help="Run on an existing Dask cluster: tcp://host:8786 or a scheduler JSON file."),
-    click.option("--dask-local", type=int, metavar="N",
-                 help="Run on a Dask LocalCluster of N single-threaded worker processes."),
-    click.option("--no-dask", is_flag=True,
-                 help="Run on this machine even if the config names a Dask cluster or SLURM."),
-    click.option("--slurm", is_flag=True, default=None,
-                 help="Run on Dask workers in SLURM jobs (dask-jobqueue); see --slurm-* options."),
+    click.option(
+        "--ome-version",
+        type=click.Choice(["0.4", "0.5"]),
+        default=None,
+        help="OME-Zarr version to write (default 0.5).",
+    ),
+    click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path),
+        help="Run settings from a YAML file; flags override it.",
+    ),
+    click.option(
+        "--save-config",
+        type=click.Path(path_type=Path),
+        help="Write the effective settings to this YAML file.",
+    ),
+    click.option(
+        "-w",
+        "--workers",
+        type=int,
+        help="Parallel workers on this machine (capped by the CPUs available).",
+    ),
+    click.option(
+        "--threads/--processes",
+        "use_threads",
+        default=None,
+        help="Threads or spawned processes (default processes).",
+    ),
+    click.option(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        help="Run on an existing Dask cluster: tcp://host:8786 or a scheduler JSON file.",
+    ),
+    click.option(
+        "--dask-local",
+        type=int,
+        metavar="N",
+        help="Run on a Dask LocalCluster of N single-threaded worker processes.",
+    ),
+    click.option(
+        "--no-dask",
+        is_flag=True,
+        help="Run on this machine even if the config names a Dask cluster or SLURM.",
+    ),
+    click.option(
+        "--slurm",
+        is_flag=True,
+        default=None,
+        help="Run on Dask workers in SLURM jobs (dask-jobqueue); see --slurm-* options.",
+    ),
     click.option("--slurm-cores", type=int, help="CPU cores per SLURM job (default 4)."),
-    click.option("--slurm-processes", type=int,
-                 help="Dask worker processes per job (default one per core)."),
+    click.option(
+        "--slurm-processes", type=int, help="Dask worker processes per job (default one per core)."
+    ),
     click.option("--slurm-memory", help="Memory per job, e.g. 16GB (default 16GB)."),
     click.option("--slurm-walltime", help="Time limit per job, HH:MM:SS (default 01:00:00)."),
     click.option("--slurm-partition", help="SLURM partition."),
     click.option("--slurm-account", help="SLURM account."),
     click.option("--slurm-jobs", type=int, help="SLURM jobs to keep running (default 1)."),
-    click.option("--slurm-job-extra", multiple=True, metavar="DIRECTIVE",
-                 help="Extra #SBATCH directive, e.g. --qos=normal (repeatable)."),
+    click.option(
+        "--slurm-job-extra",
+        multiple=True,
+        metavar="DIRECTIVE",
+        help="Extra #SBATCH directive, e.g. --qos=normal (repeatable).",
+    ),
     click.option("--slurm-interface", help="Network interface for workers, e.g. ib0."),
 ]
 
-_SLURM_FIELDS = ("cores", "processes", "memory", "walltime", "partition", "account", "jobs",
-                 "job_extra", "interface")
+_SLURM_FIELDS = (
+    "cores",
+    "processes",
+    "memory",
+    "walltime",
+    "partition",
+    "account",
+    "jobs",
+    "job_extra",
+    "interface",
+)
 
 
 def _settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -290,13 +361,17 @@ def build_config(opts: dict[str, Any], *, need_output: bool = True) -> Any:
         data = RunConfig.load(opts["config_path"]).model_dump(exclude_none=False)
         data.pop("written_by", None)
     overrides = {
-        "input": opts.get("input_path"), "output": opts.get("output_path"),
+        "input": opts.get("input_path"),
+        "output": opts.get("output_path"),
         "transform": opts.get("transform_name"),
         "positions": list(opts.get("positions") or ()) or None,
         "channels": parse_indices(opts.get("channels"), "--channels"),
-        "times": parse_indices(opts.get("times"), "--times"), "num_workers": opts.get("workers"),
-        "use_threads": opts.get("use_threads"), "resume": opts.get("resume"),
-        "overwrite": opts.get("overwrite"), "ome_version": opts.get("ome_version"),
+        "times": parse_indices(opts.get("times"), "--times"),
+        "num_workers": opts.get("workers"),
+        "use_threads": opts.get("use_threads"),
+        "resume": opts.get("resume"),
+        "overwrite": opts.get("overwrite"),
+        "ome_version": opts.get("ome_version"),
     }
     if opts.get("resume") and opts.get("overwrite"):
         _fail("--resume and --overwrite contradict each other; pick one")
@@ -308,13 +383,22 @@ def build_config(opts: dict[str, Any], *, need_output: bool = True) -> Any:
 
     # Where the tasks run: a flag replaces whatever the config file chose.
     slurm_given = {f: opts.get(f"slurm_{f}") for f in _SLURM_FIELDS}
-    slurm_given = {k: (list(v) if k == "job_extra" else v) for k, v in slurm_given.items()
-                   if v is not None and v != ()}
+    slurm_given = {
+        k: (list(v) if k == "job_extra" else v)
+        for k, v in slurm_given.items()
+        if v is not None and v != ()
+    }
     wants_slurm = bool(opts.get("slurm")) or bool(slurm_given)
-    chosen = [name for name, on in (("--dask-scheduler", opts.get("dask_scheduler") is not None),
-                                    ("--dask-local", opts.get("dask_local") is not None),
-                                    ("--slurm", wants_slurm), ("--no-dask", opts.get("no_dask")))
-              if on]
+    chosen = [
+        name
+        for name, on in (
+            ("--dask-scheduler", opts.get("dask_scheduler") is not None),
+            ("--dask-local", opts.get("dask_local") is not None),
+            ("--slurm", wants_slurm),
+            ("--no-dask", opts.get("no_dask")),
+        )
+        if on
+    ]
     if len(chosen) > 1:
         _fail(f"{' and '.join(chosen)} are alternatives (where the tasks run); give only one")
     if chosen:
@@ -344,10 +428,14 @@ def build_config(opts: dict[str, Any], *, need_output: bool = True) -> Any:
 
 @main.command("run")
 @_settings_options
-@click.option("--print-job-script", is_flag=True,
-              help="With --slurm: print the sbatch script each job runs, submit nothing, and exit.")
-@click.option("--show-schema", is_flag=True,
-              help="Print the JSON schema of the config file and exit.")
+@click.option(
+    "--print-job-script",
+    is_flag=True,
+    help="With --slurm: print the sbatch script each job runs, submit nothing, and exit.",
+)
+@click.option(
+    "--show-schema", is_flag=True, help="Print the JSON schema of the config file and exit."
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar (log lines only).")
 def run(show_schema: bool, print_job_script: bool, no_progress: bool, **opts: Any) -> None:
     """Apply a transform to every (time, channel) volume of INPUT and write OUTPUT.
@@ -443,8 +531,9 @@ def _init_output(opts: dict[str, Any]) -> None:
         click.echo("run one position per job with:")
         click.echo(f"  {command_line(path, '--position', 'KEY')}")
     else:
-        click.echo("run one position per job with: "
-                   "process-position run ... --position KEY --resume")
+        click.echo(
+            "run one position per job with: process-position run ... --position KEY --resume"
+        )
     click.echo(f"list the keys with: process-position positions {config.input}")
 
 
@@ -467,13 +556,21 @@ def _execute(batch: Any, no_progress: bool) -> int:
     console.print(
         f"[bold]{batch.spec.display_name}[/] on {len(batch.keys)} position(s) of "
         f"{batch.store.path} "
-        f"-> {cfg.output}  (on {where})", highlight=False,
+        f"-> {cfg.output}  (on {where})",
+        highlight=False,
     )
     start = time.perf_counter()
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-        TimeRemainingColumn(), console=console, disable=no_progress, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=no_progress,
+        transient=False,
     )
     per_position = batch.volumes_per_position
     try:
@@ -486,10 +583,14 @@ def _execute(batch: Any, no_progress: bool) -> int:
                 if counts[key] == per_position:
                     progress.advance(pos_task)
                 elapsed = time.perf_counter() - start
-                progress.update(overall, advance=1, rate=f"{done / max(elapsed, 1e-9):.1f} vol/s",
-                                description=f"volumes ({key})")
-                if no_progress:
-                    log.warning("%s %s: %s", key, result.label, result.status)
+                progress.update(
+                    overall,
+                    advance=1,
+                    rate=f"{done / max(elapsed, 1e-9):.1f} vol/s",
+                    description=f"volumes ({key})",
+                )
+                if no_progress:  # one plain line per volume, for job logs
+                    console.print(f"{key} {result.label}: {result.status}", highlight=False)
     except KeyboardInterrupt:
         batch.cancel()
         console.print("[yellow]interrupted: completed volumes are kept; rerun with --resume[/]")
@@ -500,8 +601,14 @@ def _execute(batch: Any, no_progress: bool) -> int:
     for col in ("position", "written", "skipped (empty)", "resumed", "failed", "seconds"):
         table.add_column(col, justify="right" if col != "position" else "left")
     for s in batch.summaries.values():
-        table.add_row(s.key, str(s.written + s.preview), str(s.skipped), str(s.resumed),
-                      str(s.failed), f"{s.seconds:.1f}")
+        table.add_row(
+            s.key,
+            str(s.written + s.preview),
+            str(s.skipped),
+            str(s.resumed),
+            str(s.failed),
+            f"{s.seconds:.1f}",
+        )
     console.print(table)
     for line in batch.errors:
         console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
@@ -528,15 +635,16 @@ def gui(store: Path | None) -> None:
     try:
         import napari
     except ImportError:
-        _fail('napari is not installed; install it with: '
-              'pip install "napari-process-position[all]"')
+        _fail(
+            'napari is not installed; install it with: pip install "napari-process-position[all]"'
+        )
     from ._widget import ProcessPositionWidget
 
     viewer = napari.Viewer(title="napari-process-position")
     widget = ProcessPositionWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Process position", area="right")
     if store is not None:
-        widget.input_path.value = str(store)
+        widget.input_path.value = store.expanduser().resolve()
     napari.run()
 
 

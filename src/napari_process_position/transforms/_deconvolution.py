@@ -12,14 +12,23 @@ from ._registry import transform
 __all__ = ["richardson_lucy"]
 
 
-def _rl_margin(iterations: int = 10, psf_sigma_z: float = 1.5, psf_sigma_y: float = 1.0,
-               psf_sigma_x: float = 1.0, **_):
+def _rl_margin(
+    iterations: int = 10,
+    psf_sigma_z: float = 1.5,
+    psf_sigma_y: float = 1.0,
+    psf_sigma_x: float = 1.0,
+    **_,
+):
     # Each iteration blurs twice, so information travels two kernel radii per iteration.
     return tuple(2 * iterations * scipy_radius(s) for s in (psf_sigma_z, psf_sigma_y, psf_sigma_x))
 
 
-@transform(display_name="Deconvolution (Richardson-Lucy)", same_shape=True,
-           output_dtype="float32", margin=_rl_margin)
+@transform(
+    display_name="Deconvolution (Richardson-Lucy)",
+    same_shape=True,
+    output_dtype="float32",
+    margin=_rl_margin,
+)
 def richardson_lucy(
     czyx: np.ndarray,
     iterations: Annotated[int, {"min": 1, "max": 500}] = 10,

@@ -165,7 +165,7 @@ def _rolling_ball(x: np.ndarray, radius: int) -> np.ndarray:
         pick = np.minimum if minimum else np.maximum
 
         def view(dy: int, dx: int) -> np.ndarray:
-            return padded[..., radius + dy: radius + dy + n_y, radius + dx: radius + dx + n_x]
+            return padded[..., radius + dy : radius + dy + n_y, radius + dx : radius + dx + n_x]
 
         for height, offsets in rings:
             first, *rest = offsets
@@ -190,7 +190,7 @@ def _rolling_ball_planes(x: np.ndarray, radius: int) -> np.ndarray:
     step = max(1, (1 << 18) // max(1, planes.shape[1] * planes.shape[2]))
     out = np.empty_like(planes)
     for start in range(0, planes.shape[0], step):
-        out[start: start + step] = _rolling_ball(planes[start: start + step], radius)
+        out[start : start + step] = _rolling_ball(planes[start : start + step], radius)
     return out.reshape(x.shape)
 
 

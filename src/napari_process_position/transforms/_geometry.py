@@ -28,8 +28,12 @@ def _binned_dtype(dtype, method: str = "mean", **_):
     return np.dtype(dtype) if method == "mean" else np.dtype("float32")
 
 
-@transform(display_name="Binning", output_zyx_shape=_binned_shape, output_scale=_binned_scale,
-           output_dtype=_binned_dtype)
+@transform(
+    display_name="Binning",
+    output_zyx_shape=_binned_shape,
+    output_scale=_binned_scale,
+    output_dtype=_binned_dtype,
+)
 def binning(
     czyx: np.ndarray,
     bin_z: Annotated[int, {"min": 1, "max": 16}] = 1,
@@ -82,15 +86,20 @@ def _projected_scale(scale, **_):
     return (scale[0], scale[1], scale[2])
 
 
-@transform(display_name="Max projection", output_zyx_shape=_projected_shape,
-           output_scale=_projected_scale)
+@transform(
+    display_name="Max projection", output_zyx_shape=_projected_shape, output_scale=_projected_scale
+)
 def max_projection(czyx: np.ndarray) -> np.ndarray:
     """Maximum intensity projection along Z, in the input dtype (keeps a Z axis of length 1)."""
     return czyx.max(axis=-3, keepdims=True)
 
 
-@transform(display_name="Mean projection", output_zyx_shape=_projected_shape,
-           output_scale=_projected_scale, output_dtype="float32")
+@transform(
+    display_name="Mean projection",
+    output_zyx_shape=_projected_shape,
+    output_scale=_projected_scale,
+    output_dtype="float32",
+)
 def mean_projection(czyx: np.ndarray) -> np.ndarray:
     """Mean intensity projection along Z, as float32 (keeps a Z axis of length 1)."""
     return czyx.mean(axis=-3, keepdims=True, dtype=np.float64).astype(np.float32)
@@ -99,8 +108,9 @@ def mean_projection(czyx: np.ndarray) -> np.ndarray:
 # -- deskew ----------------------------------------------------------------------------------
 
 
-def _scan_range(n_scan: int, n_rows: int, scan_angle: float, px_to_scan_ratio: float,
-                keep_overhang: bool) -> tuple[float, int]:
+def _scan_range(
+    n_scan: int, n_rows: int, scan_angle: float, px_to_scan_ratio: float, keep_overhang: bool
+) -> tuple[float, int]:
     """First scan coordinate (in pixels) and number of output samples along the scan."""
     if not 0 < scan_angle < 180:
         raise ValueError(f"scan_angle must be between 0 and 180 degrees, not {scan_angle}")
@@ -122,8 +132,9 @@ def _scan_range(n_scan: int, n_rows: int, scan_angle: float, px_to_scan_ratio: f
     return start, count
 
 
-def _deskewed_shape(zyx, scan_angle: float = 30.0, px_to_scan_ratio: float = 0.4,
-                    keep_overhang: bool = True, **_):
+def _deskewed_shape(
+    zyx, scan_angle: float = 30.0, px_to_scan_ratio: float = 0.4, keep_overhang: bool = True, **_
+):
     count = _scan_range(zyx[0], zyx[1], scan_angle, px_to_scan_ratio, keep_overhang)[1]
     return (zyx[1], count, zyx[2])
 
@@ -132,8 +143,11 @@ def _deskewed_scale(scale, scan_angle: float = 30.0, **_):
     return (scale[1] * abs(math.sin(math.radians(scan_angle))), scale[1], scale[2])
 
 
-@transform(display_name="Deskew (light sheet)", output_zyx_shape=_deskewed_shape,
-           output_scale=_deskewed_scale)
+@transform(
+    display_name="Deskew (light sheet)",
+    output_zyx_shape=_deskewed_shape,
+    output_scale=_deskewed_scale,
+)
 def deskew(
     czyx: np.ndarray,
     scan_angle: Annotated[float, {"min": 1.0, "max": 179.0, "step": 0.5}] = 30.0,
@@ -164,6 +178,7 @@ def deskew(
     The output scale is (row pixel x sin(angle), row pixel, column pixel).
     Integer input is rounded back to its dtype.
     """
+
     def one(raw: np.ndarray) -> np.ndarray:
         n_scan, n_rows, _ = raw.shape
         start, count = _scan_range(n_scan, n_rows, scan_angle, px_to_scan_ratio, keep_overhang)

@@ -103,8 +103,11 @@ def _normalise_margin(value: Any) -> Margin:
     for item in items:
         if item is None:
             out.append(None)
-        elif isinstance(item, int | float | np.integer | np.floating) and not isinstance(
-                item, bool) and item >= 0:
+        elif (
+            isinstance(item, int | float | np.integer | np.floating)
+            and not isinstance(item, bool)
+            and item >= 0
+        ):
             out.append(math.ceil(float(item)))
         else:
             raise ValueError(
@@ -167,16 +170,20 @@ def transform(
     """
 
     def wrap(f: F) -> F:
-        setattr(f, _META_ATTR, TransformMeta(
-            name=name,
-            display_name=display_name,
-            output_zyx_shape=output_zyx_shape,
-            output_scale=output_scale,
-            output_dtype=_as_dtype_func(output_dtype),
-            output_channel_names=output_channel_names,
-            same_shape=same_shape,
-            margin=_as_margin_func(margin),
-        ))
+        setattr(
+            f,
+            _META_ATTR,
+            TransformMeta(
+                name=name,
+                display_name=display_name,
+                output_zyx_shape=output_zyx_shape,
+                output_scale=output_scale,
+                output_dtype=_as_dtype_func(output_dtype),
+                output_channel_names=output_channel_names,
+                same_shape=same_shape,
+                margin=_as_margin_func(margin),
+            ),
+        )
         return f
 
     return wrap(func) if func is not None else wrap
@@ -317,7 +324,8 @@ class TransformSpec:
         """Return the user-set parameters: all but the data argument and injected ones."""
         params = list(inspect.signature(self.func).parameters.values())[1:]
         return [
-            p for p in params
+            p
+            for p in params
             if p.name not in INJECTED_PARAMETERS
             and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         ]
@@ -327,8 +335,11 @@ class TransformSpec:
         try:
             return typing.get_type_hints(self.func, include_extras=True)
         except Exception:
-            return {p.name: p.annotation for p in self.parameters()
-                    if p.annotation is not inspect.Parameter.empty}
+            return {
+                p.name: p.annotation
+                for p in self.parameters()
+                if p.annotation is not inspect.Parameter.empty
+            }
 
     def defaults(self) -> dict[str, Any]:
         """Defaults of the parameters that have one."""
@@ -370,8 +381,10 @@ class TransformSpec:
             message names it and what would be accepted.
         """
         known = {p.name: p for p in self.parameters()}
-        accepts_any = any(p.kind == inspect.Parameter.VAR_KEYWORD
-                          for p in inspect.signature(self.func).parameters.values())
+        accepts_any = any(
+            p.kind == inspect.Parameter.VAR_KEYWORD
+            for p in inspect.signature(self.func).parameters.values()
+        )
         unknown = [k for k in params if k not in known]
         if unknown and not accepts_any:
             raise TransformParameterError(
@@ -387,8 +400,9 @@ class TransformSpec:
         hints = self.type_hints()
         for key in known:
             if key in params:  # defaults are the author's business
-                merged[key] = _check_value(self.name, key, merged[key],
-                                           hints.get(key, known[key].annotation))
+                merged[key] = _check_value(
+                    self.name, key, merged[key], hints.get(key, known[key].annotation)
+                )
         return merged
 
     def margin(self, params: dict[str, Any] | None = None) -> Margin:
@@ -458,12 +472,23 @@ def _entry_point_specs(refresh: bool = False) -> dict[str, TransformSpec]:
     specs: dict[str, TransformSpec] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in builtin_names:
-            _warn_once(ep.name, ep.value, "ignoring transform %r from %s: a built-in has that name",
-                       ep.name, ep.value)
+            _warn_once(
+                ep.name,
+                ep.value,
+                "ignoring transform %r from %s: a built-in has that name",
+                ep.name,
+                ep.value,
+            )
             continue
         if ep.name in specs:
-            _warn_once(ep.name, ep.value, "ignoring transform %r from %s: %s registered it first",
-                       ep.name, ep.value, specs[ep.name].ref)
+            _warn_once(
+                ep.name,
+                ep.value,
+                "ignoring transform %r from %s: %s registered it first",
+                ep.name,
+                ep.value,
+                specs[ep.name].ref,
+            )
             continue
         spec = _load_entry_point(ep)
         if spec is not None:
@@ -478,12 +503,20 @@ def _load_entry_point(ep: Any) -> TransformSpec | None:
     try:
         func = ep.load()
     except Exception as exc:  # a broken plug-in must not break the others
-        _warn_once(ep.name, ep.value, "cannot load transform %r from %s: %s: %s",
-                   ep.name, ep.value, type(exc).__name__, exc)
+        _warn_once(
+            ep.name,
+            ep.value,
+            "cannot load transform %r from %s: %s: %s",
+            ep.name,
+            ep.value,
+            type(exc).__name__,
+            exc,
+        )
         return None
     if not callable(func):
-        _warn_once(ep.name, ep.value, "ignoring transform %r: %s is not callable",
-                   ep.name, ep.value)
+        _warn_once(
+            ep.name, ep.value, "ignoring transform %r: %s is not callable", ep.name, ep.value
+        )
         return None
     dist = getattr(ep, "dist", None)
     package = getattr(dist, "name", None) or ep.module.split(".")[0]
@@ -492,7 +525,7 @@ def _load_entry_point(ep: Any) -> TransformSpec | None:
 
 
 def _entry_point_named(name: str) -> TransformSpec | None:
-    """The plug-in transform called ``name``, importing no other plug-in."""
+    """Load the plug-in transform called ``name``, importing no other plug-in."""
     cached = _plugin_cache.get(tuple(sys.path))
     if cached is not None:
         return cached.get(name)
