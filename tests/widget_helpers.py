@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,11 +72,34 @@ def time_offset(czyx: np.ndarray, input_time_index: int = 0, gain: float = 1.0) 
     return czyx.astype(np.float32) * gain + input_time_index
 
 
-def screenshot(path: str | Path, store: str | Path | None = None) -> Path:
+def _settle(app: Any, seconds: float = 0.4) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def _grab(viewer: Any, path: str | Path) -> Path:
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+    from qtpy.QtWidgets import QApplication
+
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()  # start-up notices (e.g. about the Qt binding) would cover the canvas
+    _settle(QApplication.instance())
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    viewer.window._qt_window.grab().save(str(target))
+    return target
+
+
+def screenshot(
+    path: str | Path, region_path: str | Path | None = None, store: str | Path | None = None
+) -> list[Path]:
     """Open napari with the widget docked, run a preview on the demo plate, save a screenshot.
 
-    Run it as ``xvfb-run -a -s "-screen 0 1600x1000x24" python tests/widget_helpers.py
-    docs/images/widget.png``.
+    With ``region_path``, then also a live region preview (a rectangle, a stronger
+    blur) and a second screenshot. Run it as ``xvfb-run -a -s "-screen 0 1600x1000x24"
+    python tests/widget_helpers.py docs/images/widget.png docs/images/widget-region.png``.
     """
     import tempfile
 
@@ -89,6 +113,7 @@ def screenshot(path: str | Path, store: str | Path | None = None) -> Path:
         store = Path(tempfile.mkdtemp()) / "demo_plate.zarr"
         make_demo_plate(store, shape=(6, 2, 24, 192, 192))
     viewer = napari.Viewer(title="napari-process-position")
+    app = QApplication.instance()
     viewer.window._qt_window.resize(1400, 900)
     widget = ProcessPositionWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Process position", area="right")
@@ -102,54 +127,52 @@ def screenshot(path: str | Path, store: str | Path | None = None) -> Path:
     widget.run_button.clicked()
     deadline = time.monotonic() + 120
     while widget.running and time.monotonic() < deadline:
-        QApplication.processEvents()
+        app.processEvents()
         time.sleep(0.01)
-    # Then a region preview: a rectangle, "live" and "region only" on, a stronger blur.
+    viewer.grid.enabled = True
+    viewer.grid.stride = 2
     viewer.dims.set_current_step(0, 3)
     viewer.dims.set_current_step(1, 12)
-    pixel = viewer.layers[0].scale[-1]
-    corners = [[48 * pixel, 40 * pixel], [139 * pixel, 151 * pixel]]
-    viewer.add_shapes(
-        corners,
-        shape_type="rectangle",
-        name="preview region",
-        edge_color="yellow",
-        face_color="transparent",
-        edge_width=0.6,
-    )
-    widget.region.value = True
-    widget.live.value = True
-    widget.transform_params.sigma_y.value = 3.0
-    widget.transform_params.sigma_x.value = 3.0
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (widget.last_preview.get("shown") or {}):
-        QApplication.processEvents()
-        time.sleep(0.01)
-    viewer.layers.selection.active = viewer.layers["preview region"]
-    viewer.layers["preview region"].mode = "select"
-    # Grid: output layers and the rectangle in one cell, the input layers in the other
-    # (cells take ``stride`` layers each from the bottom of the layer list).
-    inputs = [i for i, layer in enumerate(viewer.layers) if not layer.name.endswith("]")][:2]
-    viewer.layers.move_multiple(inputs, len(viewer.layers))
-    viewer.grid.enabled = True
-    viewer.grid.stride = 3
     viewer.reset_view()
-    from napari._qt.dialogs.qt_notification import NapariQtNotification
-
-    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
-        toast.close()  # start-up notices (e.g. about the Qt binding) would cover the canvas
-    for _ in range(20):
-        QApplication.processEvents()
-        time.sleep(0.02)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    viewer.window._qt_window.grab().save(str(target))
+    shots = [_grab(viewer, path)]
+    if region_path is not None:
+        # A region preview: a rectangle, "live" and "region only" on, a stronger blur.
+        viewer.grid.enabled = False
+        pixel = viewer.layers[0].scale[-1]
+        corners = [[48 * pixel, 40 * pixel], [139 * pixel, 151 * pixel]]
+        shapes = viewer.add_shapes(
+            corners,
+            shape_type="rectangle",
+            name="preview region",
+            edge_color="yellow",
+            face_color="transparent",
+            edge_width=0.6,
+        )
+        widget.region.value = True
+        widget.live.value = True
+        widget.transform_params.sigma_y.value = 3.0
+        widget.transform_params.sigma_x.value = 3.0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not widget.last_preview.get("shown"):
+            app.processEvents()
+            time.sleep(0.01)
+        shapes.mode = "select"
+        # Grid: the output layers and the rectangle in one cell, the inputs in the other
+        # (each cell takes ``stride`` layers, from the bottom of the layer list).
+        inputs = [i for i, layer in enumerate(viewer.layers) if not layer.name.endswith("]")]
+        viewer.layers.move_multiple(inputs[:2], len(viewer.layers))
+        viewer.grid.stride = 3
+        viewer.grid.enabled = True
+        viewer.reset_view()
+        shots.append(_grab(viewer, region_path))
     widget.close_pool()
     viewer.close()
-    return target
+    return shots
 
 
 if __name__ == "__main__":
     import sys
 
-    print(screenshot(sys.argv[1] if len(sys.argv) > 1 else "docs/images/widget.png"))
+    targets = sys.argv[1:] or ["docs/images/widget.png"]
+    for shot in screenshot(*targets[:2]):
+        print(shot)
