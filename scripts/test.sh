@@ -10,10 +10,13 @@
 #    compared to (NPP_IOHUB_PYTHON points the tests at it). Without a Python >= 3.12
 #    those tests are skipped, except under CI=true, where they fail.
 # 3. Lint: ruff check, ruff format --check, mypy.
-# 4. pytest under Xvfb (napari's viewer needs a display; offscreen Qt is not enough).
+# 4. Docs: scripts/build_docs.sh (mkdocs build --strict, into a temporary folder; it
+#    installs the docs extra into .venv when needed). A failed build fails the run.
+# 5. pytest under Xvfb (napari's viewer needs a display; offscreen Qt is not enough).
 #
-# Environment: NPP_SKIP_LINT=1 skips step 3; NPP_IOHUB_PYTHON=/path/to/python uses
-# that interpreter (which must have iohub 0.3.11) instead of making .venv-iohub.
+# Environment: NPP_SKIP_LINT=1 skips step 3 and NPP_SKIP_DOCS=1 step 4;
+# NPP_IOHUB_PYTHON=/path/to/python uses that interpreter (which must have iohub 0.3.11)
+# instead of making .venv-iohub.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -108,7 +111,20 @@ if [ -z "${NPP_SKIP_LINT:-}" ]; then
     phase "lint done"
 fi
 
-# 4. Tests -------------------------------------------------------------------------
+# 4. Docs --------------------------------------------------------------------------
+if [ -z "${NPP_SKIP_DOCS:-}" ]; then
+    docs_tmp="$(mktemp -d)"
+    docs_status=0
+    NPP_VENV="$VENV" bash scripts/build_docs.sh --site-dir "$docs_tmp/site" || docs_status=$?
+    rm -rf "$docs_tmp"
+    if [ "$docs_status" != 0 ]; then
+        say "error: the docs build failed (mkdocs build --strict; warnings above)"
+        exit 1
+    fi
+    phase "docs built"
+fi
+
+# 5. Tests -------------------------------------------------------------------------
 say "pytest under Xvfb: $VENV/bin/python -m pytest $*"
 status=0
 xvfb-run -a -s "-screen 0 1600x1000x24" "$VENV/bin/python" -m pytest "$@" || status=$?
