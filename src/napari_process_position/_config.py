@@ -327,7 +327,7 @@ class RunConfig(BaseModel):
 
 
 def command_line(config_path: str | os.PathLike[str], *extra: str) -> str:
-    """Return the exact shell command that runs a saved config (what "Export batch..." shows).
+    """Return the exact shell command that runs a saved config (what the widget shows after "Save settings for a batch run…").
 
     Examples
     --------
