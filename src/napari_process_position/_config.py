@@ -327,7 +327,9 @@ class RunConfig(BaseModel):
 
 
 def command_line(config_path: str | os.PathLike[str], *extra: str) -> str:
-    """Return the exact shell command that runs a saved config (what the widget shows after "Save settings for a batch run…").
+    """Return the exact shell command that runs a saved config.
+
+    The widget shows it after "Save settings for a batch run…".
 
     Examples
     --------
