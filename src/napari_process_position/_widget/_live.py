@@ -324,7 +324,8 @@ class PreviewMixin:
         """Return the next preview to compute, or None when the layers show it already."""
         config = self.current_config()
         info = self._info
-        assert info is not None  # current_config checked it
+        if info is None:  # (current_config checks it too)
+            raise ValueError("choose an OME-Zarr plate or position first")
         spec = self._specs.get(config.transform) or get_transform(config.transform)
         channels = list(config.channels or range(info.shape[1]))
         times = list(config.times or range(info.shape[0]))
@@ -343,8 +344,9 @@ class PreviewMixin:
             and job is not None
             and job.signature == signature
             and job.out_index == out_index
+            and all(self._has_layer(layer) for layer in job.layers)
         ):
-            return None  # that very preview is being computed
+            return None  # that very preview is being computed or copied in
         held = self._computed.get(out_index)
         if not force and held is not None and held[0] == signature:
             ids = {layer.unique_id for layer in self._viewer.layers}
@@ -448,8 +450,8 @@ class PreviewMixin:
             self._last_preview_job = job
             self._preview_job = None
             self._set_status(f"Preview failed: {job.error}")
-        elif kind == "done":
-            self._preview_job = None
+        elif kind == "done" and len(job.shown) == len(job.channels):
+            self._preview_job = None  # (else when its last volume is in its layer)
 
     def _on_preview_layout(
         self, job: PreviewJob, layout: OutputLayout, region: Region | None, note: str | None
@@ -500,6 +502,8 @@ class PreviewMixin:
             return
         job.shown_at = time.perf_counter()
         self._last_preview_job = job
+        if self._preview_job is job:
+            self._preview_job = None
         self._computed[job.out_index] = (
             job.signature,
             frozenset(layer.unique_id for layer in job.layers),
