@@ -24,9 +24,8 @@ cd "$ROOT"
 VENV="${NPP_VENV:-$ROOT/.venv}"
 IOHUB_VENV="$ROOT/.venv-iohub"
 IOHUB_REQUIREMENT="iohub[tensorstore]==0.3.11"
-# TODO: set to 1 once `ruff check`, `ruff format --check` and `mypy` pass on the tree;
-# until then lint problems are printed but do not fail the run.
-LINT_FATAL="${NPP_LINT_FATAL:-0}"
+# ruff check, ruff format --check and mypy fail the run (NPP_LINT_FATAL=0 only reports them).
+LINT_FATAL="${NPP_LINT_FATAL:-1}"
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 

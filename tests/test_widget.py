@@ -446,3 +446,34 @@ def test_sample_data_through_the_plugin_manifest(make_napari_viewer):
     viewer.open_sample("napari-process-position", "demo_plate")
     assert [layer.name for layer in viewer.layers] == ["Nuclei", "Membrane"]
     assert viewer.layers[0].data.shape == (5, 16, 128, 128)
+
+
+@pytest.mark.parametrize("case", ["plain folder", "bad axes"])
+def test_bad_store_is_a_notification_and_nothing_is_written(widget, tmp_path, case):
+    import zarr
+    from napari.utils.notifications import notification_manager
+
+    if case == "plain folder":
+        bad = tmp_path / "not-a-store"
+        bad.mkdir()
+        expected = "not a Zarr store"
+    else:
+        bad = tmp_path / "zyx.zarr"
+        group = zarr.open_group(str(bad), mode="w", zarr_format=3)
+        group.attrs["ome"] = {
+            "version": "0.5",
+            "multiscales": [
+                {"axes": [{"name": n, "type": "space"} for n in "zyx"], "datasets": [{"path": "0"}]}
+            ],
+        }
+        expected = "expected t/c/z/y/x"
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    try:
+        widget.input_path.value = bad
+    finally:
+        notification_manager.notification_ready.disconnect(seen.append)
+    assert expected in widget.status.value
+    assert any(expected in str(n.message) for n in seen)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before

@@ -31,6 +31,7 @@ from magicgui.widgets import (
     SpinBox,
     Widget,
 )
+from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
 from .._config import RunConfig
@@ -504,17 +505,29 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
         try:
             store = open_store(str(path))
         except ProcessPositionError as exc:
-            self._set_status(str(exc))
+            self._bad_store(path, exc)
             return
         self._store = store
         self.position.reset_choices()
         if store.position_keys:
             self.position.value = store.position_keys[0]
         self._on_position_changed()
+        if self._info is None:
+            return  # the position could not be read: its error stays in the status line
         kind = "plate" if store.kind == "plate" else "position"
         self._set_status(
             f"{kind} with {len(store.position_keys)} position(s); pick a transform and press Run."
         )
+
+    def _bad_store(self, path: Any, exc: Exception) -> None:
+        """Say why a store cannot be used, in the status line and as a notification.
+
+        The notification is only for a folder that exists, not for a path that is
+        still being typed.
+        """
+        self._set_status(str(exc))
+        if os.path.isdir(str(path)):
+            show_error(str(exc))
 
     def _on_position_changed(self, *_: Any) -> None:
         key = self.position.value
@@ -531,7 +544,7 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
             try:
                 self._info = read_position(self._store.position_path(key), key)
             except ProcessPositionError as exc:
-                self._set_status(str(exc))
+                self._bad_store(self._store.position_path(key), exc)
         self.channels.reset_choices()
         info = self._info
         if info is None:

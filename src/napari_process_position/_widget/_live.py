@@ -424,11 +424,11 @@ class PreviewMixin:
             return (z, y, x), "rectangle"
         y, x = (0, y_size), (0, x_size)
         if reference is not None:
-            corners = np.asarray(reference.corner_pixels)
-            if corners.shape[1] >= 2 and np.any(corners[1, -2:] > corners[0, -2:]):
+            visible = np.asarray(reference.corner_pixels)
+            if visible.shape[1] >= 2 and np.any(visible[1, -2:] > visible[0, -2:]):
                 # Inclusive data indices of the visible part, clipped to the data.
-                y = (int(corners[0, -2]), min(y_size, int(corners[1, -2]) + 1))
-                x = (int(corners[0, -1]), min(x_size, int(corners[1, -1]) + 1))
+                y = (int(visible[0, -2]), min(y_size, int(visible[1, -2]) + 1))
+                x = (int(visible[0, -1]), min(x_size, int(visible[1, -1]) + 1))
         return (z, y, x), "view"
 
     # -- results (main thread) ---------------------------------------------------------
