@@ -275,12 +275,12 @@ def test_worker_over_its_memory_limit_says_out_of_memory(setup):
 def test_memory_limit_too_small_for_the_worker_itself_is_explained(setup):
     """Below what numpy and tensorstore map, native code aborts: the error says so."""
     with (
-        ProcessPool(1, memory_limit_bytes=300 * 2**20) as pool,
+        ProcessPool(1, memory_limit_bytes=64 * 2**20) as pool,
         pytest.raises((WorkerDiedError, TransformError)) as info,
     ):
         list(stream_position(ft.affine, setup.src, setup.dst, pool=pool))
     message = str(info.value)
-    assert "memory limit of 300 MiB" in message, message
+    assert "memory limit of 64 MiB" in message, message
     setup.check_input()
 
 

@@ -179,6 +179,7 @@ class ProcessPool:
         for proc in procs:
             with contextlib.suppress(Exception):
                 proc.join(timeout=2)
+        _forget_manager_thread(executor)
 
     def shutdown(self, wait: bool = True) -> None:
         """Let the workers finish what they run, then stop them."""
@@ -192,6 +193,27 @@ class ProcessPool:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+def _forget_manager_thread(executor: cf.ProcessPoolExecutor) -> None:
+    """Let a killed pool's manager thread end, then drop it from the exit hook's list.
+
+    At interpreter exit concurrent.futures wakes every pool's manager thread
+    through a pipe; for a pool whose workers were killed that pipe is already
+    closed, and Python 3.11 then prints an OSError traceback after a run that
+    ended cleanly with an error message.
+    """
+    thread = getattr(executor, "_executor_manager_thread", None)
+    if thread is None:
+        return
+    thread.join(timeout=2)
+    if not thread.is_alive():
+        import concurrent.futures.process as cf_process
+
+        wakeups = getattr(cf_process, "_threads_wakeups", None)
+        if wakeups is not None:
+            with contextlib.suppress(Exception):
+                wakeups.pop(thread, None)
 
 
 def transform_name(transform: TransformRef) -> str:
