@@ -22,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import random_tczyx, read_array, tree_digest, write_plate
+from napari_process_position._progress import records_dir
 from napari_process_position.cli import main
 
 CLI = [sys.executable, "-m", "napari_process_position.cli"]
@@ -241,8 +242,8 @@ def test_damaged_input_chunk_is_one_error_line_naming_the_volume(tmp_path):
     assert len(errors) == 1, proc.stderr[-3000:]
     assert errors[0].startswith("error: A/1/1: reading t=1, c=0 from ") and "A/1/1/0" in errors[0]
     # The other position is complete; the damaged one kept its good volume.
-    assert len(list((out / "A/1/0/.process-position-progress").glob("*.done"))) == 2
-    assert (out / "A/1/1/.process-position-progress/t0_c0.done").exists()
+    assert len(list(Path(records_dir(out / "A/1/0")).glob("*.done"))) == 2
+    assert (Path(records_dir(out / "A/1/1")) / "t0_c0.done").exists()
     assert tree_digest(plate) == before
 
 

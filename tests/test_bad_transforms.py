@@ -24,6 +24,7 @@ from click.testing import CliRunner
 import npp_fault_transforms as ft
 from conftest import TESTS, random_tczyx, read_array, tree_digest, write_plate
 from napari_process_position import ProcessPool, TransformError, stream_position
+from napari_process_position._progress import records_dir
 from napari_process_position._store import OutputLayout, create_output_plate
 from napari_process_position.cli import main
 
@@ -54,7 +55,7 @@ def _output(tmp_path: Path, dtype: str, name: str = "out.zarr") -> Path:
 
 
 def _records(position: Path) -> set[str]:
-    folder = position / ".process-position-progress"
+    folder = Path(records_dir(position))
     return {p.name for p in folder.glob("*.done")} if folder.exists() else set()
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from conftest import TESTS, random_tczyx, read_array, write_plate
 from napari_process_position import RunConfig, open_store, read_position
+from napari_process_position._progress import records_dir
 from napari_process_position._runner import prepare
 from napari_process_position.transforms import get_transform
 
@@ -253,7 +254,7 @@ def test_resume_across_positions_after_sigkill(tmp_path):
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
-    records = lambda: list(out.glob("*/*/*/.process-position-progress/*.done"))  # noqa: E731
+    records = lambda: list(Path(records_dir(out)).glob("*/*/*/*.done"))  # noqa: E731
     deadline = time.time() + 90
     try:
         while time.time() < deadline and len(records()) < 10:
@@ -393,5 +394,7 @@ def test_init_output_refuses_an_existing_or_different_plate(plate, tmp_path):
     cli("init-output", plate, out, "-t", "max_projection", "--resume")
     proc = cli("run", plate, out, "-t", "binning", "-p", "bin_y=2", "--resume", check=False)
     lines = proc.stderr.strip().splitlines()
-    assert proc.returncode != 0 and len(lines) == 1 and "exists with shape" in lines[0], proc.stderr
+    assert (
+        proc.returncode != 0 and len(lines) == 1 and "cannot hold this run's output" in lines[0]
+    ), proc.stderr
     assert _metadata_files(out) == before

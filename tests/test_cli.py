@@ -279,7 +279,8 @@ def test_resume_after_sigkill_of_the_caller(tmp_path):
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
-    progress = out / "A/1/0" / ".process-position-progress"
+    # Beside the plate (which the run has not created yet), never inside it.
+    progress = tmp_path / ".process-position-progress" / "out.zarr/A/1/0"
     deadline = time.time() + 60
     while time.time() < deadline:
         if progress.exists() and len(list(progress.glob("*.done"))) >= 5:

@@ -26,6 +26,7 @@ import pytest
 from conftest import TESTS, random_tczyx, read_array, write_plate
 from napari_process_position import RunConfig
 from napari_process_position._dask import DaskExecutor
+from napari_process_position._progress import records_dir
 from napari_process_position._runner import prepare
 
 pytestmark = pytest.mark.slow
@@ -442,7 +443,7 @@ def test_killed_external_worker_fails_clearly_then_resume_completes(external_clu
     ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        records = lambda: list(out.glob("*/*/*/.process-position-progress/*.done"))  # noqa: E731
+        records = lambda: list(Path(records_dir(out)).glob("*/*/*/*.done"))  # noqa: E731
         deadline = time.time() + 90
         while time.time() < deadline and len(records()) < 3 and proc.poll() is None:
             time.sleep(0.05)
@@ -496,7 +497,7 @@ def test_lost_scheduler_stops_the_run_with_a_clear_message(tmp_path):
             text=True,
         )
         try:
-            records = lambda: list(out.glob("*/*/*/.process-position-progress/*.done"))  # noqa: E731
+            records = lambda: list(Path(records_dir(out)).glob("*/*/*/*.done"))  # noqa: E731
             deadline = time.time() + 90
             while time.time() < deadline and len(records()) < 2 and proc.poll() is None:
                 time.sleep(0.05)

@@ -40,6 +40,7 @@ from napari_process_position import (
     read_position,
     stream_position,
 )
+from napari_process_position._progress import records_dir
 from napari_process_position._store import OutputLayout, create_output_plate
 
 pytestmark = pytest.mark.slow
@@ -48,14 +49,13 @@ CLI = [sys.executable, "-m", "napari_process_position.cli"]
 FT = f"{TESTS / 'npp_fault_transforms.py'}"
 SHAPE = (8, 1, 4, 16, 16)
 CLI_SHAPE = (14, 1, 4, 16, 16)
-PROGRESS = ".process-position-progress"
 
 
 # -- helpers -------------------------------------------------------------------------------
 
 
 def _records(position: Path) -> set[str]:
-    folder = position / PROGRESS
+    folder = Path(records_dir(position))
     return {p.name for p in folder.glob("*.done")} if folder.exists() else set()
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import npp_test_transforms as tt
 from conftest import random_tczyx, read_array, write_plate
 from napari_process_position import RunConfig, open_store, read_position, run_config
+from napari_process_position._progress import records_dir
 
 ome_zarr = pytest.importorskip("ome_zarr")
 
@@ -27,8 +30,9 @@ def test_ome_zarr_py_reads_our_run_output(tmp_path, version):
     )
     for _ in run_config(config):
         pass
-    # The progress records of the run sit inside the positions; readers must not mind.
-    assert (tmp_path / "out.zarr/A/1/0/.process-position-progress").is_dir()
+    # The progress records of the run sit beside the store, not inside it.
+    assert Path(records_dir(tmp_path / "out.zarr/A/1/0")).is_dir()
+    assert not [p for p in (tmp_path / "out.zarr").rglob("*") if "process-position" in p.name]
     location = parse_url(str(tmp_path / "out.zarr/A/1/0"))
     nodes = list(Reader(location)())
     image = nodes[0]

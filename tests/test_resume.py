@@ -10,6 +10,7 @@ import pytest
 import npp_test_transforms as tt
 from conftest import random_tczyx, read_array, write_plate
 from napari_process_position import process_single_position, read_position, stream_position
+from napari_process_position._progress import records_dir
 from napari_process_position._store import OutputLayout, create_output_plate
 
 
@@ -72,7 +73,7 @@ def test_a_skipped_volume_that_gained_data_is_redone(finished_run):
 
 def test_record_is_removed_before_a_rewrite(finished_run):
     src, dst, _ = finished_run
-    progress = os.path.join(dst, ".process-position-progress")
+    progress = records_dir(dst)
     names = sorted(os.listdir(progress))
     assert len(names) == 6 and all(n.endswith(".done") for n in names)
     run = stream_position(tt.fail_on_time, src, dst, bad_time=2)

@@ -16,6 +16,7 @@ except ImportError:  # pragma: no cover - running from a source tree without a b
 
 __all__ = [
     "CancelledRunError",
+    "IndexOutOfRangeError",
     "InputReadError",
     "InvalidStoreError",
     "OutputExistsError",
@@ -27,6 +28,7 @@ __all__ = [
     "ProcessPositionError",
     "Result",
     "RunConfig",
+    "StoreNotFoundError",
     "Task",
     "TransformError",
     "TransformNotFoundError",
@@ -47,6 +49,8 @@ __all__ = [
 # ``napari_process_position._worker.run_task``, loads only what it needs.
 _LAZY = {
     "CancelledRunError": "._errors",
+    "IndexOutOfRangeError": "._errors",
+    "StoreNotFoundError": "._errors",
     "InvalidStoreError": "._errors",
     "InputReadError": "._errors",
     "OutputWriteError": "._errors",
@@ -64,7 +68,7 @@ _LAZY = {
     "Task": "._tasks",
     "PositionRun": "._engine",
     "ProcessPool": "._engine",
-    "process_single_position": "._engine",
+    "process_single_position": "._dropin",
     "stream_position": "._engine",
     "RunConfig": "._config",
     "run_config": "._runner",
@@ -90,15 +94,18 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from ._config import RunConfig
     from ._cpus import available_cpus
-    from ._engine import PositionRun, ProcessPool, process_single_position, stream_position
+    from ._dropin import process_single_position
+    from ._engine import PositionRun, ProcessPool, stream_position
     from ._errors import (
         CancelledRunError,
+        IndexOutOfRangeError,
         InputReadError,
         InvalidStoreError,
         OutputExistsError,
         OutputWriteError,
         PositionNotFoundError,
         ProcessPositionError,
+        StoreNotFoundError,
         TransformError,
         TransformNotFoundError,
         WorkerDiedError,

@@ -206,6 +206,15 @@ class RunConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _resume_or_overwrite(self) -> RunConfig:
+        if self.resume and self.overwrite:
+            raise ValueError(
+                "resume (continue the output) and overwrite (replace it) contradict each other; "
+                "set only one"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _one_cluster(self) -> RunConfig:
         chosen = [
             name
@@ -312,8 +321,33 @@ class RunConfig(BaseModel):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RunConfig:
-        """Read a YAML config file; nothing is imported or run while reading it."""
+        """Read a YAML config file, or the settings an output plate records.
+
+        Parameters
+        ----------
+        path
+            A YAML file, or an output store this package made: the settings
+            of the run that made it are in its attributes (nothing is
+            imported or run while reading either).
+
+        Raises
+        ------
+        ConfigError
+            The file cannot be read or is not a valid config, or the store
+            records no settings.
+        """
         target = Path(path).expanduser()
+        if target.is_dir():
+            from ._provenance import PROVENANCE_KEY, read_provenance
+
+            found = read_provenance(target)
+            if found is None:
+                raise ConfigError(
+                    f"{target} is a folder, not a config file, and records no run settings "
+                    f"(no {PROVENANCE_KEY!r} attributes: it was not made by "
+                    "process-position run); give a YAML file"
+                )
+            return cls.from_dict(dict(found["config"]), f"the settings recorded in {target}")
         try:
             text = target.read_text(encoding="utf-8")
         except OSError as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import hashlib
 import logging
 import multiprocessing as mp
 import os
@@ -19,30 +18,26 @@ import pickle
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Literal
 
 from . import _progress
 from ._cpus import available_cpus
 from ._errors import (
-    CancelledRunError,
     InputReadError,
-    InvalidStoreError,
     OutputWriteError,
-    ProcessPositionError,
     TransformError,
     WorkerDiedError,
 )
+from ._identity import run_identity
 from ._store import PositionInfo, read_position
 from ._tasks import Result, Task, plan_tasks
-from ._worker import PickledTransform, TransformRef, init_worker, marker_name, run_task, warm_up
+from ._worker import PickledTransform, TransformRef, init_worker, run_task, warm_up
 
-__all__ = ["PositionRun", "ProcessPool", "process_single_position", "stream_position"]
+__all__ = ["PositionRun", "ProcessPool", "stream_position"]
 
 log = logging.getLogger(__name__)
-
-PROGRESS_DIR_NAME = _progress.PROGRESS_DIR_NAME
 
 Mode = Literal["serial", "threads", "processes", "executor"]
 
@@ -229,19 +224,6 @@ def transform_name(transform: TransformRef) -> str:
     )
 
 
-def fingerprint(transform: TransformRef, params: dict[str, Any], input_array: str) -> str:
-    """Return a short digest of what determines the output, for resume."""
-    text = repr(
-        (
-            transform_name(transform),
-            getattr(transform, "__module__", ""),
-            sorted((k, repr(v)) for k, v in params.items()),
-            input_array,
-        )
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def portable(transform: TransformRef) -> TransformRef:
     """Return what to send to worker processes: strings as they are, callables pickled once.
 
@@ -318,8 +300,10 @@ class PositionRun:
         max_in_flight: int,
         inner_threads: int,
         memory_limit_bytes: int | None = None,
+        transform_errors: Literal["wrap", "raise"] = "wrap",
     ) -> None:
         self.transform = transform
+        self.transform_errors = transform_errors
         self.params = params
         self.input = input_info
         self.output = output_info
@@ -376,9 +360,9 @@ class PositionRun:
         self.started_at = time.perf_counter()
         todo: list[Task] = []
         resumed: list[Result] = []
-        done = self._completed_markers() if self.resume else set()
+        done = self._trusted_records() if self.resume else set()
         for task in self.tasks:
-            names = {marker_name(t, task.output_channels) for t in task.output_time_indices}
+            names = {task.record_name(t) for t in task.output_time_indices}
             if names and names <= done:
                 resumed.extend(
                     Result(task.index, ti, to, task.input_channels, task.output_channels, "resumed")
@@ -405,16 +389,52 @@ class PositionRun:
         else:
             yield from self._run_parallel(todo)
 
-    def _completed_markers(self) -> set[str]:
-        if self.output is None or not self.tasks:
-            return set()
-        return _progress.completed(
-            os.path.join(self.output.path, PROGRESS_DIR_NAME),
-            self.tasks[0].token,
-            self.output.chunk_grid,
+    def expected_records(self) -> dict[str, dict[str, Any]]:
+        """Record name -> the identity this run writes into it, for every output volume."""
+        expected: dict[str, dict[str, Any]] = {}
+        for task in self.tasks:
+            for ti, to in zip(task.input_time_indices, task.output_time_indices, strict=True):
+                expected[task.record_name(to)] = task.volume_identity(ti, to)
+        return expected
+
+    def check_records(self) -> _progress.ResumeCheck:
+        """Look at the completion records of this run's output volumes."""
+        if self.output is None or not self.tasks or self.tasks[0].progress_dir is None:
+            return _progress.ResumeCheck()
+        return _progress.check(
+            self.tasks[0].progress_dir, self.expected_records(), self.output.chunk_grid
         )
 
-    def _wrap_error(self, task: Task, exc: BaseException) -> ProcessPositionError:
+    def _trusted_records(self) -> set[str]:
+        found = self.check_records()
+        if found.other_settings:
+            reasons: dict[str, int] = {}
+            for reason in found.other_settings.values():
+                reasons[reason] = reasons.get(reason, 0) + 1
+            log.warning(
+                "resume: %d of %d volumes of %s were made by other settings (%s); computing "
+                "them again",
+                len(found.other_settings),
+                self.total,
+                self.output.path if self.output else "the output",
+                "; ".join(f"{n} {reason}" for reason, n in reasons.items()),
+            )
+        if found.changed:
+            log.info(
+                "resume: %d volumes changed on disk since they were recorded (deleted, "
+                "truncated or rewritten); computing them again",
+                len(found.changed),
+            )
+        return found.done
+
+    def _wrap_error(self, task: Task, exc: BaseException) -> BaseException:
+        """Return the error to raise for a failed task.
+
+        Ours, or with ``transform_errors="raise"`` the transform's own exception
+        (its note names the transform and the (t, c)).
+        """
+        if self.transform_errors == "raise" and getattr(exc, "npp_transform_error", False):
+            return exc
         if isinstance(exc, (InputReadError, OutputWriteError)):
             return type(exc)(str(exc))
         if isinstance(exc, TransformError) and getattr(exc, "complete", False):
@@ -464,7 +484,10 @@ class PositionRun:
             try:
                 results = run_task(task, self._sent, self.params)
             except Exception as exc:
-                raise self._wrap_error(task, exc) from exc
+                error = self._wrap_error(task, exc)
+                if error is exc:
+                    raise
+                raise error from exc
             yield from results
 
     def _run_parallel(self, todo: list[Task]) -> Iterator[Result]:
@@ -518,7 +541,10 @@ class PositionRun:
                     except Exception as exc:
                         if _looks_like_dead_worker(exc):
                             raise self._worker_died(task, pending) from exc
-                        raise self._wrap_error(task, exc) from exc
+                        error = self._wrap_error(task, exc)
+                        if error is exc:
+                            raise
+                        raise error from exc
                     yield from results
             clean_exit = True
         finally:
@@ -661,6 +687,7 @@ def stream_position(
     params: dict[str, Any] | None = None,
     strict_dtype: bool = False,
     memory_limit_bytes: int | None = None,
+    transform_errors: Literal["wrap", "raise"] = "wrap",
     **kwargs: Any,
 ) -> PositionRun:
     """Plan a run over one position; iterate the returned run to get Results as they finish.
@@ -690,11 +717,14 @@ def stream_position(
     pool
         A :class:`ProcessPool` to reuse (kept warm by the caller).
     resume
-        Skip (t, c) volumes that a previous run with the same transform and
-        parameters completed.
+        Skip (t, c) volumes whose completion record says they were made
+        exactly as this run would make them: the same input position, input
+        time and channels, transform (and its source), parameters (by value),
+        ``resume_token`` and output layout, with their files unchanged since.
+        Any other volume is computed.
     resume_token
-        What identifies "the same run" for resume; by default a digest of
-        the transform, its parameters and the input.
+        The caller's own fingerprint of its settings (iohub's): a record
+        made under another token is not trusted.
     max_in_flight
         Tasks submitted but not finished; default twice the workers.
     params, **kwargs
@@ -707,24 +737,48 @@ def stream_position(
     memory_limit_bytes
         In process mode without a ``pool``: each worker's memory limit (see
         :class:`ProcessPool`). A given pool brings its own.
+    transform_errors
+        ``"wrap"`` (default): an exception raised by the transform ends the
+        run as a :class:`TransformError` naming the transform and the
+        (t, c). ``"raise"``: the transform's own exception, of its own type,
+        with that as a note (as :func:`process_single_position` does).
 
     Returns
     -------
     PositionRun
+
+    Raises
+    ------
+    StoreNotFoundError
+        A position folder does not exist (also a ``FileNotFoundError``).
+    InvalidStoreError
+        A position is not a usable OME-Zarr position.
+    IndexOutOfRangeError
+        A time or channel index outside the input or output (also a
+        ``ValueError`` and an ``IndexError``).
+    TransformError
+        In process mode, a transform or parameters that cannot be sent to
+        worker processes.
+
+    Notes
+    -----
+    The output may be the input (processing in place, as iohub allows):
+    every task reads its input blocks before it writes. The command line
+    and the widget refuse an output inside the input.
     """
     all_params = dict(params or {})
     all_params.update(kwargs)
     in_info = read_position(input_position_path)
     out_info = read_position(output_position_path) if output_position_path is not None else None
-    if out_info is not None and os.path.samefile(in_info.array_path, out_info.array_path):
-        raise InvalidStoreError(
-            f"the output {out_info.path} is the input; refusing to write into it"
+    identity = ""
+    if out_info is not None:
+        identity = run_identity(
+            transform=transform,
+            params=all_params,
+            resume_token=resume_token,
+            input_array=in_info.array_path,
+            output=out_info.layout(),
         )
-    token = (
-        resume_token
-        if resume_token is not None
-        else fingerprint(transform, all_params, in_info.array_path)
-    )
     tasks = plan_tasks(
         input_array=in_info.array_path,
         input_zarr_format=in_info.zarr_format,
@@ -738,8 +792,8 @@ def stream_position(
         output_channel_indices=output_channel_indices,
         input_time_indices=input_time_indices,
         output_time_indices=output_time_indices,
-        progress_dir=os.path.join(out_info.path, PROGRESS_DIR_NAME) if out_info else None,
-        token=token,
+        progress_dir=_progress.records_dir(out_info.path) if out_info else None,
+        identity=identity,
         output_grid=out_info.chunk_grid if out_info else None,
         strict_dtype=strict_dtype,
     )
@@ -752,6 +806,15 @@ def stream_position(
         workers = pool.num_workers
     else:
         workers = _effective_workers(num_workers, len(tasks))
+        if workers > 1 and out_info is not None and out_info.write_grid[1] > 1:
+            # Tasks of different channels would rewrite the same files.
+            log.warning(
+                "%s is chunked across %d channels, so tasks of different channels share "
+                "files; running serially",
+                out_info.array_path,
+                out_info.write_grid[1],
+            )
+            workers = 1
         mode = "serial" if workers <= 1 else ("threads" if use_threads else "processes")
     if mode in ("processes", "executor"):
         _check_picklable(transform, all_params)
@@ -771,122 +834,5 @@ def stream_position(
         max_in_flight=max_in_flight or 2 * workers,
         memory_limit_bytes=memory_limit_bytes,
         inner_threads=pool.inner_threads if pool is not None and mode == "processes" else inner,
-    )
-
-
-_OME_KEYS = {"ome", "multiscales", "omero", "labels", "version", "plate", "well"}
-
-
-def _write_extra_metadata(output_position_path: str | os.PathLike[str], extra: Any) -> None:
-    import warnings
-
-    import zarr
-
-    if not isinstance(extra, dict):
-        raise TypeError(f"extra_metadata must be a mapping, got {type(extra).__name__}")
-    bad = [k for k in extra if not isinstance(k, str)]
-    if bad:
-        raise TypeError(f"extra_metadata keys must be strings, got {bad}")
-    reserved = sorted(_OME_KEYS.intersection(extra))
-    if reserved:
-        raise ValueError(
-            f"extra_metadata keys {reserved} are reserved OME-Zarr keys; use a namespaced key "
-            "such as '<package>-<step>'"
-        )
-    group = zarr.open_group(str(output_position_path), mode="r+")
-    for key, value in extra.items():
-        if key in group.attrs:
-            warnings.warn(
-                f"extra_metadata key {key!r} on {output_position_path} is overwritten", stacklevel=3
-            )
-        group.attrs[key] = value
-
-
-def process_single_position(
-    func: Callable[..., Any] | str,
-    input_position_path: str | os.PathLike[str],
-    output_position_path: str | os.PathLike[str],
-    input_channel_indices: Sequence[Any] | None = None,
-    output_channel_indices: Sequence[Any] | None = None,
-    input_time_indices: Sequence[int] | None = None,
-    output_time_indices: Sequence[int] | None = None,
-    num_workers: int = 1,
-    use_threads: bool = False,
-    resume: bool = False,
-    resume_token: str | None = None,
-    **kwargs: Any,
-) -> None:
-    """Apply ``func`` to every (time, channel) block of a position and write the results.
-
-    A drop-in for iohub 0.3's ``process_single_position``: the same task set,
-    defaults and results, on an output position that already exists.
-
-    Parameters
-    ----------
-    func
-        ``func(czyx, **kwargs) -> array``; gets ``input_time_index=t`` too
-        when its signature names it. Blocks where a channel is all zeros or
-        all NaN are skipped (the output keeps its fill value).
-    input_position_path, output_position_path
-        Position folders (``plate.zarr/A/1/0``); the output must exist.
-    input_channel_indices, output_channel_indices
-        Lists of channel groups: ``[[0], [1]]`` (default, one per channel),
-        ``[[0, 1]]`` or ``[slice(0, 2)]`` (CZYX to the transform), ``[0, 1]``
-        (ZYX to the transform).
-    input_time_indices, output_time_indices
-        Time points to read and where to write them; default all, same.
-    num_workers
-        1 or less runs serially; more uses threads or spawned processes,
-        capped by :func:`available_cpus`.
-    use_threads
-        Threads instead of processes.
-    resume
-        Skip volumes a previous, interrupted run of the same settings completed.
-    resume_token
-        Overrides the digest that identifies "the same settings".
-    **kwargs
-        Passed to ``func``. ``extra_metadata`` (a dict) is written as
-        top-level attributes of the output position instead.
-
-    Raises
-    ------
-    TransformError
-        ``func`` raised, or returned something that cannot be stored.
-    WorkerDiedError
-        A worker process died (killed, out of memory, crashed).
-
-    Examples
-    --------
-    >>> def double(czyx, factor=2.0):          # doctest: +SKIP
-    ...     return czyx * factor
-    >>> process_single_position(double, "in.zarr/A/1/0", "out.zarr/A/1/0",
-    ...                         num_workers=4, factor=3.0)  # doctest: +SKIP
-    """
-    extra = kwargs.pop("extra_metadata", None)
-    if extra is not None:
-        _write_extra_metadata(output_position_path, extra)
-    run = stream_position(
-        func,
-        input_position_path,
-        output_position_path,
-        input_channel_indices=input_channel_indices,
-        output_channel_indices=output_channel_indices,
-        input_time_indices=input_time_indices,
-        output_time_indices=output_time_indices,
-        num_workers=num_workers,
-        use_threads=use_threads,
-        resume=resume,
-        resume_token=resume_token,
-        params=kwargs,
-    )
-    counts: dict[str, int] = {}
-    for result in run:
-        counts[result.status] = counts.get(result.status, 0) + 1
-        log.debug("%s: %s", result.label, result.status)
-    if run.cancelled:
-        raise CancelledRunError(f"cancelled after {sum(counts.values())} of {run.total} volumes")
-    log.info(
-        "finished %s: %s",
-        output_position_path,
-        ", ".join(f"{n} {status}" for status, n in sorted(counts.items())),
+        transform_errors=transform_errors,
     )

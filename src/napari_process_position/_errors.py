@@ -9,12 +9,14 @@ from __future__ import annotations
 
 __all__ = [
     "CancelledRunError",
+    "IndexOutOfRangeError",
     "InputReadError",
     "InvalidStoreError",
     "OutputExistsError",
     "OutputWriteError",
     "PositionNotFoundError",
     "ProcessPositionError",
+    "StoreNotFoundError",
     "TransformError",
     "TransformNotFoundError",
     "WorkerDiedError",
@@ -27,6 +29,21 @@ class ProcessPositionError(Exception):
 
 class InvalidStoreError(ProcessPositionError, ValueError):
     """A path is not a readable OME-Zarr store, or its metadata is unusable."""
+
+
+class StoreNotFoundError(InvalidStoreError, FileNotFoundError):
+    """A store or position folder does not exist (also a ``FileNotFoundError``, as with iohub)."""
+
+    def __str__(self) -> str:  # OSError would format (errno, strerror) pairs
+        return str(self.args[0]) if self.args else ""
+
+
+class IndexOutOfRangeError(ProcessPositionError, IndexError, ValueError):
+    """A time or channel index is outside the array.
+
+    Both an ``IndexError`` and a ``ValueError``: iohub raises ``ValueError``
+    for a time index beyond the data, so code written for it keeps working.
+    """
 
 
 class PositionNotFoundError(ProcessPositionError, KeyError):

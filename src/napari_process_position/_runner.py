@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _progress
 from ._config import RunConfig
 from ._engine import PositionRun, ProcessPool, stream_position
 from ._errors import (
@@ -41,11 +42,12 @@ from ._store import (
     StoreInfo,
     create_output_plate,
     create_output_position,
+    layout_differences,
     open_store,
     read_position,
 )
 from ._tasks import Result
-from ._worker import is_empty, marker_name
+from ._worker import is_empty
 from .transforms import TransformSpec, get_transform
 
 __all__ = [
@@ -452,7 +454,6 @@ class BatchRun:
                 executor=self.executor,
                 pool=self.pool if not self.config.use_threads else None,
                 resume=self.config.resume,
-                resume_token=self._token(),
                 params=self.params,
             )
             with self._runs_lock:
@@ -466,7 +467,7 @@ class BatchRun:
                 self.cancelled = True
                 summary.error = "cancelled"
             else:
-                self._verify(key, summary)
+                self._verify(run, summary)
         except ProcessPositionError as exc:
             self._record_failure(key, summary, exc)
             if self.stop_on_error:
@@ -496,22 +497,12 @@ class BatchRun:
             summary.error = text or str(exc)
         log.error("position %s failed: %s", key, summary.error)
 
-    def _verify(self, key: str, summary: PositionSummary) -> None:
+    def _verify(self, run: PositionRun, summary: PositionSummary) -> None:
         """Check that every (t, c) of a finished position is recorded on disk: no silent gap."""
-        out = self.output_paths[key]
-        if out is None:
+        if run.output is None:
             missing = summary.failed
         else:
-            from ._progress import PROGRESS_DIR_NAME, completed
-
-            grid = read_position(out, key).chunk_grid
-            present = completed(os.path.join(out, PROGRESS_DIR_NAME), self._token(), grid)
-            expected = {
-                marker_name(t, (c,))
-                for t in range(len(self.times))
-                for c in range(len(self.channels))
-            }
-            missing = len(expected - present)
+            missing = len(run.expected_records().keys() - run.check_records().done)
         if missing:
             summary.error = (
                 f"{missing} of {summary.total} volumes have no completion record "
@@ -526,11 +517,6 @@ class BatchRun:
             or (not self.config.use_threads and self.config.num_workers > 1)
         )
 
-    def _token(self) -> str:
-        from ._engine import fingerprint
-
-        return fingerprint(self.spec.ref, self.params, self.store.path)
-
 
 @dataclass
 class _Failure:
@@ -539,13 +525,15 @@ class _Failure:
 
 @contextlib.contextmanager
 def _plate_lock(root: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``root/.process-position.lock`` (serialises metadata changes)."""
+    """Hold an exclusive lock on the store's lock file, beside it (serialises metadata changes)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no advisory locks, no concurrent jobs
         yield
         return
-    fd = os.open(root / ".process-position.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    path = _progress.lock_path(root)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -575,9 +563,11 @@ def create_plate(out_root: Path, layouts: dict[str, OutputLayout], config: RunCo
     exists = out_root.exists()
     if config.overwrite or (exists and not config.resume):
         # Replace it, or refuse with OutputExistsError (the store is left untouched).
-        return create_output_plate(
+        store = create_output_plate(
             out_root, layouts, version=config.ome_version, overwrite=config.overwrite
         )
+        _progress.remove_store_records(out_root)  # the records of the store it replaced
+        return store
     if exists:
         return _join_plate(out_root, layouts, config)
     tmp = out_root.parent / f".{out_root.name}.creating-{uuid.uuid4().hex[:12]}"
@@ -730,17 +720,49 @@ def _make_output(
             output_paths = {k: os.path.join(out_root, *k.split("/")) for k in keys}
         else:
             key = keys[0]
-            if out_root.exists() and not (config.overwrite or config.resume):
-                raise OutputExistsError(
-                    f"{out_root} already exists; use --overwrite (overwrite=True) to replace it "
-                    "or --resume (resume=True) to continue it"
-                )
-            if out_root.exists() and config.overwrite:
-                shutil.rmtree(out_root)
-            if not out_root.exists():
-                create_output_position(out_root, layouts[key], version=config.ome_version)
+            _make_output_position(out_root, layouts[key], config)
             output_paths = {key: str(out_root)}
+        _note_provenance(out_root, config)
     return output_paths
+
+
+def _make_output_position(out_root: Path, layout: OutputLayout, config: RunConfig) -> None:
+    """Create (or check, on resume) the output of a single input position."""
+    if out_root.exists() and not (config.overwrite or config.resume):
+        raise OutputExistsError(
+            f"{out_root} already exists; use --overwrite (overwrite=True) to replace it "
+            "or --resume (resume=True) to continue it"
+        )
+    if out_root.exists() and config.resume:
+        differences = layout_differences(read_position(out_root), layout)
+        if differences:
+            raise OutputExistsError(
+                f"{out_root} cannot hold this run's output: {'; '.join(differences)}. "
+                "Use --overwrite (overwrite=True) to replace it, or another output path"
+            )
+        return
+    if out_root.exists():
+        shutil.rmtree(out_root)
+        _progress.remove_store_records(out_root)
+    create_output_position(out_root, layout, version=config.ome_version)
+
+
+def provenance_config(config: RunConfig) -> dict[str, Any]:
+    """Return the settings an output records about the run that made it."""
+    return config.model_copy(update={"resume": False, "overwrite": False}).model_dump(mode="json")
+
+
+def _note_provenance(out_root: Path, config: RunConfig) -> None:
+    """Write how the output is made into its root, unless it already says the same."""
+    from . import __version__
+    from ._provenance import read_provenance, same_settings, write_provenance
+
+    settings = provenance_config(config)
+    with _plate_lock(out_root):
+        found = read_provenance(out_root)
+        if found is not None and same_settings(found["config"], settings):
+            return  # a job of the same run (one position of an init-output plate, a resume)
+        write_provenance(out_root, settings, __version__)
 
 
 def run_config(config: RunConfig, **kwargs: Any) -> BatchRun:

@@ -20,13 +20,19 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._errors import InvalidStoreError, OutputExistsError, PositionNotFoundError
+from ._errors import (
+    InvalidStoreError,
+    OutputExistsError,
+    PositionNotFoundError,
+    StoreNotFoundError,
+)
 from ._progress import ChunkGrid
 
 __all__ = [
     "PositionInfo",
     "StoreInfo",
     "create_output_plate",
+    "layout_differences",
     "open_store",
     "read_position",
 ]
@@ -101,7 +107,24 @@ class PositionInfo:
             self.shards or self.chunks,
             self.key_prefix,
             self.key_separator,
+            "zarr.json" if self.zarr_format == 3 else ".zarray",
         )
+
+    @property
+    def write_grid(self) -> tuple[int, ...]:
+        """Shape of one stored file of the array: its shard, else its chunk."""
+        return self.shards or self.chunks
+
+    def layout(self) -> dict[str, Any]:
+        """Return the array's dtype and layout, as resume records identify an output."""
+        return {
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "chunks": list(self.chunks),
+            "shards": list(self.shards) if self.shards else None,
+            "zarr_format": self.zarr_format,
+            "fill_value": self.fill_value,
+        }
 
     @property
     def volume_shape(self) -> tuple[int, int, int]:
@@ -178,7 +201,7 @@ def _group_attrs(path: Path) -> tuple[int, dict[str, Any]] | None:
 
 def _require_group(path: Path) -> tuple[int, dict[str, Any]]:
     if not path.exists():
-        raise InvalidStoreError(f"{path} does not exist")
+        raise StoreNotFoundError(f"{path} does not exist")
     if not path.is_dir():
         raise InvalidStoreError(f"{path} is not a folder, so it is not a Zarr store")
     found = _group_attrs(path)
@@ -340,7 +363,7 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
     """
     root = Path(path).expanduser().resolve()
     if key is not None and not root.exists():
-        raise InvalidStoreError(f"the plate lists position {key!r}, but {root} does not exist")
+        raise StoreNotFoundError(f"the plate lists position {key!r}, but {root} does not exist")
     zarr_format, attrs = _require_group(root)
     ms = attrs.get("multiscales")
     if not isinstance(ms, list) or not ms or not isinstance(ms[0], dict):
@@ -443,6 +466,34 @@ class OutputLayout:
     def with_(self, **changes: Any) -> OutputLayout:
         """Return a copy with some fields changed."""
         return replace(self, **changes)
+
+
+def layout_differences(info: PositionInfo, layout: OutputLayout) -> list[str]:
+    """Say what keeps an existing output position from holding ``layout`` (empty: nothing).
+
+    Examples: ``"it has 2 time points, this run writes 4"``, ``"its channels are
+    Nuclei, this run writes Membrane"``.
+    """
+    found: list[str] = []
+    have, want = info.shape, layout.shape
+    if have[0] != want[0]:
+        found.append(f"it has {have[0]} time points, this run writes {want[0]}")
+    if have[1] != want[1]:
+        found.append(f"it has {have[1]} channels, this run writes {want[1]}")
+    elif tuple(info.channel_names) != tuple(layout.channel_names):
+        found.append(
+            f"its channels are {', '.join(info.channel_names)}, this run writes "
+            f"{', '.join(layout.channel_names)}"
+        )
+    if have[2:] != want[2:]:
+        found.append(f"its volumes are ZYX {have[2:]}, this run writes {tuple(want[2:])}")
+    if np.dtype(info.dtype) != np.dtype(layout.dtype):
+        found.append(
+            f"it stores {np.dtype(info.dtype).name}, this run writes {np.dtype(layout.dtype).name}"
+        )
+    if not np.allclose(info.scale[2:], layout.scale[2:], rtol=1e-9, atol=0):
+        found.append(f"its voxel size is {info.scale[2:]}, this run writes {layout.scale[2:]}")
+    return found
 
 
 def _inner_chunks(zyx: Sequence[int], itemsize: int) -> tuple[int, int, int]:
@@ -688,11 +739,11 @@ def _extend_plate(root: Path, layouts: dict[str, OutputLayout], version: OmeVers
     for key, layout in layouts.items():
         if key in existing.position_keys:
             info = read_position(existing.position_path(key), key)
-            if info.shape != layout.shape or np.dtype(info.dtype) != np.dtype(layout.dtype):
+            differences = layout_differences(info, layout)
+            if differences:
                 raise OutputExistsError(
-                    f"{root}/{key} exists with shape {info.shape} {np.dtype(info.dtype).name}, "
-                    f"but this run writes {layout.shape} {np.dtype(layout.dtype).name}; "
-                    "use overwrite or another output path"
+                    f"{root}/{key} cannot hold this run's output: {'; '.join(differences)}. "
+                    "Use --overwrite (overwrite=True) to replace it, or another output path"
                 )
     if missing:
         if existing.kind != "plate":
@@ -718,10 +769,11 @@ def _write_group_attrs_only(path: Path, attrs: dict[str, Any], version: OmeVersi
     import zarr
 
     group = zarr.open_group(str(path), mode="a", zarr_format=3 if version == "0.5" else 2)
+    # update, not put: other keys (how the plate was made, a user's own) stay.
     if version == "0.5":
-        group.attrs.put({"ome": {"version": "0.5", **attrs}})
+        group.attrs.update({"ome": {"version": "0.5", **attrs}})
     else:
-        group.attrs.put(attrs)
+        group.attrs.update(attrs)
 
 
 def create_output_position(

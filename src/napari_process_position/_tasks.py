@@ -20,7 +20,8 @@ from typing import Any, Literal, TypeAlias
 
 import numpy as np
 
-from ._progress import ChunkGrid
+from ._errors import IndexOutOfRangeError
+from ._progress import ChunkGrid, record_name
 
 __all__ = ["ChannelIndex", "Result", "Task", "plan_tasks"]
 
@@ -36,11 +37,13 @@ def _normalise_group(group: Any, n_channels: int, what: str) -> ChannelIndex:
     if isinstance(group, (int, np.integer)):
         index = int(group)
         if not -n_channels <= index < n_channels:
-            raise IndexError(f"{what}: channel {index} is out of range for {n_channels} channels")
+            raise IndexOutOfRangeError(
+                f"{what}: channel {index} is out of range for {n_channels} channels"
+            )
         return index
     if isinstance(group, slice):
         if not range(n_channels)[group]:
-            raise IndexError(f"{what}: {group} selects no channel out of {n_channels}")
+            raise IndexOutOfRangeError(f"{what}: {group} selects no channel out of {n_channels}")
         return group
     if isinstance(group, (list, tuple, np.ndarray)):
         items = [int(i) for i in group]
@@ -48,7 +51,7 @@ def _normalise_group(group: Any, n_channels: int, what: str) -> ChannelIndex:
             raise ValueError(f"{what}: an empty channel group")
         for index in items:
             if not -n_channels <= index < n_channels:
-                raise IndexError(
+                raise IndexOutOfRangeError(
                     f"{what}: channel {index} is out of range for {n_channels} channels"
                 )
         return tuple(items)
@@ -64,6 +67,15 @@ def channel_list(group: ChannelIndex, n_channels: int) -> list[int]:
     if isinstance(group, slice):
         return list(range(n_channels)[group])
     return [i % n_channels for i in group]
+
+
+def _channel_identity(group: ChannelIndex, n_channels: int) -> int | list[int] | str:
+    """Channels of a group, resolved; an int stays an int (the transform gets ZYX)."""
+    if not n_channels:  # a task made by hand, without the channel count
+        return channel_label(group)
+    if isinstance(group, int):
+        return group % n_channels
+    return channel_list(group, n_channels)
 
 
 def channel_label(group: ChannelIndex) -> str:
@@ -96,11 +108,34 @@ class Task:
     output_shape: tuple[int, ...] | None = None
     output_dtype: str | None = None
     progress_dir: str | None = None
-    token: str = ""
+    #: Digest of what all the run's volumes share (transform, parameters, resume
+    #: token, input, output layout): see :mod:`._identity`.
+    identity: str = ""
     output_grid: ChunkGrid | None = None
+    input_channel_count: int = 0
     #: Refuse results that only an unsafe cast fits into the output (our own
     #: outputs, sized from the transform); iohub's call casts as numpy does.
     strict_dtype: bool = False
+
+    def output_channel_list(self) -> list[int]:
+        """Return the output channel indices the task writes."""
+        n_out = self.output_shape[1] if self.output_shape else self.input_channel_count
+        return channel_list(self.output_channels, n_out)
+
+    def record_name(self, t_out: int) -> str:
+        """File name of the completion record of output volume ``t_out``."""
+        return record_name(t_out, ",".join(str(c) for c in self.output_channel_list()))
+
+    def volume_identity(self, t_in: int, t_out: int) -> dict[str, Any]:
+        """Return what made output volume ``t_out``: its completion record's identity."""
+        n_out = self.output_shape[1] if self.output_shape else self.input_channel_count
+        return {
+            "run": self.identity,
+            "input_time": t_in,
+            "input_channels": _channel_identity(self.input_channels, self.input_channel_count),
+            "output_time": t_out,
+            "output_channels": _channel_identity(self.output_channels, n_out),
+        }
 
     @property
     def label(self) -> str:
@@ -171,7 +206,7 @@ def normalise_times(
         raise ValueError("input_time_indices selects no time point")
     for t in times_in:
         if not 0 <= t < n_input_times:
-            raise IndexError(
+            raise IndexOutOfRangeError(
                 f"input time index {t} is out of range: the input has {n_input_times} time points "
                 f"(0 to {n_input_times - 1})"
             )
@@ -184,7 +219,7 @@ def normalise_times(
     if n_output_times is not None:
         for t in times_out:
             if not 0 <= t < n_output_times:
-                raise IndexError(
+                raise IndexOutOfRangeError(
                     f"output time index {t} is out of range: the output has {n_output_times} "
                     "time points"
                 )
@@ -266,7 +301,7 @@ def plan_tasks(
     input_time_indices: Sequence[int] | None = None,
     output_time_indices: Sequence[int] | None = None,
     progress_dir: str | None = None,
-    token: str = "",
+    identity: str = "",
     output_grid: ChunkGrid | None = None,
     strict_dtype: bool = False,
 ) -> list[Task]:
@@ -274,8 +309,11 @@ def plan_tasks(
 
     Raises
     ------
-    ValueError, IndexError, TypeError
-        Indices that are out of range or do not pair up.
+    IndexOutOfRangeError
+        An index outside the input or output (also an ``IndexError`` and a
+        ``ValueError``).
+    ValueError, TypeError
+        Indices that do not pair up, or of the wrong kind.
     """
     n_out_t = output_shape[0] if output_shape is not None else None
     n_out_c = output_shape[1] if output_shape is not None else None
@@ -290,7 +328,11 @@ def plan_tasks(
             f"the output is sharded along channels (shard shape {tuple(output_shards)}); "
             "only shards one channel wide are supported"
         )
-    shard_t = int(output_shards[0]) if output_shards is not None else 1
+    # Time points that share a stored file (a shard, or a v2 chunk) form one task.
+    if output_grid is not None:
+        shard_t = int(output_grid.grid[0])
+    else:
+        shard_t = int(output_shards[0]) if output_shards is not None else 1
     batches = _shard_batches(times_in, times_out, shard_t)
     tasks = []
     for index, ((c_in, c_out), (t_in, t_out)) in enumerate(
@@ -310,9 +352,10 @@ def plan_tasks(
                 output_shape=tuple(output_shape) if output_shape is not None else None,
                 output_dtype=output_dtype,
                 progress_dir=progress_dir,
-                token=token,
+                identity=identity,
                 output_grid=output_grid,
                 strict_dtype=strict_dtype,
+                input_channel_count=int(input_shape[1]),
             )
         )
     return tasks

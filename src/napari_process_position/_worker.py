@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import logging
 import os
 import pickle
 import signal
@@ -21,13 +22,14 @@ import threading
 import time
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from . import _progress
 from ._errors import InputReadError, OutputWriteError, TransformError
-from ._tasks import ChannelIndex, Result, Task, channel_label, channel_list
+from ._shards import RowRewrite, lost_text, rewrite_rows
+from ._tasks import ChannelIndex, Result, Task, channel_label
 
 __all__ = [
     "PickledTransform",
@@ -66,6 +68,8 @@ class PickledTransform:
 #: ``"module:function"`` / ``"/path/to/file.py:function"`` string, or a
 #: :class:`PickledTransform`.
 TransformRef = Callable[..., Any] | str | PickledTransform
+
+log = logging.getLogger(__name__)
 
 _thread_limits: Any = None
 #: The memory limit (bytes of address space) this worker runs under, for messages.
@@ -161,6 +165,7 @@ def _load_file_module(path: str) -> Any:
         raise ImportError(f"cannot load transforms from {path}")
     module = importlib.util.module_from_spec(spec)
     module.__npp_mtime__ = mtime  # type: ignore[attr-defined]
+    module.__npp_path__ = path  # type: ignore[attr-defined]
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
@@ -392,23 +397,97 @@ def _check_output(out: Any, task: Task, t_in: int, func: Callable[..., Any]) -> 
     return array
 
 
-def marker_name(t_out: int, group: ChannelIndex) -> str:
-    """File name that records a completed output (t, c) block."""
-    return _progress.record_name(t_out, channel_label(group))
+def _note_transform_error(exc: BaseException, name: str, task: Task, t_in: int) -> None:
+    """Mark an exception raised by the transform itself, and name where it happened.
+
+    The note (PEP 678) and the mark travel with the exception when it is
+    pickled back from a worker process, so the caller can re-raise it as the
+    same type (iohub's behaviour) or wrap it in a :class:`TransformError`.
+    """
+    with contextlib.suppress(Exception):  # an exception type that takes no attributes
+        exc.add_note(
+            f"raised by transform {name!r} on t={t_in}, c={channel_label(task.input_channels)} "
+            f"of {os.path.dirname(task.input_array)}"
+        )
+        exc.npp_transform_error = True  # type: ignore[attr-defined]
 
 
-def _write(region: Any, array: np.ndarray, task: Task, t_out: int) -> None:
+def _read(source: Any, task: Task, t_in: int, selection: Any) -> np.ndarray:
     try:
-        # Let tensorstore encode straight from our array instead of copying it first: the
-        # copy made a worker's peak out + copy + encoded shard (2.8 GiB for a 1 GiB volume)
-        # instead of out + encoded shard (1.8 GiB), and glibc kept much of it afterwards
-        # (benchmarks/bench_load.py). Safe: nothing modifies the array once it is written.
-        region.write(array, can_reference_source_data_indefinitely=True).result()
+        return source[t_in][selection].read().result()  # type: ignore[no-any-return]
     except Exception as exc:
+        raise InputReadError(
+            f"reading t={t_in}, c={channel_label(task.input_channels)} from "
+            f"{task.input_array} failed: {exc}"
+        ) from exc
+
+
+def _store(target: Any, task: Task, volumes: dict[int, np.ndarray | None]) -> list[RowRewrite]:
+    """Write the task's volumes whole (see :mod:`._shards`); a failure names the block."""
+    grid = task.output_grid
+    if grid is None:  # pragma: no cover - every planned task with an output has its grid
+        raise OutputWriteError(f"no file layout known for {task.output_array}")
+    try:
+        outcomes = rewrite_rows(
+            target,
+            grid,
+            volumes,
+            _ts_selection(task.output_channels),
+            task.output_channel_list(),
+        )
+    except Exception as exc:
+        times = ",".join(str(t) for t in sorted(volumes))
         raise OutputWriteError(
-            f"writing t={t_out}, c={channel_label(task.output_channels)} to {task.output_array} "
+            f"writing t={times}, c={channel_label(task.output_channels)} to {task.output_array} "
             f"failed: {exc}"
-        ) from None
+        ) from exc
+    lost = lost_text(outcomes)
+    if lost:
+        log.warning(
+            "%s: a file shared with volumes outside this run was unreadable (torn or damaged); "
+            "it was rewritten, and these volumes now hold the fill value: %s. Rerun them.",
+            task.output_array,
+            lost,
+        )
+    return outcomes
+
+
+def _record(task: Task, volumes: dict[int, np.ndarray | None], outcomes: list[RowRewrite]) -> None:
+    """Write the completion records of a task's volumes, once all of them are stored."""
+    progress_dir, grid = task.progress_dir, task.output_grid
+    if progress_dir is None or grid is None:
+        return
+    channels = task.output_channel_list()
+    pairs = dict(zip(task.output_time_indices, task.input_time_indices, strict=True))
+    try:
+        for t_out, volume in volumes.items():
+            _progress.record(
+                progress_dir,
+                task.record_name(t_out),
+                identity=task.volume_identity(pairs[t_out], t_out),
+                status="written" if volume is not None else "skipped",
+                files=grid.stat(grid.record_files(t_out, channels)),
+            )
+        # Volumes outside the task whose files were rewritten: a kept one keeps its
+        # record (with the new file stats); a lost one loses it.
+        for outcome in outcomes:
+            for t, c in outcome.kept + outcome.lost:
+                name = _progress.record_name(t, str(c))
+                if (t, c) in outcome.lost:
+                    _progress.remove(progress_dir, name)
+                    continue
+                meta = grid.stat([grid.meta_file])
+                _progress.restat(
+                    progress_dir,
+                    name,
+                    {**{k: outcome.before[k] for k in grid.volume_files(t, [c])}, **meta},
+                    {**{k: outcome.after[k] for k in grid.volume_files(t, [c])}, **meta},
+                )
+    except OSError as exc:
+        raise OutputWriteError(
+            f"recording t={','.join(map(str, volumes))}, c={channel_label(task.output_channels)} "
+            f"as complete in {progress_dir} failed: {exc}"
+        ) from exc
 
 
 def run_task(
@@ -419,12 +498,16 @@ def run_task(
     """Run one task and report one :class:`Result` per time point.
 
     Reads each input block, skips blocks that are empty (all zeros or all
-    NaN in some channel; their output is reset to the fill value), applies
-    the transform, and either writes the result into the output array or,
-    for a preview without output, returns it. A completion marker is written
-    only after the data is stored, so resume never trusts a partial write.
+    NaN in some channel; their output is left at the fill value), applies
+    the transform, and either stores the results in the output array (the
+    task's files are written whole, never read back: see :mod:`._shards`)
+    or, for a preview without output, returns them. Every input block is
+    read before anything is written, so a run in place reads the input.
+    Completion records are written only after the data is stored, so resume
+    never trusts a partial write.
     """
     func = _load_transform(transform, task)
+    name = getattr(func, "__name__", None) or _transform_label(transform)
     kwargs = dict(params)
     wants_time = _accepts_time_index(func)
     worker = f"pid {os.getpid()} / {threading.current_thread().name}"
@@ -433,37 +516,29 @@ def run_task(
     if task.output_array is not None:
         target = _open(task.output_array, task.output_zarr_format, write=True)
     c_in = _ts_selection(task.input_channels)
-    c_out = _ts_selection(task.output_channels)
+    timings: list[tuple[int, int, str, float, float]] = []
+    volumes: dict[int, np.ndarray | None] = {}
     results: list[Result] = []
-    finished_blocks: list[tuple[int, str, str]] = []
     for t_in, t_out in zip(task.input_time_indices, task.output_time_indices, strict=True):
-        marker = marker_name(t_out, task.output_channels)
         if task.progress_dir is not None:
-            _progress.remove(task.progress_dir, marker)
+            _progress.remove(task.progress_dir, task.record_name(t_out))
         start = time.perf_counter()
-        try:
-            block = source[t_in][c_in].read().result()
-        except Exception as exc:
-            raise InputReadError(
-                f"reading t={t_in}, c={channel_label(task.input_channels)} from "
-                f"{task.input_array} failed: {exc}"
-            ) from None
+        block = _read(source, task, t_in, c_in)
         read_done = time.perf_counter()
-        if is_empty(block):
-            write_s = 0.0
-            if target is not None:
-                # Leave the output as a fresh run would: at its fill value.
-                region = target[t_out][c_out]
-                fill = region.fill_value
-                dtype = region.dtype.numpy_dtype
-                empty = (
-                    np.zeros(region.shape, dtype)
-                    if fill is None
-                    else np.full(region.shape, fill, dtype)
-                )
-                _write(region, empty, task, t_out)
-                write_s = time.perf_counter() - read_done
-                finished_blocks.append((t_out, marker, "skipped"))
+        array: np.ndarray | None = None
+        if not is_empty(block):
+            if wants_time:
+                kwargs["input_time_index"] = t_in
+            try:
+                out = func(block, **kwargs)
+            except Exception as exc:
+                _note_transform_error(exc, name, task, t_in)
+                raise
+            del block
+            array = _check_output(out, task, t_in, func)
+        computed = time.perf_counter()
+        status = "skipped" if array is None else ("written" if target is not None else "preview")
+        if target is None:
             results.append(
                 Result(
                     task.index,
@@ -471,66 +546,39 @@ def run_task(
                     t_out,
                     task.input_channels,
                     task.output_channels,
-                    "skipped",
-                    None,
+                    status,  # type: ignore[arg-type]
+                    array,
                     read_done - start,
+                    computed - read_done,
                     0.0,
-                    write_s,
                     worker,
                 )
             )
-            continue
-        if wants_time:
-            kwargs["input_time_index"] = t_in
-        out = func(block, **kwargs)
-        del block
-        array = _check_output(out, task, t_in, func)
-        computed = time.perf_counter()
-        status: Literal["written", "preview"]
-        if target is not None:
-            _write(target[t_out][c_out], array, task, t_out)
-            finished_blocks.append((t_out, marker, "written"))
-            volume = None
-            status = "written"
         else:
-            volume = array
-            status = "preview"
-        finished = time.perf_counter()
-        results.append(
-            Result(
-                task.index,
-                t_in,
-                t_out,
-                task.input_channels,
-                task.output_channels,
-                status,
-                volume,
-                read_done - start,
-                computed - read_done,
-                finished - computed,
-                worker,
-            )
+            volumes[t_out] = array
+            timings.append((t_in, t_out, status, read_done - start, computed - read_done))
+    if target is None:
+        return results
+    start = time.perf_counter()
+    outcomes = _store(target, task, volumes)
+    write_s = (time.perf_counter() - start) / max(1, len(volumes))
+    _record(task, volumes, outcomes)
+    return [
+        Result(
+            task.index,
+            t_in,
+            t_out,
+            task.input_channels,
+            task.output_channels,
+            status,  # type: ignore[arg-type]
+            None,
+            read_s,
+            compute_s,
+            write_s,
+            worker,
         )
-    if task.progress_dir is not None and finished_blocks:
-        # Records come last: only once every write of the task is stored.
-        grid = task.output_grid
-        n_channels = task.output_shape[1] if task.output_shape else 1
-        for t_out, marker, kind in finished_blocks:
-            files = {}
-            try:
-                if grid is not None:
-                    files = grid.stat(
-                        grid.volume_files(t_out, channel_list(task.output_channels, n_channels))
-                    )
-                _progress.record(
-                    task.progress_dir, marker, token=task.token, status=kind, files=files
-                )
-            except OSError as exc:
-                raise OutputWriteError(
-                    f"recording t={t_out}, c={channel_label(task.output_channels)} as complete "
-                    f"in {task.progress_dir} failed: {exc}"
-                ) from None
-    return results
+        for t_in, t_out, status, read_s, compute_s in timings
+    ]
 
 
 def _transform_label(transform: TransformRef) -> str:

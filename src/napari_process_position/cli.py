@@ -99,6 +99,27 @@ def positions(store: Path, details: bool) -> None:
             click.echo(f"{key}\t{shape}\t{pos.dtype}\t{','.join(pos.channel_names)}")
         else:
             click.echo(key)
+    if details:
+        _echo_provenance(Path(info.path))
+
+
+def _echo_provenance(store: Path) -> None:
+    """Print how an output was made (its recorded settings), when it says."""
+    import yaml
+
+    from ._config import command_line
+    from ._provenance import read_provenance
+
+    found = read_provenance(store)
+    if found is None:
+        return
+    click.echo(
+        f"made by napari-process-position {found.get('version', '?')} "
+        f"at {found.get('written', '?')} with these settings:"
+    )
+    text = yaml.safe_dump(found["config"], sort_keys=False).rstrip("\n")
+    click.echo("\n".join(f"  {line}" for line in text.splitlines()))
+    click.echo(f"run them again: {command_line(store, '--overwrite')}")
 
 
 @main.command("transforms")
@@ -273,7 +294,8 @@ _SETTINGS_OPTIONS = [
         "--config",
         "config_path",
         type=click.Path(path_type=Path),
-        help="Run settings from a YAML file; flags override it.",
+        help="Run settings from a YAML file, or from an output plate made by `run` "
+        "(the settings it records); flags override them.",
     ),
     click.option(
         "--save-config",
@@ -420,10 +442,7 @@ def build_config(opts: dict[str, Any], *, need_output: bool = True) -> Any:
     if opts.get("params"):
         spec = get_transform(data["transform"])
         data["params"] = {**data.get("params", {}), **parse_params(spec, opts["params"])}
-    config = RunConfig.from_dict(data, "settings")
-    if config.resume and config.overwrite:
-        _fail("resume and overwrite contradict each other; pick one")
-    return config
+    return RunConfig.from_dict(data, "settings")
 
 
 @main.command("run")
