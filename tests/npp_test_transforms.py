@@ -74,3 +74,21 @@ def blas_threads(czyx):
 
     counts = [info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas"]
     return np.full(czyx.shape, max(counts) if counts else -1, dtype=np.float32)
+
+
+def counting(czyx, log_dir: str, factor: float = 2.0):
+    """``x * factor`` in float32, leaving one file per call in ``log_dir`` (works in processes)."""
+    os.makedirs(log_dir, exist_ok=True)
+    with open(os.path.join(log_dir, f"{os.getpid()}-{time.perf_counter_ns()}"), "w"):
+        pass
+    return czyx.astype(np.float32) * factor
+
+
+def apply_flat(czyx, flat: np.ndarray):
+    """Divide by a flat-field image (an array parameter), as flat-field correction does."""
+    return czyx.astype(np.float32) / flat
+
+
+def raises_value_error(czyx):
+    """A transform that rejects its input, as a user's own check would."""
+    raise ValueError("this volume is not what I expected")

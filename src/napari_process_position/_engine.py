@@ -417,7 +417,7 @@ class PositionRun:
                 len(found.other_settings),
                 self.total,
                 self.output.path if self.output else "the output",
-                "; ".join(f"{n} {reason}" for reason, n in reasons.items()),
+                "; ".join(f"{reason} differs for {n}" for reason, n in reasons.items()),
             )
         if found.changed:
             log.info(

@@ -233,11 +233,11 @@ def restat(
 
 #: Why a record was not trusted, by the first field that differs.
 _REASONS = {
-    "run": "other transform, parameters, resume token, input or output layout",
-    "input_time": "other input time point",
-    "input_channels": "other input channels",
-    "output_time": "other output time point",
-    "output_channels": "other output channels",
+    "run": "the transform, its parameters, the resume token, the input or the output layout",
+    "input_time": "the input time point",
+    "input_channels": "the input channels",
+    "output_time": "the output time point",
+    "output_channels": "the output channels",
 }
 
 
@@ -250,7 +250,8 @@ class ResumeCheck:
     done
         Names of trusted records.
     other_settings
-        Name -> why a record made by other settings is not trusted.
+        Name -> what differs in a record made by other settings (the first
+        difference found: ``"the input time point"``, ...).
     changed
         Names of records whose files changed since (deleted, truncated, rewritten).
     """

@@ -748,8 +748,15 @@ def _make_output_position(out_root: Path, layout: OutputLayout, config: RunConfi
 
 
 def provenance_config(config: RunConfig) -> dict[str, Any]:
-    """Return the settings an output records about the run that made it."""
-    return config.model_copy(update={"resume": False, "overwrite": False}).model_dump(mode="json")
+    """Return the settings an output records about the run that made it.
+
+    Paths are absolute, so that ``run --config OUTPUT`` works from any folder.
+    """
+    changes: dict[str, Any] = {"resume": False, "overwrite": False}
+    changes["input"] = str(Path(config.input).expanduser().resolve())
+    if config.output:
+        changes["output"] = str(Path(config.output).expanduser().resolve())
+    return config.model_copy(update=changes).model_dump(mode="json")
 
 
 def _note_provenance(out_root: Path, config: RunConfig) -> None:

@@ -117,7 +117,8 @@ def _echo_provenance(store: Path) -> None:
         f"made by napari-process-position {found.get('version', '?')} "
         f"at {found.get('written', '?')} with these settings:"
     )
-    text = yaml.safe_dump(found["config"], sort_keys=False).rstrip("\n")
+    shown = {k: v for k, v in found["config"].items() if v is not None and k != "format_version"}
+    text = yaml.safe_dump(shown, sort_keys=False).rstrip("\n")
     click.echo("\n".join(f"  {line}" for line in text.splitlines()))
     click.echo(f"run them again: {command_line(store, '--overwrite')}")
 
