@@ -422,7 +422,9 @@ def _read(source: Any, task: Task, t_in: int, selection: Any) -> np.ndarray:
         ) from exc
 
 
-def _store(target: Any, task: Task, volumes: dict[int, np.ndarray | None]) -> list[RowRewrite]:
+def _write_volumes(
+    target: Any, task: Task, volumes: dict[int, np.ndarray | None]
+) -> list[RowRewrite]:
     """Write the task's volumes whole (see :mod:`._shards`); a failure names the block."""
     grid = task.output_grid
     if grid is None:  # pragma: no cover - every planned task with an output has its grid
@@ -560,7 +562,7 @@ def run_task(
     if target is None:
         return results
     start = time.perf_counter()
-    outcomes = _store(target, task, volumes)
+    outcomes = _write_volumes(target, task, volumes)
     write_s = (time.perf_counter() - start) / max(1, len(volumes))
     _record(task, volumes, outcomes)
     return [
