@@ -422,12 +422,14 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
         self._on_cancel()
 
     def close_pool(self) -> None:
-        """Cancel any run and stop the process pool (done when the viewer closes).
+        """Cancel any run and preview, and stop the process pool (done when the viewer closes).
 
         The widget stays usable: process mode starts a new pool on the next run.
         """
         self._closing = True
         try:
+            # A live preview waiting for its debounce would otherwise start after this.
+            self._stop_previews(forget=False)
             if self._current is not None:
                 self._on_cancel()
             pool, self._pool = self._pool, None
