@@ -3,7 +3,7 @@
 Workload (issue 5, item 6): 4 positions, each T=8, C=2, Z=32, Y=X=256
 float32 (64 (t, c) volumes of 8 MiB), transform ``soft_magnitude``
 (``sqrt(x*x + 1) - 0.5``), written into a fresh OME-Zarr v0.5 output plate
-by :func:`napari_process_position._runner.prepare` exactly as
+by :func:`napari_process_position.batch.run.prepare` exactly as
 ``process-position run`` does.
 
 Modes, 2 workers each:
@@ -73,7 +73,7 @@ def _digest(out: Path) -> str:
 
     import tensorstore as ts
 
-    from napari_process_position._store import read_position, tensorstore_spec
+    from napari_process_position.store.metadata import read_position, tensorstore_spec
 
     h = hashlib.sha256()
     for key in KEYS:
@@ -85,10 +85,10 @@ def _digest(out: Path) -> str:
 
 def child(mode: str, input_plate: str, output: str) -> dict[str, Any]:
     from napari_process_position import RunConfig
-    from napari_process_position._dask import DaskExecutor
-    from napari_process_position._engine import ProcessPool
-    from napari_process_position._runner import prepare
-    from napari_process_position._worker import warm_up
+    from napari_process_position.batch.dask import DaskExecutor
+    from napari_process_position.batch.run import prepare
+    from napari_process_position.engine.run import ProcessPool
+    from napari_process_position.engine.worker import warm_up
     from napari_process_position.transforms import get_transform
 
     get_transform(TRANSFORM)  # import the transform before the clock starts
@@ -154,8 +154,8 @@ def input_plate(path: Path, say: Tee) -> Path:
         return path
     import tensorstore as ts
 
-    from napari_process_position._demo import make_demo_plate
-    from napari_process_position._store import (
+    from napari_process_position.store.demo import make_demo_plate
+    from napari_process_position.store.metadata import (
         OutputLayout,
         create_output_plate,
         read_position,

@@ -88,7 +88,7 @@ def child_startup(workers: int, repeats: int) -> dict[str, Any]:
     import multiprocessing as mp
     import subprocess
 
-    from napari_process_position._engine import ProcessPool
+    from napari_process_position.engine.run import ProcessPool
 
     bare, warm, down = [], [], []
     for _ in range(repeats):
@@ -106,7 +106,7 @@ def child_startup(workers: int, repeats: int) -> dict[str, Any]:
         pool.shutdown(wait=True)
         down.append(time.perf_counter() - start)
     # Each probe: (already imported, then timed) in a fresh interpreter.
-    w = "napari_process_position._worker"
+    w = "napari_process_position.engine.worker"
     probes = {
         "numpy": ("", "import numpy"),
         "+tensorstore": ("import numpy", "import tensorstore"),
@@ -145,9 +145,9 @@ def child_engine(
     mode: str, input_position: str, outputs: list[str], workers: int
 ) -> dict[str, Any]:
     """Run ``stream_position`` once per output; time the whole run and the first Result."""
-    from napari_process_position._engine import ProcessPool, stream_position
-    from napari_process_position._store import read_position
-    from napari_process_position._worker import resolve_transform
+    from napari_process_position.engine.run import ProcessPool, stream_position
+    from napari_process_position.engine.worker import resolve_transform
+    from napari_process_position.store.metadata import read_position
 
     # What the floor child also does before timing: import the transform, read metadata.
     resolve_transform(TRANSFORM)
@@ -228,7 +228,7 @@ def child_floor(input_position: str, outputs: list[str]) -> dict[str, Any]:
     """Raw tensorstore read, in-memory compute and raw tensorstore write of the 16 volumes."""
     import tensorstore as ts
 
-    from napari_process_position._store import read_position, tensorstore_spec
+    from napari_process_position.store.metadata import read_position, tensorstore_spec
     from napari_process_position.transforms._builtins import soft_magnitude
 
     info = read_position(input_position)
@@ -287,7 +287,7 @@ def child_main(args: argparse.Namespace) -> None:
 
 def input_plate(shape: tuple[int, ...], cache: Path | None, fresh: bool, say: Tee) -> Path:
     """The input plate, generated once and cached (the synthetic cells take ~1 min)."""
-    from napari_process_position._demo import make_demo_plate
+    from napari_process_position.store.demo import make_demo_plate
 
     name = "npp-bench-input-" + "x".join(map(str, shape)) + "-float32.zarr"
     path = cache or Path(tempfile.gettempdir()) / name
@@ -302,7 +302,11 @@ def input_plate(shape: tuple[int, ...], cache: Path | None, fresh: bool, say: Te
 
 
 def make_outputs(input_position: Path, folder: Path, count: int) -> list[str]:
-    from napari_process_position._store import OutputLayout, create_output_plate, read_position
+    from napari_process_position.store.metadata import (
+        OutputLayout,
+        create_output_plate,
+        read_position,
+    )
 
     info = read_position(input_position)
     layout = OutputLayout(
@@ -324,7 +328,7 @@ def check_output(output_position: str, expected: Any) -> str:
     import numpy as np
     import tensorstore as ts
 
-    from napari_process_position._store import read_position, tensorstore_spec
+    from napari_process_position.store.metadata import read_position, tensorstore_spec
 
     got = (
         ts.open(tensorstore_spec(read_position(output_position)), read=True)
@@ -412,8 +416,8 @@ def main() -> None:
     import numpy as np
     import tensorstore as ts
 
-    from napari_process_position._cpus import available_cpus
-    from napari_process_position._store import read_position, tensorstore_spec
+    from napari_process_position.core.budget import available_cpus
+    from napari_process_position.store.metadata import read_position, tensorstore_spec
     from napari_process_position.transforms._builtins import soft_magnitude
 
     say = Tee()

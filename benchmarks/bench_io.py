@@ -47,14 +47,14 @@ def source_data(shape: tuple[int, ...]) -> Any:
     import numpy as np
     import tensorstore as ts
 
-    from napari_process_position._store import read_position, tensorstore_spec
+    from napari_process_position.store.metadata import read_position, tensorstore_spec
 
     if (ENGINE_INPUT.parents[2] / ".bench-complete").exists():
         info = read_position(ENGINE_INPUT)
         if info.shape[1:] == shape[1:] and info.shape[0] >= shape[0]:
             arr = ts.open(tensorstore_spec(info), read=True).result()
             return np.asarray(arr[: shape[0]].read().result(), dtype=np.float32)
-    from napari_process_position._demo import synthetic_position
+    from napari_process_position.store.demo import synthetic_position
 
     print("generating synthetic cells (run bench_engine.py first to reuse its input) ...")
     return synthetic_position(seed=0, shape=shape, dtype="float32")  # type: ignore[arg-type]
@@ -65,7 +65,7 @@ def make_array(root: Path, name: str, data: Any, version: str) -> str:
     import numpy as np
     import tensorstore as ts
 
-    from napari_process_position._store import (
+    from napari_process_position.store.metadata import (
         OutputLayout,
         create_output_position,
         tensorstore_spec,

@@ -84,8 +84,8 @@ def make_volume(root: Path, zyx: tuple[int, int, int]) -> Path:
     """A one-position plate (T=2, C=1) of demo data tiled up to ``zyx`` (quick at any size)."""
     import tensorstore as ts
 
-    from napari_process_position._demo import make_demo_plate
-    from napari_process_position._store import (
+    from napari_process_position.store.demo import make_demo_plate
+    from napari_process_position.store.metadata import (
         OutputLayout,
         create_output_plate,
         read_position,
@@ -112,7 +112,7 @@ def direct_seconds(path: Path, sigma_y: float) -> float:
     """The transform on the volume on screen (t=0, channel 0), in this process, no GUI."""
     import tensorstore as ts
 
-    from napari_process_position._store import read_position, tensorstore_spec
+    from napari_process_position.store.metadata import read_position, tensorstore_spec
     from napari_process_position.transforms import get_transform
 
     spec = get_transform("gaussian_blur")
@@ -156,8 +156,8 @@ def change_and_wait(widget, meter: StallMeter, sigma: float) -> dict:
 def run_volume(name: str, path: Path, repeats: int) -> list[dict]:
     import napari
 
-    from napari_process_position._widget import ProcessPositionWidget
-    from napari_process_position._widget._live import PREVIEW_DEBOUNCE_MS, REGION_LAYER_NAME
+    from napari_process_position.widget import ProcessPositionWidget
+    from napari_process_position.widget.live import PREVIEW_DEBOUNCE_MS, REGION_LAYER_NAME
 
     viewer = napari.Viewer(title=f"bench live preview {name}")
     viewer.window._qt_window.resize(1400, 900)

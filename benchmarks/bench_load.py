@@ -86,7 +86,7 @@ def make_input(path: Path, shape: tuple[int, ...]) -> Path:
     """A one-position plate at ``path`` filled volume by volume (memory: one volume)."""
     import tensorstore as ts
 
-    from napari_process_position._store import (
+    from napari_process_position.store.metadata import (
         OutputLayout,
         create_output_plate,
         read_position,
@@ -117,7 +117,9 @@ def make_input(path: Path, shape: tuple[int, ...]) -> Path:
 
 def _cli() -> list[str]:
     exe = Path(sys.executable).with_name("process-position")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "napari_process_position.cli"]
+    return (
+        [str(exe)] if exe.exists() else [sys.executable, "-m", "napari_process_position.cli"]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,7 +280,7 @@ def _check_output(src: Path, out: Path, shape: tuple[int, ...]) -> str:
     """Spot-check the output (first and last volume) against 4095 - input."""
     import tensorstore as ts
 
-    from napari_process_position._store import read_position, tensorstore_spec
+    from napari_process_position.store.metadata import read_position, tensorstore_spec
 
     a = ts.open(tensorstore_spec(read_position(src / "A/1/0")), read=True).result()
     b = ts.open(tensorstore_spec(read_position(out / "A/1/0")), read=True).result()

@@ -39,7 +39,7 @@ def main() -> None:
     import numpy as np
     from threadpoolctl import threadpool_limits
 
-    from napari_process_position._demo import synthetic_position
+    from napari_process_position.store.demo import synthetic_position
     from napari_process_position.transforms import list_transforms
 
     volume = synthetic_position(seed=0, shape=(1, 1, z, y, x))[0]  # CZYX, C = 1

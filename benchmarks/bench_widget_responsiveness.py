@@ -48,7 +48,7 @@ def make_input(root: Path, shape: tuple[int, int, int, int, int]) -> Path:
     """A one-position float32 plate of random data (fast to make at any size)."""
     import tensorstore as ts
 
-    from napari_process_position._store import (
+    from napari_process_position.store.metadata import (
         OutputLayout,
         create_output_plate,
         read_position,
@@ -168,7 +168,7 @@ def redraw_floor(viewer, meter: StallMeter, n: int = 10) -> float:
 def run_workload(name: str, path: Path, workers: int, follow: bool = True) -> list[dict]:
     import napari
 
-    from napari_process_position._widget import ProcessPositionWidget
+    from napari_process_position.widget import ProcessPositionWidget
 
     viewer = napari.Viewer(title=f"bench {name}")
     viewer.window._qt_window.resize(1400, 900)
@@ -216,7 +216,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from napari_process_position._cpus import available_cpus
+    from napari_process_position.core.budget import available_cpus
 
     workers = args.workers or max(2, available_cpus())
     root = args.keep or Path(tempfile.mkdtemp(prefix="npp-bench-widget-"))

@@ -30,8 +30,8 @@ def _public_target(target: str) -> str | None:
     path = target.removeprefix(f"{PACKAGE}.").removesuffix("()")
     public = set(getattr(package, "__all__", ()))
     head, *rest = path.split(".")
-    if head.startswith("_") and rest and rest[-1] in public:
-        # a private module path to a public object: _tasks.Result -> Result
+    if head not in public and rest and rest[-1] in public:
+        # a module path to a public object: core.tasks.Result -> Result
         head, rest = rest[-1], []
     if head not in public or head.startswith("_"):
         return None

@@ -26,7 +26,7 @@ def write_plate(
     """Write a plate with our own writer: key -> TCZYX array."""
     import tensorstore as ts
 
-    from napari_process_position._store import (
+    from napari_process_position.store.metadata import (
         OutputLayout,
         create_output_plate,
         read_position,

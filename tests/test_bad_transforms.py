@@ -20,13 +20,13 @@ import numpy as np
 import psutil
 import pytest
 from click.testing import CliRunner
+from napari_process_position.cli import main
 
 import npp_fault_transforms as ft
 from conftest import TESTS, random_tczyx, read_array, tree_digest, write_plate
 from napari_process_position import ProcessPool, TransformError, stream_position
-from napari_process_position._progress import records_dir
-from napari_process_position._store import OutputLayout, create_output_plate
-from napari_process_position.cli import main
+from napari_process_position.core.records import records_dir
+from napari_process_position.store.metadata import OutputLayout, create_output_plate
 
 CLI = [sys.executable, "-m", "napari_process_position.cli"]
 FT = f"{TESTS / 'npp_fault_transforms.py'}"

@@ -16,8 +16,8 @@ import pytest
 
 from conftest import TESTS, random_tczyx, read_array, write_plate
 from napari_process_position import RunConfig, open_store, read_position
-from napari_process_position._progress import records_dir
-from napari_process_position._runner import prepare
+from napari_process_position.batch.run import prepare
+from napari_process_position.core.records import records_dir
 from napari_process_position.transforms import get_transform
 
 CLI = [sys.executable, "-m", "napari_process_position.cli"]
@@ -210,7 +210,7 @@ def test_a_failing_position_is_reported_with_its_key_and_others_complete(tmp_pat
     # Fix the input, resume: only the failed position's missing volumes run.
     import tensorstore as ts
 
-    from napari_process_position._store import tensorstore_spec
+    from napari_process_position.store.metadata import tensorstore_spec
 
     arr = ts.open(tensorstore_spec(read_position(src / "A/2/0")), read=True, write=True).result()
     arr[2, 1, 1, 3, 3] = 1.0

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from napari_process_position._config import (
+from napari_process_position.batch.config import (
     CONFIG_FORMAT_VERSION,
     ConfigError,
     RunConfig,
@@ -197,11 +197,11 @@ def _plugin_env(tmp_path: Path) -> Path:
 
 PROBE = textwrap.dedent("""
     import json, sys
-    import napari_process_position.cli
-    import napari_process_position._runner
+    import napari_process_position.cli.main
+    import napari_process_position.batch.run
     import napari_process_position.transforms
     before = set(sys.modules)
-    from napari_process_position._config import RunConfig
+    from napari_process_position.batch.config import RunConfig
     from napari_process_position.transforms import get_transform
     config = RunConfig.load(sys.argv[1])
     loaded = set(sys.modules) - before

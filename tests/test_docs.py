@@ -17,9 +17,9 @@ import click
 import pytest
 import yaml
 from click.testing import CliRunner
+from napari_process_position.cli import main
 
 import napari_process_position
-from napari_process_position.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -120,7 +120,7 @@ def test_sphinx_roles_become_links_or_code() -> None:
     roles = _load_script("docs_griffe_roles")
     text = roles.rewrite(
         "See :func:`stream_position`, :meth:`PositionRun.cancel`, "
-        ":class:`~napari_process_position._tasks.Result` and :func:`_private_helper`."
+        ":class:`~napari_process_position.core.tasks.Result` and :func:`_private_helper`."
     )
     assert "[`stream_position`][napari_process_position.stream_position]" in text
     assert "[`PositionRun.cancel`][napari_process_position.PositionRun.cancel]" in text

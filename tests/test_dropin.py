@@ -24,7 +24,7 @@ from napari_process_position import (
     process_single_position,
     stream_position,
 )
-from napari_process_position._store import OutputLayout, create_output_plate
+from napari_process_position.store.metadata import OutputLayout, create_output_plate
 from test_torn_shards import reshard
 
 SHAPE = (3, 2, 3, 8, 8)

@@ -40,8 +40,8 @@ from napari_process_position import (
     read_position,
     stream_position,
 )
-from napari_process_position._progress import records_dir
-from napari_process_position._store import OutputLayout, create_output_plate
+from napari_process_position.core.records import records_dir
+from napari_process_position.store.metadata import OutputLayout, create_output_plate
 
 pytestmark = pytest.mark.slow
 
@@ -312,7 +312,7 @@ def _cli_run(setup: Setup, extra=(), seconds: float = 0.6, **popen):
 def _reference_cli_output(setup: Setup, seconds: float) -> np.ndarray:
     """What an uninterrupted run of the same settings writes (run in this process)."""
     from napari_process_position import RunConfig
-    from napari_process_position._runner import prepare
+    from napari_process_position.batch.run import prepare
 
     config = RunConfig(
         input=str(setup.input), output=str(setup.root / "ref_cli.zarr"), transform=f"{FT}:affine"

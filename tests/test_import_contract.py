@@ -18,21 +18,18 @@ import napari_process_position
 PACKAGE = "napari_process_position"
 
 #: The only modules allowed to import a GUI toolkit (DESIGN.md).
-GUI_MODULES = {f"{PACKAGE}._widget", f"{PACKAGE}._sample_data"}
+GUI_MODULES = {f"{PACKAGE}.widget"}
 
-#: Engine modules DESIGN.md names; each must exist and stay GUI-free.
+#: The packages DESIGN.md names outside the widget; each must exist and stay GUI-free.
 NAMED_ENGINE_MODULES = [
     PACKAGE,
-    f"{PACKAGE}._engine",
-    f"{PACKAGE}._store",
-    f"{PACKAGE}._tasks",
-    f"{PACKAGE}._worker",
-    f"{PACKAGE}._runner",
-    f"{PACKAGE}._config",
-    f"{PACKAGE}._cpus",
+    f"{PACKAGE}.core",
+    f"{PACKAGE}.store",
+    f"{PACKAGE}.engine",
+    f"{PACKAGE}.engine.worker",
     f"{PACKAGE}.transforms",
+    f"{PACKAGE}.batch",
     f"{PACKAGE}.cli",
-    f"{PACKAGE}._demo",
 ]
 
 #: Top-level packages the engine must never load.
@@ -65,7 +62,8 @@ def engine_modules() -> list[str]:
     return [
         m
         for m in all_package_modules()
-        if not {m, m.rsplit(".", 1)[0]} & GUI_MODULES and m != f"{PACKAGE}._version"
+        if not any(m == g or m.startswith(g + ".") for g in GUI_MODULES)
+        and m != f"{PACKAGE}._version"
     ]
 
 
@@ -107,20 +105,20 @@ def test_public_api_resolves_without_gui():
 
 
 def test_worker_module_imports_little():
-    loaded = loaded_top_level(f"import {PACKAGE}._worker")
+    loaded = loaded_top_level(f"import {PACKAGE}.engine.worker")
     heavy = sorted(loaded & (WORKER_FORBIDDEN | GUI_PACKAGES))
-    assert not heavy, f"a spawned worker importing {PACKAGE}._worker loads {heavy}"
+    assert not heavy, f"a spawned worker importing {PACKAGE}.engine.worker loads {heavy}"
 
 
 def test_worker_resolving_a_builtin_transform_imports_little():
-    # What a worker does for a built-in transform: import _worker, then resolve the
-    # reference it was sent.
+    # What a worker does for a built-in transform: import the worker module, then resolve
+    # the reference it was sent.
     from napari_process_position.transforms import get_transform
 
     ref = get_transform("gaussian_blur").ref
     assert isinstance(ref, str), ref
     code = (
-        f"from {PACKAGE}._worker import resolve_transform\n"
+        f"from {PACKAGE}.engine.worker import resolve_transform\n"
         f"assert callable(resolve_transform({ref!r}))\n"
     )
     heavy = sorted(loaded_top_level(code) & (WORKER_FORBIDDEN | GUI_PACKAGES))

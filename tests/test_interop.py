@@ -10,7 +10,7 @@ import pytest
 import npp_test_transforms as tt
 from conftest import random_tczyx, read_array, write_plate
 from napari_process_position import RunConfig, open_store, read_position, run_config
-from napari_process_position._progress import records_dir
+from napari_process_position.core.records import records_dir
 
 ome_zarr = pytest.importorskip("ome_zarr")
 

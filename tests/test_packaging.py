@@ -111,10 +111,12 @@ def test_wheel_contents(dists):
     assert "process-position = napari_process_position.cli:main" in entry_points
     assert not [n for n in names if n.startswith(("tests/", "docs/", "benchmarks/"))]
     for module in (
-        "_engine.py",
-        "_worker.py",
-        "cli.py",
-        "_widget/__init__.py",
+        "core/__init__.py",
+        "store/__init__.py",
+        "engine/worker.py",
+        "batch/__init__.py",
+        "cli/__main__.py",
+        "widget/__init__.py",
         "transforms/__init__.py",
     ):
         assert f"{DIST}/{module}" in names, f"{module} is missing from the wheel"
@@ -134,7 +136,7 @@ def test_sdist_contents(dists):
         "README.md",
         "LICENSE",
         f"src/{DIST}/napari.yaml",
-        f"src/{DIST}/_engine.py",
+        f"src/{DIST}/engine/worker.py",
         "tests/conftest.py",
     ):
         assert needed in names, f"{needed} is missing from the sdist"

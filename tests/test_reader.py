@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import random_tczyx, write_plate
-from napari_process_position._reader import layer_data, napari_get_reader
+from napari_process_position.widget.reader import layer_data, napari_get_reader
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import pytest
 
 from conftest import random_tczyx, read_array, write_plate
 from napari_process_position import TransformNotFoundError, stream_position
-from napari_process_position._store import OutputLayout, create_output_plate
+from napari_process_position.store.metadata import OutputLayout, create_output_plate
 from napari_process_position.transforms import (
     ENTRY_POINT_GROUP,
     TransformParameterError,

@@ -10,8 +10,8 @@ import pytest
 import npp_test_transforms as tt
 from conftest import random_tczyx, read_array, write_plate
 from napari_process_position import process_single_position, read_position, stream_position
-from napari_process_position._progress import records_dir
-from napari_process_position._store import OutputLayout, create_output_plate
+from napari_process_position.core.records import records_dir
+from napari_process_position.store.metadata import OutputLayout, create_output_plate
 
 
 @pytest.fixture(params=["0.4", "0.5"])

@@ -24,9 +24,9 @@ from napari_process_position import (
     run_config,
     stream_position,
 )
-from napari_process_position._config import ConfigError
-from napari_process_position._progress import records_dir
-from napari_process_position._store import OutputLayout, create_output_plate
+from napari_process_position.batch.config import ConfigError
+from napari_process_position.core.records import records_dir
+from napari_process_position.store.metadata import OutputLayout, create_output_plate
 
 CLI = [sys.executable, "-m", "napari_process_position.cli"]
 SHAPE = (4, 3, 3, 10, 12)

@@ -18,7 +18,7 @@ import pytest
 import npp_test_transforms as tt
 from conftest import random_tczyx, read_array, write_plate
 from napari_process_position import process_single_position, read_position, stream_position
-from napari_process_position._store import OutputLayout, create_output_plate
+from napari_process_position.store.metadata import OutputLayout, create_output_plate
 
 #: name -> (TCZYX shape, inner chunks, shard shape)
 LAYOUTS = {

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from napari_process_position._demo import synthetic_position
+from napari_process_position.store.demo import synthetic_position
 from napari_process_position.transforms import (
     TransformParameterError,
     get_transform,
@@ -637,7 +637,7 @@ def expected_scale(name: str, scale: tuple[float, ...]) -> tuple[float, ...]:
 @pytest.mark.parametrize("name", BUILTIN_NAMES)
 def test_every_builtin_runs_at_defaults_over_the_demo_plate(name, demo_plate, tmp_path):
     from napari_process_position import open_store, read_position
-    from napari_process_position._store import tensorstore_spec
+    from napari_process_position.store.metadata import tensorstore_spec
 
     out = tmp_path / f"{name}.zarr"
     run_cli("run", demo_plate, out, "-t", name, "--workers", "2", "--no-progress")

@@ -21,11 +21,11 @@ pytest.importorskip("pytestqt")
 import psutil
 import tensorstore as ts
 
-from napari_process_position._cpus import available_cpus
-from napari_process_position._demo import make_demo_plate
-from napari_process_position._runner import prepare
-from napari_process_position._store import read_position, tensorstore_spec
-from napari_process_position._widget import ProcessPositionWidget, parse_times
+from napari_process_position.batch.run import prepare
+from napari_process_position.core.budget import available_cpus
+from napari_process_position.store.demo import make_demo_plate
+from napari_process_position.store.metadata import read_position, tensorstore_spec
+from napari_process_position.widget import ProcessPositionWidget, parse_times
 
 sys.path.insert(0, str(Path(__file__).parent))
 from widget_helpers import ref
@@ -277,9 +277,9 @@ def test_rerun_replaces_layers(widget, qtbot, demo, tmp_path):
 
 def test_saved_settings_run_from_the_cli_give_the_preview(widget, qtbot, demo, tmp_path):
     from click.testing import CliRunner
-
-    from napari_process_position._config import RunConfig
     from napari_process_position.cli import main
+
+    from napari_process_position.batch.config import RunConfig
 
     w = widget
     w.position.value = "B/1/0"
@@ -422,7 +422,7 @@ def test_closing_the_dock_widget_stops_the_pool(make_napari_viewer, qtbot, demo)
 
 
 def test_sample_data_becomes_the_input(make_napari_viewer, qtbot):
-    from napari_process_position._sample_data import demo_plate
+    from napari_process_position.widget.sample_data import demo_plate
 
     layers = demo_plate(shape=(2, 2, 4, 32, 32))
     assert [meta["name"] for _, meta, kind in layers] == ["Nuclei", "Membrane"]

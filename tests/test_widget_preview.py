@@ -18,7 +18,7 @@ pytest.importorskip("pytestqt")
 
 import tensorstore as ts
 
-from napari_process_position._store import read_position, tensorstore_spec
+from napari_process_position.store.metadata import read_position, tensorstore_spec
 from napari_process_position.transforms import get_transform, list_transforms
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -341,7 +341,7 @@ def test_region_preview_falls_back_to_the_whole_volume(widget, qtbot, demo, tmp_
 
 
 def test_region_is_the_field_of_view_without_a_rectangle(make_napari_viewer, qtbot, demo, tmp_path):
-    from napari_process_position._widget import ProcessPositionWidget
+    from napari_process_position.widget import ProcessPositionWidget
 
     viewer = make_napari_viewer(show=True, strict_qt="raise")
     w = ProcessPositionWidget(viewer)

@@ -106,8 +106,8 @@ def screenshot(
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_process_position._demo import make_demo_plate
-    from napari_process_position._widget import ProcessPositionWidget
+    from napari_process_position.store.demo import make_demo_plate
+    from napari_process_position.widget import ProcessPositionWidget
 
     if store is None:
         store = Path(tempfile.mkdtemp()) / "demo_plate.zarr"

@@ -1,7 +1,7 @@
 """Preview a transform on one OME-Zarr position in napari, then run it in batch.
 
 The engine (everything importable from here) uses no Qt: the napari widget
-lives in ``napari_process_position._widget`` and is loaded only by napari.
+lives in ``napari_process_position.widget`` and is loaded only by napari.
 """
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-try:
-    from ._version import version as __version__
-except ImportError:  # pragma: no cover - running from a source tree without a build
-    __version__ = "0.0.0+unknown"
+from napari_process_position.core.version import package_version
+
+__version__ = package_version()
 
 __all__ = [
     "CancelledRunError",
@@ -46,35 +45,35 @@ __all__ = [
 ]
 
 # Imported lazily so that a spawned worker, which unpickles
-# ``napari_process_position._worker.run_task``, loads only what it needs.
+# ``napari_process_position.engine.worker.run_task``, loads only what it needs.
 _LAZY = {
-    "CancelledRunError": "._errors",
-    "IndexOutOfRangeError": "._errors",
-    "StoreNotFoundError": "._errors",
-    "InvalidStoreError": "._errors",
-    "InputReadError": "._errors",
-    "OutputWriteError": "._errors",
-    "OutputExistsError": "._errors",
-    "PositionNotFoundError": "._errors",
-    "ProcessPositionError": "._errors",
-    "TransformError": "._errors",
-    "TransformNotFoundError": "._errors",
-    "WorkerDiedError": "._errors",
-    "available_cpus": "._cpus",
-    "PositionInfo": "._store",
-    "open_store": "._store",
-    "read_position": "._store",
-    "Result": "._tasks",
-    "Task": "._tasks",
-    "PositionRun": "._engine",
-    "ProcessPool": "._engine",
-    "process_single_position": "._dropin",
-    "stream_position": "._engine",
-    "RunConfig": "._config",
-    "run_config": "._runner",
-    "get_transform": ".transforms",
-    "list_transforms": ".transforms",
-    "transform": ".transforms",
+    "CancelledRunError": "napari_process_position.core.errors",
+    "IndexOutOfRangeError": "napari_process_position.core.errors",
+    "StoreNotFoundError": "napari_process_position.core.errors",
+    "InvalidStoreError": "napari_process_position.core.errors",
+    "InputReadError": "napari_process_position.core.errors",
+    "OutputWriteError": "napari_process_position.core.errors",
+    "OutputExistsError": "napari_process_position.core.errors",
+    "PositionNotFoundError": "napari_process_position.core.errors",
+    "ProcessPositionError": "napari_process_position.core.errors",
+    "TransformError": "napari_process_position.core.errors",
+    "TransformNotFoundError": "napari_process_position.core.errors",
+    "WorkerDiedError": "napari_process_position.core.errors",
+    "available_cpus": "napari_process_position.core.budget",
+    "PositionInfo": "napari_process_position.store.metadata",
+    "open_store": "napari_process_position.store.metadata",
+    "read_position": "napari_process_position.store.metadata",
+    "Result": "napari_process_position.core.tasks",
+    "Task": "napari_process_position.core.tasks",
+    "PositionRun": "napari_process_position.engine.run",
+    "ProcessPool": "napari_process_position.engine.run",
+    "process_single_position": "napari_process_position.engine.dropin",
+    "stream_position": "napari_process_position.engine.run",
+    "RunConfig": "napari_process_position.batch.config",
+    "run_config": "napari_process_position.batch.run",
+    "get_transform": "napari_process_position.transforms",
+    "list_transforms": "napari_process_position.transforms",
+    "transform": "napari_process_position.transforms",
 }
 
 
@@ -82,7 +81,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module, __name__), name)
+    value = getattr(import_module(module), name)
     globals()[name] = value
     return value
 
@@ -92,11 +91,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._config import RunConfig
-    from ._cpus import available_cpus
-    from ._dropin import process_single_position
-    from ._engine import PositionRun, ProcessPool, stream_position
-    from ._errors import (
+    from napari_process_position.batch.config import RunConfig
+    from napari_process_position.batch.run import run_config
+    from napari_process_position.core.budget import available_cpus
+    from napari_process_position.core.errors import (
         CancelledRunError,
         IndexOutOfRangeError,
         InputReadError,
@@ -110,7 +108,8 @@ if TYPE_CHECKING:  # pragma: no cover
         TransformNotFoundError,
         WorkerDiedError,
     )
-    from ._runner import run_config
-    from ._store import PositionInfo, open_store, read_position
-    from ._tasks import Result, Task
-    from .transforms import get_transform, list_transforms, transform
+    from napari_process_position.core.tasks import Result, Task
+    from napari_process_position.engine.dropin import process_single_position
+    from napari_process_position.engine.run import PositionRun, ProcessPool, stream_position
+    from napari_process_position.store.metadata import PositionInfo, open_store, read_position
+    from napari_process_position.transforms import get_transform, list_transforms, transform

@@ -1,7 +1,7 @@
 """Transforms: the registry, the built-in set, and region helpers for previews."""
 
-from ._region import region_with_margin
-from ._registry import (
+from napari_process_position.transforms._region import region_with_margin
+from napari_process_position.transforms._registry import (
     ENTRY_POINT_GROUP,
     INJECTED_PARAMETERS,
     Margin,

@@ -8,10 +8,24 @@ names every one of them.
 
 from __future__ import annotations
 
-from ._deconvolution import richardson_lucy
-from ._filters import flat_field, gaussian_blur, median_filter, subtract_background
-from ._geometry import binning, deskew, max_projection, mean_projection
-from ._intensity import convert_dtype, rescale_intensity, soft_magnitude
+from napari_process_position.transforms._deconvolution import richardson_lucy
+from napari_process_position.transforms._filters import (
+    flat_field,
+    gaussian_blur,
+    median_filter,
+    subtract_background,
+)
+from napari_process_position.transforms._geometry import (
+    binning,
+    deskew,
+    max_projection,
+    mean_projection,
+)
+from napari_process_position.transforms._intensity import (
+    convert_dtype,
+    rescale_intensity,
+    soft_magnitude,
+)
 
 __all__ = [
     "binning",

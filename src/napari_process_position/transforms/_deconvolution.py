@@ -6,8 +6,8 @@ from typing import Annotated
 
 import numpy as np
 
-from ._common import per_volume, scipy_radius
-from ._registry import transform
+from napari_process_position.transforms._common import per_volume, scipy_radius
+from napari_process_position.transforms._registry import transform
 
 __all__ = ["richardson_lucy"]
 

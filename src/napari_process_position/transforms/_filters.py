@@ -12,8 +12,13 @@ from typing import Annotated, Literal
 
 import numpy as np
 
-from ._common import cast_like, float_dtype, per_volume, scipy_radius
-from ._registry import transform
+from napari_process_position.transforms._common import (
+    cast_like,
+    float_dtype,
+    per_volume,
+    scipy_radius,
+)
+from napari_process_position.transforms._registry import transform
 
 __all__ = ["flat_field", "gaussian_blur", "median_filter", "subtract_background"]
 

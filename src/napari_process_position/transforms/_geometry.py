@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 import numpy as np
 
-from ._common import cast_like, float_dtype, per_volume
-from ._registry import transform
+from napari_process_position.transforms._common import cast_like, float_dtype, per_volume
+from napari_process_position.transforms._registry import transform
 
 __all__ = ["binning", "deskew", "max_projection", "mean_projection"]
 

@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 import numpy as np
 
-from ._common import cast_like, per_volume
-from ._registry import transform
+from napari_process_position.transforms._common import cast_like, per_volume
+from napari_process_position.transforms._registry import transform
 
 __all__ = ["convert_dtype", "rescale_intensity", "soft_magnitude"]
 

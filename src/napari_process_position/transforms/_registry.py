@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .._errors import TransformError, TransformNotFoundError
-from .._worker import resolve_transform
+from napari_process_position.core.errors import TransformError, TransformNotFoundError
+from napari_process_position.engine.worker import resolve_transform
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -442,7 +442,7 @@ def entry_points(**selection: Any) -> Any:
 
 
 def _builtins() -> dict[str, TransformSpec]:
-    from . import _builtins as module
+    from napari_process_position.transforms import _builtins as module
 
     specs = {}
     for attr in module.__all__:

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ._store import OutputLayout, StoreInfo, create_output_plate, tensorstore_spec
+from napari_process_position.store.metadata import (
+    OutputLayout,
+    StoreInfo,
+    create_output_plate,
+    tensorstore_spec,
+)
 
 __all__ = ["DEMO_POSITIONS", "make_demo_plate", "synthetic_position"]
 
@@ -93,7 +98,7 @@ def make_demo_plate(
         overwrite=overwrite,
     )
     for i, key in enumerate(positions):
-        from ._store import read_position
+        from napari_process_position.store.metadata import read_position
 
         info = read_position(Path(store.position_path(key)), key)
         arr = ts.open(tensorstore_spec(info), read=True, write=True).result()

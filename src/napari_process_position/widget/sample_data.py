@@ -39,8 +39,8 @@ def demo_plate(
     """
     import tensorstore as ts
 
-    from ._demo import make_demo_plate
-    from ._store import read_position, tensorstore_spec
+    from napari_process_position.store.demo import make_demo_plate
+    from napari_process_position.store.metadata import read_position, tensorstore_spec
 
     store = make_demo_plate(_temporary_folder() / "demo.zarr", shape=shape, positions=("A/1/0",))
     key = store.position_keys[0]

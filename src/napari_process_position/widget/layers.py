@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._store import OutputLayout, PositionInfo, tensorstore_spec
-from ._helpers import (
+from napari_process_position.store.metadata import OutputLayout, PositionInfo, tensorstore_spec
+from napari_process_position.widget.helpers import (
     COLORMAPS,
     COPY_BUDGET_S,
     COPY_SLAB_BYTES,
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from napari.layers import Image
     from qtpy.QtCore import QTimer
 
-    from ._run import Run
+    from napari_process_position.widget.run import Run
 
 __all__ = ["Copy", "LayersMixin", "input_limits"]
 
@@ -158,7 +158,7 @@ class LayersMixin:
 
     def _find_input(self, info: PositionInfo, name: str) -> Image | None:
         """Find this widget's input layer of that name, or a sample-data layer of that channel."""
-        from .._sample_data import SOURCE_KEY
+        from napari_process_position.widget.sample_data import SOURCE_KEY
 
         found = self._find_layer(name, "input")
         if found is not None:

@@ -17,7 +17,7 @@ napari-process-position that imports qtpy, magicgui or napari:
 - :mod:`._helpers`, :mod:`._qt`: small helpers.
 """
 
-from ._container import ProcessPositionWidget
-from ._helpers import parse_times
+from napari_process_position.widget.container import ProcessPositionWidget
+from napari_process_position.widget.helpers import parse_times
 
 __all__ = ["ProcessPositionWidget", "parse_times"]

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from ._errors import ProcessPositionError
+from napari_process_position.core.errors import ProcessPositionError
 
 __all__ = ["CONFIG_FORMAT_VERSION", "ConfigError", "RunConfig", "SlurmSettings", "command_line"]
 
@@ -35,9 +35,9 @@ class ConfigError(ProcessPositionError, ValueError):
 
 
 def _project_version() -> str:
-    from . import __version__
+    from napari_process_position.core.version import package_version
 
-    return __version__
+    return package_version()
 
 
 class SlurmSettings(BaseModel):
@@ -338,7 +338,7 @@ class RunConfig(BaseModel):
         """
         target = Path(path).expanduser()
         if target.is_dir():
-            from ._provenance import PROVENANCE_KEY, read_provenance
+            from napari_process_position.store.provenance import PROVENANCE_KEY, read_provenance
 
             found = read_provenance(target)
             if found is None:

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _progress
-from ._errors import InputReadError, OutputWriteError, TransformError
-from ._shards import RowRewrite, lost_text, rewrite_rows
-from ._tasks import ChannelIndex, Result, Task, channel_label
+from napari_process_position.core import records as _progress
+from napari_process_position.core.errors import InputReadError, OutputWriteError, TransformError
+from napari_process_position.core.tasks import ChannelIndex, Result, Task, channel_label
+from napari_process_position.store.shards import RowRewrite, lost_text, rewrite_rows
 
 __all__ = [
     "PickledTransform",

@@ -33,15 +33,21 @@ import numpy as np
 from napari.qt.threading import thread_worker
 from qtpy.QtCore import QTimer
 
-from .._config import RunConfig
-from .._errors import ProcessPositionError
-from .._preview import open_source, preview_volume, region_fallback
-from .._runner import output_layout
-from .._store import OutputLayout, PositionInfo
-from ..transforms import TransformSpec, get_transform
-from ._helpers import COPY_BUDGET_S, display_limits, layer_meta, parse_z_range, seconds_text
-from ._layers import Copy
-from ._qt import ClosingGeneratorWorker
+from napari_process_position.batch.config import RunConfig
+from napari_process_position.batch.preview import open_source, preview_volume, region_fallback
+from napari_process_position.batch.run import output_layout
+from napari_process_position.core.errors import ProcessPositionError
+from napari_process_position.store.metadata import OutputLayout, PositionInfo
+from napari_process_position.transforms import TransformSpec, get_transform
+from napari_process_position.widget.helpers import (
+    COPY_BUDGET_S,
+    display_limits,
+    layer_meta,
+    parse_z_range,
+    seconds_text,
+)
+from napari_process_position.widget.layers import Copy
+from napari_process_position.widget.qt import ClosingGeneratorWorker
 
 if TYPE_CHECKING:
     import collections
@@ -50,7 +56,7 @@ if TYPE_CHECKING:
     from magicgui.widgets import CheckBox, LineEdit, PushButton
     from napari.layers import Image
 
-    from ._run import Run
+    from napari_process_position.widget.run import Run
 
 __all__ = ["PREVIEW_DEBOUNCE_MS", "REGION_LAYER_NAME", "PreviewJob", "PreviewMixin"]
 

@@ -13,8 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import ProcessPositionError
-from ._store import PositionInfo, open_store, read_position, tensorstore_spec
+from napari_process_position.core.errors import ProcessPositionError
+from napari_process_position.store.metadata import (
+    PositionInfo,
+    open_store,
+    read_position,
+    tensorstore_spec,
+)
 
 __all__ = ["layer_data", "napari_get_reader"]
 

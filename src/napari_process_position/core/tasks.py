@@ -20,8 +20,8 @@ from typing import Any, Literal, TypeAlias
 
 import numpy as np
 
-from ._errors import IndexOutOfRangeError
-from ._progress import ChunkGrid, record_name
+from napari_process_position.core.errors import IndexOutOfRangeError
+from napari_process_position.core.records import ChunkGrid, record_name
 
 __all__ = ["ChannelIndex", "Result", "Task", "plan_tasks"]
 

@@ -34,18 +34,23 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
-from .._config import RunConfig
-from .._cpus import available_cpus
-from .._engine import ProcessPool
-from .._errors import ProcessPositionError, TransformError
-from .._store import PositionInfo, StoreInfo, open_store, read_position
-from ..transforms import TransformSpec, get_transform, list_transforms
-from ._helpers import parse_times
-from ._layers import Copy, LayersMixin
-from ._live import REGION_LAYER_NAME, PreviewMixin
-from ._params import param_value, param_widget
-from ._qt import CloseWatcher, deleted
-from ._run import Run, RunMixin
+from napari_process_position.batch.config import RunConfig
+from napari_process_position.core.budget import available_cpus
+from napari_process_position.core.errors import ProcessPositionError, TransformError
+from napari_process_position.engine.run import ProcessPool
+from napari_process_position.store.metadata import (
+    PositionInfo,
+    StoreInfo,
+    open_store,
+    read_position,
+)
+from napari_process_position.transforms import TransformSpec, get_transform, list_transforms
+from napari_process_position.widget.helpers import parse_times
+from napari_process_position.widget.layers import Copy, LayersMixin
+from napari_process_position.widget.live import REGION_LAYER_NAME, PreviewMixin
+from napari_process_position.widget.params import param_value, param_widget
+from napari_process_position.widget.qt import CloseWatcher, deleted
+from napari_process_position.widget.run import Run, RunMixin
 
 if TYPE_CHECKING:
     import napari
@@ -457,7 +462,7 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
 
     def _adopt_sample(self, layer: Any) -> None:
         """Sample-data layers name their store: make it the input if none is chosen yet."""
-        from .._sample_data import SOURCE_KEY
+        from napari_process_position.widget.sample_data import SOURCE_KEY
 
         source = (getattr(layer, "metadata", None) or {}).get(SOURCE_KEY)
         if not source or self._input_chosen() or self.running:

@@ -20,13 +20,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._errors import (
+from napari_process_position.core.errors import (
     InvalidStoreError,
     OutputExistsError,
     PositionNotFoundError,
     StoreNotFoundError,
 )
-from ._progress import ChunkGrid
+from napari_process_position.core.records import ChunkGrid
 
 __all__ = [
     "PositionInfo",

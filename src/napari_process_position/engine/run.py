@@ -22,18 +22,24 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Literal
 
-from . import _progress
-from ._cpus import available_cpus
-from ._errors import (
+from napari_process_position.core import records as _progress
+from napari_process_position.core.budget import available_cpus
+from napari_process_position.core.errors import (
     InputReadError,
     OutputWriteError,
     TransformError,
     WorkerDiedError,
 )
-from ._identity import run_identity
-from ._store import PositionInfo, read_position
-from ._tasks import Result, Task, plan_tasks
-from ._worker import PickledTransform, TransformRef, init_worker, run_task, warm_up
+from napari_process_position.core.identity import run_identity
+from napari_process_position.core.tasks import Result, Task, plan_tasks
+from napari_process_position.engine.worker import (
+    PickledTransform,
+    TransformRef,
+    init_worker,
+    run_task,
+    warm_up,
+)
+from napari_process_position.store.metadata import PositionInfo, read_position
 
 __all__ = ["PositionRun", "ProcessPool", "stream_position"]
 

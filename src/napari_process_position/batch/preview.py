@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import TransformError
-from ._store import PositionInfo, tensorstore_spec
-from ._worker import _accepts_time_index, is_empty
-from .transforms import TransformSpec
-from .transforms._region import region_with_margin
+from napari_process_position.core.errors import TransformError
+from napari_process_position.engine.worker import _accepts_time_index, is_empty
+from napari_process_position.store.metadata import PositionInfo, tensorstore_spec
+from napari_process_position.transforms import TransformSpec
+from napari_process_position.transforms._region import region_with_margin
 
 __all__ = ["PreviewResult", "open_source", "preview_volume", "region_fallback"]
 

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import click
 
-from ._errors import ProcessPositionError
+from napari_process_position.core.errors import ProcessPositionError
 
 __all__ = ["main"]
 
@@ -69,7 +69,7 @@ def main(verbose: int) -> None:
 @_guard
 def demo_data(out: Path, overwrite: bool, shape: str, ome_version: str) -> None:
     """Write a synthetic HCS plate (drifting cells, two channels, noise) to OUT."""
-    from ._demo import make_demo_plate
+    from napari_process_position.store.demo import make_demo_plate
 
     try:
         dims = tuple(int(s) for s in shape.split(","))
@@ -89,7 +89,7 @@ def demo_data(out: Path, overwrite: bool, shape: str, ome_version: str) -> None:
 @_guard
 def positions(store: Path, details: bool) -> None:
     """List the positions of STORE, one key per line."""
-    from ._store import open_store, read_position
+    from napari_process_position.store.metadata import open_store, read_position
 
     info = open_store(store)
     for key in info.position_keys:
@@ -107,8 +107,8 @@ def _echo_provenance(store: Path) -> None:
     """Print how an output was made (its recorded settings), when it says."""
     import yaml
 
-    from ._config import command_line
-    from ._provenance import read_provenance
+    from napari_process_position.batch.config import command_line
+    from napari_process_position.store.provenance import read_provenance
 
     found = read_provenance(store)
     if found is None:
@@ -127,7 +127,7 @@ def _echo_provenance(store: Path) -> None:
 @_guard
 def transforms() -> None:
     """List the transforms, one per line: name, parameters with defaults, summary."""
-    from .transforms import list_transforms
+    from napari_process_position.transforms import list_transforms
 
     for spec in list_transforms():
         click.echo(f"{spec.name}({spec.signature_text()})  {spec.summary}  [{spec.source}]")
@@ -376,8 +376,8 @@ def _settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def build_config(opts: dict[str, Any], *, need_output: bool = True) -> Any:
     """Build the RunConfig of a command line: the config file (if any), then the flags over it."""
-    from ._config import RunConfig
-    from .transforms import get_transform
+    from napari_process_position.batch.config import RunConfig
+    from napari_process_position.transforms import get_transform
 
     data: dict[str, Any] = {}
     if opts.get("config_path") is not None:
@@ -465,7 +465,7 @@ def run(show_schema: bool, print_job_script: bool, no_progress: bool, **opts: An
     machine (--workers, --threads/--processes), on a Dask cluster
     (--dask-scheduler, --dask-local) or on Dask workers in SLURM jobs (--slurm).
     """
-    from ._config import RunConfig
+    from napari_process_position.batch.config import RunConfig
 
     if show_schema:
         click.echo(json.dumps(RunConfig.json_schema(), indent=2))
@@ -478,7 +478,7 @@ def run(show_schema: bool, print_job_script: bool, no_progress: bool, **opts: An
 
 @_guard
 def _print_job_script(opts: dict[str, Any]) -> None:
-    from ._dask import slurm_job_script
+    from napari_process_position.batch.dask import slurm_job_script
 
     config = build_config(opts, need_output=False)
     _quiet_dask()
@@ -489,7 +489,7 @@ def _print_job_script(opts: dict[str, Any]) -> None:
 
 @_guard
 def _run(opts: dict[str, Any], no_progress: bool) -> int:
-    from ._runner import prepare
+    from napari_process_position.batch.run import prepare
 
     config = build_config(opts)
     if config.uses_dask:
@@ -533,7 +533,7 @@ def init_output(**opts: Any) -> None:
 def _init_output(opts: dict[str, Any]) -> None:
     import numpy as np
 
-    from ._runner import prepare
+    from napari_process_position.batch.run import prepare
 
     config = build_config(opts)
     local = config.model_copy(update={"dask_scheduler": None, "dask_local": None, "slurm": None})
@@ -545,7 +545,7 @@ def _init_output(opts: dict[str, Any]) -> None:
     )
     job_config = config.model_copy(update={"resume": True, "overwrite": False, "positions": None})
     if opts.get("save_config") is not None:
-        from ._config import command_line
+        from napari_process_position.batch.config import command_line
 
         path = job_config.save(opts["save_config"])
         click.echo("run one position per job with:")
@@ -658,7 +658,7 @@ def gui(store: Path | None) -> None:
         _fail(
             'napari is not installed; install it with: pip install "napari-process-position[all]"'
         )
-    from ._widget import ProcessPositionWidget
+    from napari_process_position.widget import ProcessPositionWidget
 
     viewer = napari.Viewer(title="napari-process-position")
     widget = ProcessPositionWidget(viewer)

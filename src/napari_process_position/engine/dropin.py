@@ -18,8 +18,8 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._engine import stream_position
-from ._errors import CancelledRunError
+from napari_process_position.core.errors import CancelledRunError
+from napari_process_position.engine.run import stream_position
 
 __all__ = ["process_single_position"]
 

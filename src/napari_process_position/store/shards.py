@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._progress import ChunkGrid
+from napari_process_position.core.records import ChunkGrid
 
 __all__ = ["RewriteError", "RowRewrite", "Selection", "lost_text", "rewrite_rows"]
 

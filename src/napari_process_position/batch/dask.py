@@ -4,7 +4,7 @@ The engine takes any ``concurrent.futures.Executor``; :class:`DaskExecutor`
 is one that submits each (position, t, c) task to a Dask cluster. A task
 carries paths and indices only, so each Dask worker reads its input and
 writes its output in the shared store itself; what travels back is the
-small :class:`~napari_process_position._tasks.Result` (with a volume only
+small :class:`~napari_process_position.core.tasks.Result` (with a volume only
 for a preview without output store). Dask reschedules the tasks of a worker
 that dies; a task whose workers keep dying ends as Dask's ``KilledWorker``,
 which the engine reports as a dead worker.
@@ -26,10 +26,10 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ProcessPositionError
+from napari_process_position.core.errors import ProcessPositionError
 
 if TYPE_CHECKING:
-    from ._config import RunConfig, SlurmSettings
+    from napari_process_position.batch.config import RunConfig, SlurmSettings
 
 __all__ = [
     "INSTALL_HINT",

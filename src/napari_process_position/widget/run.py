@@ -25,15 +25,15 @@ import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 
-from .._config import RunConfig
-from .._cpus import available_cpus
-from .._engine import ProcessPool, _check_picklable
-from .._errors import ProcessPositionError, TransformError
-from .._runner import BatchRun, prepare
-from .._store import PositionInfo, read_position, tensorstore_spec
-from ._helpers import REFRESH_INTERVAL_MS, display_limits, seconds_text
-from ._layers import Copy, input_limits
-from ._qt import ClosingGeneratorWorker, room_for_one_more_thread
+from napari_process_position.batch.config import RunConfig
+from napari_process_position.batch.run import BatchRun, prepare
+from napari_process_position.core.budget import available_cpus
+from napari_process_position.core.errors import ProcessPositionError, TransformError
+from napari_process_position.engine.run import ProcessPool, _check_picklable
+from napari_process_position.store.metadata import PositionInfo, read_position, tensorstore_spec
+from napari_process_position.widget.helpers import REFRESH_INTERVAL_MS, display_limits, seconds_text
+from napari_process_position.widget.layers import Copy, input_limits
+from napari_process_position.widget.qt import ClosingGeneratorWorker, room_for_one_more_thread
 
 if TYPE_CHECKING:
     import collections
@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from napari.layers import Image
     from qtpy.QtCore import QTimer
 
-    from .._store import OutputLayout
-    from ..transforms import TransformSpec
+    from napari_process_position.store.metadata import OutputLayout
+    from napari_process_position.transforms import TransformSpec
 
 __all__ = ["Run", "RunMixin", "stream"]
 

@@ -25,10 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _progress
-from ._config import RunConfig
-from ._engine import PositionRun, ProcessPool, stream_position
-from ._errors import (
+from napari_process_position.batch.config import RunConfig
+from napari_process_position.core import records as _progress
+from napari_process_position.core.errors import (
     InvalidStoreError,
     OutputExistsError,
     OutputWriteError,
@@ -36,7 +35,10 @@ from ._errors import (
     ProcessPositionError,
     TransformError,
 )
-from ._store import (
+from napari_process_position.core.tasks import Result
+from napari_process_position.engine.run import PositionRun, ProcessPool, stream_position
+from napari_process_position.engine.worker import is_empty
+from napari_process_position.store.metadata import (
     OutputLayout,
     PositionInfo,
     StoreInfo,
@@ -46,9 +48,7 @@ from ._store import (
     open_store,
     read_position,
 )
-from ._tasks import Result
-from ._worker import is_empty
-from .transforms import TransformSpec, get_transform
+from napari_process_position.transforms import TransformSpec, get_transform
 
 __all__ = [
     "BatchRun",
@@ -91,8 +91,8 @@ def _probe(
     """Run the transform once, in this process, to learn its output shape and dtype."""
     import tensorstore as ts
 
-    from ._store import tensorstore_spec
-    from ._worker import _accepts_time_index, check_result
+    from napari_process_position.engine.worker import _accepts_time_index, check_result
+    from napari_process_position.store.metadata import tensorstore_spec
 
     source = ts.open(tensorstore_spec(info), read=True).result()
     kwargs = dict(params)
@@ -287,7 +287,7 @@ class BatchRun:
         or :class:`~._dask.DaskClusterError` when Dask is missing or unreachable.
         """
         if self.executor is None and self.config.uses_dask and self.dask is None:
-            from ._dask import open_session
+            from napari_process_position.batch.dask import open_session
 
             self.dask = open_session(self.config)
             self.executor = self.dask.executor
@@ -344,7 +344,7 @@ class BatchRun:
             )
             if mode_processes and self.pool is None and len(self.keys) > 1:
                 # One pool for every position: spawn is paid once.
-                from ._cpus import available_cpus
+                from napari_process_position.core.budget import available_cpus
 
                 workers = min(self.config.num_workers, available_cpus())
                 if workers > 1:
@@ -628,7 +628,7 @@ def prepare(
         written then.
     """
     if config.uses_dask and executor is None:
-        from ._dask import require
+        from napari_process_position.batch.dask import require
 
         require("distributed")
         if config.slurm is not None:
@@ -670,7 +670,7 @@ def prepare(
     if config.uses_dask and executor is None:
         # Connect (or start the cluster) before writing anything: an unreachable
         # scheduler then leaves no half-made output behind.
-        from ._dask import open_session
+        from napari_process_position.batch.dask import open_session
 
         dask = open_session(config)
         executor = dask.executor
@@ -761,15 +761,19 @@ def provenance_config(config: RunConfig) -> dict[str, Any]:
 
 def _note_provenance(out_root: Path, config: RunConfig) -> None:
     """Write how the output is made into its root, unless it already says the same."""
-    from . import __version__
-    from ._provenance import read_provenance, same_settings, write_provenance
+    from napari_process_position.core.version import package_version
+    from napari_process_position.store.provenance import (
+        read_provenance,
+        same_settings,
+        write_provenance,
+    )
 
     settings = provenance_config(config)
     with _plate_lock(out_root):
         found = read_provenance(out_root)
         if found is not None and same_settings(found["config"], settings):
             return  # a job of the same run (one position of an init-output plate, a resume)
-        write_provenance(out_root, settings, __version__)
+        write_provenance(out_root, settings, package_version())
 
 
 def run_config(config: RunConfig, **kwargs: Any) -> BatchRun:

@@ -168,7 +168,7 @@ def transform_identity(func: Any) -> dict[str, Any]:
         transform loaded from a ``.py`` file; None when no source exists) and,
         for a ``functools.partial``, ``bound`` (a digest of its arguments).
     """
-    from ._worker import PickledTransform, resolve_transform
+    from napari_process_position.engine.worker import PickledTransform, resolve_transform
 
     if isinstance(func, (str, PickledTransform)):
         func = resolve_transform(func)

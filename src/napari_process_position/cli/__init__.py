@@ -1,0 +1,5 @@
+"""The ``process-position`` command line."""
+
+from napari_process_position.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,1 @@
+"""OME-Zarr stores: layout and metadata, the tensorstore opener, output creation, locks."""
