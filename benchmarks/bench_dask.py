@@ -71,13 +71,11 @@ MODES = ("processes-warm", "dask-warm", "processes-cold", "dask-local-cold")
 def _digest(out: Path) -> str:
     import hashlib
 
-    import tensorstore as ts
-
-    from napari_process_position.store.metadata import read_position, tensorstore_spec
+    from napari_process_position.store.metadata import read_position
 
     h = hashlib.sha256()
     for key in KEYS:
-        array = ts.open(tensorstore_spec(read_position(out / key)), read=True).result()
+        array = read_position(out / key).open_array()
         for t in range(SHAPE[0]):
             h.update(array[t].read().result().tobytes())
     return h.hexdigest()[:16]
@@ -87,7 +85,7 @@ def child(mode: str, input_plate: str, output: str) -> dict[str, Any]:
     from napari_process_position import RunConfig
     from napari_process_position.batch.dask import DaskExecutor
     from napari_process_position.batch.run import prepare
-    from napari_process_position.engine.run import ProcessPool
+    from napari_process_position.engine.pool import ProcessPool
     from napari_process_position.engine.worker import warm_up
     from napari_process_position.transforms import get_transform
 
@@ -152,14 +150,12 @@ def input_plate(path: Path, say: Tee) -> Path:
     done = path / ".bench-complete"
     if done.exists():
         return path
-    import tensorstore as ts
 
     from napari_process_position.store.demo import make_demo_plate
     from napari_process_position.store.metadata import (
         OutputLayout,
         create_output_plate,
         read_position,
-        tensorstore_spec,
     )
 
     source = Path(tempfile.gettempdir()) / (
@@ -171,7 +167,7 @@ def input_plate(path: Path, say: Tee) -> Path:
         (source / ".bench-complete").write_text("ok\n")
     say(f"writing the 4-position input {path} ...")
     info = read_position(source / "A/1/0")
-    data = ts.open(tensorstore_spec(info), read=True).result().read().result()
+    data = info.open_array().read().result()
     layout = OutputLayout(
         shape=info.shape,
         dtype=info.dtype,
@@ -181,7 +177,7 @@ def input_plate(path: Path, say: Tee) -> Path:
     store = create_output_plate(path, dict.fromkeys(KEYS, layout), overwrite=True)
     for key in KEYS:
         target = read_position(store.position_path(key), key)
-        ts.open(tensorstore_spec(target), read=True, write=True).result().write(data).result()
+        target.open_array(write=True).write(data).result()
     done.write_text("ok\n")
     return path
 

@@ -88,7 +88,7 @@ def child_startup(workers: int, repeats: int) -> dict[str, Any]:
     import multiprocessing as mp
     import subprocess
 
-    from napari_process_position.engine.run import ProcessPool
+    from napari_process_position.engine.pool import ProcessPool
 
     bare, warm, down = [], [], []
     for _ in range(repeats):
@@ -145,8 +145,9 @@ def child_engine(
     mode: str, input_position: str, outputs: list[str], workers: int
 ) -> dict[str, Any]:
     """Run ``stream_position`` once per output; time the whole run and the first Result."""
-    from napari_process_position.engine.run import ProcessPool, stream_position
-    from napari_process_position.engine.worker import resolve_transform
+    from napari_process_position.core.transform_ref import resolve_transform
+    from napari_process_position.engine.pool import ProcessPool
+    from napari_process_position.engine.stream import stream_position
     from napari_process_position.store.metadata import read_position
 
     # What the floor child also does before timing: import the transform, read metadata.
@@ -226,13 +227,12 @@ def child_iohub(mode: str, input_position: str, outputs: list[str], workers: int
 
 def child_floor(input_position: str, outputs: list[str]) -> dict[str, Any]:
     """Raw tensorstore read, in-memory compute and raw tensorstore write of the 16 volumes."""
-    import tensorstore as ts
 
-    from napari_process_position.store.metadata import read_position, tensorstore_spec
+    from napari_process_position.store.metadata import read_position
     from napari_process_position.transforms._builtins import soft_magnitude
 
     info = read_position(input_position)
-    source = ts.open(tensorstore_spec(info), read=True, open=True).result()
+    source = info.open_array()
     n_t, n_c = info.shape[:2]
     keys = [(t, c) for t in range(n_t) for c in range(n_c)]
     reads, computes, writes, read_cpu, write_cpu = [], [], [], [], []
@@ -250,9 +250,7 @@ def child_floor(input_position: str, outputs: list[str]) -> dict[str, Any]:
         computes.append(time.perf_counter() - start)
         transformed = [soft_magnitude(v) for v in volumes]
         del volumes
-        target = ts.open(
-            tensorstore_spec(read_position(output)), read=True, write=True, open=True
-        ).result()
+        target = read_position(output).open_array(write=True)
         start, cpu = time.perf_counter(), time.process_time()
         for (t, c), volume in zip(keys, transformed, strict=True):
             target[t, c].write(volume).result()
@@ -326,16 +324,10 @@ def make_outputs(input_position: Path, folder: Path, count: int) -> list[str]:
 def check_output(output_position: str, expected: Any) -> str:
     """'ok' when the output equals the expected array bit for bit, else what differs."""
     import numpy as np
-    import tensorstore as ts
 
-    from napari_process_position.store.metadata import read_position, tensorstore_spec
+    from napari_process_position.store.metadata import read_position
 
-    got = (
-        ts.open(tensorstore_spec(read_position(output_position)), read=True)
-        .result()
-        .read()
-        .result()
-    )
+    got = read_position(output_position).open_array().read().result()
     if got.shape != expected.shape:
         return f"shape {got.shape} != {expected.shape}"
     if np.array_equal(got.view(np.uint8), expected.view(np.uint8)):
@@ -414,10 +406,9 @@ def main() -> None:
         return
 
     import numpy as np
-    import tensorstore as ts
 
     from napari_process_position.core.budget import available_cpus
-    from napari_process_position.store.metadata import read_position, tensorstore_spec
+    from napari_process_position.store.metadata import read_position
     from napari_process_position.transforms._builtins import soft_magnitude
 
     say = Tee()
@@ -437,7 +428,7 @@ def main() -> None:
         f"{args.workers} workers; {args.repeats} rounds, medians"
     )
 
-    source = ts.open(tensorstore_spec(info), read=True).result().read().result()
+    source = info.open_array().read().result()
     expected = np.stack(
         [
             np.stack([soft_magnitude(source[t, c]) for c in range(info.shape[1])])

@@ -45,14 +45,13 @@ ENGINE_INPUT = Path(tempfile.gettempdir()) / "npp-bench-input-8x2x32x256x256-flo
 def source_data(shape: tuple[int, ...]) -> Any:
     """float32 TCZYX synthetic cells: from the engine benchmark's input when it is there."""
     import numpy as np
-    import tensorstore as ts
 
-    from napari_process_position.store.metadata import read_position, tensorstore_spec
+    from napari_process_position.store.metadata import read_position
 
     if (ENGINE_INPUT.parents[2] / ".bench-complete").exists():
         info = read_position(ENGINE_INPUT)
         if info.shape[1:] == shape[1:] and info.shape[0] >= shape[0]:
-            arr = ts.open(tensorstore_spec(info), read=True).result()
+            arr = info.open_array()
             return np.asarray(arr[: shape[0]].read().result(), dtype=np.float32)
     from napari_process_position.store.demo import synthetic_position
 
@@ -63,13 +62,8 @@ def source_data(shape: tuple[int, ...]) -> Any:
 def make_array(root: Path, name: str, data: Any, version: str) -> str:
     """A single-position store in our output layout holding ``data``; returns the array path."""
     import numpy as np
-    import tensorstore as ts
 
-    from napari_process_position.store.metadata import (
-        OutputLayout,
-        create_output_position,
-        tensorstore_spec,
-    )
+    from napari_process_position.store.metadata import OutputLayout, create_output_position
 
     layout = OutputLayout(
         shape=data.shape,
@@ -78,7 +72,7 @@ def make_array(root: Path, name: str, data: Any, version: str) -> str:
         channel_names=("a", "b"),
     )
     info = create_output_position(root / name, layout, version=version)  # type: ignore[arg-type]
-    ts.open(tensorstore_spec(info), read=True, write=True).result().write(data).result()
+    info.open_array(write=True).write(data).result()
     return info.array_path
 
 

@@ -82,20 +82,18 @@ class StallMeter:
 
 def make_volume(root: Path, zyx: tuple[int, int, int]) -> Path:
     """A one-position plate (T=2, C=1) of demo data tiled up to ``zyx`` (quick at any size)."""
-    import tensorstore as ts
 
     from napari_process_position.store.demo import make_demo_plate
     from napari_process_position.store.metadata import (
         OutputLayout,
         create_output_plate,
         read_position,
-        tensorstore_spec,
     )
 
     tile = (2, 1, *(min(n, m) for n, m in zip(zyx, VOLUMES["demo"], strict=True)))
     demo = make_demo_plate(root / "tile.zarr", shape=tile, positions=("A/1/0",))
     info = read_position(demo.position_path("A/1/0"))
-    block = ts.open(tensorstore_spec(info), read=True).result().read().result()
+    block = info.open_array().read().result()
     reps = [1, 1, *(-(-n // m) for n, m in zip(zyx, tile[2:], strict=True))]
     data = np.tile(block, reps)[:, :, : zyx[0], : zyx[1], : zyx[2]]
     path = root / ("x".join(map(str, zyx)) + ".zarr")
@@ -104,21 +102,20 @@ def make_volume(root: Path, zyx: tuple[int, int, int]) -> Path:
     )
     store = create_output_plate(path, {"A/1/0": layout})
     out = read_position(store.position_path("A/1/0"))
-    ts.open(tensorstore_spec(out), read=True, write=True).result().write(data).result()
+    out.open_array(write=True).write(data).result()
     return path
 
 
 def direct_seconds(path: Path, sigma_y: float) -> float:
     """The transform on the volume on screen (t=0, channel 0), in this process, no GUI."""
-    import tensorstore as ts
 
-    from napari_process_position.store.metadata import read_position, tensorstore_spec
+    from napari_process_position.store.metadata import read_position
     from napari_process_position.transforms import get_transform
 
     spec = get_transform("gaussian_blur")
     params = spec.check_params({"sigma_y": sigma_y})
     info = read_position(path / "A" / "1" / "0")
-    source = ts.open(tensorstore_spec(info), read=True).result()
+    source = info.open_array()
     times = []
     for _ in range(3):
         start = time.perf_counter()

@@ -84,13 +84,11 @@ def _noise(t: int, c: int, zyx: tuple[int, int, int]) -> np.ndarray:
 
 def make_input(path: Path, shape: tuple[int, ...]) -> Path:
     """A one-position plate at ``path`` filled volume by volume (memory: one volume)."""
-    import tensorstore as ts
 
     from napari_process_position.store.metadata import (
         OutputLayout,
         create_output_plate,
         read_position,
-        tensorstore_spec,
     )
 
     layout = OutputLayout(
@@ -101,7 +99,7 @@ def make_input(path: Path, shape: tuple[int, ...]) -> Path:
     )
     store = create_output_plate(path, {"A/1/0": layout}, overwrite=True)
     info = read_position(store.position_path("A/1/0"))
-    array = ts.open(tensorstore_spec(info), read=True, write=True).result()
+    array = info.open_array(write=True)
     t_n, c_n, *zyx = shape
     volume_bytes = int(np.prod(zyx)) * 2
     if volume_bytes < 8 * MiB:  # small volumes: write one whole time point per call
@@ -117,9 +115,7 @@ def make_input(path: Path, shape: tuple[int, ...]) -> Path:
 
 def _cli() -> list[str]:
     exe = Path(sys.executable).with_name("process-position")
-    return (
-        [str(exe)] if exe.exists() else [sys.executable, "-m", "napari_process_position.cli"]
-    )
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "napari_process_position.cli"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,12 +274,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_output(src: Path, out: Path, shape: tuple[int, ...]) -> str:
     """Spot-check the output (first and last volume) against 4095 - input."""
-    import tensorstore as ts
 
-    from napari_process_position.store.metadata import read_position, tensorstore_spec
+    from napari_process_position.store.metadata import read_position
 
-    a = ts.open(tensorstore_spec(read_position(src / "A/1/0")), read=True).result()
-    b = ts.open(tensorstore_spec(read_position(out / "A/1/0")), read=True).result()
+    a = read_position(src / "A/1/0").open_array()
+    b = read_position(out / "A/1/0").open_array()
     ys, xs = min(256, shape[3]), min(256, shape[4])
     for t, c in ((0, 0), (shape[0] - 1, shape[1] - 1)):
         x = a[t, c, :, :ys, :xs].read().result()

@@ -46,13 +46,11 @@ MODES = (
 
 def make_input(root: Path, shape: tuple[int, int, int, int, int]) -> Path:
     """A one-position float32 plate of random data (fast to make at any size)."""
-    import tensorstore as ts
 
     from napari_process_position.store.metadata import (
         OutputLayout,
         create_output_plate,
         read_position,
-        tensorstore_spec,
     )
 
     path = root / ("input-" + "x".join(map(str, shape)) + ".zarr")
@@ -64,7 +62,7 @@ def make_input(root: Path, shape: tuple[int, int, int, int, int]) -> Path:
     )
     store = create_output_plate(path, {"A/1/0": layout})
     info = read_position(store.position_path("A/1/0"))
-    array = ts.open(tensorstore_spec(info), read=True, write=True).result()
+    array = info.open_array(write=True)
     rng = np.random.default_rng(0)
     for t in range(shape[0]):
         block = rng.standard_normal(shape[1:], dtype=np.float32) * 100 + 500

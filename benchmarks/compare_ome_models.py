@@ -485,6 +485,7 @@ def main() -> None:
     versions = ", ".join(f"{d} {md.version(d)}" for d in (*LIBS, "ome-zarr", "zarr"))
     say("# OME-Zarr model libraries for napari-process-position (benchmarks/compare_ome_models.py)")
     say(f"Python {sys.version.split()[0]}, pydantic {pydantic.VERSION}, {versions}")
+    say(f"run as: {sys.executable} benchmarks/compare_ome_models.py (yaozarrs[io] installed)")
     tmp = Path(tempfile.mkdtemp(prefix="npp-ome-models-"))
     try:
         stores = build_stores(tmp)

@@ -24,13 +24,11 @@ def write_plate(
     scale=(1.0, 1.0, 2.0, 0.5, 0.5),
 ) -> Path:
     """Write a plate with our own writer: key -> TCZYX array."""
-    import tensorstore as ts
 
     from napari_process_position.store.metadata import (
         OutputLayout,
         create_output_plate,
         read_position,
-        tensorstore_spec,
     )
 
     first = next(iter(data.values()))
@@ -42,7 +40,7 @@ def write_plate(
     store = create_output_plate(path, layouts, version=version)
     for key, array in data.items():
         info = read_position(store.position_path(key), key)
-        ts.open(tensorstore_spec(info), read=True, write=True).result().write(array).result()
+        info.open_array(write=True).write(array).result()
     return path
 
 

@@ -20,11 +20,11 @@ import numpy as np
 import psutil
 import pytest
 from click.testing import CliRunner
-from napari_process_position.cli import main
 
 import npp_fault_transforms as ft
 from conftest import TESTS, random_tczyx, read_array, tree_digest, write_plate
 from napari_process_position import ProcessPool, TransformError, stream_position
+from napari_process_position.cli import main
 from napari_process_position.core.records import records_dir
 from napari_process_position.store.metadata import OutputLayout, create_output_plate
 

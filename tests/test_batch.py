@@ -208,11 +208,8 @@ def test_a_failing_position_is_reported_with_its_key_and_others_complete(tmp_pat
             assert_matches(out, key, expected, skipped)
 
     # Fix the input, resume: only the failed position's missing volumes run.
-    import tensorstore as ts
 
-    from napari_process_position.store.metadata import tensorstore_spec
-
-    arr = ts.open(tensorstore_spec(read_position(src / "A/2/0")), read=True, write=True).result()
+    arr = read_position(src / "A/2/0").open_array(write=True)
     arr[2, 1, 1, 3, 3] = 1.0
     data["A/2/0"][2, 1, 1, 3, 3] = 1.0
     proc = cli(

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from napari_process_position.cli import main
 
 from conftest import TESTS, random_tczyx, read_array, tree_digest, write_plate
+from napari_process_position.cli import main
 
 CLI = [sys.executable, "-m", "napari_process_position.cli"]
 

@@ -14,11 +14,11 @@ import yaml
 
 from napari_process_position.batch.config import (
     CONFIG_FORMAT_VERSION,
-    ConfigError,
     RunConfig,
     SlurmSettings,
     command_line,
 )
+from napari_process_position.core.errors import ConfigError
 
 CLI = [sys.executable, "-m", "napari_process_position.cli"]
 

@@ -17,9 +17,9 @@ import click
 import pytest
 import yaml
 from click.testing import CliRunner
-from napari_process_position.cli import main
 
 import napari_process_position
+from napari_process_position.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -360,7 +360,7 @@ def test_cancel_in_process_mode_stops_the_workers(tmp_path):
 
 
 def test_edited_transform_file_is_reloaded(tmp_path):
-    from napari_process_position.engine.worker import resolve_transform
+    from napari_process_position.core.transform_ref import resolve_transform
 
     helper = tmp_path / "helper_mod_npp.py"
     helper.write_text("OFFSET = 10\n")

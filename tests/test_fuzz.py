@@ -16,11 +16,11 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from napari_process_position.cli import main
 
 from conftest import random_tczyx, tree_digest, write_plate
 from napari_process_position import ProcessPositionError, RunConfig
-from napari_process_position.batch.config import ConfigError
+from napari_process_position.cli import main
+from napari_process_position.core.errors import ConfigError
 
 FIELDS = list(RunConfig.model_fields)
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import random_tczyx, read_array, write_plate
 from napari_process_position import RunConfig, run_config
-from napari_process_position.batch.config import ConfigError
+from napari_process_position.core.errors import ConfigError
 from napari_process_position.store.provenance import PROVENANCE_KEY, read_provenance
 
 CLI = [sys.executable, "-m", "napari_process_position.cli"]

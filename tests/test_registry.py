@@ -23,10 +23,10 @@ import pytest
 
 from conftest import random_tczyx, read_array, write_plate
 from napari_process_position import TransformNotFoundError, stream_position
+from napari_process_position.core.errors import TransformParameterError
 from napari_process_position.store.metadata import OutputLayout, create_output_plate
 from napari_process_position.transforms import (
     ENTRY_POINT_GROUP,
-    TransformParameterError,
     get_transform,
     list_transforms,
     transform,

@@ -24,7 +24,7 @@ from napari_process_position import (
     run_config,
     stream_position,
 )
-from napari_process_position.batch.config import ConfigError
+from napari_process_position.core.errors import ConfigError
 from napari_process_position.core.records import records_dir
 from napari_process_position.store.metadata import OutputLayout, create_output_plate
 

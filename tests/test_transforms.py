@@ -19,14 +19,10 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
+from napari_process_position.core.errors import TransformParameterError
 from napari_process_position.store.demo import synthetic_position
-from napari_process_position.transforms import (
-    TransformParameterError,
-    get_transform,
-    list_transforms,
-    region_with_margin,
-)
 from napari_process_position.transforms import _builtins as B
+from napari_process_position.transforms import get_transform, list_transforms, region_with_margin
 
 BUILTIN_NAMES = [spec.name for spec in list_transforms() if spec.source == "built-in"]
 
@@ -637,22 +633,20 @@ def expected_scale(name: str, scale: tuple[float, ...]) -> tuple[float, ...]:
 @pytest.mark.parametrize("name", BUILTIN_NAMES)
 def test_every_builtin_runs_at_defaults_over_the_demo_plate(name, demo_plate, tmp_path):
     from napari_process_position import open_store, read_position
-    from napari_process_position.store.metadata import tensorstore_spec
 
     out = tmp_path / f"{name}.zarr"
     run_cli("run", demo_plate, out, "-t", name, "--workers", "2", "--no-progress")
     source = open_store(demo_plate)
     assert open_store(out).position_keys == source.position_keys
-    import tensorstore as ts
 
     for key in source.position_keys:
         src = read_position(source.position_path(key), key)
         dst = read_position(open_store(out).position_path(key), key)
-        volume = ts.open(tensorstore_spec(src), read=True).result()[2, 1].read().result()
+        volume = src.open_array()[2, 1].read().result()
         expected = getattr(B, name)(volume)  # the function itself, in this process
         assert dst.shape == (src.shape[0], src.shape[1], *expected.shape)
         assert np.dtype(dst.dtype) == expected.dtype
         assert dst.scale == pytest.approx(expected_scale(name, src.scale))
         assert dst.channel_names == src.channel_names
-        written = ts.open(tensorstore_spec(dst), read=True).result()[2, 1].read().result()
+        written = dst.open_array()[2, 1].read().result()
         np.testing.assert_array_equal(written, expected)

@@ -19,12 +19,11 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 import psutil
-import tensorstore as ts
 
 from napari_process_position.batch.run import prepare
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.store.demo import make_demo_plate
-from napari_process_position.store.metadata import read_position, tensorstore_spec
+from napari_process_position.store.metadata import read_position
 from napari_process_position.widget import ProcessPositionWidget, parse_times
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -107,7 +106,7 @@ def engine_output(demo: Path, tmp_path: Path, w: ProcessPositionWidget) -> np.nd
         pass
     assert not batch.failed, batch.errors
     info = read_position(batch.output_paths[batch.keys[0]])
-    return ts.open(tensorstore_spec(info), read=True).result().read().result()
+    return info.open_array().read().result()
 
 
 def output_layers(w: ProcessPositionWidget) -> list:
@@ -213,7 +212,7 @@ def test_run_matches_engine(widget, qtbot, demo, tmp_path, mode):
         assert layer.contrast_limits[1] > 100
     inputs = [layer for layer in w.viewer.layers if not layer.name.endswith("]")]
     assert [layer.name for layer in inputs] == ["Nuclei", "Membrane"]
-    raw = ts.open(tensorstore_spec(read_position(demo / "A" / "2" / "0")), read=True).result()
+    raw = read_position(demo / "A" / "2" / "0").open_array()
     np.testing.assert_array_equal(np.asarray(inputs[1].data), raw[[0, 2], 1].read().result())
     assert tuple(inputs[0].scale) == (1.0, 2.0, 0.65, 0.65)
     if mode == "serial":  # follow: the slider is on the last finished time point
@@ -227,12 +226,7 @@ def test_run_with_output_writes_the_store(widget, qtbot, demo, tmp_path):
     w.output_path.value = tmp_path / "out.zarr"
     set_mode(w, "threads")
     assert run(qtbot, w)["outcome"] == "done", w.status.value
-    written = (
-        ts.open(tensorstore_spec(read_position(tmp_path / "out.zarr" / "A" / "1" / "0")), read=True)
-        .result()
-        .read()
-        .result()
-    )
+    written = read_position(tmp_path / "out.zarr" / "A" / "1" / "0").open_array().read().result()
     (layer,) = output_layers(w)
     assert layer.name == "Membrane [Binning]" and layer.data.shape == (3, 8, 32, 32)
     np.testing.assert_array_equal(layer.data, written[:, 0])
@@ -277,9 +271,9 @@ def test_rerun_replaces_layers(widget, qtbot, demo, tmp_path):
 
 def test_saved_settings_run_from_the_cli_give_the_preview(widget, qtbot, demo, tmp_path):
     from click.testing import CliRunner
-    from napari_process_position.cli import main
 
     from napari_process_position.batch.config import RunConfig
+    from napari_process_position.cli import main
 
     w = widget
     w.position.value = "B/1/0"
@@ -296,14 +290,7 @@ def test_saved_settings_run_from_the_cli_give_the_preview(widget, qtbot, demo, t
     assert config.positions is None and config.times == [1, 2]
     result = CliRunner().invoke(main, ["run", "--config", str(saved), "--no-progress"])
     assert result.exit_code == 0, result.output
-    written = (
-        ts.open(
-            tensorstore_spec(read_position(tmp_path / "batch.zarr" / "B" / "1" / "0")), read=True
-        )
-        .result()
-        .read()
-        .result()
-    )
+    written = read_position(tmp_path / "batch.zarr" / "B" / "1" / "0").open_array().read().result()
     for i, volume in enumerate(preview):  # the batch run gives exactly the preview
         np.testing.assert_array_equal(written[:, i], volume)
 

@@ -16,9 +16,8 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-import tensorstore as ts
 
-from napari_process_position.store.metadata import read_position, tensorstore_spec
+from napari_process_position.store.metadata import read_position
 from napari_process_position.transforms import get_transform, list_transforms
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -41,7 +40,7 @@ REGION = "preview region"
 def raw_volume(demo: Path, key: str, t: int, c: int) -> np.ndarray:
     """The input (1, Z, Y, X) block of one (t, c), as a worker reads it."""
     info = read_position(demo / key)
-    source = ts.open(tensorstore_spec(info), read=True).result()
+    source = info.open_array()
     return source[t, [c]].read().result()
 
 

@@ -66,9 +66,9 @@ _LAZY = {
     "Result": "napari_process_position.core.tasks",
     "Task": "napari_process_position.core.tasks",
     "PositionRun": "napari_process_position.engine.run",
-    "ProcessPool": "napari_process_position.engine.run",
+    "ProcessPool": "napari_process_position.engine.pool",
     "process_single_position": "napari_process_position.engine.dropin",
-    "stream_position": "napari_process_position.engine.run",
+    "stream_position": "napari_process_position.engine.stream",
     "RunConfig": "napari_process_position.batch.config",
     "run_config": "napari_process_position.batch.run",
     "get_transform": "napari_process_position.transforms",
@@ -110,6 +110,8 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from napari_process_position.core.tasks import Result, Task
     from napari_process_position.engine.dropin import process_single_position
-    from napari_process_position.engine.run import PositionRun, ProcessPool, stream_position
+    from napari_process_position.engine.pool import ProcessPool
+    from napari_process_position.engine.run import PositionRun
+    from napari_process_position.engine.stream import stream_position
     from napari_process_position.store.metadata import PositionInfo, open_store, read_position
     from napari_process_position.transforms import get_transform, list_transforms, transform

@@ -18,9 +18,9 @@ from pydantic import (
     model_validator,
 )
 
-from napari_process_position.core.errors import ProcessPositionError
+from napari_process_position.core.errors import ConfigError
 
-__all__ = ["CONFIG_FORMAT_VERSION", "ConfigError", "RunConfig", "SlurmSettings", "command_line"]
+__all__ = ["CONFIG_FORMAT_VERSION", "RunConfig", "SlurmSettings", "command_line"]
 
 #: Version of the config file format this package reads and writes. Raise it
 #: when a field changes meaning; configs with a higher number are refused.
@@ -28,10 +28,6 @@ CONFIG_FORMAT_VERSION = 1
 
 _MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*([kmgtp]i?b?|b)?\s*$", re.IGNORECASE)
 _WALLTIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
-
-
-class ConfigError(ProcessPositionError, ValueError):
-    """A run configuration is invalid; the message names the field."""
 
 
 def _project_version() -> str:

@@ -26,19 +26,19 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari_process_position.core.errors import ProcessPositionError
+from napari_process_position.core.errors import DaskClusterError, DaskUnavailableError
 
 if TYPE_CHECKING:
     from napari_process_position.batch.config import RunConfig, SlurmSettings
 
 __all__ = [
+    "CONNECT_TIMEOUT_S",
     "INSTALL_HINT",
-    "DaskClusterError",
     "DaskExecutor",
     "DaskSession",
-    "DaskUnavailableError",
     "open_session",
     "require",
+    "run_on_worker",
     "slurm_cluster",
     "slurm_job_script",
 ]
@@ -48,14 +48,6 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = 'pip install "napari-process-position[dask]"'
 #: Seconds to keep trying to reach a scheduler (PROCESS_POSITION_DASK_TIMEOUT overrides).
 CONNECT_TIMEOUT_S = 20.0
-
-
-class DaskUnavailableError(ProcessPositionError, ImportError):
-    """Dask (or dask-jobqueue) is needed for this run but is not installed."""
-
-
-class DaskClusterError(ProcessPositionError, RuntimeError):
-    """The Dask cluster cannot be reached, or was lost during the run."""
 
 
 def require(module: str = "distributed", what: str = "running on Dask") -> None:

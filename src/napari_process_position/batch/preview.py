@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from napari_process_position.core.apply import accepts_time_index, is_empty
 from napari_process_position.core.errors import TransformError
-from napari_process_position.engine.worker import _accepts_time_index, is_empty
-from napari_process_position.store.metadata import PositionInfo, tensorstore_spec
+from napari_process_position.store.metadata import PositionInfo
 from napari_process_position.transforms import TransformSpec
 from napari_process_position.transforms._region import region_with_margin
 
-__all__ = ["PreviewResult", "open_source", "preview_volume", "region_fallback"]
+__all__ = ["PreviewResult", "Region", "open_source", "preview_volume", "region_fallback"]
 
 #: A ZYX region: per axis a slice, a ``(start, stop)`` pair or None (whole axis).
 Region = Sequence[slice | tuple[int, int] | None]
@@ -54,9 +54,7 @@ class PreviewResult:
 
 def open_source(info: PositionInfo) -> Any:
     """Open a position's array for reading (reuse it across calls of :func:`preview_volume`)."""
-    import tensorstore as ts
-
-    return ts.open(tensorstore_spec(info), read=True).result()
+    return info.open_array()
 
 
 def region_fallback(
@@ -134,7 +132,7 @@ def preview_volume(
         return PreviewResult(None, where, read, time.perf_counter() - start, 0.0)
     read_done = time.perf_counter()
     kwargs = dict(params)
-    if _accepts_time_index(spec.func):
+    if accepts_time_index(spec.func):
         kwargs["input_time_index"] = time_index
     where_text = f"t={time_index}, c={channel}"
     try:

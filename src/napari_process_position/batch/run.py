@@ -27,6 +27,7 @@ import numpy as np
 
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.core import records as _progress
+from napari_process_position.core.apply import is_empty
 from napari_process_position.core.errors import (
     InvalidStoreError,
     OutputExistsError,
@@ -36,8 +37,9 @@ from napari_process_position.core.errors import (
     TransformError,
 )
 from napari_process_position.core.tasks import Result
-from napari_process_position.engine.run import PositionRun, ProcessPool, stream_position
-from napari_process_position.engine.worker import is_empty
+from napari_process_position.engine.pool import ProcessPool
+from napari_process_position.engine.run import PositionRun
+from napari_process_position.engine.stream import stream_position
 from napari_process_position.store.metadata import (
     OutputLayout,
     PositionInfo,
@@ -56,6 +58,7 @@ __all__ = [
     "create_plate",
     "output_layout",
     "prepare",
+    "provenance_config",
     "run_config",
     "select_positions",
 ]
@@ -89,19 +92,16 @@ def _probe(
     params: dict[str, Any],
 ) -> np.ndarray:
     """Run the transform once, in this process, to learn its output shape and dtype."""
-    import tensorstore as ts
+    from napari_process_position.core.apply import accepts_time_index, check_result
 
-    from napari_process_position.engine.worker import _accepts_time_index, check_result
-    from napari_process_position.store.metadata import tensorstore_spec
-
-    source = ts.open(tensorstore_spec(info), read=True).result()
+    source = info.open_array()
     kwargs = dict(params)
     for t in times:
         for c in channels:
             block = source[t][[c]].read().result()
             if is_empty(block):
                 continue
-            if _accepts_time_index(spec.func):
+            if accepts_time_index(spec.func):
                 kwargs["input_time_index"] = t
             try:
                 result = spec.func(block, **kwargs)

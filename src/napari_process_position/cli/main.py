@@ -18,7 +18,20 @@ import click
 
 from napari_process_position.core.errors import ProcessPositionError
 
-__all__ = ["main"]
+__all__ = [
+    "SIGTERM_GRACE_S",
+    "build_config",
+    "demo_data",
+    "gui",
+    "init_output",
+    "main",
+    "parse_indices",
+    "parse_params",
+    "parse_value",
+    "positions",
+    "run",
+    "transforms",
+]
 
 log = logging.getLogger("napari_process_position")
 

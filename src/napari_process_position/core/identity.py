@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["digest_value", "run_identity", "transform_identity"]
+__all__ = ["IDENTITY_FORMAT", "digest_value", "run_identity", "transform_identity"]
 
 #: Bumped when the identity's composition changes: older records are then not trusted.
 IDENTITY_FORMAT = 2
@@ -168,7 +168,7 @@ def transform_identity(func: Any) -> dict[str, Any]:
         transform loaded from a ``.py`` file; None when no source exists) and,
         for a ``functools.partial``, ``bound`` (a digest of its arguments).
     """
-    from napari_process_position.engine.worker import PickledTransform, resolve_transform
+    from napari_process_position.core.transform_ref import PickledTransform, resolve_transform
 
     if isinstance(func, (str, PickledTransform)):
         func = resolve_transform(func)

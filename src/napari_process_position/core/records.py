@@ -30,6 +30,7 @@ from typing import Any
 
 __all__ = [
     "RECORDS_DIR_NAME",
+    "RECORD_FORMAT",
     "ChunkGrid",
     "ResumeCheck",
     "check",

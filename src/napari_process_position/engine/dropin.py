@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from napari_process_position.core.errors import CancelledRunError
-from napari_process_position.engine.run import stream_position
+from napari_process_position.engine.stream import stream_position
 
 __all__ = ["process_single_position"]
 

@@ -7,14 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_process_position.store.metadata import (
-    OutputLayout,
-    StoreInfo,
-    create_output_plate,
-    tensorstore_spec,
-)
+from napari_process_position.store.metadata import OutputLayout, StoreInfo, create_output_plate
 
-__all__ = ["DEMO_POSITIONS", "make_demo_plate", "synthetic_position"]
+__all__ = ["CHANNELS", "DEMO_POSITIONS", "make_demo_plate", "synthetic_position"]
 
 DEMO_POSITIONS = ("A/1/0", "A/2/0", "B/1/0")
 CHANNELS = ("Nuclei", "Membrane")
@@ -81,8 +76,6 @@ def make_demo_plate(
     overwrite
         Replace an existing store.
     """
-    import tensorstore as ts
-
     layout = OutputLayout(
         shape=shape,
         dtype=np.dtype(dtype).str,
@@ -101,6 +94,6 @@ def make_demo_plate(
         from napari_process_position.store.metadata import read_position
 
         info = read_position(Path(store.position_path(key)), key)
-        arr = ts.open(tensorstore_spec(info), read=True, write=True).result()
+        arr = info.open_array(write=True)
         arr.write(synthetic_position(seed=i, shape=shape, dtype=dtype)).result()
     return store

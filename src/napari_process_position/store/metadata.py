@@ -29,12 +29,17 @@ from napari_process_position.core.errors import (
 from napari_process_position.core.records import ChunkGrid
 
 __all__ = [
+    "OmeVersion",
+    "OutputLayout",
     "PositionInfo",
     "StoreInfo",
     "create_output_plate",
+    "create_output_position",
     "layout_differences",
+    "list_positions",
     "open_store",
     "read_position",
+    "tensorstore_spec",
 ]
 
 log = logging.getLogger(__name__)
@@ -109,6 +114,12 @@ class PositionInfo:
             self.key_separator,
             "zarr.json" if self.zarr_format == 3 else ".zarray",
         )
+
+    def open_array(self, *, write: bool = False) -> Any:
+        """Open the full-resolution array with tensorstore (see :func:`.arrays.open_array`)."""
+        from napari_process_position.store.arrays import open_array
+
+        return open_array(self.array_path, self.zarr_format, write=write)
 
     @property
     def write_grid(self) -> tuple[int, ...]:

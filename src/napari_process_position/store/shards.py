@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_process_position.core.errors import OutputWriteError
 from napari_process_position.core.records import ChunkGrid
 
 __all__ = ["RewriteError", "RowRewrite", "Selection", "lost_text", "rewrite_rows"]
@@ -60,7 +61,7 @@ class RowRewrite:
     after: dict[str, list[int] | None] = field(default_factory=dict)
 
 
-class RewriteError(OSError):
+class RewriteError(OutputWriteError):
     """Deleting or writing a file failed; the message names the volume."""
 
 

@@ -24,16 +24,16 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from napari_process_position.core.errors import TransformError, TransformNotFoundError
-from napari_process_position.engine.worker import resolve_transform
+from napari_process_position.core.errors import TransformNotFoundError, TransformParameterError
+from napari_process_position.core.transform_ref import resolve_transform
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "INJECTED_PARAMETERS",
     "Margin",
     "TransformMeta",
-    "TransformParameterError",
     "TransformSpec",
+    "entry_points",
     "get_transform",
     "list_transforms",
     "transform",
@@ -50,14 +50,6 @@ _META_ATTR = "__process_position__"
 Margin = tuple[int | None, int | None, int | None]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class TransformParameterError(TransformError, TypeError, ValueError):
-    """A transform parameter is unknown, missing, of the wrong type or out of range.
-
-    It is a :class:`TransformError` (so a ``ProcessPositionError``) and also a
-    ``TypeError`` and a ``ValueError``, so callers catching either keep working.
-    """
 
 
 @dataclass(frozen=True)

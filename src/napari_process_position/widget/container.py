@@ -37,7 +37,7 @@ from qtpy.QtCore import QTimer
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.errors import ProcessPositionError, TransformError
-from napari_process_position.engine.run import ProcessPool
+from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.metadata import (
     PositionInfo,
     StoreInfo,

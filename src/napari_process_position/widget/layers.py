@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_process_position.store.metadata import OutputLayout, PositionInfo, tensorstore_spec
+from napari_process_position.store.metadata import OutputLayout, PositionInfo
 from napari_process_position.widget.helpers import (
     COLORMAPS,
     COPY_BUDGET_S,
@@ -65,9 +65,7 @@ def input_limits(
     info: PositionInfo, channels: Sequence[int], t: int
 ) -> dict[int, tuple[float, float]]:
     """Contrast limits of the input channels from one Z plane each (cheap to read)."""
-    import tensorstore as ts
-
-    source = ts.open(tensorstore_spec(info), read=True).result()
+    source = info.open_array()
     z = info.shape[2] // 2
     limits = {}
     for c in channels:
@@ -119,9 +117,7 @@ class LayersMixin:
                 shown.append(layer)
                 continue
             if source is None:
-                import tensorstore as ts
-
-                source = ts.open(tensorstore_spec(info), read=True).result()
+                source = info.open_array()
             changed = True
             data = source[time_index, c]
             same_source = layer is not None and layer_meta(layer).get("path") == info.path

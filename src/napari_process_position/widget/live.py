@@ -58,7 +58,14 @@ if TYPE_CHECKING:
 
     from napari_process_position.widget.run import Run
 
-__all__ = ["PREVIEW_DEBOUNCE_MS", "REGION_LAYER_NAME", "PreviewJob", "PreviewMixin"]
+__all__ = [
+    "PREVIEW_DEBOUNCE_MS",
+    "REGION_LAYER_NAME",
+    "PreviewJob",
+    "PreviewMixin",
+    "Region",
+    "compute_preview",
+]
 
 #: Wait this long after the last change before computing (a spin box being scrolled).
 PREVIEW_DEBOUNCE_MS = 120
@@ -177,7 +184,7 @@ class PreviewMixin:
 
     if TYPE_CHECKING:
 
-        def current_config(self) -> RunConfig: ...
+        def current_config(self) -> RunConfig: ...  # noqa: D102
         def _set_status(self, text: str) -> None: ...
         def _start_worker(
             self, worker: Any, on_finished: Callable[[], None] | None = None

@@ -23,6 +23,7 @@ class ClosingGeneratorWorker(GeneratorWorker):
     """
 
     def work(self) -> Any:
+        """Run the generator, and close it on this thread whatever happens."""
         try:
             return super().work()
         finally:
@@ -61,6 +62,7 @@ class CloseWatcher(QObject):
             top.installEventFilter(self)
 
     def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
+        """Watch the window for its close (Qt's event filter)."""
         if event is None or "_widget" not in self.__dict__:
             return False  # (a wrapper being torn down)
         kind = event.type()

@@ -14,14 +14,9 @@ from typing import Any
 import numpy as np
 
 from napari_process_position.core.errors import ProcessPositionError
-from napari_process_position.store.metadata import (
-    PositionInfo,
-    open_store,
-    read_position,
-    tensorstore_spec,
-)
+from napari_process_position.store.metadata import PositionInfo, open_store, read_position
 
-__all__ = ["layer_data", "napari_get_reader"]
+__all__ = ["LayerData", "layer_data", "napari_get_reader"]
 
 _COLORMAPS = ("green", "magenta", "cyan", "yellow", "red", "blue", "gray")
 LayerData = tuple[Any, dict[str, Any], str]
@@ -41,12 +36,10 @@ def _contrast(source: Any, info: PositionInfo, c: int) -> tuple[float, float]:
 
 def layer_data(path: str | os.PathLike[str], key: str | None = None) -> list[LayerData]:
     """Make lazy layers for position ``path``, or for ``key`` (default: the first) of a plate."""
-    import tensorstore as ts
-
     store = open_store(path)
     key = key or store.position_keys[0]
     info = read_position(store.position_path(key), key)
-    source = ts.open(tensorstore_spec(info), read=True).result()
+    source = info.open_array()
     prefix = f"{key} " if store.kind == "plate" and len(store.position_keys) > 1 else ""
     layers: list[LayerData] = []
     for c, name in enumerate(info.channel_names):

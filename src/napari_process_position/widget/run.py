@@ -29,8 +29,9 @@ from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.run import BatchRun, prepare
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.errors import ProcessPositionError, TransformError
-from napari_process_position.engine.run import ProcessPool, _check_picklable
-from napari_process_position.store.metadata import PositionInfo, read_position, tensorstore_spec
+from napari_process_position.core.transform_ref import check_picklable
+from napari_process_position.engine.pool import ProcessPool
+from napari_process_position.store.metadata import PositionInfo, read_position
 from napari_process_position.widget.helpers import REFRESH_INTERVAL_MS, display_limits, seconds_text
 from napari_process_position.widget.layers import Copy, input_limits
 from napari_process_position.widget.qt import ClosingGeneratorWorker, room_for_one_more_thread
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from napari_process_position.store.metadata import OutputLayout
     from napari_process_position.transforms import TransformSpec
 
-__all__ = ["Run", "RunMixin", "stream"]
+__all__ = ["Run", "RunMixin", "stream", "warm_pool"]
 
 _run_ids = itertools.count(1)
 
@@ -74,12 +75,14 @@ class Run:
     ending: tuple[str, str, bool] | None = None
 
     def attach(self, batch: BatchRun) -> None:
+        """Hold the prepared batch (cancelled at once when the run was cancelled meanwhile)."""
         with self.lock:
             self.batch = batch
         if self.cancel_event.is_set():
             batch.cancel()
 
     def cancel(self) -> None:
+        """Cancel the run from any thread."""
         self.cancel_event.set()
         with self.lock:
             batch = self.batch
@@ -110,11 +113,7 @@ def stream(run: Run) -> Iterator[tuple[Any, ...]]:
             volume = result.volume
             if volume is None and result.status in ("written", "resumed"):
                 if reader is None:
-                    import tensorstore as ts
-
-                    reader = ts.open(
-                        tensorstore_spec(read_position(str(batch.output_paths[key]))), read=True
-                    ).result()
+                    reader = read_position(str(batch.output_paths[key])).open_array()
                 volume = reader[result.output_time_index, index].read().result()
             elif volume is not None and volume.ndim == 4:
                 volume = volume[0]
@@ -159,7 +158,7 @@ class RunMixin:
 
     if TYPE_CHECKING:
 
-        def current_config(self) -> RunConfig: ...
+        def current_config(self) -> RunConfig: ...  # noqa: D102
         def _flush(self, final: bool = False) -> None: ...
         def _schedule_flush(self) -> None: ...
         def _show_inputs(
@@ -247,7 +246,7 @@ class RunMixin:
             func = self._callables.get(config.transform)
             try:
                 if func is not None:
-                    _check_picklable(func, config.params)
+                    check_picklable(func, config.params)
             except TransformError as exc:
                 self._report_error(str(exc))
                 return

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["demo_plate"]
+__all__ = ["SOURCE_KEY", "demo_plate"]
 
 #: Key in ``layer.metadata`` with the store and position a sample layer comes from.
 SOURCE_KEY = "napari_process_position_source"
@@ -37,15 +37,13 @@ def demo_plate(
         napari LayerData tuples, one per channel, lazily read (tensorstore),
         with the voxel size as scale.
     """
-    import tensorstore as ts
-
     from napari_process_position.store.demo import make_demo_plate
-    from napari_process_position.store.metadata import read_position, tensorstore_spec
+    from napari_process_position.store.metadata import read_position
 
     store = make_demo_plate(_temporary_folder() / "demo.zarr", shape=shape, positions=("A/1/0",))
     key = store.position_keys[0]
     info = read_position(store.position_path(key), key)
-    source = ts.open(tensorstore_spec(info), read=True).result()
+    source = info.open_array()
     scale = (info.scale[0], *info.scale[2:])
     layers = []
     for c, name in enumerate(info.channel_names):

@@ -1,0 +1,190 @@
+"""A spawn-context process pool that can be kept warm and reused across runs."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import multiprocessing as mp
+import os
+import threading
+from typing import Any
+
+from napari_process_position.core.budget import available_cpus
+from napari_process_position.core.transform_ref import PickledTransform, TransformRef, portable
+from napari_process_position.engine.worker import init_worker, warm_up
+
+__all__ = ["ProcessPool"]
+
+
+class ProcessPool:
+    """A spawn-context process pool that can be kept warm and reused across runs.
+
+    Spawn, never fork: tensorstore's threads are not fork-safe, and inside
+    napari Qt and other threads are live. Each worker caps its BLAS/OpenMP
+    threads so that workers x inner threads stays within the CPU budget.
+
+    Parameters
+    ----------
+    num_workers
+        Number of worker processes.
+    inner_threads
+        BLAS/OpenMP threads per worker; by default ``available_cpus() //
+        num_workers`` (at least 1).
+    memory_limit_bytes
+        Cap each worker's address space (``RLIMIT_AS``) at this many bytes.
+        A transform that allocates beyond it gets a ``MemoryError``, and the
+        run stops with "out of memory" and the (t, c), instead of the
+        kernel's or the job's OOM killer ending the worker or the whole job.
+        Set it below the job's memory divided by the workers. It limits
+        virtual memory, which is larger than resident memory (a worker with
+        numpy and tensorstore maps about 1 GiB before reading anything), so
+        values under about 2 GiB stop workers from working at all.
+
+    Notes
+    -----
+    Workers ignore SIGINT and SIGTERM (the caller decides how to stop:
+    :meth:`PositionRun.cancel`) and end themselves when the caller's
+    process is gone, so a SIGKILLed caller leaves no workers behind.
+
+    Examples
+    --------
+    >>> pool = ProcessPool(2)            # doctest: +SKIP
+    >>> for r in stream_position(f, "in.zarr/A/1/0", pool=pool): ...  # doctest: +SKIP
+    >>> pool.shutdown()                  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        num_workers: int,
+        inner_threads: int | None = None,
+        *,
+        memory_limit_bytes: int | None = None,
+    ) -> None:
+        if num_workers < 1:
+            raise ValueError(f"num_workers must be at least 1, not {num_workers}")
+        if memory_limit_bytes is not None and memory_limit_bytes <= 0:
+            raise ValueError(f"memory_limit_bytes must be positive, not {memory_limit_bytes}")
+        self.num_workers = int(num_workers)
+        self.inner_threads = inner_threads or max(1, available_cpus() // self.num_workers)
+        self.memory_limit_bytes = int(memory_limit_bytes) if memory_limit_bytes else None
+        self._executor: cf.ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def executor(self) -> cf.ProcessPoolExecutor:
+        """The live executor, started on first use (and again after a kill)."""
+        with self._lock:
+            if self._executor is None or self._broken(self._executor):
+                self._executor = cf.ProcessPoolExecutor(
+                    max_workers=self.num_workers,
+                    mp_context=mp.get_context("spawn"),
+                    initializer=init_worker,
+                    initargs=(self.inner_threads, self.memory_limit_bytes, os.getpid()),
+                )
+            return self._executor
+
+    @staticmethod
+    def _broken(executor: cf.ProcessPoolExecutor) -> bool:
+        return bool(
+            getattr(executor, "_broken", False) or getattr(executor, "_shutdown_thread", False)
+        )
+
+    def is_broken(self) -> bool:
+        """Tell whether the pool has no live executor (never started, killed or broken)."""
+        executor = self._executor
+        return executor is None or self._broken(executor)
+
+    def warm(self, transform: TransformRef | None = None) -> list[int]:
+        """Start every worker process now and wait until each has imported its libraries.
+
+        Parameters
+        ----------
+        transform
+            Also import this transform's module in the workers, so that the
+            first task does not pay for it.
+
+        Returns
+        -------
+        list of int
+            The workers' process ids.
+        """
+        executor = self.executor
+        if transform is not None and not isinstance(transform, (str, PickledTransform)):
+            transform = portable(transform)
+        futures = [executor.submit(warm_up, 0.05, transform) for _ in range(self.num_workers * 2)]
+        for future in futures:
+            future.result()
+        return sorted(p.pid for p in self.processes())
+
+    def processes(self) -> list[Any]:
+        """Return the worker processes (multiprocessing.Process objects) currently alive."""
+        executor = self._executor
+        procs = getattr(executor, "_processes", None) or {}
+        return list(procs.values())
+
+    def exit_codes(self, settle: float = 0.0) -> dict[int, int | None]:
+        """Pid -> exit code of the current workers (None while running).
+
+        A worker's end is seen (its pipe closes) a moment before the kernel
+        can report its exit status; ``settle`` waits up to that many seconds
+        for the status of workers that have ended.
+        """
+        procs = self.processes()
+        if settle:
+            from multiprocessing.connection import wait
+
+            ended = set(wait([p.sentinel for p in procs], timeout=0))
+            for proc in procs:
+                if proc.sentinel in ended:
+                    proc.join(timeout=settle)
+        return {p.pid: p.exitcode for p in procs}
+
+    def kill(self) -> None:
+        """Stop the workers at once (SIGKILL) without waiting for their tasks."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        procs = list((getattr(executor, "_processes", None) or {}).values())
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.kill()
+        executor.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.join(timeout=2)
+        _forget_manager_thread(executor)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Let the workers finish what they run, then stop them."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=wait, cancel_futures=True)
+
+    def __enter__(self) -> ProcessPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+def _forget_manager_thread(executor: cf.ProcessPoolExecutor) -> None:
+    """Let a killed pool's manager thread end, then drop it from the exit hook's list.
+
+    At interpreter exit concurrent.futures wakes every pool's manager thread
+    through a pipe; for a pool whose workers were killed that pipe is already
+    closed, and Python 3.11 then prints an OSError traceback after a run that
+    ended cleanly with an error message.
+    """
+    thread = getattr(executor, "_executor_manager_thread", None)
+    if thread is None:
+        return
+    thread.join(timeout=2)
+    if not thread.is_alive():
+        import concurrent.futures.process as cf_process
+
+        wakeups = getattr(cf_process, "_threads_wakeups", None)
+        if wakeups is not None:
+            with contextlib.suppress(Exception):
+                wakeups.pop(thread, None)

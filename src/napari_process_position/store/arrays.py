@@ -1,0 +1,67 @@
+"""The one way this package opens an array with tensorstore.
+
+Workers, output probes, previews and the widget's input layers all open
+arrays here. numpy-free and zarr-free: spawned workers import this.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = ["open_array", "selection", "tensorstore_spec"]
+
+
+def tensorstore_spec(array_path: str | os.PathLike[str], zarr_format: int | None) -> dict[str, Any]:
+    """Return the tensorstore spec of the Zarr array at ``array_path``.
+
+    Parameters
+    ----------
+    array_path
+        The array's folder (``plate.zarr/A/1/0/0``).
+    zarr_format
+        3 (OME-Zarr 0.5) or 2 (OME-Zarr 0.4).
+
+    Returns
+    -------
+    dict
+        The spec, for ``tensorstore.open``.
+    """
+    return {
+        "driver": "zarr3" if zarr_format == 3 else "zarr",
+        "kvstore": {"driver": "file", "path": os.fspath(array_path)},
+    }
+
+
+def open_array(
+    array_path: str | os.PathLike[str], zarr_format: int | None, *, write: bool = False
+) -> Any:
+    """Open an existing Zarr array with tensorstore.
+
+    Parameters
+    ----------
+    array_path, zarr_format
+        See :func:`tensorstore_spec`.
+    write
+        Open for writing too (reading is always possible).
+
+    Returns
+    -------
+    tensorstore.TensorStore
+        The opened array.
+
+    Raises
+    ------
+    ValueError
+        tensorstore cannot open it (callers turn this into their own error,
+        naming the store).
+    """
+    import tensorstore as ts
+
+    spec = tensorstore_spec(array_path, zarr_format)
+    return ts.open(spec, read=True, write=write, open=True).result()
+
+
+def selection(group: int | tuple[int, ...] | list[int] | slice) -> int | list[int] | slice:
+    """Return a channel group as tensorstore indexes it (a tuple becomes a list)."""
+    return list(group) if isinstance(group, tuple) else group
