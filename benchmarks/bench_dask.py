@@ -151,12 +151,10 @@ def input_plate(path: Path, say: Tee) -> Path:
     if done.exists():
         return path
 
+    from napari_process_position.store.create import write_empty_plate
     from napari_process_position.store.demo import make_demo_plate
-    from napari_process_position.store.metadata import (
-        OutputLayout,
-        create_output_plate,
-        read_position,
-    )
+    from napari_process_position.store.layout import OutputLayout
+    from napari_process_position.store.metadata import read_position
 
     source = Path(tempfile.gettempdir()) / (
         "npp-bench-input-" + "x".join(map(str, SHAPE)) + "-float32.zarr"
@@ -174,7 +172,7 @@ def input_plate(path: Path, say: Tee) -> Path:
         scale=info.scale,  # type: ignore[arg-type]
         channel_names=info.channel_names,
     )
-    store = create_output_plate(path, dict.fromkeys(KEYS, layout), overwrite=True)
+    store = write_empty_plate(path, dict.fromkeys(KEYS, layout), overwrite=True)
     for key in KEYS:
         target = read_position(store.position_path(key), key)
         target.open_array(write=True).write(data).result()

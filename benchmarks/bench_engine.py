@@ -300,11 +300,9 @@ def input_plate(shape: tuple[int, ...], cache: Path | None, fresh: bool, say: Te
 
 
 def make_outputs(input_position: Path, folder: Path, count: int) -> list[str]:
-    from napari_process_position.store.metadata import (
-        OutputLayout,
-        create_output_plate,
-        read_position,
-    )
+    from napari_process_position.store.create import write_empty_plate
+    from napari_process_position.store.layout import OutputLayout
+    from napari_process_position.store.metadata import read_position
 
     info = read_position(input_position)
     layout = OutputLayout(
@@ -316,7 +314,7 @@ def make_outputs(input_position: Path, folder: Path, count: int) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     outputs = []
     for i in range(count):
-        store = create_output_plate(folder / f"out{i}.zarr", {POSITION: layout}, version="0.5")
+        store = write_empty_plate(folder / f"out{i}.zarr", {POSITION: layout}, version="0.5")
         outputs.append(store.position_path(POSITION))
     return outputs
 

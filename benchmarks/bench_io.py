@@ -4,7 +4,7 @@ For float32 and uint16 volumes of 32x256x256 (the engine benchmark's), in
 our two output layouts:
 
 - ``v0.5``: Zarr v3, one shard per (t, c) volume, inner chunks of 16x256x256,
-  blosc zstd level 1 with bit-shuffle (what ``create_output_plate`` writes);
+  blosc zstd level 1 with bit-shuffle (what ``write_empty_plate`` writes);
 - ``v0.4``: Zarr v2, one chunk per (t, c) volume, the same compressor.
 
 it times reading and writing one volume with a handle opened once
@@ -63,7 +63,8 @@ def make_array(root: Path, name: str, data: Any, version: str) -> str:
     """A single-position store in our output layout holding ``data``; returns the array path."""
     import numpy as np
 
-    from napari_process_position.store.metadata import OutputLayout, create_output_position
+    from napari_process_position.store.create import create_output_position
+    from napari_process_position.store.layout import OutputLayout
 
     layout = OutputLayout(
         shape=data.shape,

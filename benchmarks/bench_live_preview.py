@@ -83,12 +83,10 @@ class StallMeter:
 def make_volume(root: Path, zyx: tuple[int, int, int]) -> Path:
     """A one-position plate (T=2, C=1) of demo data tiled up to ``zyx`` (quick at any size)."""
 
+    from napari_process_position.store.create import write_empty_plate
     from napari_process_position.store.demo import make_demo_plate
-    from napari_process_position.store.metadata import (
-        OutputLayout,
-        create_output_plate,
-        read_position,
-    )
+    from napari_process_position.store.layout import OutputLayout
+    from napari_process_position.store.metadata import read_position
 
     tile = (2, 1, *(min(n, m) for n, m in zip(zyx, VOLUMES["demo"], strict=True)))
     demo = make_demo_plate(root / "tile.zarr", shape=tile, positions=("A/1/0",))
@@ -100,7 +98,7 @@ def make_volume(root: Path, zyx: tuple[int, int, int]) -> Path:
     layout = OutputLayout(
         shape=data.shape, dtype=info.dtype, scale=info.scale, channel_names=info.channel_names[:1]
     )
-    store = create_output_plate(path, {"A/1/0": layout})
+    store = write_empty_plate(path, {"A/1/0": layout})
     out = read_position(store.position_path("A/1/0"))
     out.open_array(write=True).write(data).result()
     return path

@@ -85,11 +85,9 @@ def _noise(t: int, c: int, zyx: tuple[int, int, int]) -> np.ndarray:
 def make_input(path: Path, shape: tuple[int, ...]) -> Path:
     """A one-position plate at ``path`` filled volume by volume (memory: one volume)."""
 
-    from napari_process_position.store.metadata import (
-        OutputLayout,
-        create_output_plate,
-        read_position,
-    )
+    from napari_process_position.store.create import write_empty_plate
+    from napari_process_position.store.layout import OutputLayout
+    from napari_process_position.store.metadata import read_position
 
     layout = OutputLayout(
         tuple(shape),
@@ -97,7 +95,7 @@ def make_input(path: Path, shape: tuple[int, ...]) -> Path:
         (1.0, 1.0, 1.0, 0.1, 0.1),  # type: ignore[arg-type]
         tuple(f"ch{i}" for i in range(shape[1])),
     )
-    store = create_output_plate(path, {"A/1/0": layout}, overwrite=True)
+    store = write_empty_plate(path, {"A/1/0": layout}, overwrite=True)
     info = read_position(store.position_path("A/1/0"))
     array = info.open_array(write=True)
     t_n, c_n, *zyx = shape

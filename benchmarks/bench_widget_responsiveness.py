@@ -47,11 +47,9 @@ MODES = (
 def make_input(root: Path, shape: tuple[int, int, int, int, int]) -> Path:
     """A one-position float32 plate of random data (fast to make at any size)."""
 
-    from napari_process_position.store.metadata import (
-        OutputLayout,
-        create_output_plate,
-        read_position,
-    )
+    from napari_process_position.store.create import write_empty_plate
+    from napari_process_position.store.layout import OutputLayout
+    from napari_process_position.store.metadata import read_position
 
     path = root / ("input-" + "x".join(map(str, shape)) + ".zarr")
     layout = OutputLayout(
@@ -60,7 +58,7 @@ def make_input(root: Path, shape: tuple[int, int, int, int, int]) -> Path:
         scale=(1.0, 1.0, 2.0, 0.65, 0.65),
         channel_names=tuple(f"Channel {c}" for c in range(shape[1])),
     )
-    store = create_output_plate(path, {"A/1/0": layout})
+    store = write_empty_plate(path, {"A/1/0": layout})
     info = read_position(store.position_path("A/1/0"))
     array = info.open_array(write=True)
     rng = np.random.default_rng(0)

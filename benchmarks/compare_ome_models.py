@@ -294,7 +294,7 @@ def compare_write(tmp: Path) -> None:
                 say(f"    its JSON vs ours: {d}")
             # our writer makes the groups and arrays; the library's attributes replace ours
             root = tmp / f"written-{lib}-{version}.zarr"
-            sm.create_output_plate(root, dict.fromkeys(KEYS, layout()), version=version)
+            sm.write_empty_plate(root, dict.fromkeys(KEYS, layout()), version=version)
             parts = [("plate", root)] + [("well", root / w) for w, _, _ in WELLS]
             for part, path in parts + [("image", root / k) for k in KEYS]:
                 if version == "0.5":
@@ -355,7 +355,7 @@ def compare_damage(tmp: Path) -> None:
     for i, (name, version, rel, damage) in enumerate(DAMAGE):
         root = tmp / f"damaged{i}" / "plate.zarr"
         lay = layout((2, 1, 2, 8, 8))
-        store_module().create_output_plate(root, {"A/1/0": lay, "A/1/1": lay}, version=version)
+        store_module().write_empty_plate(root, {"A/1/0": lay, "A/1/1": lay}, version=version)
         target = root / rel
         if damage is None:
             shutil.rmtree(target) if target.is_dir() else target.unlink()

@@ -25,11 +25,9 @@ def write_plate(
 ) -> Path:
     """Write a plate with our own writer: key -> TCZYX array."""
 
-    from napari_process_position.store.metadata import (
-        OutputLayout,
-        create_output_plate,
-        read_position,
-    )
+    from napari_process_position.store.create import write_empty_plate
+    from napari_process_position.store.layout import OutputLayout
+    from napari_process_position.store.metadata import read_position
 
     first = next(iter(data.values()))
     names = channel_names or tuple(f"ch{i}" for i in range(first.shape[1]))
@@ -37,7 +35,7 @@ def write_plate(
         k: OutputLayout(shape=v.shape, dtype=v.dtype.str, scale=scale, channel_names=names)
         for k, v in data.items()
     }
-    store = create_output_plate(path, layouts, version=version)
+    store = write_empty_plate(path, layouts, version=version)
     for key, array in data.items():
         info = read_position(store.position_path(key), key)
         info.open_array(write=True).write(array).result()

@@ -26,7 +26,8 @@ from conftest import TESTS, random_tczyx, read_array, tree_digest, write_plate
 from napari_process_position import ProcessPool, TransformError, stream_position
 from napari_process_position.cli import main
 from napari_process_position.core.records import records_dir
-from napari_process_position.store.metadata import OutputLayout, create_output_plate
+from napari_process_position.store.create import write_empty_plate
+from napari_process_position.store.layout import OutputLayout
 
 CLI = [sys.executable, "-m", "napari_process_position.cli"]
 FT = f"{TESTS / 'npp_fault_transforms.py'}"
@@ -50,7 +51,7 @@ def plate(tmp_path):
 
 def _output(tmp_path: Path, dtype: str, name: str = "out.zarr") -> Path:
     layout = OutputLayout(SHAPE, np.dtype(dtype).str, (1,) * 5, ("a",))
-    create_output_plate(tmp_path / name, {"A/1/0": layout})
+    write_empty_plate(tmp_path / name, {"A/1/0": layout})
     return tmp_path / name / "A/1/0"
 
 

@@ -24,7 +24,8 @@ from napari_process_position import (
     process_single_position,
     stream_position,
 )
-from napari_process_position.store.metadata import OutputLayout, create_output_plate
+from napari_process_position.store.create import write_empty_plate
+from napari_process_position.store.layout import OutputLayout
 from test_torn_shards import reshard
 
 SHAPE = (3, 2, 3, 8, 8)
@@ -36,7 +37,7 @@ def pair(tmp_path):
     data = random_tczyx(SHAPE, "float32", seed=21, empty=(), nan=())
     write_plate(tmp_path / "in.zarr", {"A/1/0": data})
     layout = OutputLayout(SHAPE, "<f4", (1,) * 5, ("a", "b"))
-    create_output_plate(tmp_path / "out.zarr", {"A/1/0": layout})
+    write_empty_plate(tmp_path / "out.zarr", {"A/1/0": layout})
     return tmp_path / "in.zarr/A/1/0", tmp_path / "out.zarr/A/1/0", data
 
 

@@ -19,7 +19,8 @@ from napari_process_position import (
     process_single_position,
     stream_position,
 )
-from napari_process_position.store.metadata import OutputLayout, create_output_plate
+from napari_process_position.store.create import write_empty_plate
+from napari_process_position.store.layout import OutputLayout
 
 MODES = {
     "serial": {"num_workers": 1, "use_threads": False},
@@ -84,7 +85,7 @@ def _make(tmp_path: Path, dtype: str, out_c: int, out_t: int, out_dtype: str, ve
         scale=(1, 1, 2, 0.5, 0.5),
         channel_names=("a", "b")[:out_c],
     )
-    create_output_plate(tmp_path / "out.zarr", {"A/1/0": layout}, version=version)
+    write_empty_plate(tmp_path / "out.zarr", {"A/1/0": layout}, version=version)
     return data, src / "A/1/0", tmp_path / "out.zarr/A/1/0", np.dtype(od)
 
 
@@ -241,7 +242,7 @@ def test_cancel_from_another_thread(tmp_path, mode):
     data = random_tczyx((20, 1, 2, 8, 8), "float32", empty=(), nan=())
     write_plate(tmp_path / "in.zarr", {"A/1/0": data})
     layout = OutputLayout((20, 1, 2, 8, 8), "<f4", (1,) * 5, ("a",))
-    create_output_plate(tmp_path / "out.zarr", {"A/1/0": layout})
+    write_empty_plate(tmp_path / "out.zarr", {"A/1/0": layout})
     run = stream_position(
         tt.slow, tmp_path / "in.zarr/A/1/0", tmp_path / "out.zarr/A/1/0", seconds=0.3, **MODES[mode]
     )

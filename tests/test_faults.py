@@ -41,7 +41,8 @@ from napari_process_position import (
     stream_position,
 )
 from napari_process_position.core.records import records_dir
-from napari_process_position.store.metadata import OutputLayout, create_output_plate
+from napari_process_position.store.create import write_empty_plate
+from napari_process_position.store.layout import OutputLayout
 
 pytestmark = pytest.mark.slow
 
@@ -120,10 +121,10 @@ class Setup:
         self.flags.mkdir()
         layout = OutputLayout(shape, "<f4", (1,) * 5, ("a",) * shape[1])
         self.out = root / "out.zarr"
-        create_output_plate(self.out, {"A/1/0": layout}, version=version)
+        write_empty_plate(self.out, {"A/1/0": layout}, version=version)
         self.dst = self.out / "A/1/0"
         ref = root / "ref.zarr"
-        create_output_plate(ref, {"A/1/0": layout}, version=version)
+        write_empty_plate(ref, {"A/1/0": layout}, version=version)
         process_single_position(ft.affine, self.src, ref / "A/1/0")
         self.expected = read_array(ref / "A/1/0")
         self.digest = tree_digest(self.input)

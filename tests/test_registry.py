@@ -24,7 +24,8 @@ import pytest
 from conftest import random_tczyx, read_array, write_plate
 from napari_process_position import TransformNotFoundError, stream_position
 from napari_process_position.core.errors import TransformParameterError
-from napari_process_position.store.metadata import OutputLayout, create_output_plate
+from napari_process_position.store.create import write_empty_plate
+from napari_process_position.store.layout import OutputLayout
 from napari_process_position.transforms import (
     ENTRY_POINT_GROUP,
     get_transform,
@@ -128,7 +129,7 @@ def _output(tmp_path, shape, dtype="float32"):
     layout = OutputLayout(
         shape=shape, dtype=np.dtype(dtype).str, scale=(1, 1, 2, 0.5, 0.5), channel_names=("a", "b")
     )
-    create_output_plate(tmp_path / "out.zarr", {"A/1/0": layout})
+    write_empty_plate(tmp_path / "out.zarr", {"A/1/0": layout})
     return tmp_path / "out.zarr/A/1/0"
 
 

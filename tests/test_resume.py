@@ -11,7 +11,8 @@ import npp_test_transforms as tt
 from conftest import random_tczyx, read_array, write_plate
 from napari_process_position import process_single_position, read_position, stream_position
 from napari_process_position.core.records import records_dir
-from napari_process_position.store.metadata import OutputLayout, create_output_plate
+from napari_process_position.store.create import write_empty_plate
+from napari_process_position.store.layout import OutputLayout
 
 
 @pytest.fixture(params=["0.4", "0.5"])
@@ -20,7 +21,7 @@ def finished_run(request, tmp_path):
     data = random_tczyx((3, 2, 4, 16, 16), "float32", seed=9, empty=((1, 0),), nan=())
     write_plate(tmp_path / "in.zarr", {"A/1/0": data}, version=version)
     layout = OutputLayout((3, 2, 4, 16, 16), "<f4", (1,) * 5, ("a", "b"))
-    create_output_plate(tmp_path / "out.zarr", {"A/1/0": layout}, version=version)
+    write_empty_plate(tmp_path / "out.zarr", {"A/1/0": layout}, version=version)
     src, dst = tmp_path / "in.zarr/A/1/0", tmp_path / "out.zarr/A/1/0"
     process_single_position(tt.scale_offset, src, dst)
     expected = read_array(dst)

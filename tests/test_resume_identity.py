@@ -26,7 +26,8 @@ from napari_process_position import (
 )
 from napari_process_position.core.errors import ConfigError
 from napari_process_position.core.records import records_dir
-from napari_process_position.store.metadata import OutputLayout, create_output_plate
+from napari_process_position.store.create import write_empty_plate
+from napari_process_position.store.layout import OutputLayout
 
 CLI = [sys.executable, "-m", "napari_process_position.cli"]
 SHAPE = (4, 3, 3, 10, 12)
@@ -122,7 +123,7 @@ def position_pair(tmp_path):
     data = random_tczyx(SHAPE, "uint16", seed=5, empty=(), nan=())
     write_plate(tmp_path / "in.zarr", {"A/1/0": data})
     layout = OutputLayout(SHAPE, "<f4", (1,) * 5, ("a", "b", "c"))
-    create_output_plate(tmp_path / "out.zarr", {"A/1/0": layout})
+    write_empty_plate(tmp_path / "out.zarr", {"A/1/0": layout})
     return tmp_path / "in.zarr/A/1/0", tmp_path / "out.zarr/A/1/0", data.astype(np.float32)
 
 

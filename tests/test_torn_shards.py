@@ -18,7 +18,8 @@ import pytest
 import npp_test_transforms as tt
 from conftest import random_tczyx, read_array, write_plate
 from napari_process_position import process_single_position, read_position, stream_position
-from napari_process_position.store.metadata import OutputLayout, create_output_plate
+from napari_process_position.store.create import write_empty_plate
+from napari_process_position.store.layout import OutputLayout
 
 #: name -> (TCZYX shape, inner chunks, shard shape)
 LAYOUTS = {
@@ -67,7 +68,7 @@ def stores(request, tmp_path):
     data = random_tczyx(shape, "float32", seed=11, empty=(), nan=())
     write_plate(tmp_path / "in.zarr", {"A/1/0": data})
     names = tuple(f"c{i}" for i in range(shape[1]))
-    create_output_plate(
+    write_empty_plate(
         tmp_path / "out.zarr", {"A/1/0": OutputLayout(shape, "<f4", (1,) * 5, names)}
     )
     dst = tmp_path / "out.zarr/A/1/0"
@@ -111,7 +112,7 @@ def t_sharded(tmp_path):
     shape = (4, 1, 3, 8, 8)
     data = random_tczyx(shape, "float32", seed=12, empty=(), nan=())
     write_plate(tmp_path / "in.zarr", {"A/1/0": data})
-    create_output_plate(
+    write_empty_plate(
         tmp_path / "out.zarr", {"A/1/0": OutputLayout(shape, "<f4", (1,) * 5, ("c",))}
     )
     dst = tmp_path / "out.zarr/A/1/0"

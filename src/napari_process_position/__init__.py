@@ -113,5 +113,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from napari_process_position.engine.pool import ProcessPool
     from napari_process_position.engine.run import PositionRun
     from napari_process_position.engine.stream import stream_position
-    from napari_process_position.store.metadata import PositionInfo, open_store, read_position
+    from napari_process_position.store.layout import PositionInfo
+    from napari_process_position.store.metadata import open_store, read_position
     from napari_process_position.transforms import get_transform, list_transforms, transform

@@ -298,9 +298,13 @@ class RunConfig(BaseModel):
             raise ConfigError(
                 f"{source} uses a YAML tag that safe loading refuses ({exc.problem}"
                 f"{_where(exc)}); a config holds plain values only"
-            ) from None
+            ) from exc
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+            if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+                what = f"{exc.problem}{_where(exc)}"
+            else:
+                what = " ".join(str(exc).split())
+            raise ConfigError(f"{source} is not valid YAML: {what}") from exc
         if not isinstance(data, dict):
             raise ConfigError(
                 f"{source} must be a YAML mapping of fields, not {type(data).__name__}"

@@ -18,7 +18,7 @@ import numpy as np
 
 from napari_process_position.core.apply import accepts_time_index, is_empty
 from napari_process_position.core.errors import TransformError
-from napari_process_position.store.metadata import PositionInfo
+from napari_process_position.store.layout import PositionInfo
 from napari_process_position.transforms import TransformSpec
 from napari_process_position.transforms._region import region_with_margin
 

@@ -40,16 +40,14 @@ from napari_process_position.core.tasks import Result
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.engine.run import PositionRun
 from napari_process_position.engine.stream import stream_position
-from napari_process_position.store.metadata import (
+from napari_process_position.store.create import create_output_position, write_empty_plate
+from napari_process_position.store.layout import (
     OutputLayout,
     PositionInfo,
     StoreInfo,
-    create_output_plate,
-    create_output_position,
     layout_differences,
-    open_store,
-    read_position,
 )
+from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.transforms import TransformSpec, get_transform
 
 __all__ = [
@@ -563,7 +561,7 @@ def create_plate(out_root: Path, layouts: dict[str, OutputLayout], config: RunCo
     exists = out_root.exists()
     if config.overwrite or (exists and not config.resume):
         # Replace it, or refuse with OutputExistsError (the store is left untouched).
-        store = create_output_plate(
+        store = write_empty_plate(
             out_root, layouts, version=config.ome_version, overwrite=config.overwrite
         )
         _progress.remove_store_records(out_root)  # the records of the store it replaced
@@ -573,7 +571,7 @@ def create_plate(out_root: Path, layouts: dict[str, OutputLayout], config: RunCo
     tmp = out_root.parent / f".{out_root.name}.creating-{uuid.uuid4().hex[:12]}"
     try:
         try:
-            create_output_plate(tmp, layouts, version=config.ome_version)
+            write_empty_plate(tmp, layouts, version=config.ome_version)
         except OSError as exc:  # name the output, not the temporary folder
             raise OutputWriteError(
                 f"cannot create the output {out_root}: {exc.strerror or exc}"
@@ -599,7 +597,7 @@ def _join_plate(out_root: Path, layouts: dict[str, OutputLayout], config: RunCon
     # is consistent only between two such changes. When every position exists, nothing
     # is written; the layouts are only checked.
     with _plate_lock(out_root):
-        return create_output_plate(out_root, layouts, version=config.ome_version, exist_ok=True)
+        return write_empty_plate(out_root, layouts, version=config.ome_version, exist_ok=True)
 
 
 def _same_or_inside(a: Path, b: Path) -> bool:

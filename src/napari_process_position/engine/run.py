@@ -18,9 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Literal
 
 from napari_process_position.core import records as _progress
-from napari_process_position.core.errors import (
-    WorkerDiedError,
-)
+from napari_process_position.core.errors import WorkerDiedError
 from napari_process_position.core.tasks import Result, Task
 from napari_process_position.core.transform_ref import TransformRef, portable, transform_name
 from napari_process_position.engine.failures import (
@@ -31,7 +29,7 @@ from napari_process_position.engine.failures import (
 )
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.engine.worker import run_task
-from napari_process_position.store.metadata import PositionInfo
+from napari_process_position.store.layout import PositionInfo
 
 __all__ = ["Mode", "PositionRun"]
 

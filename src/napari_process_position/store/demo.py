@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_process_position.store.metadata import OutputLayout, StoreInfo, create_output_plate
+from napari_process_position.store.create import write_empty_plate
+from napari_process_position.store.layout import OutputLayout, StoreInfo
 
 __all__ = ["CHANNELS", "DEMO_POSITIONS", "make_demo_plate", "synthetic_position"]
 
@@ -84,7 +85,7 @@ def make_demo_plate(
         if shape[1] <= 2
         else tuple(f"Channel {i}" for i in range(shape[1])),
     )
-    store = create_output_plate(
+    store = write_empty_plate(
         path,
         dict.fromkeys(positions, layout),
         version=version,  # type: ignore[arg-type]

@@ -38,12 +38,8 @@ from napari_process_position.batch.config import RunConfig
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.errors import ProcessPositionError, TransformError
 from napari_process_position.engine.pool import ProcessPool
-from napari_process_position.store.metadata import (
-    PositionInfo,
-    StoreInfo,
-    open_store,
-    read_position,
-)
+from napari_process_position.store.layout import PositionInfo, StoreInfo
+from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.transforms import TransformSpec, get_transform, list_transforms
 from napari_process_position.widget.helpers import parse_times
 from napari_process_position.widget.layers import Copy, LayersMixin

@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "COLORMAPS",
     "COPY_BUDGET_S",
     "COPY_SLAB_BYTES",
     "FOLLOW_INTERVAL_MS",
@@ -30,7 +29,6 @@ COPY_SLAB_BYTES = 4 << 20
 FOLLOW_INTERVAL_MS = 500
 #: Marks the layers this widget made, in ``layer.metadata``.
 METADATA_KEY = "napari_process_position"
-COLORMAPS = ("green", "magenta", "cyan", "yellow", "red", "blue")
 
 
 def parse_times(text: str, n_times: int) -> list[int] | None:

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_process_position.store.metadata import OutputLayout, PositionInfo
+from napari_process_position.store.colors import channel_color
+from napari_process_position.store.layout import OutputLayout, PositionInfo
 from napari_process_position.widget.helpers import (
-    COLORMAPS,
     COPY_BUDGET_S,
     COPY_SLAB_BYTES,
     FOLLOW_INTERVAL_MS,
@@ -131,7 +131,7 @@ class LayersMixin:
                     scale=scale,
                     contrast_limits=clim,
                     metadata={METADATA_KEY: meta},
-                    colormap=COLORMAPS[c % len(COLORMAPS)],
+                    colormap=channel_color(c, info.shape[1]).colormap,
                     blending="additive",
                     axis_labels=("t", "z", "y", "x"),
                 )
@@ -209,7 +209,7 @@ class LayersMixin:
                     scale=scale,
                     contrast_limits=(0.0, 1.0),
                     metadata=meta,
-                    colormap=COLORMAPS[i % len(COLORMAPS)],
+                    colormap=channel_color(i, len(layout.channel_names)).colormap,
                     blending="additive",
                     axis_labels=("t", "z", "y", "x"),
                 )

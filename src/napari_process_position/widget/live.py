@@ -37,7 +37,7 @@ from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.preview import open_source, preview_volume, region_fallback
 from napari_process_position.batch.run import output_layout
 from napari_process_position.core.errors import ProcessPositionError
-from napari_process_position.store.metadata import OutputLayout, PositionInfo
+from napari_process_position.store.layout import OutputLayout, PositionInfo
 from napari_process_position.transforms import TransformSpec, get_transform
 from napari_process_position.widget.helpers import (
     COPY_BUDGET_S,

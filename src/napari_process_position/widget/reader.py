@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 
 from napari_process_position.core.errors import ProcessPositionError
-from napari_process_position.store.metadata import PositionInfo, open_store, read_position
+from napari_process_position.store.colors import channel_color
+from napari_process_position.store.layout import PositionInfo
+from napari_process_position.store.metadata import open_store, read_position
 
 __all__ = ["LayerData", "layer_data", "napari_get_reader"]
 
-_COLORMAPS = ("green", "magenta", "cyan", "yellow", "red", "blue", "gray")
 LayerData = tuple[Any, dict[str, Any], str]
 
 
@@ -50,7 +51,7 @@ def layer_data(path: str | os.PathLike[str], key: str | None = None) -> list[Lay
                     "name": f"{prefix}{name}",
                     "scale": (info.scale[0], *info.scale[2:]),
                     "contrast_limits": _contrast(source, info, c),
-                    "colormap": _COLORMAPS[c % len(_COLORMAPS)] if info.shape[1] > 1 else "gray",
+                    "colormap": channel_color(c, info.shape[1]).colormap,
                     "blending": "additive",
                     "axis_labels": ("t", "z", "y", "x"),
                     "metadata": {"npp_source": {"path": info.path, "key": key, "channel": c}},

@@ -31,7 +31,8 @@ from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.errors import ProcessPositionError, TransformError
 from napari_process_position.core.transform_ref import check_picklable
 from napari_process_position.engine.pool import ProcessPool
-from napari_process_position.store.metadata import PositionInfo, read_position
+from napari_process_position.store.layout import PositionInfo
+from napari_process_position.store.metadata import read_position
 from napari_process_position.widget.helpers import REFRESH_INTERVAL_MS, display_limits, seconds_text
 from napari_process_position.widget.layers import Copy, input_limits
 from napari_process_position.widget.qt import ClosingGeneratorWorker, room_for_one_more_thread
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from napari.layers import Image
     from qtpy.QtCore import QTimer
 
-    from napari_process_position.store.metadata import OutputLayout
+    from napari_process_position.store.layout import OutputLayout
     from napari_process_position.transforms import TransformSpec
 
 __all__ = ["Run", "RunMixin", "stream", "warm_pool"]

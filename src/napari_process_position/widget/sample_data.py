@@ -17,7 +17,6 @@ __all__ = ["SOURCE_KEY", "demo_plate"]
 
 #: Key in ``layer.metadata`` with the store and position a sample layer comes from.
 SOURCE_KEY = "napari_process_position_source"
-_COLORMAPS = ("green", "magenta")
 
 
 def _temporary_folder() -> Path:
@@ -37,6 +36,7 @@ def demo_plate(
         napari LayerData tuples, one per channel, lazily read (tensorstore),
         with the voxel size as scale.
     """
+    from napari_process_position.store.colors import channel_color
     from napari_process_position.store.demo import make_demo_plate
     from napari_process_position.store.metadata import read_position
 
@@ -53,7 +53,7 @@ def demo_plate(
                 {
                     "name": name,
                     "scale": scale,
-                    "colormap": _COLORMAPS[c % len(_COLORMAPS)],
+                    "colormap": channel_color(c, info.shape[1]).colormap,
                     "blending": "additive",
                     "contrast_limits": (100.0, 1600.0 if c == 0 else 800.0),
                     "metadata": {SOURCE_KEY: {"store": store.path, "position": key}},

@@ -1,0 +1,188 @@
+"""What a position looks like: the records the store package reads and writes.
+
+:class:`PositionInfo` (an existing position's array and metadata),
+:class:`StoreInfo` (a plate or a single position) and :class:`OutputLayout`
+(what an output position will hold). Standard library and numpy only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from napari_process_position.core.errors import PositionNotFoundError
+from napari_process_position.core.records import ChunkGrid
+
+__all__ = [
+    "TCZYX_TYPES",
+    "OmeVersion",
+    "OutputLayout",
+    "PositionInfo",
+    "StoreInfo",
+    "layout_differences",
+]
+
+OmeVersion = Literal["0.4", "0.5"]
+#: The axis types of a TCZYX image.
+TCZYX_TYPES = ("time", "channel", "space", "space", "space")
+
+
+@dataclass(frozen=True)
+class PositionInfo:
+    """What is known about one position (field of view) without reading pixels.
+
+    Attributes
+    ----------
+    path
+        Absolute path of the position group (the folder holding array ``0``).
+    key
+        The position's key in its plate (``"A/1/0"``), or its folder name for
+        a store that is a single position.
+    shape, dtype, chunks, shards
+        Of the full-resolution TCZYX array ``0``; ``shards`` is None when the
+        array is not sharded.
+    axes, units, scale
+        Axis names, units (None when absent) and the per-axis scale of level 0.
+    channel_names
+        From the omero labels, else ``"channel 0"``, ``"channel 1"``, ...
+    zarr_format, ome_version
+        2 with ``"0.4"``, or 3 with ``"0.5"``.
+    fill_value
+        The array's fill value: what a skipped (empty) volume reads back as.
+    """
+
+    path: str
+    key: str
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+    shards: tuple[int, ...] | None
+    axes: tuple[str, ...]
+    units: tuple[str | None, ...]
+    scale: tuple[float, ...]
+    channel_names: tuple[str, ...]
+    zarr_format: int
+    ome_version: str
+    fill_value: Any = 0
+    array_name: str = "0"
+    key_prefix: str = "c/"
+    key_separator: str = "/"
+
+    @property
+    def array_path(self) -> str:
+        """Path of the full-resolution array (``0`` in stores written by iohub and by us)."""
+        return os.path.join(self.path, *self.array_name.split("/"))
+
+    @property
+    def chunk_grid(self) -> ChunkGrid:
+        """Where the array's files are, for completion records."""
+        return ChunkGrid(
+            self.array_path,
+            self.shape,
+            self.shards or self.chunks,
+            self.key_prefix,
+            self.key_separator,
+            "zarr.json" if self.zarr_format == 3 else ".zarray",
+        )
+
+    def open_array(self, *, write: bool = False) -> Any:
+        """Open the full-resolution array with tensorstore (see :func:`.arrays.open_array`)."""
+        from napari_process_position.store.arrays import open_array
+
+        return open_array(self.array_path, self.zarr_format, write=write)
+
+    @property
+    def write_grid(self) -> tuple[int, ...]:
+        """Shape of one stored file of the array: its shard, else its chunk."""
+        return self.shards or self.chunks
+
+    def layout(self) -> dict[str, Any]:
+        """Return the array's dtype and layout, as resume records identify an output."""
+        return {
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "chunks": list(self.chunks),
+            "shards": list(self.shards) if self.shards else None,
+            "zarr_format": self.zarr_format,
+            "fill_value": self.fill_value,
+        }
+
+    @property
+    def volume_shape(self) -> tuple[int, int, int]:
+        """Shape of one ZYX volume."""
+        z, y, x = self.shape[2:]
+        return (z, y, x)
+
+    @property
+    def volume_nbytes(self) -> int:
+        """Bytes in one ZYX volume."""
+        return int(np.prod(self.volume_shape)) * np.dtype(self.dtype).itemsize
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """An opened store: a plate with positions, or a single position."""
+
+    path: str
+    kind: Literal["plate", "position"]
+    position_keys: tuple[str, ...]
+    zarr_format: int
+
+    def position_path(self, key: str) -> str:
+        """Absolute path of the position ``key``."""
+        if self.kind == "position":
+            if key not in self.position_keys and key not in ("", "."):
+                raise PositionNotFoundError(
+                    f"{self.path} is a single position ({self.position_keys[0]!r}); "
+                    f"it has no position {key!r}"
+                )
+            return self.path
+        if key not in self.position_keys:
+            shown = ", ".join(self.position_keys[:8])
+            more = f" and {len(self.position_keys) - 8} more" if len(self.position_keys) > 8 else ""
+            raise PositionNotFoundError(
+                f"position {key!r} is not in {self.path}; it has {shown}{more}"
+            )
+        return os.path.join(self.path, *key.split("/"))
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """What an output position looks like: shape, dtype, scale and channel names."""
+
+    shape: tuple[int, int, int, int, int]
+    dtype: str
+    scale: tuple[float, ...]
+    channel_names: tuple[str, ...]
+    units: tuple[str | None, ...] = ("second", None, "micrometer", "micrometer", "micrometer")
+
+
+def layout_differences(info: PositionInfo, layout: OutputLayout) -> list[str]:
+    """Say what keeps an existing output position from holding ``layout`` (empty: nothing).
+
+    Examples: ``"it has 2 time points, this run writes 4"``, ``"its channels are
+    Nuclei, this run writes Membrane"``.
+    """
+    found: list[str] = []
+    have, want = info.shape, layout.shape
+    if have[0] != want[0]:
+        found.append(f"it has {have[0]} time points, this run writes {want[0]}")
+    if have[1] != want[1]:
+        found.append(f"it has {have[1]} channels, this run writes {want[1]}")
+    elif tuple(info.channel_names) != tuple(layout.channel_names):
+        found.append(
+            f"its channels are {', '.join(info.channel_names)}, this run writes "
+            f"{', '.join(layout.channel_names)}"
+        )
+    if have[2:] != want[2:]:
+        found.append(f"its volumes are ZYX {have[2:]}, this run writes {tuple(want[2:])}")
+    if np.dtype(info.dtype) != np.dtype(layout.dtype):
+        found.append(
+            f"it stores {np.dtype(info.dtype).name}, this run writes {np.dtype(layout.dtype).name}"
+        )
+    if not np.allclose(info.scale[2:], layout.scale[2:], rtol=1e-9, atol=0):
+        found.append(f"its voxel size is {info.scale[2:]}, this run writes {layout.scale[2:]}")
+    return found
