@@ -84,7 +84,7 @@ def _digest(out: Path) -> str:
 def child(mode: str, input_plate: str, output: str) -> dict[str, Any]:
     from napari_process_position import RunConfig
     from napari_process_position.batch.dask import DaskExecutor
-    from napari_process_position.batch.run import prepare
+    from napari_process_position.batch.prepare import prepare
     from napari_process_position.engine.pool import ProcessPool
     from napari_process_position.engine.worker import warm_up
     from napari_process_position.transforms import get_transform

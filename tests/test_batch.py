@@ -16,7 +16,7 @@ import pytest
 
 from conftest import TESTS, random_tczyx, read_array, write_plate
 from napari_process_position import RunConfig, open_store, read_position
-from napari_process_position.batch.run import prepare
+from napari_process_position.batch.prepare import prepare
 from napari_process_position.core.records import records_dir
 from napari_process_position.transforms import get_transform
 

@@ -26,7 +26,7 @@ import pytest
 from conftest import TESTS, random_tczyx, read_array, write_plate
 from napari_process_position import RunConfig
 from napari_process_position.batch.dask import DaskExecutor
-from napari_process_position.batch.run import prepare
+from napari_process_position.batch.prepare import prepare
 from napari_process_position.core.records import records_dir
 
 pytestmark = pytest.mark.slow
@@ -638,7 +638,7 @@ def test_slurm_options_make_the_job_script(plate, tmp_path):
 
 def test_slurm_section_of_a_config_and_flag_overrides(tmp_path):
     pytest.importorskip("dask_jobqueue")
-    from napari_process_position.batch.dask import slurm_job_script
+    from napari_process_position.batch.slurm import slurm_job_script
 
     config = RunConfig(
         input="in.zarr",

@@ -20,7 +20,7 @@ pytest.importorskip("pytestqt")
 
 import psutil
 
-from napari_process_position.batch.run import prepare
+from napari_process_position.batch.prepare import prepare
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.store.demo import make_demo_plate
 from napari_process_position.store.metadata import read_position

@@ -70,7 +70,7 @@ _LAZY = {
     "process_single_position": "napari_process_position.engine.dropin",
     "stream_position": "napari_process_position.engine.stream",
     "RunConfig": "napari_process_position.batch.config",
-    "run_config": "napari_process_position.batch.run",
+    "run_config": "napari_process_position.batch.prepare",
     "get_transform": "napari_process_position.transforms",
     "list_transforms": "napari_process_position.transforms",
     "transform": "napari_process_position.transforms",
@@ -92,7 +92,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from napari_process_position.batch.config import RunConfig
-    from napari_process_position.batch.run import run_config
+    from napari_process_position.batch.prepare import run_config
     from napari_process_position.core.budget import available_cpus
     from napari_process_position.core.errors import (
         CancelledRunError,

@@ -26,10 +26,12 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari_process_position.core.errors import DaskClusterError, DaskUnavailableError
+from napari_process_position.batch.extras import INSTALL_HINT, require
+from napari_process_position.batch.slurm import slurm_cluster
+from napari_process_position.core.errors import DaskClusterError
 
 if TYPE_CHECKING:
-    from napari_process_position.batch.config import RunConfig, SlurmSettings
+    from napari_process_position.batch.config import RunConfig
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
@@ -39,26 +41,12 @@ __all__ = [
     "open_session",
     "require",
     "run_on_worker",
-    "slurm_cluster",
-    "slurm_job_script",
 ]
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = 'pip install "napari-process-position[dask]"'
 #: Seconds to keep trying to reach a scheduler (PROCESS_POSITION_DASK_TIMEOUT overrides).
 CONNECT_TIMEOUT_S = 20.0
-
-
-def require(module: str = "distributed", what: str = "running on Dask") -> None:
-    """Import ``module`` or raise :class:`DaskUnavailableError` with the install command."""
-    try:
-        importlib.import_module(module)
-    except ImportError as exc:
-        raise DaskUnavailableError(
-            f"{what} needs the {module!r} package, which is not installed ({exc}); "
-            f"install it with: {INSTALL_HINT}"
-        ) from None
 
 
 _allocator_tuned = False
@@ -355,45 +343,3 @@ def open_session(config: RunConfig) -> DaskSession:
             expected_slots=slots,
         )
     raise ValueError("this config does not ask for Dask (dask_scheduler, dask_local or slurm)")
-
-
-def slurm_cluster(settings: SlurmSettings, *, dashboard: bool = True) -> Any:
-    """Make a dask-jobqueue ``SLURMCluster`` for ``settings`` (no job is submitted yet).
-
-    Each job is one ``sbatch`` script asking for ``cores`` CPUs and
-    ``memory``; it runs ``worker_processes`` Dask workers of
-    ``threads_per_worker`` threads.
-    """
-    require("distributed", "--slurm")
-    require("dask_jobqueue", "--slurm")
-    from dask_jobqueue import SLURMCluster
-
-    kwargs: dict[str, Any] = {
-        "cores": settings.cores,
-        "processes": settings.worker_processes,
-        "memory": settings.memory,
-        "walltime": settings.walltime,
-        "job_name": "process-position",
-        "job_extra_directives": list(settings.job_extra),
-    }
-    if settings.partition:
-        kwargs["queue"] = settings.partition
-    if settings.account:
-        kwargs["account"] = settings.account
-    if settings.interface:
-        kwargs["interface"] = settings.interface
-    if not dashboard:
-        kwargs["scheduler_options"] = {"dashboard_address": ":0"}  # any free port, no warning
-    try:
-        return SLURMCluster(**kwargs)
-    except ValueError as exc:
-        raise DaskClusterError(f"cannot set up SLURM workers: {exc}") from None
-
-
-def slurm_job_script(settings: SlurmSettings) -> str:
-    """Return the sbatch script each SLURM job would run (nothing is submitted)."""
-    cluster = slurm_cluster(settings, dashboard=False)
-    try:
-        return str(cluster.job_script())
-    finally:
-        cluster.close()

@@ -491,7 +491,7 @@ def run(show_schema: bool, print_job_script: bool, no_progress: bool, **opts: An
 
 @_guard
 def _print_job_script(opts: dict[str, Any]) -> None:
-    from napari_process_position.batch.dask import slurm_job_script
+    from napari_process_position.batch.slurm import slurm_job_script
 
     config = build_config(opts, need_output=False)
     _quiet_dask()
@@ -502,7 +502,7 @@ def _print_job_script(opts: dict[str, Any]) -> None:
 
 @_guard
 def _run(opts: dict[str, Any], no_progress: bool) -> int:
-    from napari_process_position.batch.run import prepare
+    from napari_process_position.batch.prepare import prepare
 
     config = build_config(opts)
     if config.uses_dask:
@@ -546,7 +546,7 @@ def init_output(**opts: Any) -> None:
 def _init_output(opts: dict[str, Any]) -> None:
     import numpy as np
 
-    from napari_process_position.batch.run import prepare
+    from napari_process_position.batch.prepare import prepare
 
     config = build_config(opts)
     local = config.model_copy(update={"dask_scheduler": None, "dask_local": None, "slurm": None})

@@ -34,8 +34,8 @@ from napari.qt.threading import thread_worker
 from qtpy.QtCore import QTimer
 
 from napari_process_position.batch.config import RunConfig
+from napari_process_position.batch.plan import output_layout
 from napari_process_position.batch.preview import open_source, preview_volume, region_fallback
-from napari_process_position.batch.run import output_layout
 from napari_process_position.core.errors import ProcessPositionError
 from napari_process_position.store.layout import OutputLayout, PositionInfo
 from napari_process_position.transforms import TransformSpec, get_transform

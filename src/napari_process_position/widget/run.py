@@ -26,7 +26,8 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 
 from napari_process_position.batch.config import RunConfig
-from napari_process_position.batch.run import BatchRun, prepare
+from napari_process_position.batch.prepare import prepare
+from napari_process_position.batch.run import BatchRun
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.errors import ProcessPositionError, TransformError
 from napari_process_position.core.transform_ref import check_picklable
