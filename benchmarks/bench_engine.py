@@ -51,7 +51,7 @@ from _common import (
     rusage_peak_bytes,
 )
 
-TRANSFORM = "napari_process_position.transforms._builtins:soft_magnitude"
+TRANSFORM = "napari_process_position.transforms.builtins:soft_magnitude"
 DEFAULT_SHAPE = (8, 2, 32, 256, 256)
 POSITION = "A/1/0"
 IOHUB_PYTHON = Path("/tmp/venv-iohub/bin/python")
@@ -229,7 +229,7 @@ def child_floor(input_position: str, outputs: list[str]) -> dict[str, Any]:
     """Raw tensorstore read, in-memory compute and raw tensorstore write of the 16 volumes."""
 
     from napari_process_position.store.metadata import read_position
-    from napari_process_position.transforms._builtins import soft_magnitude
+    from napari_process_position.transforms.builtins import soft_magnitude
 
     info = read_position(input_position)
     source = info.open_array()
@@ -407,7 +407,7 @@ def main() -> None:
 
     from napari_process_position.core.budget import available_cpus
     from napari_process_position.store.metadata import read_position
-    from napari_process_position.transforms._builtins import soft_magnitude
+    from napari_process_position.transforms.builtins import soft_magnitude
 
     say = Tee()
     say(f"# engine benchmark: {machine_summary()}")

@@ -198,7 +198,7 @@ BAD = {
     ),
     "bad choice": (
         lambda p, t: ["run", p, t / "o.zarr", "-t", "binning", "-p", "method=max"],
-        "one of mean, sum",
+        "one of 'mean', 'sum'",  # the one parameter coercer (transforms.params)
     ),
     "output is input": (lambda p, t: ["run", p, p, "-t", "gaussian_blur"], "is the input"),
     "channel out of range": (

@@ -21,7 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from napari_process_position.core.errors import TransformParameterError
 from napari_process_position.store.demo import synthetic_position
-from napari_process_position.transforms import _builtins as B
+from napari_process_position.transforms import builtins as B
 from napari_process_position.transforms import get_transform, list_transforms, region_with_margin
 
 BUILTIN_NAMES = [spec.name for spec in list_transforms() if spec.source == "built-in"]

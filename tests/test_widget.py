@@ -24,7 +24,7 @@ from napari_process_position.batch.prepare import prepare
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.store.demo import make_demo_plate
 from napari_process_position.store.metadata import read_position
-from napari_process_position.widget import ProcessPositionWidget, parse_times
+from napari_process_position.widget import ProcessPositionWidget
 
 sys.path.insert(0, str(Path(__file__).parent))
 from widget_helpers import ref
@@ -171,13 +171,21 @@ def test_children_and_choices(widget, demo):
     assert w.position.choices == ("0",) and w.channels.choices == (0, 1)
 
 
-def test_parse_times():
-    assert parse_times("all", 5) is None
-    assert parse_times(" ", 5) is None
-    assert parse_times("0-2,4", 5) == [0, 1, 2, 4]
+def test_the_times_field_reads_ranges_as_the_command_line_does(widget):
+    """The widget's times field goes through the one range parser (core.ranges)."""
+    from napari_process_position.core.ranges import parse_ranges
+
+    assert parse_ranges("all", "time points", 5) is None
+    assert parse_ranges(" ", "time points", 5) is None
+    assert parse_ranges("0-2,4", "time points", 5) == [0, 1, 2, 4]
     for bad in ("5", "1,1", "3-1", "x"):
         with pytest.raises(ValueError):
-            parse_times(bad, 5)
+            parse_ranges(bad, "time points", 5)
+    widget.times.value = "0-1"
+    assert widget.current_config().times == [0, 1]
+    widget.times.value = "1,1"
+    with pytest.raises(ValueError, match="repeat"):
+        widget.current_config()
 
 
 # -- runs ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -18,7 +19,8 @@ from pydantic import (
     model_validator,
 )
 
-from napari_process_position.core.errors import ConfigError
+from napari_process_position.core.errors import ConfigError, OutputWriteError
+from napari_process_position.core.ranges import parse_ranges
 
 __all__ = ["CONFIG_FORMAT_VERSION", "RunConfig", "SlurmSettings", "command_line"]
 
@@ -70,20 +72,20 @@ class SlurmSettings(BaseModel):
     @classmethod
     def _memory(cls, value: str) -> str:
         if not _MEMORY.match(value):
-            raise ValueError("must be an amount such as '16GB', '4000MB' or '8GiB'")
+            raise ConfigError("must be an amount such as '16GB', '4000MB' or '8GiB'")
         return value.strip()
 
     @field_validator("walltime")
     @classmethod
     def _walltime(cls, value: str) -> str:
         if not _WALLTIME.match(value.strip()):
-            raise ValueError("must look like HH:MM:SS, MM:SS or D-HH:MM:SS")
+            raise ConfigError("must look like HH:MM:SS, MM:SS or D-HH:MM:SS")
         return value.strip()
 
     @model_validator(mode="after")
     def _processes_fit(self) -> SlurmSettings:
         if self.processes is not None and self.processes > self.cores:
-            raise ValueError(
+            raise ConfigError(
                 f"slurm.processes ({self.processes}) cannot exceed slurm.cores ({self.cores})"
             )
         return self
@@ -127,9 +129,12 @@ class RunConfig(BaseModel):
     transform: str = Field(description="Transform name, 'module:function' or 'file.py:function'.")
     params: dict[str, Any] = Field(default_factory=dict, description="Transform parameters.")
     channels: list[int] | None = Field(
-        default=None, description="Input channel indices, one task group each; all when empty."
+        default=None,
+        description="Input channel indices, one task group each ('0,2' or a list); all when empty.",
     )
-    times: list[int] | None = Field(default=None, description="Input time indices; all when empty.")
+    times: list[int] | None = Field(
+        default=None, description="Input time indices ('0-3,7' or a list); all when empty."
+    )
     num_workers: int = Field(
         default=1,
         ge=1,
@@ -167,9 +172,9 @@ class RunConfig(BaseModel):
     @classmethod
     def _known_format(cls, value: int) -> int:
         if value < 1:
-            raise ValueError("must be 1 or more")
+            raise ConfigError("must be 1 or more")
         if value > CONFIG_FORMAT_VERSION:
-            raise ValueError(
+            raise ConfigError(
                 f"this config uses format {value}, newer than this napari-process-position "
                 f"({_project_version()}) reads (up to {CONFIG_FORMAT_VERSION}); upgrade it"
             )
@@ -179,13 +184,19 @@ class RunConfig(BaseModel):
     @classmethod
     def _not_empty(cls, value: str) -> str:
         if not value or not value.strip():
-            raise ValueError("must not be empty")
+            raise ConfigError("must not be empty")
         return value.strip()
 
     @field_validator("output", "dask_scheduler")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return value.strip() if value and value.strip() else None
+
+    @field_validator("channels", "times", mode="before")
+    @classmethod
+    def _ranges(cls, value: Any) -> Any:
+        # "0-3,7" as the command line and the widget write it (the one range parser).
+        return parse_ranges(value, "indices") if isinstance(value, str) else value
 
     @field_validator("channels", "times")
     @classmethod
@@ -196,15 +207,15 @@ class RunConfig(BaseModel):
             return None
         bad = [v for v in value if v < 0]
         if bad:
-            raise ValueError(f"indices must be 0 or more, got {bad}")
+            raise ConfigError(f"indices must be 0 or more, got {bad}")
         if len(set(value)) != len(value):
-            raise ValueError(f"indices repeat: {value}")
+            raise ConfigError(f"indices repeat: {value}")
         return value
 
     @model_validator(mode="after")
     def _resume_or_overwrite(self) -> RunConfig:
         if self.resume and self.overwrite:
-            raise ValueError(
+            raise ConfigError(
                 "resume (continue the output) and overwrite (replace it) contradict each other; "
                 "set only one"
             )
@@ -218,7 +229,7 @@ class RunConfig(BaseModel):
             if getattr(self, name) is not None
         ]
         if len(chosen) > 1:
-            raise ValueError(
+            raise ConfigError(
                 f"{' and '.join(chosen)} are alternatives (where the tasks run); set only one"
             )
         return self
@@ -271,14 +282,21 @@ class RunConfig(BaseModel):
         The first line is a comment with the command that runs it.
         """
         target = Path(path).expanduser()
-        target.parent.mkdir(parents=True, exist_ok=True)
         text = (
             f"# napari-process-position run; reproduce with:\n#   {command_line(target)}\n"
             + self.to_yaml()
         )
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise OutputWriteError(
+                f"cannot write the settings to {target}: {exc.strerror or exc}"
+            ) from exc
         return target
 
     @classmethod
@@ -317,7 +335,7 @@ class RunConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, source)) from None
+            raise ConfigError(_describe(exc, source)) from exc
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RunConfig:
@@ -351,7 +369,7 @@ class RunConfig(BaseModel):
         try:
             text = target.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"cannot read config {target}: {exc.strerror or exc}") from None
+            raise ConfigError(f"cannot read config {target}: {exc.strerror or exc}") from exc
         return cls.from_yaml(text, str(target))
 
     @classmethod

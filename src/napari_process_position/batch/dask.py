@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from napari_process_position.batch.extras import INSTALL_HINT, require
 from napari_process_position.batch.slurm import slurm_cluster
-from napari_process_position.core.errors import DaskClusterError
+from napari_process_position.core.errors import DaskClusterError, InvalidArgumentError, UsageError
 
 if TYPE_CHECKING:
     from napari_process_position.batch.config import RunConfig
@@ -140,7 +140,7 @@ class DaskExecutor(cf.Executor):
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         """Run ``fn(*args, **kwargs)`` on a Dask worker; return a concurrent future."""
         if self._shutdown:
-            raise RuntimeError("cannot submit to a DaskExecutor after shutdown")
+            raise UsageError("cannot submit to a DaskExecutor after shutdown")
         label = _task_label(args)
         key = ("process-position", label or getattr(fn, "__name__", "task"), uuid.uuid4().hex)
         remote = self.client.submit(run_on_worker, fn, *args, key=key, pure=False, **kwargs)
@@ -283,7 +283,7 @@ def _connect(address: str) -> Any:
             f"cannot reach the Dask scheduler at {address} within {timeout:g} s "
             f"({type(exc).__name__}: {exc}); check the address (tcp://host:8786 or a scheduler "
             "JSON file) and that the scheduler runs"
-        ) from None
+        ) from exc
 
 
 def open_session(config: RunConfig) -> DaskSession:
@@ -342,4 +342,6 @@ def open_session(config: RunConfig) -> DaskSession:
             cluster=cluster,
             expected_slots=slots,
         )
-    raise ValueError("this config does not ask for Dask (dask_scheduler, dask_local or slurm)")
+    raise InvalidArgumentError(
+        "this config does not ask for Dask (dask_scheduler, dask_local or slurm)"
+    )

@@ -20,6 +20,7 @@ from napari_process_position.core.errors import (
     InvalidStoreError,
     OutputExistsError,
     OutputWriteError,
+    ProcessPositionError,
 )
 from napari_process_position.core.records import store_root
 from napari_process_position.store.create import create_output_position, write_empty_plate
@@ -56,7 +57,7 @@ def create_plate(out_root: Path, layouts: dict[str, OutputLayout], config: RunCo
         except OSError as exc:  # name the output, not the temporary folder
             raise OutputWriteError(
                 f"cannot create the output {out_root}: {exc.strerror or exc}"
-            ) from None
+            ) from exc
         try:
             os.rename(tmp, out_root)
         except OSError as exc:
@@ -65,7 +66,7 @@ def create_plate(out_root: Path, layouts: dict[str, OutputLayout], config: RunCo
             if not config.resume:
                 raise OutputExistsError(
                     f"{out_root} was created by another run meanwhile; use --resume to join it"
-                ) from None
+                ) from exc
             return _join_plate(out_root, layouts, config)
     finally:
         if tmp.exists():
@@ -119,14 +120,21 @@ def make_output(
                 f"the output {out_root} is the input{where} or inside it; choose another "
                 "output path"
             )
-        if store.kind == "plate":
-            create_plate(out_root, layouts, config)
-            output_paths = {k: os.path.join(out_root, *k.split("/")) for k in keys}
-        else:
-            key = keys[0]
-            _make_output_position(out_root, layouts[key], config)
-            output_paths = {key: str(out_root)}
-        _note_provenance(out_root, config)
+        try:
+            if store.kind == "plate":
+                create_plate(out_root, layouts, config)
+                output_paths = {k: os.path.join(out_root, *k.split("/")) for k in keys}
+            else:
+                key = keys[0]
+                _make_output_position(out_root, layouts[key], config)
+                output_paths = {key: str(out_root)}
+            _note_provenance(out_root, config)
+        except ProcessPositionError:
+            raise
+        except OSError as exc:  # permission denied, disk full, read-only file system
+            raise OutputWriteError(
+                f"cannot create the output {out_root}: {exc.strerror or exc}"
+            ) from exc
     return output_paths
 
 

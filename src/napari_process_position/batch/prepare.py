@@ -41,7 +41,7 @@ def prepare(
     try:
         params = spec.check_params(dict(config.params))
     except TypeError as exc:
-        raise TransformError(str(exc)) from None
+        raise TransformError(str(exc)) from exc
     inputs = {k: read_position(store.position_path(k), k) for k in keys}
     first = inputs[keys[0]]
     n_c, n_t = first.shape[1], first.shape[0]

@@ -20,7 +20,7 @@ from napari_process_position.core.apply import accepts_time_index, is_empty
 from napari_process_position.core.errors import TransformError
 from napari_process_position.store.layout import PositionInfo
 from napari_process_position.transforms import TransformSpec
-from napari_process_position.transforms._region import region_with_margin
+from napari_process_position.transforms.region import region_with_margin
 
 __all__ = ["PreviewResult", "Region", "open_source", "preview_volume", "region_fallback"]
 

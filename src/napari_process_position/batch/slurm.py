@@ -41,7 +41,7 @@ def slurm_cluster(settings: SlurmSettings, *, dashboard: bool = True) -> Any:
     try:
         return SLURMCluster(**kwargs)
     except ValueError as exc:
-        raise DaskClusterError(f"cannot set up SLURM workers: {exc}") from None
+        raise DaskClusterError(f"cannot set up SLURM workers: {exc}") from exc
 
 
 def slurm_job_script(settings: SlurmSettings) -> str:

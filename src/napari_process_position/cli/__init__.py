@@ -1,5 +1,12 @@
-"""The ``process-position`` command line."""
+"""The ``process-position`` command line: ``main`` and its commands.
 
+``main`` is the console script; importing this package registers every
+command on it.
+"""
+
+from napari_process_position.cli import gui, listing, run
 from napari_process_position.cli.main import main
 
 __all__ = ["main"]
+
+del gui, listing, run  # imported for their commands

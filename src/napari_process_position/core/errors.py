@@ -27,6 +27,7 @@ __all__ = [
     "TransformError",
     "TransformNotFoundError",
     "TransformParameterError",
+    "UsageError",
     "WorkerDiedError",
 ]
 
@@ -127,6 +128,10 @@ class WorkerDiedError(ProcessPositionError, RuntimeError):
 
 class CancelledRunError(ProcessPositionError, RuntimeError):
     """The run was cancelled before it finished."""
+
+
+class UsageError(ProcessPositionError, RuntimeError):
+    """An object was used in a way it does not support (a run iterated twice, say)."""
 
 
 class DaskUnavailableError(ProcessPositionError, ImportError):

@@ -17,7 +17,11 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from napari_process_position.core.errors import TransformError
+from napari_process_position.core.errors import (
+    InvalidArgumentError,
+    TransformError,
+    TransformNotFoundError,
+)
 
 __all__ = [
     "PickledTransform",
@@ -71,7 +75,7 @@ def _load_file_module(path: str) -> Any:
         sys.path.append(folder)  # so the file can import modules next to it
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load transforms from {path}")
+        raise TransformNotFoundError(f"cannot load transforms from {path}")
     module = importlib.util.module_from_spec(spec)
     module.__npp_mtime__ = mtime  # type: ignore[attr-defined]
     module.__npp_path__ = path  # type: ignore[attr-defined]
@@ -87,7 +91,7 @@ def _load_file_module(path: str) -> Any:
 def _split_ref(ref: str) -> tuple[str, str]:
     target, sep, func_name = ref.rpartition(":")
     if not sep or not target or not func_name:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"a transform reference looks like 'module:function' or 'file.py:function', not {ref!r}"
         )
     return target, func_name
@@ -108,7 +112,7 @@ def _attribute(module: Any, func_name: str, ref: str) -> Callable[..., Any]:
     for part in func_name.split("."):
         func = getattr(func, part)
     if not callable(func):
-        raise TypeError(f"{ref} is not callable")
+        raise InvalidArgumentError(f"{ref} is not callable")
     return func  # type: ignore[no-any-return]
 
 

@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from napari_process_position.core.errors import CancelledRunError
+from napari_process_position.core.errors import CancelledRunError, InvalidArgumentError
 from napari_process_position.engine.stream import stream_position
 
 __all__ = ["process_single_position"]
@@ -31,13 +31,13 @@ _OME_KEYS = frozenset({"ome", "multiscales", "omero", "labels", "version", "plat
 
 def _check_extra_metadata(extra: Any) -> Mapping[str, Any]:
     if not isinstance(extra, Mapping):
-        raise TypeError(f"extra_metadata must be a mapping, got {type(extra).__name__}")
+        raise InvalidArgumentError(f"extra_metadata must be a mapping, got {type(extra).__name__}")
     bad = [k for k in extra if not isinstance(k, str)]
     if bad:
-        raise TypeError(f"extra_metadata keys must be strings, got {bad}")
+        raise InvalidArgumentError(f"extra_metadata keys must be strings, got {bad}")
     reserved = sorted(_OME_KEYS.intersection(extra))
     if reserved:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"extra_metadata keys {reserved} are reserved OME-Zarr keys; use a namespaced key "
             "such as '<package>-<step>'"
         )

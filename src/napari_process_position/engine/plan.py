@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_process_position.core.errors import IndexOutOfRangeError
+from napari_process_position.core.errors import IndexOutOfRangeError, InvalidArgumentError
 from napari_process_position.core.records import ChunkGrid
 from napari_process_position.core.tasks import ChannelIndex, Task
 
@@ -29,7 +29,7 @@ __all__ = ["normalise_channels", "normalise_times", "plan_tasks"]
 
 def _normalise_group(group: Any, n_channels: int, what: str) -> ChannelIndex:
     if isinstance(group, bool):
-        raise TypeError(
+        raise InvalidArgumentError(
             f"{what}: a channel index must be an int, a list of ints or a slice, not {group!r}"
         )
     if isinstance(group, (int, np.integer)):
@@ -46,14 +46,14 @@ def _normalise_group(group: Any, n_channels: int, what: str) -> ChannelIndex:
     if isinstance(group, (list, tuple, np.ndarray)):
         items = [int(i) for i in group]
         if not items:
-            raise ValueError(f"{what}: an empty channel group")
+            raise InvalidArgumentError(f"{what}: an empty channel group")
         for index in items:
             if not -n_channels <= index < n_channels:
                 raise IndexOutOfRangeError(
                     f"{what}: channel {index} is out of range for {n_channels} channels"
                 )
         return tuple(items)
-    raise TypeError(
+    raise InvalidArgumentError(
         f"{what}: a channel group must be an int, a list of ints or a slice, not {group!r}"
     )
 
@@ -69,12 +69,12 @@ def normalise_times(
         times_in = list(range(n_input_times))
     else:
         if isinstance(input_time_indices, (int, np.integer)):
-            raise TypeError(
+            raise InvalidArgumentError(
                 f"input_time_indices must be a list of ints, not {input_time_indices!r}"
             )
         times_in = [int(t) for t in input_time_indices]
     if not times_in:
-        raise ValueError("input_time_indices selects no time point")
+        raise InvalidArgumentError("input_time_indices selects no time point")
     for t in times_in:
         if not 0 <= t < n_input_times:
             raise IndexOutOfRangeError(
@@ -83,7 +83,7 @@ def normalise_times(
             )
     times_out = times_in if output_time_indices is None else [int(t) for t in output_time_indices]
     if len(times_out) != len(times_in):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"output_time_indices has {len(times_out)} entries but input_time_indices has "
             f"{len(times_in)}; they pair up one to one"
         )
@@ -95,7 +95,7 @@ def normalise_times(
                     "time points"
                 )
     if len(set(times_out)) != len(times_out):
-        raise ValueError(f"output_time_indices repeats a time point: {times_out}")
+        raise InvalidArgumentError(f"output_time_indices repeats a time point: {times_out}")
     return times_in, times_out
 
 
@@ -111,7 +111,7 @@ def normalise_channels(
         raw_out = output_channel_indices
     else:
         if isinstance(input_channel_indices, (int, np.integer, slice)):
-            raise TypeError(
+            raise InvalidArgumentError(
                 "input_channel_indices must be a list of channel groups, e.g. [[0], [1]] or "
                 "[0, 1], "
                 f"not {input_channel_indices!r}"
@@ -122,7 +122,7 @@ def normalise_channels(
         ]
         raw_out = output_channel_indices
     if not groups_in:
-        raise ValueError("input_channel_indices selects no channel")
+        raise InvalidArgumentError("input_channel_indices selects no channel")
     n_out = n_output_channels if n_output_channels is not None else n_input_channels
     if raw_out is None:
         groups_out = list(groups_in)
@@ -132,12 +132,12 @@ def normalise_channels(
             )
     else:
         if isinstance(raw_out, (int, np.integer, slice)):
-            raise TypeError(
+            raise InvalidArgumentError(
                 f"output_channel_indices must be a list of channel groups, not {raw_out!r}"
             )
         groups_out = [_normalise_group(g, n_out, "output_channel_indices") for g in raw_out]
     if len(groups_out) != len(groups_in):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"output_channel_indices has {len(groups_out)} groups but input_channel_indices has "
             f"{len(groups_in)}; they pair up one to one"
         )
@@ -195,7 +195,7 @@ def plan_tasks(
         input_channel_indices, output_channel_indices, input_shape[1], n_out_c
     )
     if output_shards is not None and output_shards[1] != 1:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"the output is sharded along channels (shard shape {tuple(output_shards)}); "
             "only shards one channel wide are supported"
         )

@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 from napari_process_position.core.budget import available_cpus
+from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.core.transform_ref import PickledTransform, TransformRef, portable
 from napari_process_position.engine.worker import init_worker, warm_up
 
@@ -61,9 +62,11 @@ class ProcessPool:
         memory_limit_bytes: int | None = None,
     ) -> None:
         if num_workers < 1:
-            raise ValueError(f"num_workers must be at least 1, not {num_workers}")
+            raise InvalidArgumentError(f"num_workers must be at least 1, not {num_workers}")
         if memory_limit_bytes is not None and memory_limit_bytes <= 0:
-            raise ValueError(f"memory_limit_bytes must be positive, not {memory_limit_bytes}")
+            raise InvalidArgumentError(
+                f"memory_limit_bytes must be positive, not {memory_limit_bytes}"
+            )
         self.num_workers = int(num_workers)
         self.inner_threads = inner_threads or max(1, available_cpus() // self.num_workers)
         self.memory_limit_bytes = int(memory_limit_bytes) if memory_limit_bytes else None

@@ -18,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Literal
 
 from napari_process_position.core import records as _progress
-from napari_process_position.core.errors import WorkerDiedError
+from napari_process_position.core.errors import UsageError, WorkerDiedError
 from napari_process_position.core.tasks import Result, Task
 from napari_process_position.core.transform_ref import TransformRef, portable, transform_name
 from napari_process_position.engine.failures import (
@@ -129,9 +129,7 @@ class PositionRun:
     # -- iteration ---------------------------------------------------------------
     def __iter__(self) -> Iterator[Result]:
         if self._started:
-            raise RuntimeError(
-                "a PositionRun can be iterated only once; call stream_position again"
-            )
+            raise UsageError("a PositionRun can be iterated only once; call stream_position again")
         self._started = True
         self.started_at = time.perf_counter()
         todo: list[Task] = []
@@ -247,9 +245,10 @@ class PositionRun:
                 )
                 self._owned_pool = True
             executor = pool.executor
-        else:
-            assert self._executor is not None
+        elif self._executor is not None:
             executor = self._executor
+        else:  # pragma: no cover - stream_position sets the executor of "executor" mode
+            raise UsageError(f"a {self.mode} run has no executor")
         pending: dict[cf.Future[list[Result]], Task] = {}
         queue = list(reversed(todo))
         clean_exit = False

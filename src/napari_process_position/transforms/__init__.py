@@ -1,17 +1,23 @@
-"""Transforms: the registry, the built-in set, and region helpers for previews."""
+"""Transforms: the registry, the ``@transform`` decorator, parameters and the built-in set.
+
+Depends on ``core`` only (an import-linter contract). Importing it imports
+no pydantic: spawned workers import built-in transforms through it.
+"""
 
 from napari_process_position.core.errors import TransformParameterError
-from napari_process_position.transforms._region import region_with_margin
-from napari_process_position.transforms._registry import (
-    ENTRY_POINT_GROUP,
+from napari_process_position.transforms.decorator import (
     INJECTED_PARAMETERS,
     Margin,
     TransformMeta,
-    TransformSpec,
-    get_transform,
-    list_transforms,
     transform,
 )
+from napari_process_position.transforms.region import region_with_margin
+from napari_process_position.transforms.registry import (
+    ENTRY_POINT_GROUP,
+    get_transform,
+    list_transforms,
+)
+from napari_process_position.transforms.spec import TransformSpec
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -36,12 +36,16 @@ from qtpy.QtCore import QTimer
 
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.core.budget import available_cpus
-from napari_process_position.core.errors import ProcessPositionError, TransformError
+from napari_process_position.core.errors import (
+    InvalidArgumentError,
+    ProcessPositionError,
+    TransformError,
+)
+from napari_process_position.core.ranges import parse_ranges
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.layout import PositionInfo, StoreInfo
 from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.transforms import TransformSpec, get_transform, list_transforms
-from napari_process_position.widget.helpers import parse_times
 from napari_process_position.widget.layers import Copy, LayersMixin
 from napari_process_position.widget.live import REGION_LAYER_NAME, PreviewMixin
 from napari_process_position.widget.params import param_value, param_widget
@@ -361,14 +365,14 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
             A setting is missing or invalid; the message says which.
         """
         if self._store is None or self._info is None:
-            raise ValueError("choose an OME-Zarr plate or position first")
+            raise InvalidArgumentError("choose an OME-Zarr plate or position first")
         key = self.position.value
         if key is None:
-            raise ValueError("choose a position")
+            raise InvalidArgumentError("choose a position")
         channels = sorted(self.channels.value)
         if not channels:
-            raise ValueError("select at least one channel")
-        times = parse_times(self.times.value, self._info.shape[0])
+            raise InvalidArgumentError("select at least one channel")
+        times = parse_ranges(self.times.value, "time points", self._info.shape[0])
         output = self.output_path.value
         params = {w.name: param_value(w) for w in self.transform_params}
         return RunConfig(

@@ -6,6 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from napari_process_position.core.errors import InvalidArgumentError
+from napari_process_position.core.ranges import parse_ranges
+
 __all__ = [
     "COPY_BUDGET_S",
     "COPY_SLAB_BYTES",
@@ -14,7 +17,6 @@ __all__ = [
     "REFRESH_INTERVAL_MS",
     "display_limits",
     "layer_meta",
-    "parse_times",
     "parse_z_range",
     "seconds_text",
 ]
@@ -31,73 +33,25 @@ FOLLOW_INTERVAL_MS = 500
 METADATA_KEY = "napari_process_position"
 
 
-def parse_times(text: str, n_times: int) -> list[int] | None:
-    """Time points from ``"all"``, ``""`` (None: all) or ``"0-3,7"`` (inclusive ranges).
-
-    Raises
-    ------
-    ValueError
-        Unreadable text, an index outside ``0 .. n_times - 1``, or a repeat.
-    """
-    text = (text or "").strip().lower()
-    if text in ("", "all", "*"):
-        return None
-    times: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            if "-" in part[1:]:
-                start_text, _, stop_text = part.partition("-") if part[0] != "-" else ("", "", "")
-                start, stop = int(start_text), int(stop_text)
-                if stop < start:
-                    raise ValueError
-                times.extend(range(start, stop + 1))
-            else:
-                times.append(int(part))
-        except ValueError:
-            raise ValueError(
-                f"cannot read the time points {text!r}: write 'all', or indices and inclusive "
-                "ranges such as '0-3,7'"
-            ) from None
-    bad = [t for t in times if not 0 <= t < n_times]
-    if bad:
-        raise ValueError(
-            f"time point {bad[0]} does not exist: the position has {n_times} (0 to {n_times - 1})"
-        )
-    repeated = sorted({t for t in times if times.count(t) > 1})
-    if repeated:
-        raise ValueError(f"time points repeat: {repeated}")
-    if not times:
-        raise ValueError(f"{text!r} selects no time point")
-    return times
-
-
 def parse_z_range(text: str, n_z: int) -> tuple[int, int] | None:
     """Z planes ``(start, stop)`` from ``"all"``/``""`` (None), ``"5"`` or ``"4-9"`` (inclusive).
 
+    Read by the one range parser (:func:`..core.ranges.parse_ranges`); the
+    planes must be one unbroken range.
+
     Raises
     ------
-    ValueError
-        Unreadable text, or planes outside ``0 .. n_z - 1``.
+    InvalidArgumentError
+        Unreadable text, planes outside ``0 .. n_z - 1``, or a broken range.
     """
-    text = (text or "").strip().lower().replace(" ", "")
-    if text in ("", "all", "*"):
+    planes = parse_ranges(text, "Z range", n_z)
+    if planes is None:
         return None
-    try:
-        if "-" in text[1:]:
-            start_text, _, stop_text = text.partition("-")
-            start, last = int(start_text), int(stop_text)
-        else:
-            start = last = int(text)
-    except ValueError:
-        raise ValueError(
-            f"cannot read the Z range {text!r}: write 'all', a plane such as '5', or an "
-            "inclusive range such as '4-9'"
-        ) from None
-    if not 0 <= start <= last < n_z:
-        raise ValueError(f"Z range {text!r} is not within the {n_z} planes (0 to {n_z - 1})")
-    return start, last + 1
+    if planes != list(range(planes[0], planes[0] + len(planes))):
+        raise InvalidArgumentError(
+            f"Z range {text!r}: give one plane such as '5' or one inclusive range such as '4-9'"
+        )
+    return planes[0], planes[-1] + 1
 
 
 def display_limits(volume: np.ndarray) -> tuple[float, float] | None:

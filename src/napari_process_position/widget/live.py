@@ -36,7 +36,7 @@ from qtpy.QtCore import QTimer
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.plan import output_layout
 from napari_process_position.batch.preview import open_source, preview_volume, region_fallback
-from napari_process_position.core.errors import ProcessPositionError
+from napari_process_position.core.errors import InvalidArgumentError, ProcessPositionError
 from napari_process_position.store.layout import OutputLayout, PositionInfo
 from napari_process_position.transforms import TransformSpec, get_transform
 from napari_process_position.widget.helpers import (
@@ -338,13 +338,13 @@ class PreviewMixin:
         config = self.current_config()
         info = self._info
         if info is None:  # (current_config checks it too)
-            raise ValueError("choose an OME-Zarr plate or position first")
+            raise InvalidArgumentError("choose an OME-Zarr plate or position first")
         spec = self._specs.get(config.transform) or get_transform(config.transform)
         channels = list(config.channels or range(info.shape[1]))
         times = list(config.times or range(info.shape[0]))
         time_index = self._input_time_on_screen(info, channels)
         if time_index not in times:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"the time point on screen ({time_index}) is not among the selected time "
                 f"points ({self.times.value})"
             )
@@ -394,7 +394,7 @@ class PreviewMixin:
             self._show_inputs(info)
             layer = self._find_input(info, info.channel_names[channels[0]])
             if layer is None:  # pragma: no cover - _show_inputs adds them
-                raise ValueError(f"cannot show {info.path}")
+                raise InvalidArgumentError(f"cannot show {info.path}")
         index = self._time_on_screen(layer)
         shown_times = layer_meta(layer).get("times")
         return int(shown_times[index]) if shown_times else index
@@ -431,7 +431,7 @@ class PreviewMixin:
             y = (max(0, math.ceil(low[0] - _EPS)), min(y_size, math.floor(high[0] + _EPS) + 1))
             x = (max(0, math.ceil(low[1] - _EPS)), min(x_size, math.floor(high[1] + _EPS) + 1))
             if y[1] <= y[0] or x[1] <= x[0]:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"the newest rectangle in {REGION_LAYER_NAME!r} lies outside the volume"
                 )
             return (z, y, x), "rectangle"

@@ -12,13 +12,14 @@ from typing import Annotated, Literal
 
 import numpy as np
 
-from napari_process_position.transforms._common import (
+from napari_process_position.core.errors import TransformParameterError
+from napari_process_position.transforms.common import (
     cast_like,
     float_dtype,
     per_volume,
     scipy_radius,
 )
-from napari_process_position.transforms._registry import transform
+from napari_process_position.transforms.decorator import transform
 
 __all__ = ["flat_field", "gaussian_blur", "median_filter", "subtract_background"]
 
@@ -57,7 +58,7 @@ def gaussian_blur(
     from scipy import ndimage
 
     if min(sigma_z, sigma_y, sigma_x) < 0:
-        raise ValueError(f"sigmas must be >= 0, not {(sigma_z, sigma_y, sigma_x)}")
+        raise TransformParameterError(f"sigmas must be >= 0, not {(sigma_z, sigma_y, sigma_x)}")
     work = czyx.astype(float_dtype(czyx.dtype), copy=False)
     sigma = (*_leading(czyx), sigma_z, sigma_y, sigma_x)
     out = ndimage.gaussian_filter(work, sigma, mode="reflect")
@@ -93,7 +94,9 @@ def median_filter(
     from scipy import ndimage
 
     if size_z < 1 or size_yx < 1:
-        raise ValueError(f"window sizes must be >= 1, not size_z={size_z}, size_yx={size_yx}")
+        raise TransformParameterError(
+            f"window sizes must be >= 1, not size_z={size_z}, size_yx={size_yx}"
+        )
     size = (*(1,) * (czyx.ndim - 3), size_z, size_yx, size_yx)
     return ndimage.median_filter(czyx, size=size, mode="reflect")
 
@@ -230,12 +233,12 @@ def subtract_background(
     volume, so keep radius well under 50 for large data or use ``tophat``.
     """
     if radius < 1:
-        raise ValueError(f"radius must be at least 1 pixel, not {radius}")
+        raise TransformParameterError(f"radius must be at least 1 pixel, not {radius}")
     if method == "tophat":
         opened = _flat_disk(_flat_disk(czyx, radius, minimum=True), radius, minimum=False)
         return czyx - opened  # the opening never exceeds the image: no underflow
     if method != "rolling_ball":
-        raise ValueError(f"method must be 'rolling_ball' or 'tophat', not {method!r}")
+        raise TransformParameterError(f"method must be 'rolling_ball' or 'tophat', not {method!r}")
     work = czyx.astype(float_dtype(czyx.dtype))
     background = _rolling_ball_planes(work, radius)
     np.subtract(work, background, out=work)
@@ -271,7 +274,7 @@ def flat_field(
     from scipy import ndimage
 
     if sigma <= 0:
-        raise ValueError(f"sigma must be > 0, not {sigma}")
+        raise TransformParameterError(f"sigma must be > 0, not {sigma}")
 
     def one(volume: np.ndarray) -> np.ndarray:
         work = volume.astype(np.float32)
@@ -281,7 +284,7 @@ def flat_field(
         profile = ndimage.gaussian_filter(plane, sigma, mode="reflect")
         mean = float(profile.mean(dtype=np.float64))
         if not mean > 0 or profile.min() <= 0:
-            raise ValueError(
+            raise TransformParameterError(
                 f"the smoothed illumination is not positive everywhere (min {profile.min():.3g}); "
                 f"is the dark offset {dark} above the signal?"
             )

@@ -6,8 +6,9 @@ from typing import Annotated, Literal
 
 import numpy as np
 
-from napari_process_position.transforms._common import cast_like, per_volume
-from napari_process_position.transforms._registry import transform
+from napari_process_position.core.errors import TransformParameterError
+from napari_process_position.transforms.common import cast_like, per_volume
+from napari_process_position.transforms.decorator import transform
 
 __all__ = ["convert_dtype", "rescale_intensity", "soft_magnitude"]
 
@@ -64,7 +65,7 @@ def rescale_intensity(
     and offset. A constant volume maps to 0.
     """
     if not 0 <= low_percentile < high_percentile <= 100:
-        raise ValueError(
+        raise TransformParameterError(
             "percentiles must satisfy 0 <= low < high <= 100, "
             f"not low={low_percentile}, high={high_percentile}"
         )

@@ -6,8 +6,9 @@ from typing import Annotated
 
 import numpy as np
 
-from napari_process_position.transforms._common import per_volume, scipy_radius
-from napari_process_position.transforms._registry import transform
+from napari_process_position.core.errors import TransformParameterError
+from napari_process_position.transforms.common import per_volume, scipy_radius
+from napari_process_position.transforms.decorator import transform
 
 __all__ = ["richardson_lucy"]
 
@@ -59,9 +60,9 @@ def richardson_lucy(
 
     sigma = (psf_sigma_z, psf_sigma_y, psf_sigma_x)
     if iterations < 1:
-        raise ValueError(f"iterations must be at least 1, not {iterations}")
+        raise TransformParameterError(f"iterations must be at least 1, not {iterations}")
     if min(sigma) < 0:
-        raise ValueError(f"PSF sigmas must be >= 0, not {sigma}")
+        raise TransformParameterError(f"PSF sigmas must be >= 0, not {sigma}")
     tiny = np.float32(1e-12)
 
     def one(volume: np.ndarray) -> np.ndarray:

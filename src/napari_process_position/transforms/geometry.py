@@ -7,8 +7,9 @@ from typing import Annotated, Literal
 
 import numpy as np
 
-from napari_process_position.transforms._common import cast_like, float_dtype, per_volume
-from napari_process_position.transforms._registry import transform
+from napari_process_position.core.errors import TransformParameterError
+from napari_process_position.transforms.common import cast_like, float_dtype, per_volume
+from napari_process_position.transforms.decorator import transform
 
 __all__ = ["binning", "deskew", "max_projection", "mean_projection"]
 
@@ -57,14 +58,16 @@ def binning(
     """
     factors = (bin_z, bin_y, bin_x)
     if min(factors) < 1:
-        raise ValueError(f"bin factors must be at least 1, not {factors}")
+        raise TransformParameterError(f"bin factors must be at least 1, not {factors}")
     if method not in ("mean", "sum"):
-        raise ValueError(f"method must be 'mean' or 'sum', not {method!r}")
+        raise TransformParameterError(f"method must be 'mean' or 'sum', not {method!r}")
 
     def one(v: np.ndarray) -> np.ndarray:
         shape = [n // f for n, f in zip(v.shape, factors, strict=True)]
         if min(shape) < 1:
-            raise ValueError(f"bin factors {factors} are larger than the volume {v.shape}")
+            raise TransformParameterError(
+                f"bin factors {factors} are larger than the volume {v.shape}"
+            )
         trimmed = v[: shape[0] * bin_z, : shape[1] * bin_y, : shape[2] * bin_x]
         blocks = trimmed.reshape(shape[0], bin_z, shape[1], bin_y, shape[2], bin_x)
         summed = blocks.sum(axis=(1, 3, 5), dtype=np.float64)
@@ -113,9 +116,11 @@ def _scan_range(
 ) -> tuple[float, int]:
     """First scan coordinate (in pixels) and number of output samples along the scan."""
     if not 0 < scan_angle < 180:
-        raise ValueError(f"scan_angle must be between 0 and 180 degrees, not {scan_angle}")
+        raise TransformParameterError(
+            f"scan_angle must be between 0 and 180 degrees, not {scan_angle}"
+        )
     if not px_to_scan_ratio > 0:
-        raise ValueError(f"px_to_scan_ratio must be > 0, not {px_to_scan_ratio}")
+        raise TransformParameterError(f"px_to_scan_ratio must be > 0, not {px_to_scan_ratio}")
     shear = (n_rows - 1) * math.cos(math.radians(scan_angle))
     length = (n_scan - 1) / px_to_scan_ratio
     if keep_overhang:
@@ -124,7 +129,7 @@ def _scan_range(
         start, stop = max(0.0, shear), length + min(0.0, shear)
     count = math.floor(stop - start + 1e-9) + 1
     if count < 1:
-        raise ValueError(
+        raise TransformParameterError(
             f"the scan ({n_scan} steps = {length:.1f} px) is shorter than the sheet's footprint "
             f"({abs(shear):.1f} px) at {scan_angle} degrees, so no output without overhang; "
             "set keep_overhang=True"

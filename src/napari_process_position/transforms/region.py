@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from napari_process_position.core.errors import InvalidArgumentError
+
 __all__ = ["region_with_margin"]
 
 
@@ -13,13 +15,13 @@ def _as_bounds(item: Any, size: int, axis: str) -> tuple[int, int]:
         return 0, size
     if isinstance(item, slice):
         if item.step not in (None, 1):
-            raise ValueError(f"a region's {axis} slice must have step 1, not {item.step}")
+            raise InvalidArgumentError(f"a region's {axis} slice must have step 1, not {item.step}")
         start, stop, _ = item.indices(size)
     else:
         start, stop = (int(v) for v in item)
         start, stop = max(0, start), min(size, stop)
     if stop <= start:
-        raise ValueError(f"the region is empty along {axis} ({start}:{stop} of {size})")
+        raise InvalidArgumentError(f"the region is empty along {axis} ({start}:{stop} of {size})")
     return start, stop
 
 
@@ -54,7 +56,7 @@ def region_with_margin(
 (slice(0, 16, None), slice(4, 24, None), slice(0, 10, None)))
     """
     if len(zyx_shape) != 3 or len(region) != 3 or len(margin) != 3:
-        raise ValueError("zyx_shape, region and margin each need three entries (z, y, x)")
+        raise InvalidArgumentError("zyx_shape, region and margin each need three entries (z, y, x)")
     read: list[slice] = []
     crop: list[slice] = []
     for size, item, pad, axis in zip(zyx_shape, region, margin, "zyx", strict=True):
@@ -63,7 +65,7 @@ def region_with_margin(
             lo, hi = 0, int(size)
         else:
             if pad < 0:
-                raise ValueError(f"a margin must be >= 0, not {pad} along {axis}")
+                raise InvalidArgumentError(f"a margin must be >= 0, not {pad} along {axis}")
             lo, hi = max(0, start - int(pad)), min(int(size), stop + int(pad))
         read.append(slice(lo, hi))
         crop.append(slice(start - lo, stop - lo))

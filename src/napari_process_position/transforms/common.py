@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from napari_process_position.core.errors import InvalidArgumentError
+
 __all__ = ["cast_like", "float_dtype", "per_volume", "scipy_radius"]
 
 
@@ -14,7 +16,9 @@ def per_volume(czyx: np.ndarray, func: Callable[[np.ndarray], np.ndarray]) -> np
     if czyx.ndim == 3:
         return func(czyx)
     if czyx.ndim != 4:
-        raise ValueError(f"expected a ZYX or CZYX array, got {czyx.ndim} dimensions {czyx.shape}")
+        raise InvalidArgumentError(
+            f"expected a ZYX or CZYX array, got {czyx.ndim} dimensions {czyx.shape}"
+        )
     return np.stack([func(volume) for volume in czyx])
 
 

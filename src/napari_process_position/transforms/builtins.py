@@ -2,26 +2,26 @@
 
 Each takes a ZYX or CZYX array (the engine passes CZYX for a channel group)
 and returns one of the same rank. The functions live in topic modules;
-this module gathers them so ``napari_process_position.transforms._builtins:NAME``
+this module gathers them so ``napari_process_position.transforms.builtins:NAME``
 names every one of them.
 """
 
 from __future__ import annotations
 
-from napari_process_position.transforms._deconvolution import richardson_lucy
-from napari_process_position.transforms._filters import (
+from napari_process_position.transforms.deconvolution import richardson_lucy
+from napari_process_position.transforms.filters import (
     flat_field,
     gaussian_blur,
     median_filter,
     subtract_background,
 )
-from napari_process_position.transforms._geometry import (
+from napari_process_position.transforms.geometry import (
     binning,
     deskew,
     max_projection,
     mean_projection,
 )
-from napari_process_position.transforms._intensity import (
+from napari_process_position.transforms.intensity import (
     convert_dtype,
     rescale_intensity,
     soft_magnitude,

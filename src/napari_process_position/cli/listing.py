@@ -1,0 +1,88 @@
+"""Commands that look: demo-data, positions (with how an output was made), transforms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from napari_process_position.cli.main import fail, guard, main
+
+__all__ = ["demo_data", "positions", "transforms"]
+
+
+@main.command("demo-data")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option(
+    "--shape", default="5,2,16,128,128", show_default=True, help="T,C,Z,Y,X of each position."
+)
+@click.option("--ome-version", type=click.Choice(["0.4", "0.5"]), default="0.5", show_default=True)
+@guard
+def demo_data(out: Path, overwrite: bool, shape: str, ome_version: str) -> None:
+    """Write a synthetic HCS plate (drifting cells, two channels, noise) to OUT."""
+    from napari_process_position.store.demo import make_demo_plate
+
+    try:
+        dims = tuple(int(s) for s in shape.split(","))
+    except ValueError:
+        fail(f"--shape must be five integers T,C,Z,Y,X, not {shape!r}")
+    if len(dims) != 5 or min(dims) < 1:
+        fail(f"--shape must be five positive integers T,C,Z,Y,X, not {shape!r}")
+    if out.exists() and not overwrite:
+        fail(f"{out} already exists; pass --overwrite to replace it")
+    try:
+        store = make_demo_plate(out, shape=dims, version=ome_version, overwrite=overwrite)  # type: ignore[arg-type]
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror or exc}")
+    click.echo(f"wrote {store.path}: positions {', '.join(store.position_keys)}, TCZYX {dims}")
+
+
+@main.command("positions")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--details", is_flag=True, help="Also print shape, dtype and channel names.")
+@guard
+def positions(store: Path, details: bool) -> None:
+    """List the positions of STORE, one key per line."""
+    from napari_process_position.store.metadata import open_store, read_position
+
+    info = open_store(store)
+    for key in info.position_keys:
+        if details:
+            pos = read_position(info.position_path(key), key)
+            shape = "x".join(map(str, pos.shape))
+            click.echo(f"{key}\t{shape}\t{pos.dtype}\t{','.join(pos.channel_names)}")
+        else:
+            click.echo(key)
+    if details:
+        _echo_provenance(Path(info.path))
+
+
+def _echo_provenance(store: Path) -> None:
+    """Print how an output was made (its recorded settings), when it says."""
+    import yaml
+
+    from napari_process_position.batch.config import command_line
+    from napari_process_position.store.provenance import read_provenance
+
+    found = read_provenance(store)
+    if found is None:
+        return
+    click.echo(
+        f"made by napari-process-position {found.get('version', '?')} "
+        f"at {found.get('written', '?')} with these settings:"
+    )
+    shown = {k: v for k, v in found["config"].items() if v is not None and k != "format_version"}
+    text = yaml.safe_dump(shown, sort_keys=False).rstrip("\n")
+    click.echo("\n".join(f"  {line}" for line in text.splitlines()))
+    click.echo(f"run them again: {command_line(store, '--overwrite')}")
+
+
+@main.command("transforms")
+@guard
+def transforms() -> None:
+    """List the transforms, one per line: name, parameters with defaults, summary."""
+    from napari_process_position.transforms import list_transforms
+
+    for spec in list_transforms():
+        click.echo(f"{spec.name}({spec.signature_text()})  {spec.summary}  [{spec.source}]")

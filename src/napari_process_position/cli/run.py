@@ -1,0 +1,241 @@
+"""Commands that run: run, init-output, and the progress bar and summary of a run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from napari_process_position.cli.main import fail, guard, main
+from napari_process_position.cli.options import _settings_options, build_config
+
+__all__ = ["SIGTERM_GRACE_S", "init_output", "run"]
+
+#: Seconds the volumes in flight get to finish after SIGTERM (SLURM sends SIGKILL 30 s later).
+SIGTERM_GRACE_S = 20.0
+
+
+def _install_sigterm(run: Any) -> Callable[[], bool]:
+    """On SIGTERM (scheduler pre-emption): stop starting tasks, let writes finish."""
+    received = {"flag": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        if received["flag"]:  # a second SIGTERM: stop now
+            run.cancel()
+            return
+        received["flag"] = True
+        click.echo(
+            f"\nSIGTERM received: finishing the volumes in flight (up to "
+            f"{SIGTERM_GRACE_S:.0f} s), then stopping",
+            err=True,
+        )
+        run.cancel(wait=SIGTERM_GRACE_S)
+
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGTERM, handler)
+    return lambda: received["flag"]
+
+
+@main.command("run")
+@_settings_options
+@click.option(
+    "--print-job-script",
+    is_flag=True,
+    help="With --slurm: print the sbatch script each job runs, submit nothing, and exit.",
+)
+@click.option(
+    "--show-schema", is_flag=True, help="Print the JSON schema of the config file and exit."
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar (log lines only).")
+def run(show_schema: bool, print_job_script: bool, no_progress: bool, **opts: Any) -> None:
+    """Apply a transform to every (time, channel) volume of INPUT and write OUTPUT.
+
+    INPUT is a plate (every position unless --position) or a single position;
+    OUTPUT is a new plate with the same position keys. The tasks run on this
+    machine (--workers, --threads/--processes), on a Dask cluster
+    (--dask-scheduler, --dask-local) or on Dask workers in SLURM jobs (--slurm).
+    """
+    from napari_process_position.batch.config import RunConfig
+
+    if show_schema:
+        click.echo(json.dumps(RunConfig.json_schema(), indent=2))
+        return
+    if print_job_script:
+        _print_job_script(opts)
+        return
+    raise SystemExit(_run(opts, no_progress))
+
+
+@guard
+def _print_job_script(opts: dict[str, Any]) -> None:
+    from napari_process_position.batch.slurm import slurm_job_script
+
+    config = build_config(opts, need_output=False)
+    _quiet_dask()
+    if config.slurm is None:
+        fail("--print-job-script needs --slurm (or a config with a slurm section)")
+    click.echo(slurm_job_script(config.slurm), nl=False)
+
+
+@guard
+def _run(opts: dict[str, Any], no_progress: bool) -> int:
+    from napari_process_position.batch.prepare import prepare
+
+    config = build_config(opts)
+    if config.uses_dask:
+        _quiet_dask()
+    batch = prepare(config)
+    if opts.get("save_config") is not None:
+        config.save(opts["save_config"])
+    return _execute(batch, no_progress)
+
+
+def _quiet_dask() -> None:
+    """Keep Dask's INFO chatter (it configures its own loggers on import) out of the CLI.
+
+    Warnings (a worker that died, a task that is retried) still show; -vv shows everything.
+    """
+    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        return
+    try:
+        import distributed  # noqa: F401  (its import sets its loggers' levels)
+    except ImportError:
+        return  # prepare() says how to install it
+    for name in ("distributed", "dask_jobqueue", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@main.command("init-output")
+@_settings_options
+def init_output(**opts: Any) -> None:
+    """Create the output plate OUTPUT for INPUT once, before per-position jobs fill it.
+
+    Takes the same settings as `run` (or its --config). Afterwards, independent
+    jobs (a SLURM job array, Nextflow, ...) each run one position into it, e.g.
+    `process-position run --config run.yaml --position A/1/0 --resume`; they
+    change no plate metadata, so they never race on it. With --save-config the
+    saved settings already have resume set, so the jobs need only --position.
+    """
+    _init_output(opts)
+
+
+@guard
+def _init_output(opts: dict[str, Any]) -> None:
+    import numpy as np
+
+    from napari_process_position.batch.prepare import prepare
+
+    config = build_config(opts)
+    local = config.model_copy(update={"dask_scheduler": None, "dask_local": None, "slurm": None})
+    batch = prepare(local)
+    layout = batch.layouts[batch.keys[0]]
+    click.echo(
+        f"output {config.output}: {len(batch.keys)} position(s), TCZYX {layout.shape} "
+        f"{np.dtype(layout.dtype).name}, channels {', '.join(layout.channel_names)}"
+    )
+    job_config = config.model_copy(update={"resume": True, "overwrite": False, "positions": None})
+    if opts.get("save_config") is not None:
+        from napari_process_position.batch.config import command_line
+
+        path = job_config.save(opts["save_config"])
+        click.echo("run one position per job with:")
+        click.echo(f"  {command_line(path, '--position', 'KEY')}")
+    else:
+        click.echo(
+            "run one position per job with: process-position run ... --position KEY --resume"
+        )
+    click.echo(f"list the keys with: process-position positions {config.input}")
+
+
+def _execute(batch: Any, no_progress: bool) -> int:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    cfg = batch.config
+    where = batch.start()
+    terminated = _install_sigterm(batch)
+    console.print(
+        f"[bold]{batch.spec.display_name}[/] on {len(batch.keys)} position(s) of "
+        f"{batch.store.path} "
+        f"-> {cfg.output}  (on {where})",
+        highlight=False,
+    )
+    start = time.perf_counter()
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=no_progress,
+        transient=False,
+    )
+    per_position = batch.volumes_per_position
+    try:
+        with progress:
+            overall = progress.add_task("volumes", total=batch.total, rate="")
+            pos_task = progress.add_task("positions", total=len(batch.keys), rate="")
+            counts: dict[str, int] = {}
+            for done, (key, result) in enumerate(batch, start=1):
+                counts[key] = counts.get(key, 0) + 1
+                if counts[key] == per_position:
+                    progress.advance(pos_task)
+                elapsed = time.perf_counter() - start
+                progress.update(
+                    overall,
+                    advance=1,
+                    rate=f"{done / max(elapsed, 1e-9):.1f} vol/s",
+                    description=f"volumes ({key})",
+                )
+                if no_progress:  # one plain line per volume, for job logs
+                    console.print(f"{key} {result.label}: {result.status}", highlight=False)
+    except KeyboardInterrupt:
+        batch.cancel()
+        console.print("[yellow]interrupted: completed volumes are kept; rerun with --resume[/]")
+        return 130
+    finally:
+        batch.close()
+    table = Table(title="Summary", show_lines=False)
+    for col in ("position", "written", "skipped (empty)", "resumed", "failed", "seconds"):
+        table.add_column(col, justify="right" if col != "position" else "left")
+    for s in batch.summaries.values():
+        table.add_row(
+            s.key,
+            str(s.written + s.preview),
+            str(s.skipped),
+            str(s.resumed),
+            str(s.failed),
+            f"{s.seconds:.1f}",
+        )
+    console.print(table)
+    for line in batch.errors:
+        console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
+    if batch.not_started and (batch.failed or batch.cancelled or terminated()):
+        console.print(f"not started: {len(batch.not_started)} position(s)", highlight=False)
+    if terminated() or (batch.cancelled and not batch.failed):
+        console.print("stopped early: completed volumes are kept; rerun with --resume to finish")
+        return 143 if terminated() else 130
+    if batch.failed:
+        console.print("some positions failed; fix the cause and rerun with --resume to finish")
+        return 1
+    console.print(f"done in {time.perf_counter() - start:.1f} s: {cfg.output}", highlight=False)
+    console.print(f"view it: process-position gui {cfg.output}", highlight=False)
+    return 0
