@@ -68,9 +68,7 @@ def stores(request, tmp_path):
     data = random_tczyx(shape, "float32", seed=11, empty=(), nan=())
     write_plate(tmp_path / "in.zarr", {"A/1/0": data})
     names = tuple(f"c{i}" for i in range(shape[1]))
-    write_empty_plate(
-        tmp_path / "out.zarr", {"A/1/0": OutputLayout(shape, "<f4", (1,) * 5, names)}
-    )
+    write_empty_plate(tmp_path / "out.zarr", {"A/1/0": OutputLayout(shape, "<f4", (1,) * 5, names)})
     dst = tmp_path / "out.zarr/A/1/0"
     reshard(dst, chunks, shards)
     assert read_position(dst).shards == shards

@@ -175,12 +175,12 @@ def test_the_times_field_reads_ranges_as_the_command_line_does(widget):
     """The widget's times field goes through the one range parser (core.ranges)."""
     from napari_process_position.core.ranges import parse_ranges
 
-    assert parse_ranges("all", "time points", 5) is None
-    assert parse_ranges(" ", "time points", 5) is None
-    assert parse_ranges("0-2,4", "time points", 5) == [0, 1, 2, 4]
+    assert parse_ranges("all", "time point", 5) is None
+    assert parse_ranges(" ", "time point", 5) is None
+    assert parse_ranges("0-2,4", "time point", 5) == [0, 1, 2, 4]
     for bad in ("5", "1,1", "3-1", "x"):
         with pytest.raises(ValueError):
-            parse_ranges(bad, "time points", 5)
+            parse_ranges(bad, "time point", 5)
     widget.times.value = "0-1"
     assert widget.current_config().times == [0, 1]
     widget.times.value = "1,1"

@@ -196,7 +196,7 @@ class RunConfig(BaseModel):
     @classmethod
     def _ranges(cls, value: Any) -> Any:
         # "0-3,7" as the command line and the widget write it (the one range parser).
-        return parse_ranges(value, "indices") if isinstance(value, str) else value
+        return parse_ranges(value, "index") if isinstance(value, str) else value
 
     @field_validator("channels", "times")
     @classmethod

@@ -18,7 +18,7 @@ def parse_ranges(
         ``None``, ``""``, ``"all"`` or ``"*"`` (every index); otherwise
         indices and inclusive ranges separated by commas (``"0-3,7"``).
     what
-        What the indices are (``"--times"``, ``"time points"``), for messages.
+        What one index is (``"time point"``, ``"channel"``), for messages.
     count
         How many there are, to check the indices against (``0 .. count - 1``).
 
@@ -50,23 +50,23 @@ def parse_ranges(
             first, last = int(low), int(high)
         except ValueError as exc:
             raise InvalidArgumentError(
-                f"{what}: cannot read {text!r}; write 'all', or indices and inclusive ranges "
+                f"cannot read the {what}s {text!r}: write 'all', or indices and inclusive ranges "
                 "such as '0-3,7'"
             ) from exc
         if last < first:
             raise InvalidArgumentError(
-                f"{what}: the range {part!r} runs backwards; write {last}-{first}"
+                f"the {what} range {part!r} runs backwards; write {last}-{first}"
             )
         out.extend(range(first, last + 1))
     if not out:
-        raise InvalidArgumentError(f"{what}: {text!r} selects nothing")
+        raise InvalidArgumentError(f"{text!r} selects no {what}")
     repeated = sorted({i for i in out if out.count(i) > 1})
     if repeated:
-        raise InvalidArgumentError(f"{what}: indices repeat: {repeated}")
+        raise InvalidArgumentError(f"{what}s repeat: {repeated}")
     if count is not None:
         bad = [i for i in out if not 0 <= i < count]
         if bad:
             raise IndexOutOfRangeError(
-                f"{what}: {bad[0]} does not exist; there are {count} (0 to {count - 1})"
+                f"{what} {bad[0]} does not exist: there are {count} (0 to {count - 1})"
             )
     return out

@@ -372,7 +372,7 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
         channels = sorted(self.channels.value)
         if not channels:
             raise InvalidArgumentError("select at least one channel")
-        times = parse_ranges(self.times.value, "time points", self._info.shape[0])
+        times = parse_ranges(self.times.value, "time point", self._info.shape[0])
         output = self.output_path.value
         params = {w.name: param_value(w) for w in self.transform_params}
         return RunConfig(

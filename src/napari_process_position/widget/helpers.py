@@ -44,7 +44,7 @@ def parse_z_range(text: str, n_z: int) -> tuple[int, int] | None:
     InvalidArgumentError
         Unreadable text, planes outside ``0 .. n_z - 1``, or a broken range.
     """
-    planes = parse_ranges(text, "Z range", n_z)
+    planes = parse_ranges(text, "Z plane", n_z)
     if planes is None:
         return None
     if planes != list(range(planes[0], planes[0] + len(planes))):
