@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_process_position.core.apply import accepts_time_index, is_empty
+from napari_process_position.core.apply import apply_transform, is_empty
 from napari_process_position.core.errors import TransformError
 from napari_process_position.store.layout import PositionInfo
 from napari_process_position.transforms import TransformSpec
@@ -131,15 +131,27 @@ def preview_volume(
         # An empty input volume is skipped by a run: its output stays at zero.
         return PreviewResult(None, where, read, time.perf_counter() - start, 0.0)
     read_done = time.perf_counter()
-    kwargs = dict(params)
-    if accepts_time_index(spec.func):
-        kwargs["input_time_index"] = time_index
-    where_text = f"t={time_index}, c={channel}"
+    # The run's own transform call: the same arguments, checks and cast (NaN into an
+    # integer output is refused here as in the run).
+    expected = (1, *(s.stop - s.start for s in read)) if region is not None else None
     try:
-        out = np.asarray(spec.func(block, **kwargs))
+        out = apply_transform(
+            spec.func,
+            block,
+            params,
+            name=spec.name,
+            time_index=time_index,
+            channels=(channel,),
+            source=info.path,
+            expected_shape=expected,
+            output_dtype=output_dtype,
+        )
+    except TransformError:
+        raise
     except Exception as exc:
         raise TransformError(
-            f"transform {spec.name!r} failed on {where_text}: {type(exc).__name__}: {exc}",
+            f"transform {spec.name!r} failed on t={time_index}, c={channel}: "
+            f"{type(exc).__name__}: {exc}",
             time_index,
             channel,
         ) from exc
@@ -147,22 +159,11 @@ def preview_volume(
         out = out[0]
     if out.ndim != 3:
         raise TransformError(
-            f"transform {spec.name!r} returned shape {out.shape} for {where_text}; "
-            "expected one ZYX volume",
+            f"transform {spec.name!r} returned shape {out.shape} for t={time_index}, "
+            f"c={channel}; expected one ZYX volume",
             time_index,
             channel,
         )
     if region is not None:
-        read_shape = tuple(s.stop - s.start for s in read)
-        if out.shape != read_shape:
-            raise TransformError(
-                f"transform {spec.name!r} returned shape {out.shape} for a region of shape "
-                f"{read_shape} ({where_text}); a region preview needs a transform that keeps "
-                "the shape",
-                time_index,
-                channel,
-            )
         out = out[crop]
-    if output_dtype is not None and out.dtype != np.dtype(output_dtype):
-        out = out.astype(np.dtype(output_dtype))  # as a worker casts (values wrap)
     return PreviewResult(out, where, read, read_done - start, time.perf_counter() - read_done)

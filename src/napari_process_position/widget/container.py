@@ -17,25 +17,11 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.types import FileDialogMode
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FileEdit,
-    Label,
-    LineEdit,
-    ProgressBar,
-    PushButton,
-    Select,
-    SpinBox,
-    Widget,
-)
+from magicgui.widgets import Container, Widget
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
 from napari_process_position.batch.config import RunConfig
-from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.errors import (
     InvalidArgumentError,
     ProcessPositionError,
@@ -46,11 +32,13 @@ from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.layout import PositionInfo, StoreInfo
 from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.transforms import TransformSpec, get_transform, list_transforms
+from napari_process_position.widget.controls import build_controls
 from napari_process_position.widget.layers import Copy, LayersMixin
-from napari_process_position.widget.live import REGION_LAYER_NAME, PreviewMixin
+from napari_process_position.widget.live import PreviewMixin
 from napari_process_position.widget.params import param_value, param_widget
 from napari_process_position.widget.qt import CloseWatcher, deleted
 from napari_process_position.widget.run import Run, RunMixin
+from napari_process_position.widget.settings import ask_for_settings_file, save_settings
 
 if TYPE_CHECKING:
     import napari
@@ -75,6 +63,10 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
     >>> widget.run_button.clicked()                        # doctest: +SKIP
     """
 
+    transform_params: Container[Widget]
+    #: The controls disabled while a run is in flight.
+    _settings: list[Widget]
+
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
@@ -95,153 +87,7 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
         self._last_follow = 0.0
         self._last_status = 0.0
         self._pending: deque[Copy] = deque()
-        cpus = available_cpus()
-
-        self.input_path = FileEdit(
-            mode=FileDialogMode.EXISTING_DIRECTORY,
-            name="input_path",
-            label="input",
-            tooltip="An OME-Zarr HCS plate, or one position of it",
-        )
-        # Choices are functions of the widget's state: napari calls reset_choices()
-        # whenever layers change, which must not forget them.
-        self.position = ComboBox(
-            name="position", choices=self._position_choices, tooltip="Position (row/col/fov)"
-        )
-        self.transform = ComboBox(
-            name="transform",
-            choices=self._transform_choices,
-            tooltip="The transform to apply to each (t, c) volume",
-        )
-        self.custom_transform = LineEdit(
-            name="custom_transform",
-            label="or",
-            tooltip="A transform of your own: 'module:function' or '/path/file.py:function'",
-        )
-        self.custom_transform.native.setPlaceholderText("module:function or file.py:function")
-        self.transform_params: Container[Widget] = Container(
-            name="transform_params", label="parameters", labels=True
-        )
-        self.transform_params.margins = (0, 0, 0, 0)
-        self.channels = Select(
-            name="channels", choices=self._channel_choices, tooltip="Channels to process"
-        )
-        self.times = LineEdit(
-            name="times",
-            value="all",
-            tooltip="Time points: 'all', or indices and ranges like '0-3,7'",
-        )
-        self.live = CheckBox(
-            name="live",
-            value=False,
-            text="live",
-            tooltip="Recompute the volume on screen (this time point, the selected channels) "
-            "whenever a parameter, the transform, the channels or the time point change",
-        )
-        self.region = CheckBox(
-            name="region",
-            value=False,
-            text="region only",
-            tooltip=f"Preview only the newest rectangle of the Shapes layer {REGION_LAYER_NAME!r}"
-            " (or, without one, the part of the image in view) and the Z range",
-        )
-        self.preview_button = PushButton(
-            name="preview_button",
-            text="Preview",
-            tooltip="Compute the volume on screen now, with these settings",
-        )
-        self.preview_row = Container(
-            name="preview_row",
-            label="preview",
-            layout="horizontal",
-            labels=False,
-            widgets=[self.live, self.region, self.preview_button],
-        )
-        self.preview_row.margins = (0, 0, 0, 0)
-        self.z_range = LineEdit(
-            name="z_range",
-            label="Z range",
-            value="all",
-            tooltip="Z planes a region preview covers: 'all', a plane such as '5', or '4-9'",
-        )
-        self.output_path = FileEdit(
-            mode=FileDialogMode.OPTIONAL_FILE,
-            name="output_path",
-            label="output",
-            nullable=True,
-            filter="*.zarr",
-            tooltip="Optional OME-Zarr store to write; empty = preview only (kept in memory)",
-        )
-        self.overwrite = CheckBox(name="overwrite", value=False, text="replace an existing output")
-        self.num_workers = SpinBox(
-            name="num_workers",
-            label="workers",
-            min=1,
-            max=cpus,
-            value=min(2, cpus),
-            tooltip=f"Parallel workers (this machine allows {cpus})",
-        )
-        self.use_threads = CheckBox(
-            name="use_threads",
-            value=True,
-            text="threads (off: processes)",
-            tooltip="Threads start at once and suit transforms that release the GIL; "
-            "processes isolate memory-hungry transforms (the pool is kept warm)",
-        )
-        self.follow = CheckBox(name="follow", value=True, text="follow newest time point")
-        self.run_button = PushButton(name="run_button", text="Run")
-        self.cancel_button = PushButton(name="cancel_button", text="Cancel", enabled=False)
-        self.save_button = PushButton(
-            name="save_config",
-            text="Save settings for a batch run…",
-            tooltip="Write these settings as a YAML file for `process-position run --config`, "
-            "to process every position of the plate",
-        )
-        self.progress = ProgressBar(name="progress", min=0, max=1, value=0, label=" ")
-        self.status = Label(name="status", value="Choose an OME-Zarr plate or position.", label=" ")
-        self.status.native.setWordWrap(True)
-        self.extend(
-            [
-                self.input_path,
-                self.position,
-                self.transform,
-                self.custom_transform,
-                self.transform_params,
-                self.channels,
-                self.times,
-                self.preview_row,
-                self.z_range,
-                self.output_path,
-                self.overwrite,
-                self.num_workers,
-                self.use_threads,
-                self.follow,
-                self.run_button,
-                self.cancel_button,
-                self.save_button,
-                self.progress,
-                self.status,
-            ]
-        )
-        # Spare height goes below the form, not between its rows.
-        layout = self.native.layout()
-        if layout is not None:
-            layout.addStretch(1)
-        self._settings: list[Widget] = [
-            self.input_path,
-            self.position,
-            self.transform,
-            self.custom_transform,
-            self.transform_params,
-            self.channels,
-            self.times,
-            self.preview_button,
-            self.output_path,
-            self.overwrite,
-            self.num_workers,
-            self.use_threads,
-            self.save_button,
-        ]
+        build_controls(self)
 
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
@@ -397,29 +243,22 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
 
         Raises
         ------
-        ValueError
+        InvalidArgumentError
             A setting is missing or invalid.
+        OutputWriteError
+            The file cannot be written.
         """
-        config = self.current_config().model_copy(update={"positions": None})
-        target = config.save(Path(path).expanduser().with_suffix(".yaml"))
-        command = f"process-position run --config {target}"
-        if config.output is None:
-            command = f"process-position run {config.input} OUTPUT.zarr --config {target}"
+        target, command = save_settings(self.current_config(), path)
         self._set_status(f"Saved {target}. Run every position with: {command}")
         return target
 
     def _on_save_clicked(self, *_: Any) -> None:
-        from magicgui.application import use_app
-
-        show_dialog = use_app().get_obj("show_file_dialog")
-        chosen = show_dialog(
-            FileDialogMode.OPTIONAL_FILE, caption="Save run settings", filter="*.yaml"
-        )
+        chosen = ask_for_settings_file()
         if not chosen:
             return
         try:
             self.save_config(chosen)
-        except (ValueError, OSError, ProcessPositionError) as exc:
+        except (ValueError, ProcessPositionError) as exc:
             self._report_error(f"cannot save the settings: {exc}")
 
     def cancel(self) -> None:

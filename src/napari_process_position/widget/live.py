@@ -24,8 +24,7 @@ import itertools
 import math
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -34,19 +33,22 @@ from napari.qt.threading import thread_worker
 from qtpy.QtCore import QTimer
 
 from napari_process_position.batch.config import RunConfig
-from napari_process_position.batch.plan import output_layout
-from napari_process_position.batch.preview import open_source, preview_volume, region_fallback
 from napari_process_position.core.errors import InvalidArgumentError, ProcessPositionError
 from napari_process_position.store.layout import OutputLayout, PositionInfo
 from napari_process_position.transforms import TransformSpec, get_transform
 from napari_process_position.widget.helpers import (
     COPY_BUDGET_S,
-    display_limits,
     layer_meta,
     parse_z_range,
     seconds_text,
 )
 from napari_process_position.widget.layers import Copy
+from napari_process_position.widget.preview_job import (
+    PreviewJob,
+    Region,
+    compute_preview,
+    settings_key,
+)
 from napari_process_position.widget.qt import ClosingGeneratorWorker
 
 if TYPE_CHECKING:
@@ -58,14 +60,7 @@ if TYPE_CHECKING:
 
     from napari_process_position.widget.run import Run
 
-__all__ = [
-    "PREVIEW_DEBOUNCE_MS",
-    "REGION_LAYER_NAME",
-    "PreviewJob",
-    "PreviewMixin",
-    "Region",
-    "compute_preview",
-]
+__all__ = ["PREVIEW_DEBOUNCE_MS", "REGION_LAYER_NAME", "PreviewMixin"]
 
 #: Wait this long after the last change before computing (a spin box being scrolled).
 PREVIEW_DEBOUNCE_MS = 120
@@ -74,97 +69,11 @@ REGION_LAYER_NAME = "preview region"
 #: Tolerance, in pixels, for rectangle corners that should fall on a pixel centre.
 _EPS = 1e-3
 
-Region = tuple[tuple[int, int] | None, tuple[int, int], tuple[int, int]]
-
-
-@dataclass(eq=False)
-class PreviewJob:
-    """One preview: what to compute, and what the main thread learns of it."""
-
-    generation: int
-    config: RunConfig
-    info: PositionInfo
-    spec: TransformSpec
-    channels: list[int]
-    times: list[int]
-    time_index: int
-    out_index: int
-    region: Region | None
-    region_source: str | None
-    signature: tuple[Any, ...]
-    requested: float
-    started: float = field(default_factory=time.perf_counter)
-    region_used: Region | None = None
-    note: str | None = None
-    layers: list[Image] = field(default_factory=list)
-    fresh: bool = False
-    shown: set[int] = field(default_factory=set)
-    shown_at: float | None = None
-    compute_s: float = 0.0
-    error: str | None = None
-
-
-_layout_cache: dict[tuple[Any, ...], OutputLayout] = {}
-
-
-def _settings_key(config: RunConfig, info: PositionInfo) -> tuple[Any, ...]:
-    """Return what an output volume depends on, besides its time point and region."""
-    channels = tuple(config.channels or range(info.shape[1]))
-    times = tuple(config.times or range(info.shape[0]))
-    return (config.transform, repr(sorted(config.params.items())), info.path, channels, times)
-
 
 def _is_shapes(layer: Any) -> bool:
     from napari.layers import Shapes
 
     return isinstance(layer, Shapes)
-
-
-def compute_preview(
-    job: PreviewJob, is_current: Callable[[int], bool]
-) -> Iterator[tuple[Any, ...]]:
-    """Compute a preview, one channel at a time (the body of the thread worker)."""
-    try:
-        spec, info = job.spec, job.info
-        params = spec.check_params(dict(job.config.params))
-        key = (
-            spec.ref,
-            repr(sorted(params.items())),
-            info.path,
-            tuple(job.channels),
-            len(job.times),
-        )
-        layout = _layout_cache.get(key)
-        if layout is None:
-            layout = output_layout(spec, info, params, job.channels, job.times)
-            _layout_cache.clear()
-            _layout_cache[key] = layout
-        region: Any = job.region
-        note = None
-        if region is not None:
-            reason = region_fallback(spec, params, info.volume_shape, layout.shape[2:])
-            if reason is not None:
-                region, note = None, f"{reason}: previewed the whole volume"
-        yield ("layout", layout, region, note)
-        source = open_source(info)
-        for i, channel in enumerate(job.channels):
-            if not is_current(job.generation):
-                return  # a newer change made this preview stale
-            result = preview_volume(
-                info,
-                spec,
-                params,
-                job.time_index,
-                channel,
-                region=region,
-                output_dtype=layout.dtype,
-                source=source,
-            )
-            limits = display_limits(result.volume) if result.volume is not None else None
-            yield ("volume", i, result, limits)
-        yield ("done",)
-    except Exception as exc:  # reported in the status line
-        yield ("error", exc)
 
 
 class PreviewMixin:
@@ -349,7 +258,7 @@ class PreviewMixin:
                 f"points ({self.times.value})"
             )
         region, source = self._preview_region(info) if self.region.value else (None, None)
-        signature = (_settings_key(config, info), region)
+        signature = (settings_key(config, info), region)
         out_index = times.index(time_index)
         job = self._preview_job
         if (
@@ -538,6 +447,6 @@ class PreviewMixin:
         """Remember which time points a finished run filled (live preview skips them)."""
         if run.outcome not in ("done", "failed") or self._info is None:
             return
-        signature = (_settings_key(run.config, self._info), None)
+        signature = (settings_key(run.config, self._info), None)
         ids = frozenset(layer.unique_id for layer in run.layers)
         self._computed = dict.fromkeys(run.shown_times, (signature, ids))
