@@ -9,7 +9,7 @@ by :func:`napari_process_position.batch.run.prepare` exactly as
 Modes, 2 workers each:
 
 - ``processes-warm``: a ``ProcessPool(2)`` started and warmed before the
-  clock starts, handed to ``prepare(config, pool=...)``;
+  clock starts, handed to ``prepare_run(config, pool=...)``;
 - ``dask-warm``: a ``LocalCluster(n_workers=2, threads_per_worker=1,
   processes=True)`` started (and its workers' imports warmed) before the
   clock starts, handed over as ``executor=DaskExecutor(client)``;
@@ -21,7 +21,7 @@ Modes, 2 workers each:
 Each run happens in a fresh child process; rounds rotate the order of the
 modes. Figures are medians over rounds:
 
-- ``wall s``: from ``prepare()`` (which creates the output plate, and for
+- ``wall s``: from ``prepare_run()`` (which creates the output plate, and for
   ``dask-local-cold`` starts the cluster) to the end of the iteration
   (including stopping what the run started);
 - ``busy s``: read + compute + write seconds the workers report, summed over
@@ -84,7 +84,7 @@ def _digest(out: Path) -> str:
 def child(mode: str, input_plate: str, output: str) -> dict[str, Any]:
     from napari_process_position import RunConfig
     from napari_process_position.batch.dask import DaskExecutor
-    from napari_process_position.batch.prepare import prepare
+    from napari_process_position.batch.prepare import prepare_run
     from napari_process_position.engine.pool import ProcessPool
     from napari_process_position.engine.worker import warm_up
     from napari_process_position.transforms import get_transform
@@ -114,7 +114,7 @@ def child(mode: str, input_plate: str, output: str) -> dict[str, Any]:
         raise ValueError(mode)
 
     start = time.perf_counter()
-    batch = prepare(config, **kwargs)
+    batch = prepare_run(config, **kwargs)
     first = None
     busy = 0.0
     count = 0

@@ -9,7 +9,8 @@
 # 2. .venv-iohub: iohub 0.3.11 on a Python >= 3.12, the reference our output is
 #    compared to (NPP_IOHUB_PYTHON points the tests at it). Without a Python >= 3.12
 #    those tests are skipped, except under CI=true, where they fail.
-# 3. Lint: ruff check, ruff format --check, mypy.
+# 3. Lint: ruff check, ruff format --check, mypy, and lint-imports (the architecture's
+#    import-linter contracts in pyproject.toml; docs/architecture.md).
 # 4. Docs: scripts/build_docs.sh (mkdocs build --strict, into a temporary folder; it
 #    installs the docs extra into .venv when needed). A failed build fails the run.
 # 5. pytest under Xvfb (napari's viewer needs a display; offscreen Qt is not enough).
@@ -24,7 +25,8 @@ cd "$ROOT"
 VENV="${NPP_VENV:-$ROOT/.venv}"
 IOHUB_VENV="$ROOT/.venv-iohub"
 IOHUB_REQUIREMENT="iohub[tensorstore]==0.3.11"
-# ruff check, ruff format --check and mypy fail the run (NPP_LINT_FATAL=0 only reports them).
+# ruff check, ruff format --check, mypy and lint-imports fail the run (NPP_LINT_FATAL=0 only
+# reports them).
 LINT_FATAL="${NPP_LINT_FATAL:-1}"
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -100,6 +102,7 @@ if [ -z "${NPP_SKIP_LINT:-}" ]; then
     "$VENV/bin/ruff" check --output-format concise . || lint_failed+=("ruff check")
     "$VENV/bin/ruff" format --check --output-format concise . || lint_failed+=("ruff format --check")
     "$VENV/bin/mypy" || lint_failed+=("mypy")
+    "$VENV/bin/lint-imports" --no-cache || lint_failed+=("lint-imports")
     if [ ${#lint_failed[@]} -gt 0 ]; then
         if [ "$LINT_FATAL" = 1 ]; then
             say "error: lint failed: ${lint_failed[*]}"

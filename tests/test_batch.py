@@ -16,7 +16,7 @@ import pytest
 
 from conftest import TESTS, random_tczyx, read_array, write_plate
 from napari_process_position import RunConfig, open_store, read_position
-from napari_process_position.batch.prepare import prepare
+from napari_process_position.batch.prepare import prepare_run
 from napari_process_position.core.records import records_dir
 from napari_process_position.transforms import get_transform
 
@@ -123,7 +123,7 @@ def test_batch_from_config_reproduces_the_preview_bit_for_bit(plate, tmp_path, t
 
     # Preview every position the batch wrote, the way the widget does: one at a time, no output.
     for key in KEYS:
-        preview = prepare(preview_config.model_copy(update={"positions": [key]}))
+        preview = prepare_run(preview_config.model_copy(update={"positions": [key]}))
         layout = preview.layouts[key]
         volumes = {}
         skipped = set()
@@ -164,7 +164,7 @@ def test_all_positions_interleave_on_a_shared_pool_and_summaries_count(plate, tm
         transform="soft_magnitude",
         num_workers=2,
     )
-    batch = prepare(config)
+    batch = prepare_run(config)
     order = [key for key, _ in batch]
     assert sorted(set(order)) == sorted(KEYS)
     assert len(order) == batch.total == len(KEYS) * 4 * 3

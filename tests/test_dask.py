@@ -26,7 +26,7 @@ import pytest
 from conftest import TESTS, random_tczyx, read_array, write_plate
 from napari_process_position import RunConfig
 from napari_process_position.batch.dask import DaskExecutor
-from napari_process_position.batch.prepare import prepare
+from napari_process_position.batch.prepare import prepare_run
 from napari_process_position.core.records import records_dir
 
 pytestmark = pytest.mark.slow
@@ -204,7 +204,7 @@ def external_cluster(tmp_path_factory):
 def local_reference(plate: Path, out: Path, transform: str, **params) -> None:
     """The same run on this machine (serial), to compare Dask's output with."""
     config = RunConfig(input=str(plate), output=str(out), transform=transform, params=params)
-    batch = prepare(config)
+    batch = prepare_run(config)
     for _ in batch:
         pass
     assert not batch.failed, batch.errors
@@ -230,7 +230,7 @@ def test_batch_on_local_cluster_matches_local_run_and_only_small_results_travel(
         transform="gaussian_blur",
         params={"sigma_y": 1.3},
     )
-    batch = prepare(config, executor=DaskExecutor(local_client))
+    batch = prepare_run(config, executor=DaskExecutor(local_client))
     results = list(batch)
     assert not batch.failed, batch.errors
     assert len(results) == batch.total
@@ -255,15 +255,17 @@ def test_preview_on_local_cluster_brings_volumes_back(local_client, plate):
     )
     on_dask = {
         (r.output_time_index, r.output_channels): r
-        for _, r in prepare(config, executor=DaskExecutor(local_client))
+        for _, r in prepare_run(config, executor=DaskExecutor(local_client))
     }
-    here = {(r.output_time_index, r.output_channels): r for _, r in prepare(config)}
+    here = {(r.output_time_index, r.output_channels): r for _, r in prepare_run(config)}
     assert on_dask.keys() == here.keys() and len(here) == 2
     for index, result in here.items():
         assert on_dask[index].status == result.status == "preview"
         assert on_dask[index].volume.tobytes() == result.volume.tobytes()
     # What the widget does for "preview on a cluster": put the address in the config.
-    batch = prepare(config.model_copy(update={"dask_scheduler": local_client.scheduler.address}))
+    batch = prepare_run(
+        config.model_copy(update={"dask_scheduler": local_client.scheduler.address})
+    )
     assert "Dask cluster" in batch.start()
     session_client = batch.dask.client
     by_address = {(r.output_time_index, r.output_channels): r.volume for _, r in batch}
@@ -294,7 +296,7 @@ def test_failing_position_on_dask_keeps_the_others(local_client, tmp_path):
     config = RunConfig(
         input=str(src), output=str(tmp_path / "out.zarr"), transform=f"{transforms}:fail_on"
     )
-    batch = prepare(config, executor=DaskExecutor(local_client))
+    batch = prepare_run(config, executor=DaskExecutor(local_client))
     for _ in batch:
         pass
     assert batch.failed and len(batch.errors) == 1
@@ -313,7 +315,7 @@ def test_killed_worker_tasks_are_retried_and_nothing_is_missing(local_client, pl
         params={"seconds": 0.25},
         positions=KEYS[:2],
     )
-    batch = prepare(config, executor=DaskExecutor(local_client))
+    batch = prepare_run(config, executor=DaskExecutor(local_client))
     victim = None
     seen = 0
     for _, _result in batch:
@@ -335,7 +337,9 @@ def test_killed_worker_tasks_are_retried_and_nothing_is_missing(local_client, pl
                 if np.any(volume) and not np.isnan(volume).all():
                     assert got[t, c].tobytes() == volume.tobytes()
     # Resume finds every volume complete.
-    again = prepare(config.model_copy(update={"resume": True}), executor=DaskExecutor(local_client))
+    again = prepare_run(
+        config.model_copy(update={"resume": True}), executor=DaskExecutor(local_client)
+    )
     assert {r.status for _, r in again} == {"resumed"}
 
 

@@ -127,3 +127,26 @@ def test_sphinx_roles_become_links_or_code() -> None:
     assert "[`Result`][napari_process_position.Result]" in text
     assert "`_private_helper`" in text and "][napari_process_position._private" not in text
     assert ":func:" not in text and ":class:" not in text
+
+
+#: Public functions that never raise (their docstrings say so in Notes).
+NEVER_RAISE = {"available_cpus", "list_transforms"}
+
+
+def test_every_public_function_documents_returns_and_raises() -> None:
+    """numpydoc ``Returns`` and ``Raises`` sections on every function of ``__all__``."""
+    import inspect
+
+    missing = []
+    for name in napari_process_position.__all__:
+        obj = getattr(napari_process_position, name)
+        if not inspect.isfunction(obj):
+            continue
+        doc = inspect.getdoc(obj) or ""
+        if "Returns\n-------" not in doc:
+            missing.append(f"{name}: Returns")
+        if name in NEVER_RAISE:
+            assert "Never raises" in doc, name
+        elif "Raises\n------" not in doc:
+            missing.append(f"{name}: Raises")
+    assert not missing, missing

@@ -19,6 +19,7 @@ import pytest
 import npp_test_transforms as tt
 from conftest import random_tczyx, read_array, tree_digest, write_plate
 from napari_process_position import (
+    OutputExistsError,
     TransformError,
     WorkerDiedError,
     process_single_position,
@@ -146,3 +147,47 @@ def test_nothing_but_zarr_inside_the_output_after_a_resumable_run(pair):
     store = Path(dst).parents[2]
     names = {p.name for p in store.rglob("*") if p.is_file()}
     assert names - {"zarr.json"} <= {str(i) for i in range(10)}, names
+
+
+def test_create_output_plate_then_process_single_position(tmp_path):
+    """The iohub users' flow: create_empty_plate, then process_single_position per position."""
+    from napari_process_position import create_output_plate, open_store, read_position
+
+    data = random_tczyx((2, 2, 3, 8, 12), "uint16", seed=23, empty=(), nan=())
+    write_plate(tmp_path / "in.zarr", {"A/1/0": data, "B/2/0": data[::-1].copy()})
+    store = create_output_plate(tmp_path / "in.zarr", tmp_path / "out.zarr")
+    assert store.position_keys == ("A/1/0", "B/2/0")
+    first = read_position(tmp_path / "out.zarr/A/1/0")
+    assert (
+        first.shape == data.shape
+        and first.dtype == "<u2"
+        and first.channel_names
+        == (
+            "ch0",
+            "ch1",
+        )
+    )
+    for key in store.position_keys:
+        process_single_position(
+            tt.keep_dtype_blur, tmp_path / "in.zarr" / key, store.path + "/" + key
+        )
+    np.testing.assert_array_equal(read_array(tmp_path / "out.zarr/A/1/0"), tt.keep_dtype_blur(data))
+    # Sized by a transform that changes the shape, for a selection of the input.
+    binned = create_output_plate(
+        tmp_path / "in.zarr", tmp_path / "bin.zarr", "binning", channels=[1], times=[0]
+    )
+    assert read_position(binned.position_path("A/1/0")).shape == (1, 1, 3, 4, 6)
+    with pytest.raises(OutputExistsError):
+        create_output_plate(tmp_path / "in.zarr", tmp_path / "out.zarr")
+    assert open_store(
+        create_output_plate(tmp_path / "in.zarr", tmp_path / "out.zarr", exist_ok=True).path
+    )
+
+
+def test_run_config_is_the_deprecated_name_of_prepare_run(pair, tmp_path):
+    import napari_process_position as npp
+
+    config = npp.RunConfig(input=str(tmp_path / "in.zarr"), transform="gaussian_blur")
+    with pytest.warns(DeprecationWarning, match="prepare_run"):
+        batch = npp.run_config(config)
+    assert isinstance(batch, npp.BatchRun) and batch.keys == ["A/1/0"]

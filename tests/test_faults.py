@@ -313,12 +313,12 @@ def _cli_run(setup: Setup, extra=(), seconds: float = 0.6, **popen):
 def _reference_cli_output(setup: Setup, seconds: float) -> np.ndarray:
     """What an uninterrupted run of the same settings writes (run in this process)."""
     from napari_process_position import RunConfig
-    from napari_process_position.batch.prepare import prepare
+    from napari_process_position.batch.prepare import prepare_run
 
     config = RunConfig(
         input=str(setup.input), output=str(setup.root / "ref_cli.zarr"), transform=f"{FT}:affine"
     )
-    for _ in prepare(config):
+    for _ in prepare_run(config):
         pass
     return read_array(setup.root / "ref_cli.zarr/A/1/0")
 

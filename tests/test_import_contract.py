@@ -128,3 +128,52 @@ def test_worker_resolving_a_builtin_transform_imports_little():
 def test_the_check_sees_a_gui_import():
     # The checks above read sys.modules of a child interpreter: make sure that works.
     assert "qtpy" in loaded_top_level("import qtpy")
+
+
+def _module_name(path) -> str:
+    from pathlib import Path
+
+    src = Path(napari_process_position.__file__).parent.parent
+    parts = list(Path(path).relative_to(src).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _subpackage(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_no_module_takes_a_private_name_from_another_subpackage():
+    """``from napari_process_position.engine.x import _helper`` in the widget: a hidden coupling.
+
+    (The import-linter contracts in pyproject.toml check the layers; this checks names.)
+    """
+    import ast
+    from pathlib import Path
+
+    root = Path(napari_process_position.__file__).parent
+    crossings = []
+    for path in sorted(root.rglob("*.py")):
+        module = _module_name(path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom) or not node.module or node.level:
+                continue
+            if not node.module.startswith(PACKAGE + "."):
+                continue
+            other = _subpackage(node.module)
+            if other == _subpackage(module):
+                continue
+            private_module = any(p.startswith("_") for p in node.module.split(".")[1:])
+            names = [a.name for a in node.names if a.name.startswith("_")]
+            if (private_module and node.module != f"{PACKAGE}._version") or names:
+                crossings.append(f"{module}: from {node.module} import {names or '...'}")
+    assert not crossings, "\n".join(crossings)
+
+
+def test_the_private_name_check_sees_a_crossing(tmp_path):
+    import ast
+
+    code = "from napari_process_position.engine.run import _secret\n"
+    node = ast.parse(code).body[0]
+    assert isinstance(node, ast.ImportFrom) and node.names[0].name.startswith("_")
+    assert _subpackage("napari_process_position.widget.live") != _subpackage(node.module)

@@ -9,7 +9,7 @@ import pytest
 
 import npp_test_transforms as tt
 from conftest import random_tczyx, read_array, write_plate
-from napari_process_position import RunConfig, open_store, read_position, run_config
+from napari_process_position import RunConfig, open_store, prepare_run, read_position
 from napari_process_position.core.records import records_dir
 
 ome_zarr = pytest.importorskip("ome_zarr")
@@ -28,7 +28,7 @@ def test_ome_zarr_py_reads_our_run_output(tmp_path, version):
         transform="soft_magnitude",
         ome_version=version,
     )
-    for _ in run_config(config):
+    for _ in prepare_run(config):
         pass
     # The progress records of the run sit beside the store, not inside it.
     assert Path(records_dir(tmp_path / "out.zarr/A/1/0")).is_dir()
@@ -89,7 +89,7 @@ def test_we_read_ome_zarr_py_plates(tmp_path, version):
         num_workers=2,
         use_threads=True,
     )
-    for _ in run_config(config):
+    for _ in prepare_run(config):
         pass
     np.testing.assert_array_equal(
         read_array(tmp_path / "out.zarr/B/3/0"), data.max(axis=2, keepdims=True)

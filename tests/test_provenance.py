@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import random_tczyx, read_array, write_plate
-from napari_process_position import RunConfig, run_config
+from napari_process_position import RunConfig, prepare_run
 from napari_process_position.core.errors import ConfigError
 from napari_process_position.store.provenance import PROVENANCE_KEY, read_provenance
 
@@ -60,14 +60,14 @@ def test_the_record_sits_beside_the_ome_metadata(tmp_path):
     write_plate(tmp_path / "in.zarr", {"A/1/0": data})
     config = RunConfig(input=str(tmp_path / "in.zarr"), output=str(tmp_path / "o.zarr"),
                        transform="gaussian_blur")  # fmt: skip
-    for _ in run_config(config):
+    for _ in prepare_run(config):
         pass
     attrs = json.loads((tmp_path / "o.zarr/zarr.json").read_text())["attributes"]
     assert set(attrs) == {"ome", PROVENANCE_KEY}
     assert "plate" in attrs["ome"]
     # A resume with the same settings leaves the record (and its time) as it was.
     before = (tmp_path / "o.zarr/zarr.json").read_bytes()
-    for _ in run_config(config.model_copy(update={"resume": True, "num_workers": 2})):
+    for _ in prepare_run(config.model_copy(update={"resume": True, "num_workers": 2})):
         pass
     assert (tmp_path / "o.zarr/zarr.json").read_bytes() == before
 

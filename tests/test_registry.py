@@ -174,7 +174,7 @@ def test_py_file_transform_runs_in_spawned_workers(transform_file, small_plate, 
 def test_py_file_with_time_index_and_shape_change_through_the_runner(
     transform_file, small_plate, tmp_path
 ):
-    from napari_process_position import RunConfig, open_store, read_position, run_config
+    from napari_process_position import RunConfig, open_store, prepare_run, read_position
 
     data, src = small_plate
     plate = src.parent.parent.parent
@@ -186,7 +186,7 @@ def test_py_file_with_time_index_and_shape_change_through_the_runner(
         num_workers=2,
         use_threads=False,
     )
-    batch = run_config(cfg)
+    batch = prepare_run(cfg)
     assert batch.layouts["A/1/0"].shape == (3, 2, 4, 5, 24)  # from the decorator, no probe
     assert all(r.status in ("written", "skipped") for _, r in batch)
     out = read_array(tmp_path / "crop.zarr/A/1/0")
@@ -199,7 +199,7 @@ def test_py_file_with_time_index_and_shape_change_through_the_runner(
             "params": {},
         }
     )
-    batch = run_config(cfg)
+    batch = prepare_run(cfg)
     list(batch)
     assert not batch.failed, batch.errors
     info = read_position(open_store(tmp_path / "time.zarr").position_path("A/1/0"))

@@ -20,8 +20,8 @@ from conftest import random_tczyx, read_array, tree_digest, write_plate
 from napari_process_position import (
     OutputExistsError,
     RunConfig,
+    prepare_run,
     process_single_position,
-    run_config,
     stream_position,
 )
 from napari_process_position.core.errors import ConfigError
@@ -45,7 +45,7 @@ def _calls(log_dir: Path) -> int:
 
 def _run(config: RunConfig) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for _key, result in run_config(config):
+    for _key, result in prepare_run(config):
         counts[result.status] = counts.get(result.status, 0) + 1
     return counts
 
@@ -94,7 +94,7 @@ def test_resume_with_other_channels_is_refused_with_one_line(plate, tmp_path):
     assert "its channels are ch0, this run writes ch2" in lines[0] and "--overwrite" in lines[0]
     assert tree_digest(out) == before
     with pytest.raises(OutputExistsError, match="its channels are ch0"):
-        run_config(_blur_config(plate, out, channels=[2], resume=True))
+        prepare_run(_blur_config(plate, out, channels=[2], resume=True))
 
 
 def test_resume_with_other_channel_count_or_dtype_is_refused(plate, tmp_path):
@@ -102,9 +102,9 @@ def test_resume_with_other_channel_count_or_dtype_is_refused(plate, tmp_path):
     _run(_blur_config(plate, out, channels=[0, 1]))
     before = tree_digest(out)
     with pytest.raises(OutputExistsError, match="it has 2 channels, this run writes 3"):
-        run_config(_blur_config(plate, out, resume=True))
+        prepare_run(_blur_config(plate, out, resume=True))
     with pytest.raises(OutputExistsError, match="it stores uint16, this run writes float32"):
-        run_config(
+        prepare_run(
             RunConfig(
                 input=str(plate),
                 output=str(out),

@@ -20,7 +20,7 @@ pytest.importorskip("pytestqt")
 
 import psutil
 
-from napari_process_position.batch.prepare import prepare
+from napari_process_position.batch.prepare import prepare_run
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.store.demo import make_demo_plate
 from napari_process_position.store.metadata import read_position
@@ -101,7 +101,7 @@ def engine_output(demo: Path, tmp_path: Path, w: ProcessPositionWidget) -> np.nd
     config = w.current_config().model_copy(
         update={"output": str(tmp_path / "reference.zarr"), "num_workers": 1}
     )
-    batch = prepare(config)
+    batch = prepare_run(config)
     for _ in batch:
         pass
     assert not batch.failed, batch.errors

@@ -228,10 +228,6 @@ class DaskSession:
         except Exception:
             return None
 
-    def worker_pids(self) -> dict[str, int]:
-        """Worker address -> process id (for tests and diagnostics)."""
-        return dict(self.client.run(os.getpid))
-
     def close(self) -> None:
         """Disconnect; stop the cluster if this session started it."""
         self.executor.shutdown(wait=False, cancel_futures=True)

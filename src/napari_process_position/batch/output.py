@@ -92,8 +92,13 @@ def make_output(
     keys: list[str],
     layouts: dict[str, OutputLayout],
     output_paths: dict[str, str | None],
+    *,
+    record_settings: bool = True,
 ) -> dict[str, str | None]:
     """Create (or replace, or join) the output of a run and record how it is made.
+
+    ``record_settings=False`` leaves the settings out of the output (an empty
+    plate made for someone else's transform).
 
     Returns
     -------
@@ -128,7 +133,8 @@ def make_output(
                 key = keys[0]
                 _make_output_position(out_root, layouts[key], config)
                 output_paths = {key: str(out_root)}
-            _note_provenance(out_root, config)
+            if record_settings:
+                _note_provenance(out_root, config)
         except ProcessPositionError:
             raise
         except OSError as exc:  # permission denied, disk full, read-only file system

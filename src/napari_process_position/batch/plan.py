@@ -9,10 +9,12 @@ transform call as a run (:func:`..core.apply.apply_transform`).
 from __future__ import annotations
 
 import fnmatch
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from napari_process_position.batch.config import RunConfig
 from napari_process_position.core.apply import is_empty
 from napari_process_position.core.errors import (
     InvalidStoreError,
@@ -20,9 +22,11 @@ from napari_process_position.core.errors import (
     TransformError,
 )
 from napari_process_position.store.layout import OutputLayout, PositionInfo, StoreInfo
+from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.transforms import TransformSpec
+from napari_process_position.transforms.registry import get_transform
 
-__all__ = ["output_layout", "select_positions"]
+__all__ = ["RunPlan", "output_layout", "plan_run", "select_positions"]
 
 
 def select_positions(store: StoreInfo, patterns: list[str] | None) -> list[str]:
@@ -125,3 +129,101 @@ def output_layout(
         channel_names=tuple(names),
         units=units,
     )
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a config selects, and what its output holds (nothing is written yet).
+
+    Attributes
+    ----------
+    store, keys, inputs
+        The input store, the selected position keys and their metadata.
+    spec, params
+        The transform (None when only an output like the input is planned) and
+        its checked parameters.
+    channels, times
+        The selected input channel and time indices.
+    layouts
+        Position key -> what its output position holds.
+    """
+
+    store: StoreInfo
+    keys: list[str]
+    inputs: dict[str, PositionInfo]
+    spec: TransformSpec | None
+    params: dict[str, Any]
+    channels: list[int]
+    times: list[int]
+    layouts: dict[str, OutputLayout]
+
+
+def _like_input(info: PositionInfo, channels: list[int], times: list[int]) -> OutputLayout:
+    default: tuple[str | None, ...] = OutputLayout.__dataclass_fields__["units"].default  # type: ignore[assignment]
+    return OutputLayout(
+        shape=(len(times), len(channels), *info.volume_shape),
+        dtype=info.dtype,
+        scale=info.scale,
+        channel_names=tuple(info.channel_names[c] for c in channels),
+        units=tuple(info.units) if any(info.units) else default,
+    )
+
+
+def plan_run(config: RunConfig, *, sized_by_transform: bool = True) -> RunPlan:
+    """Check a config's input, selection and transform, and size its output.
+
+    Parameters
+    ----------
+    config
+        The run.
+    sized_by_transform
+        Size the output by the transform (default); False: like the input,
+        and the transform is not looked up.
+
+    Returns
+    -------
+    RunPlan
+
+    Raises
+    ------
+    InvalidStoreError
+        A bad input store, or a channel or time point it does not have.
+    PositionNotFoundError
+        A position pattern that matches nothing.
+    TransformError
+        An unknown transform, a bad parameter, or one that fails while its
+        output is sized.
+    """
+    store = open_store(config.input)
+    keys = select_positions(store, config.positions)
+    spec = get_transform(config.transform) if sized_by_transform else None
+    params = spec.check_params(dict(config.params)) if spec is not None else {}
+    inputs = {k: read_position(store.position_path(k), k) for k in keys}
+    first = inputs[keys[0]]
+    channels = list(config.channels) if config.channels else list(range(first.shape[1]))
+    times = list(config.times) if config.times else list(range(first.shape[0]))
+    for key, info in inputs.items():
+        bad_c = [c for c in channels if c >= info.shape[1]]
+        bad_t = [t for t in times if t >= info.shape[0]]
+        if bad_c:
+            raise InvalidStoreError(
+                f"position {key} has {info.shape[1]} channels (0 to {info.shape[1] - 1}); "
+                f"channel {bad_c[0]} does not exist"
+            )
+        if bad_t:
+            raise InvalidStoreError(
+                f"position {key} has {info.shape[0]} time points (0 to {info.shape[0] - 1}); "
+                f"time {bad_t[0]} does not exist"
+            )
+    layouts: dict[str, OutputLayout] = {}
+    sized: dict[tuple[Any, ...], OutputLayout] = {}  # positions alike are sized once
+    for key, info in inputs.items():
+        signature = (info.shape, info.dtype, info.scale, info.channel_names, info.units)
+        if signature not in sized:
+            sized[signature] = (
+                output_layout(spec, info, params, channels, times)
+                if spec is not None
+                else _like_input(info, channels, times)
+            )
+        layouts[key] = sized[signature]
+    return RunPlan(store, keys, inputs, spec, params, channels, times, layouts)

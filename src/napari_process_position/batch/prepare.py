@@ -3,31 +3,55 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import os
+import warnings
 from typing import Any
 
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.output import make_output
-from napari_process_position.batch.plan import output_layout, select_positions
+from napari_process_position.batch.plan import plan_run
 from napari_process_position.batch.run import BatchRun
-from napari_process_position.core.errors import InvalidStoreError, TransformError
+from napari_process_position.core.errors import UsageError
 from napari_process_position.engine.pool import ProcessPool
-from napari_process_position.store.layout import OutputLayout
-from napari_process_position.store.metadata import open_store, read_position
-from napari_process_position.transforms import get_transform
+from napari_process_position.store.layout import OmeVersion, StoreInfo
+from napari_process_position.store.metadata import open_store
 
-__all__ = ["prepare", "run_config"]
+__all__ = ["create_output_plate", "prepare_run", "run_config"]
 
 
-def prepare(
+def prepare_run(
     config: RunConfig, *, pool: ProcessPool | None = None, executor: cf.Executor | None = None
 ) -> BatchRun:
-    """Check a config, size and create its output, and return the run (not yet started).
+    """Check a config, size and create its output, and return the run (not started yet).
+
+    Iterate the returned :class:`BatchRun` to run it: it yields ``(position key,
+    Result)`` pairs as volumes finish.
+
+    Parameters
+    ----------
+    config
+        What to run.
+    pool
+        A warm :class:`ProcessPool` to run on (process mode).
+    executor
+        Any ``concurrent.futures.Executor`` to run on instead (a Dask client's).
+
+    Returns
+    -------
+    BatchRun
 
     Raises
     ------
     ProcessPositionError
-        For a bad input, position, transform, parameter or output; nothing is
-        written then.
+        For a bad input, position, transform, parameter or output (nothing is
+        written then), or a Dask cluster that cannot be reached.
+
+    Examples
+    --------
+    >>> run = prepare_run(RunConfig(input="demo.zarr", output="out.zarr",
+    ...                             transform="gaussian_blur"))  # doctest: +SKIP
+    >>> for key, result in run:  # doctest: +SKIP
+    ...     print(key, result.label, result.status)
     """
     if config.uses_dask and executor is None:
         from napari_process_position.batch.extras import require
@@ -35,39 +59,10 @@ def prepare(
         require("distributed")
         if config.slurm is not None:
             require("dask_jobqueue", "--slurm")
-    store = open_store(config.input)
-    keys = select_positions(store, config.positions)
-    spec = get_transform(config.transform)
-    try:
-        params = spec.check_params(dict(config.params))
-    except TypeError as exc:
-        raise TransformError(str(exc)) from exc
-    inputs = {k: read_position(store.position_path(k), k) for k in keys}
-    first = inputs[keys[0]]
-    n_c, n_t = first.shape[1], first.shape[0]
-    channels = list(config.channels) if config.channels else list(range(n_c))
-    times = list(config.times) if config.times else list(range(n_t))
-    for key, info in inputs.items():
-        bad_c = [c for c in channels if c >= info.shape[1]]
-        bad_t = [t for t in times if t >= info.shape[0]]
-        if bad_c:
-            raise InvalidStoreError(
-                f"position {key} has {info.shape[1]} channels (0 to {info.shape[1] - 1}); "
-                f"channel {bad_c[0]} does not exist"
-            )
-        if bad_t:
-            raise InvalidStoreError(
-                f"position {key} has {info.shape[0]} time points (0 to {info.shape[0] - 1}); "
-                f"time {bad_t[0]} does not exist"
-            )
-    output_paths: dict[str, str | None] = dict.fromkeys(keys)
-    layouts: dict[str, OutputLayout] = {}
-    cache: dict[tuple[Any, ...], OutputLayout] = {}
-    for key, info in inputs.items():
-        sig = (info.shape, info.dtype, info.scale, info.channel_names)
-        if sig not in cache:
-            cache[sig] = output_layout(spec, info, params, channels, times)
-        layouts[key] = cache[sig]
+    plan = plan_run(config)
+    if plan.spec is None:  # pragma: no cover - plan_run looks the transform up by default
+        raise UsageError("a run needs a transform")
+    output_paths: dict[str, str | None] = dict.fromkeys(plan.keys)
     dask = None
     if config.uses_dask and executor is None:
         # Connect (or start the cluster) before writing anything: an unreachable
@@ -77,38 +72,121 @@ def prepare(
         dask = open_session(config)
         executor = dask.executor
     try:
-        output_paths = make_output(config, store, keys, layouts, output_paths)
+        output_paths = make_output(config, plan.store, plan.keys, plan.layouts, output_paths)
     except BaseException:
         if dask is not None:
             dask.close()
         raise
     batch = BatchRun(
         config,
-        spec,
-        params,
-        store,
-        keys,
-        inputs,
+        plan.spec,
+        plan.params,
+        plan.store,
+        plan.keys,
+        plan.inputs,
         output_paths,
-        layouts,
-        channels,
-        times,
+        plan.layouts,
+        plan.channels,
+        plan.times,
         pool=pool,
         executor=executor,
     )
     if dask is not None:
-        batch.dask, batch._owns_dask = dask, True
+        batch.attach_dask(dask)
     return batch
 
 
 def run_config(config: RunConfig, **kwargs: Any) -> BatchRun:
-    """Prepare a run of ``config``; iterate the result to run it.
+    """Prepare a run: the former name of :func:`prepare_run` (deprecated).
+
+    Returns
+    -------
+    BatchRun
+    """
+    warnings.warn(
+        "run_config() is now prepare_run(): it prepares the run, iterating the result runs it",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return prepare_run(config, **kwargs)
+
+
+def create_output_plate(
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    transform: str | None = None,
+    *,
+    params: dict[str, Any] | None = None,
+    positions: list[str] | None = None,
+    channels: list[int] | None = None,
+    times: list[int] | None = None,
+    ome_version: OmeVersion = "0.5",
+    overwrite: bool = False,
+    exist_ok: bool = False,
+) -> StoreInfo:
+    """Create the empty output plate of ``input``, for :func:`process_single_position` to fill.
+
+    What ``process-position init-output`` does, and what iohub users call
+    ``create_empty_plate`` for: one output position per input position, its
+    shape, dtype, voxel size and channel names those of the input, or those
+    ``transform`` produces (declared by ``@transform``, or found by running it
+    once on the first selected volume).
+
+    Parameters
+    ----------
+    input
+        The input plate (or one position).
+    output
+        The plate to create.
+    transform, params
+        The transform that will fill it, and its parameters (None: the output
+        looks like the input).
+    positions, channels, times
+        A selection of the input, as in :class:`RunConfig` (default: all).
+    ome_version
+        ``"0.5"`` (default) or ``"0.4"``.
+    overwrite
+        Replace an existing ``output``.
+    exist_ok
+        Keep an existing ``output`` whose positions can hold this one's (others
+        are added); otherwise an existing output is refused.
+
+    Returns
+    -------
+    StoreInfo
+        The output plate.
+
+    Raises
+    ------
+    ProcessPositionError
+        A bad input, selection or transform; an output that exists (without
+        ``overwrite`` or ``exist_ok``) or cannot hold this one; an output that
+        cannot be written.
 
     Examples
     --------
-    >>> run = run_config(RunConfig(input="demo.zarr", output="out.zarr",
-    ...                            transform="gaussian_blur"))  # doctest: +SKIP
-    >>> for key, result in run:  # doctest: +SKIP
-    ...     print(key, result.label, result.status)
+    >>> create_output_plate("in.zarr", "out.zarr")  # doctest: +SKIP
+    >>> process_single_position(f, "in.zarr/A/1/0", "out.zarr/A/1/0")  # doctest: +SKIP
     """
-    return prepare(config, **kwargs)
+    config = RunConfig(
+        input=os.fspath(input),
+        output=os.fspath(output),
+        transform=transform or "(none)",
+        params=params or {},
+        positions=positions,
+        channels=channels,
+        times=times,
+        ome_version=ome_version,
+        overwrite=overwrite,
+        resume=exist_ok and not overwrite,
+    )
+    plan = plan_run(config, sized_by_transform=transform is not None)
+    make_output(
+        config,
+        plan.store,
+        plan.keys,
+        plan.layouts,
+        dict.fromkeys(plan.keys),
+        record_settings=transform is not None,
+    )
+    return open_store(output)

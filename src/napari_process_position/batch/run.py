@@ -163,6 +163,11 @@ class BatchRun:
             return f"executor {type(self.executor).__name__}"
         return self.config.describe_executor()
 
+    def attach_dask(self, session: Any) -> None:
+        """Run on this Dask session (made by :func:`.dask.open_session`) and close it at the end."""
+        self.dask, self._owns_dask = session, True
+        self.executor = session.executor
+
     def close(self) -> None:
         """Release what :meth:`start` opened (a Dask client, a cluster it started)."""
         if not self._owns_dask:

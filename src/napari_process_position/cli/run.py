@@ -85,12 +85,12 @@ def _print_job_script(opts: dict[str, Any]) -> None:
 
 @guard
 def _run(opts: dict[str, Any], no_progress: bool) -> int:
-    from napari_process_position.batch.prepare import prepare
+    from napari_process_position.batch.prepare import prepare_run
 
     config = build_config(opts)
     if config.uses_dask:
         _quiet_dask()
-    batch = prepare(config)
+    batch = prepare_run(config)
     if opts.get("save_config") is not None:
         config.save(opts["save_config"])
     return _execute(batch, no_progress)
@@ -106,7 +106,7 @@ def _quiet_dask() -> None:
     try:
         import distributed  # noqa: F401  (its import sets its loggers' levels)
     except ImportError:
-        return  # prepare() says how to install it
+        return  # prepare_run() says how to install it
     for name in ("distributed", "dask_jobqueue", "bokeh", "tornado"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -129,11 +129,11 @@ def init_output(**opts: Any) -> None:
 def _init_output(opts: dict[str, Any]) -> None:
     import numpy as np
 
-    from napari_process_position.batch.prepare import prepare
+    from napari_process_position.batch.prepare import prepare_run
 
     config = build_config(opts)
     local = config.model_copy(update={"dask_scheduler": None, "dask_local": None, "slurm": None})
-    batch = prepare(local)
+    batch = prepare_run(local)
     layout = batch.layouts[batch.keys[0]]
     click.echo(
         f"output {config.output}: {len(batch.keys)} position(s), TCZYX {layout.shape} "

@@ -76,6 +76,11 @@ def available_cpus(cgroup_root: str | os.PathLike[str] | None = None) -> int:
     int
         At least 1.
 
+    Notes
+    -----
+    Never raises: an unreadable or malformed limit (a cgroup file that is not
+    a number) is ignored.
+
     Examples
     --------
     >>> available_cpus() >= 1

@@ -111,6 +111,11 @@ def process_single_position(
         is written as top-level attributes of the output position instead;
         an existing key is overwritten with a warning.
 
+    Returns
+    -------
+    None
+        The volumes are in the output position.
+
     Raises
     ------
     FileNotFoundError

@@ -100,7 +100,6 @@ class PositionRun:
         self._started = False
         self.total = sum(len(t.input_time_indices) for t in tasks)
         self.cancelled = False
-        self.started_at: float | None = None
 
     # -- control ---------------------------------------------------------------
     def cancel(self, wait: float = 0.0) -> None:
@@ -121,17 +120,11 @@ class PositionRun:
             self._drain_until = until
         self._cancel.set()
 
-    @property
-    def cancel_requested(self) -> bool:
-        """True once ``cancel()`` was called."""
-        return self._cancel.is_set()
-
     # -- iteration ---------------------------------------------------------------
     def __iter__(self) -> Iterator[Result]:
         if self._started:
             raise UsageError("a PositionRun can be iterated only once; call stream_position again")
         self._started = True
-        self.started_at = time.perf_counter()
         todo: list[Task] = []
         resumed: list[Result] = []
         done = self._trusted_records() if self.resume else set()

@@ -143,6 +143,17 @@ def transform(
         run. Leave it out when any output voxel may depend on every input
         voxel (the default: region previews then process whole volumes).
 
+    Returns
+    -------
+    callable
+        ``func`` itself, with what it declares attached (or, without ``func``,
+        the decorator that does that).
+
+    Raises
+    ------
+    InvalidArgumentError
+        A fixed ``margin`` that is not one or three voxel counts (or None).
+
     Examples
     --------
     >>> @transform(display_name="Invert", same_shape=True, margin=0)

@@ -147,6 +147,15 @@ def list_transforms(*, refresh: bool = False) -> list[TransformSpec]:
 
     Entry points are read once per ``sys.path``; ``refresh=True`` reads them
     again (after installing a package into the running interpreter).
+
+    Returns
+    -------
+    list of TransformSpec
+
+    Notes
+    -----
+    Never raises: a plug-in that fails to load is left out, with a warning
+    naming it and the error.
     """
     plugins = _entry_point_specs(refresh)
     return list(_builtins().values()) + sorted(plugins.values(), key=lambda s: s.name)
@@ -161,6 +170,16 @@ def get_transform(name: str | Callable[..., Any]) -> TransformSpec:
 
     A ``.py`` file is imported under a private module name, and its spec's
     ``ref`` carries the absolute path, so worker processes load it too.
+
+    Parameters
+    ----------
+    name
+        A registered name (``gaussian_blur``, or a plug-in's), a reference,
+        or a callable (which is described, not looked up).
+
+    Returns
+    -------
+    TransformSpec
 
     Raises
     ------

@@ -26,7 +26,7 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 
 from napari_process_position.batch.config import RunConfig
-from napari_process_position.batch.prepare import prepare
+from napari_process_position.batch.prepare import prepare_run
 from napari_process_position.batch.run import BatchRun
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.errors import ProcessPositionError, TransformError
@@ -101,7 +101,7 @@ def stream(run: Run) -> Iterator[tuple[Any, ...]]:
     reports them once, in its own words.
     """
     try:
-        batch = prepare(run.config, pool=run.pool)
+        batch = prepare_run(run.config, pool=run.pool)
         batch.stop_on_error = True
         key = batch.keys[0]
         run.attach(batch)
