@@ -1,14 +1,8 @@
-"""The task plan: which (time, channel) blocks a run reads and where it writes them.
+"""The records that cross to a worker and back: a Task (what to read, where to write) and a Result.
 
-The semantics are those of iohub 0.3's ``process_single_position``:
-
-- channels are given as a list of *groups*; a group is a bare ``int`` (the
-  transform gets a ZYX array), a list of ints or a slice (it gets CZYX);
-  the default is one group per channel, ``[[0], [1], ...]``;
-- times default to every time point; output indices default to the input
-  ones and must pair up with them one to one;
-- when the output is sharded along T, the time points that share a shard
-  form one task, so that no two tasks write the same shard file.
+A task carries paths and indices only, so it pickles small and a worker opens
+what it needs itself (``engine.plan`` makes them). A channel group is an
+``int`` (the transform gets ZYX) or a tuple or slice (it gets CZYX).
 """
 
 from __future__ import annotations

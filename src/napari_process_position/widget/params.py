@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import ast
 import inspect
-import typing
 from typing import Any
 
 from magicgui.widgets import LineEdit, Widget, create_widget
+
+from napari_process_position.transforms.params import split_annotated
 
 __all__ = ["param_value", "param_widget"]
 
@@ -23,13 +24,8 @@ _LITERAL_ATTR = "_npp_literal"
 
 def param_widget(param: inspect.Parameter, hint: Any) -> Widget:
     """Make the magicgui widget of one transform parameter (Annotated ranges, Literal choices)."""
-    options: dict[str, Any] = {}
-    base = hint
-    if typing.get_origin(hint) is typing.Annotated:
-        base, *extras = typing.get_args(hint)
-        for extra in extras:
-            if isinstance(extra, dict):
-                options.update(extra)
+    base, options = split_annotated(hint)  # the one reading of Annotated options
+    options = dict(options)
     if base is inspect.Parameter.empty:
         base = None
     default = param.default
