@@ -1,31 +1,44 @@
-"""How smooth napari stays while the widget streams volumes in, and how soon the first one shows.
+"""How smooth napari stays from the press of Run, and how soon the first volume shows.
 
-For each workload and mode this presses Run in a real, shown napari viewer and
-measures, on the main thread:
+Drives the dock widget in a real, shown napari viewer as a user does (the
+children's own signals: ``run_button.clicked()``, ``cancel_button.clicked()``)
+and watches the main thread: a QTimer ticks every 10 ms, and a stall is the
+longest gap between two ticks minus the period.
 
-- the longest stall: a QTimer ticks every 10 ms; the largest gap between two
-  ticks, minus the 10 ms period, is the longest time the event loop was blocked;
-- Run -> first volume on screen: from the click to the first coalesced layer
-  refresh that shows a finished volume;
-- one task's compute: the transform on one volume, timed in this process.
+For each workload (float32, ``soft_magnitude``, preview without an output store)
+and each mode (threads; processes on the widget's warm pool) it measures:
 
-Workloads (float32, transform ``soft_magnitude``, preview without output store):
-``reference`` one position T=8, C=2, Z=32, Y=X=256; ``large`` T=4, C=2 volumes of
-64 x 512 x 512. Modes: threads; processes with a cold pool (spawned by the run);
-processes with a warm pool (kept by the widget from the previous run).
+- **yardsticks**, in the same process and viewer: one ``add_image`` of a zeros
+  array of the output layer's shape (what napari costs to add one layer), and
+  one texture upload of a volume in 3D (a 3D layer given a new volume and
+  refreshed);
+- **press of Run**: the longest stall between the click and the first volume on
+  screen, for a first run in a fresh viewer (no output layers yet), a re-run,
+  and a run on another position with other channel names;
+- **streaming**: the longest stall from the first volume on screen to the end of
+  the run, in 2D and in 3D view;
+- **first volume on screen**: from the click to the first refresh that shows one;
+- **cancel**: from the click on Cancel to the widget being idle again, and the
+  longest stall meanwhile.
 
-Run under Xvfb::
+Workloads: ``reference`` T=8, C=2, 32 x 256 x 256; ``large`` T=4, C=2,
+64 x 512 x 512. Run under Xvfb (pick the Qt binding with ``QT_API``)::
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/bench_widget_responsiveness.py
+    QT_API=pyqt6 xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/bench_widget_responsiveness.py
 
-Aim: longest stall < 100 ms; first volume < 1 s + one task's compute (threads, warm pool).
+Targets on a 2-core machine with software GL: press of Run <= 1.3 x one
+``add_image``; streaming < 100 ms in 2D and <= 1.1 x one texture upload in 3D;
+first volume < 0.5 s + one ``add_image``; the warm pool's first volume no slower
+than threads. Results go to ``benchmarks/results/widget.txt`` and ``.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -36,52 +49,38 @@ WORKLOADS = {
     "reference": (8, 2, 32, 256, 256),
     "large": (4, 2, 64, 512, 512),
 }
-MODES = (
-    "threads (first run)",
-    "threads (re-run)",
-    "processes (cold pool)",
-    "processes (warm pool)",
-)
+MODES = ("threads", "processes (warm pool)")
+RESULTS = Path(__file__).parent / "results"
 
 
 def make_input(root: Path, shape: tuple[int, int, int, int, int]) -> Path:
-    """A one-position float32 plate of random data (fast to make at any size)."""
-
+    """A two-position float32 plate of random data; the positions name their channels apart."""
     from napari_process_position.store.create import write_empty_plate
     from napari_process_position.store.layout import OutputLayout
     from napari_process_position.store.metadata import read_position
 
     path = root / ("input-" + "x".join(map(str, shape)) + ".zarr")
-    layout = OutputLayout(
-        shape=shape,
-        dtype="<f4",
-        scale=(1.0, 1.0, 2.0, 0.65, 0.65),
-        channel_names=tuple(f"Channel {c}" for c in range(shape[1])),
-    )
-    store = write_empty_plate(path, {"A/1/0": layout})
-    info = read_position(store.position_path("A/1/0"))
-    array = info.open_array(write=True)
+    layouts = {
+        key: OutputLayout(
+            shape=shape,
+            dtype="<f4",
+            scale=(1.0, 1.0, 2.0, 0.65, 0.65),
+            channel_names=tuple(f"{prefix} {c}" for c in range(shape[1])),
+        )
+        for key, prefix in (("A/1/0", "Channel"), ("A/2/0", "Stain"))
+    }
+    store = write_empty_plate(path, layouts)
     rng = np.random.default_rng(0)
-    for t in range(shape[0]):
-        block = rng.standard_normal(shape[1:], dtype=np.float32) * 100 + 500
-        array[t].write(block).result()
+    for key in layouts:
+        array = read_position(store.position_path(key)).open_array(write=True)
+        for t in range(shape[0]):
+            block = rng.standard_normal(shape[1:], dtype=np.float32) * 100 + 500
+            array[t].write(block).result()
     return path
 
 
-def task_compute_seconds(shape: tuple[int, int, int, int, int]) -> float:
-    from napari_process_position.transforms import get_transform
-
-    func = get_transform("soft_magnitude").func
-    block = np.random.default_rng(1).standard_normal((1, *shape[2:]), dtype=np.float32)
-    func(block)
-    start = time.perf_counter()
-    for _ in range(3):
-        func(block)
-    return (time.perf_counter() - start) / 3
-
-
 class StallMeter:
-    """Largest gap between ticks of a 10 ms QTimer on the main thread."""
+    """Gaps between ticks of a 10 ms QTimer on the main thread, with their times."""
 
     def __init__(self) -> None:
         from qtpy.QtCore import QTimer
@@ -90,21 +89,26 @@ class StallMeter:
         self.timer.setInterval(10)
         self.timer.timeout.connect(self._tick)
         self.last = 0.0
-        self.max_gap = 0.0
+        self.gaps: list[tuple[float, float]] = []  # (end of the gap, gap seconds)
 
     def _tick(self) -> None:
         now = time.perf_counter()
-        self.max_gap = max(self.max_gap, now - self.last)
+        self.gaps.append((now, now - self.last))
         self.last = now
 
     def start(self) -> None:
         self.last = time.perf_counter()
-        self.max_gap = 0.0
+        self.gaps = []
         self.timer.start()
 
-    def stop(self) -> float:
+    def stop(self) -> None:
+        self._tick()
         self.timer.stop()
-        return max(0.0, self.max_gap - 0.010)
+
+    def longest(self, start: float, end: float) -> float:
+        """Longest stall (ms) of a gap that ended within ``[start, end]``."""
+        inside = [gap for at, gap in self.gaps if start < at <= end + 0.5 and at - gap < end]
+        return round(max(0.0, max(inside, default=0.0) - 0.010) * 1000, 1)
 
 
 def wait_until(predicate, timeout: float) -> None:
@@ -117,132 +121,237 @@ def wait_until(predicate, timeout: float) -> None:
     deadline = time.perf_counter() + timeout
     poll.timeout.connect(lambda: (predicate() or time.perf_counter() > deadline) and loop.quit())
     poll.start()
-    loop.exec_()
+    loop.exec()
     poll.stop()
 
 
-def measure(widget, meter: StallMeter, timeout: float = 600.0) -> dict:
-    wait_until(lambda: False, 0.3)  # let the viewer settle before measuring
+def settle(seconds: float = 0.4) -> None:
+    wait_until(lambda: False, seconds)
+
+
+def yardstick_add_image(viewer, shape: tuple[int, ...], repeats: int = 3) -> float:
+    """Median seconds of one ``viewer.add_image`` of zeros (then removed), on the main thread."""
+    times = []
+    for _ in range(repeats):
+        settle(0.2)
+        data = np.zeros(shape, np.float32)
+        start = time.perf_counter()
+        layer = viewer.add_image(data, name="yardstick", contrast_limits=(0.0, 1.0))
+        times.append(time.perf_counter() - start)
+        settle(0.2)
+        viewer.layers.remove(layer)
+    return statistics.median(times)
+
+
+def yardstick_texture(viewer, meter: StallMeter, zyx: tuple[int, int, int]) -> float:
+    """Longest stall (ms) of one volume's texture upload in 3D (new data, refresh)."""
+    layer = viewer.add_image(np.zeros(zyx, np.float32), contrast_limits=(0.0, 1.0))
+    viewer.dims.ndisplay = 3
+    settle(0.5)
+    stalls = []
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        layer.data[...] = rng.random(zyx, dtype=np.float32)
+        meter.start()
+        start = time.perf_counter()
+        layer.refresh()
+        settle(0.3)
+        meter.stop()
+        stalls.append(meter.longest(start, time.perf_counter()))
+    viewer.layers.remove(layer)
+    viewer.dims.ndisplay = 2
+    settle(0.3)
+    return statistics.median(stalls)
+
+
+def background_busy(widget) -> bool:
+    """Whether the widget still has a background job (its pool warming, say)."""
+    busy = getattr(widget, "busy_in_background", None)
+    return bool(busy if busy is not None else widget._workers)  # (the widget before issue 12)
+
+
+def run_once(widget, meter: StallMeter, timeout: float = 600.0) -> dict:
+    """Press Run, wait for the end; stalls before and after the first volume on screen."""
+    settle(0.4)
     meter.start()
+    click = time.perf_counter()
     widget.run_button.clicked()
     wait_until(lambda: not widget.running, timeout)
-    stall = meter.stop()
+    settle(0.2)
+    meter.stop()
     stats = widget.last_run
     if stats["outcome"] != "done":
         raise RuntimeError(f"the run ended {stats['outcome']}: {widget.status.value}")
+    first = stats["first_shown"]
     return {
-        "longest_stall_ms": round(stall * 1000, 1),
-        "first_volume_s": round(stats["first_shown"] - stats["started"], 3),
-        "run_s": round(stats["finished"] - stats["started"], 3),
+        "press_stall_ms": meter.longest(click, first),
+        "stream_stall_ms": meter.longest(first, stats["finished"]),
+        "first_volume_s": round(first - click, 3),
+        "run_s": round(stats["finished"] - click, 3),
         "volumes": stats["done"],
     }
 
 
-def redraw_floor(viewer, meter: StallMeter, n: int = 10) -> float:
-    """Longest stall of napari alone redrawing: one layer refreshed every 200 ms, no run."""
-    from qtpy.QtCore import QTimer
-
-    layer = viewer.layers[-1]
-    count = [0]
-
-    def refresh() -> None:
-        layer.refresh()
-        count[0] += 1
-
-    timer = QTimer()
-    timer.setInterval(200)
-    timer.timeout.connect(refresh)
-    wait_until(lambda: False, 0.3)
+def cancel_once(widget, meter: StallMeter) -> dict:
+    """Press Run, then Cancel once the first volume shows: time to idle, and the stall."""
+    settle(0.4)
+    widget.run_button.clicked()
+    wait_until(lambda: widget.last_run.get("first_shown") is not None, 120)
     meter.start()
-    timer.start()
-    wait_until(lambda: count[0] >= n, 30)
-    timer.stop()
-    wait_until(lambda: False, 0.3)
-    return round(meter.stop() * 1000, 1)
+    start = time.perf_counter()
+    widget.cancel_button.clicked()
+    wait_until(lambda: not widget.running, 60)
+    idle = time.perf_counter()
+    settle(0.3)
+    meter.stop()
+    return {"cancel_s": round(idle - start, 3), "cancel_stall_ms": meter.longest(start, idle)}
 
 
-def run_workload(name: str, path: Path, workers: int, follow: bool = True) -> list[dict]:
+def bench_workload(name: str, path: Path, workers: int) -> list[dict]:
     import napari
 
-    from napari_process_position.widget import ProcessPositionWidget
-
-    viewer = napari.Viewer(title=f"bench {name}")
-    viewer.window._qt_window.resize(1400, 900)
-    widget = ProcessPositionWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Process position")
-    widget.input_path.value = str(path)
-    widget.transform.value = "soft_magnitude"
-    widget.num_workers.value = workers
-    widget.follow.value = follow
-    meter = StallMeter()
+    shape = WORKLOADS[name]
     rows = []
-    try:
-        for mode in MODES:
-            widget.use_threads.value = mode.startswith("threads")
-            if mode == "processes (cold pool)":
-                widget.close_pool()  # the run spawns its workers itself
-            if mode == "processes (warm pool)":
-                pool = widget.pool
-                wait_until(
-                    lambda pool=pool: pool is not None and len(pool.processes()) == workers, 60
-                )
-                wait_until(lambda: not widget._workers, 60)
-            row = {"workload": name, "mode": mode, "workers": workers, **measure(widget, meter)}
+    for mode in MODES:
+        viewer = napari.Viewer(title=f"bench {name} {mode}")
+        viewer.window._qt_window.resize(1400, 900)
+        _dock, widget = viewer.window.add_plugin_dock_widget(
+            "napari-process-position", "Process position"
+        )
+        meter = StallMeter()
+        try:
+            widget.input_path.value = str(path)
+            widget.position.value = "A/1/0"
+            widget.transform.value = "soft_magnitude"
+            widget.num_workers.value = workers
+            widget.use_threads.value = mode == "threads"
+            settle(1.0)
+            if mode != "threads":  # the widget warms its pool when processes are chosen
+                wait_until(lambda w=widget: w.pool is not None and w.pool.processes(), 60)
+                wait_until(lambda w=widget: not background_busy(w), 60)
+            add_image = yardstick_add_image(viewer, (shape[0], *shape[2:]))
+            texture = yardstick_texture(viewer, meter, shape[2:])
+            row: dict = {
+                "workload": name,
+                "mode": mode,
+                "workers": workers,
+                "add_image_ms": round(add_image * 1000, 1),
+                "texture_upload_ms": texture,
+            }
+            first = run_once(widget, meter)
+            row.update({f"first_run_{k}": v for k, v in first.items()})
+            rerun = run_once(widget, meter)
+            row.update({f"rerun_{k}": v for k, v in rerun.items()})
+            widget.position.value = "A/2/0"
+            other = run_once(widget, meter)
+            row.update({f"other_position_{k}": v for k, v in other.items()})
+            viewer.dims.ndisplay = 3
+            in_3d = run_once(widget, meter)
+            row.update({f"in_3d_{k}": v for k, v in in_3d.items()})
+            viewer.dims.ndisplay = 2
+            row.update(cancel_once(widget, meter))
             rows.append(row)
             print(json.dumps(row), flush=True)
-        floor = redraw_floor(viewer, meter)
-        for row in rows:
-            row["napari_redraw_ms"] = floor
-        print(f"napari's own redraw stall in this viewer (refresh one layer): {floor} ms")
-    finally:
-        widget.close_pool()
-        viewer.close()
+        finally:
+            widget.close_pool()
+            viewer.close()
+            settle(0.5)
     return rows
+
+
+TABLE = [
+    ("add_image ms", "add_image_ms"),
+    ("3D upload ms", "texture_upload_ms"),
+    ("press: first", "first_run_press_stall_ms"),
+    ("press: re-run", "rerun_press_stall_ms"),
+    ("press: other pos", "other_position_press_stall_ms"),
+    ("stream 2D ms", "rerun_stream_stall_ms"),
+    ("stream 3D ms", "in_3d_stream_stall_ms"),
+    ("1st vol s", "rerun_first_volume_s"),
+    ("1st vol (fresh) s", "first_run_first_volume_s"),
+    ("cancel s", "cancel_s"),
+    ("cancel stall ms", "cancel_stall_ms"),
+]
+
+
+def verdicts(row: dict, threads_first: float | None) -> list[str]:
+    add_ms = row["add_image_ms"]
+    press = max(row[k] for k in TABLE_KEYS_PRESS)
+    out = [
+        f"press of Run {press:.0f} ms <= 1.3 x add_image ({1.3 * add_ms:.0f} ms): "
+        + ("MET" if press <= 1.3 * add_ms else "MISSED"),
+        f"streaming 2D {row['rerun_stream_stall_ms']:.0f} ms < 100 ms: "
+        + ("MET" if row["rerun_stream_stall_ms"] < 100 else "MISSED"),
+        f"streaming 3D {row['in_3d_stream_stall_ms']:.0f} ms <= 1.1 x upload "
+        f"({1.1 * row['texture_upload_ms']:.0f} ms): "
+        + ("MET" if row["in_3d_stream_stall_ms"] <= 1.1 * row["texture_upload_ms"] else "MISSED"),
+        f"first volume {row['rerun_first_volume_s']:.2f} s < 0.5 s + add_image "
+        f"({0.5 + add_ms / 1000:.2f} s): "
+        + ("MET" if row["rerun_first_volume_s"] < 0.5 + add_ms / 1000 else "MISSED"),
+    ]
+    if threads_first is not None and row["mode"] != "threads":
+        out.append(
+            f"warm pool first volume {row['rerun_first_volume_s']:.2f} s <= threads "
+            f"{threads_first:.2f} s: "
+            + ("MET" if row["rerun_first_volume_s"] <= threads_first * 1.05 else "MISSED")
+        )
+    return out
+
+
+TABLE_KEYS_PRESS = (
+    "first_run_press_stall_ms",
+    "rerun_press_stall_ms",
+    "other_position_press_stall_ms",
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
-    parser.add_argument("--workers", type=int, default=None, help="default: available CPUs")
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keep", type=Path, default=None, help="keep the inputs in this folder")
-    parser.add_argument(
-        "--no-follow",
-        action="store_true",
-        help="untick 'follow' (the time slider stays; less re-slicing)",
-    )
+    parser.add_argument("--results", type=Path, default=RESULTS / "widget.txt")
     args = parser.parse_args()
 
-    from napari_process_position.core.budget import available_cpus
+    import napari
+    import qtpy
 
-    workers = args.workers or max(2, available_cpus())
     root = args.keep or Path(tempfile.mkdtemp(prefix="npp-bench-widget-"))
     root.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows: list[dict] = []
     try:
         for name in args.workloads:
             shape = WORKLOADS[name]
             existing = root / ("input-" + "x".join(map(str, shape)) + ".zarr")
             path = existing if existing.exists() else make_input(root, shape)
-            compute = task_compute_seconds(shape)
-            print(f"{name}: TCZYX {shape}, one task's compute {compute * 1000:.0f} ms", flush=True)
-            for row in run_workload(name, path, workers, follow=not args.no_follow):
-                row["task_compute_ms"] = round(compute * 1000, 1)
-                rows.append(row)
+            rows.extend(bench_workload(name, path, args.workers))
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
-    print()
-    print(
-        f"{'workload':<10} {'mode':<22} {'stall ms':>9} {'napari redraw ms':>17} "
-        f"{'first vol s':>12} {'aim s':>7} {'run s':>7}"
-    )
+    lines = [
+        f"# widget responsiveness: napari {napari.__version__}, {qtpy.API_NAME}, "
+        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}",
+        "# command: python benchmarks/bench_widget_responsiveness.py "
+        + " ".join(f"--workloads {' '.join(args.workloads)}".split()),
+        "",
+        f"{'workload':<10} {'mode':<22} " + " ".join(f"{label:>17}" for label, _ in TABLE),
+    ]
     for row in rows:
-        aim = "" if "cold" in row["mode"] else f"{1 + row['task_compute_ms'] / 1000:.2f}"
-        print(
-            f"{row['workload']:<10} {row['mode']:<22} {row['longest_stall_ms']:>9.1f} "
-            f"{row['napari_redraw_ms']:>17.1f} {row['first_volume_s']:>12.3f} {aim:>7} "
-            f"{row['run_s']:>7.2f}"
-        )
+        cells = " ".join(f"{row[key]:>17}" for _, key in TABLE)
+        lines.append(f"{row['workload']:<10} {row['mode']:<22} {cells}")
+    lines.append("")
+    for name in args.workloads:
+        threads = next((r for r in rows if r["workload"] == name and r["mode"] == "threads"), None)
+        for row in (r for r in rows if r["workload"] == name):
+            lines.append(f"{name}, {row['mode']}:")
+            first = threads["rerun_first_volume_s"] if threads else None
+            lines.extend(f"  {v}" for v in verdicts(row, first))
+    text = "\n".join(lines)
+    print(text)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(text + "\n", encoding="utf-8")
+    args.results.with_suffix(".json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

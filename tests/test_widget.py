@@ -327,7 +327,7 @@ def test_cancel_frees_the_widget_at_once(widget, qtbot, mode):
     if mode == "processes":
         qtbot.waitUntil(lambda: not before & {p.pid for p in _pool_processes()}, timeout=1000)
     elif mode == "threads":
-        qtbot.waitUntil(lambda: not w._workers, timeout=1000)
+        qtbot.waitUntil(lambda: not w.busy_in_background, timeout=1000)
     assert time.perf_counter() - start < 1.5
     done = w.last_run["done"]
     assert w.wait_for_background(10)

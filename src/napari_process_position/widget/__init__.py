@@ -19,6 +19,6 @@ magicgui, napari or vispy (an import-linter contract):
 - ``helpers``, ``qt``: small helpers.
 """
 
-from napari_process_position.widget.container import ProcessPositionWidget
+from napari_process_position.widget.view import ProcessPositionWidget
 
 __all__ = ["ProcessPositionWidget"]

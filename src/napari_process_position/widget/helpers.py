@@ -21,8 +21,8 @@ __all__ = [
     "seconds_text",
 ]
 
-#: At most one refresh per layer in this many milliseconds.
-REFRESH_INTERVAL_MS = 100
+#: Layers are refreshed at most this often (20 times a second).
+REFRESH_INTERVAL_MS = 50
 #: Main-thread time spent copying finished volumes into layers per event ...
 COPY_BUDGET_S = 0.025
 #: ... in slabs of Z planes of about this size.

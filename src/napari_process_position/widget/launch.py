@@ -30,7 +30,7 @@ def open_viewer(store: str | os.PathLike[str] | None = None, *, run: bool = True
     """
     import napari
 
-    from napari_process_position.widget.container import ProcessPositionWidget
+    from napari_process_position.widget.view import ProcessPositionWidget
 
     viewer = napari.Viewer(title="napari-process-position")
     widget = ProcessPositionWidget(viewer)

@@ -11,7 +11,13 @@ from napari.qt.threading import GeneratorWorker
 from qtpy.QtCore import QEvent, QObject, QThreadPool, QTimer
 from qtpy.QtWidgets import QWidget
 
-__all__ = ["CloseWatcher", "ClosingGeneratorWorker", "deleted", "room_for_one_more_thread"]
+__all__ = [
+    "CloseWatcher",
+    "ClosingGeneratorWorker",
+    "QtLauncher",
+    "deleted",
+    "room_for_one_more_thread",
+]
 
 
 class ClosingGeneratorWorker(GeneratorWorker):
@@ -94,3 +100,94 @@ def deleted(obj: QObject) -> bool:
     except RuntimeError:
         return True
     return False
+
+
+class QtLauncher:
+    """The controller's :class:`~.controller.Launcher` in napari: thread workers and QTimers.
+
+    A job's generator runs in a napari thread worker; its items reach
+    ``on_event`` on the main thread (the worker's ``yielded`` signal). Workers
+    are tracked until they end, so the widget can tell when nothing of it runs
+    in the background any more. The workers' signals reach the callbacks
+    through a weak reference to the launcher: a job still ending when the
+    widget is gone keeps nothing of it (nor the viewer) alive.
+    """
+
+    def __init__(self, parent: QObject) -> None:
+        self._parent = parent
+        self.workers: set[Any] = set()
+        self._callbacks: dict[int, tuple[Any, Any]] = {}
+
+    @property
+    def busy(self) -> bool:
+        """True while a started job has not finished."""
+        return bool(self.workers)
+
+    def start(
+        self,
+        job: Callable[..., Any],
+        *args: Any,
+        on_event: Callable[[Any], None] | None = None,
+        on_finished: Callable[[], None] | None = None,
+    ) -> Any:
+        """Start ``job(*args)`` in a thread worker; returns the worker."""
+        import inspect
+
+        from napari.qt.threading import thread_worker
+
+        if inspect.isgeneratorfunction(job):
+            worker = thread_worker(job, worker_class=ClosingGeneratorWorker, start_thread=False)(
+                *args
+            )
+        else:
+            worker = thread_worker(job, start_thread=False)(*args)
+        key = id(worker)
+        self.workers.add(worker)
+        self._callbacks[key] = (on_event, on_finished)
+        launcher_ref = weakref.ref(self)
+
+        def event(item: Any) -> None:
+            launcher = launcher_ref()
+            callback = launcher._callbacks.get(key, (None, None))[0] if launcher else None
+            if callback is not None:
+                callback(item)
+
+        def finished() -> None:
+            # Qt holds these connections, unseen by Python's garbage collector: drop them.
+            for name in ("yielded", "errored", "finished"):
+                with contextlib.suppress(TypeError, RuntimeError, AttributeError):
+                    getattr(worker, name).disconnect()
+            launcher = launcher_ref()
+            if launcher is None:
+                return
+            launcher.workers.discard(worker)
+            callback = launcher._callbacks.pop(key, (None, None))[1]
+            if callback is not None:
+                callback()
+
+        if on_event is not None and hasattr(worker, "yielded"):
+            worker.yielded.connect(event)
+        worker.finished.connect(finished)
+        room_for_one_more_thread()
+        worker.start()
+        return worker
+
+    def stop(self, handle: Any) -> None:
+        """Ask a worker to stop (its generator ends at its next item)."""
+        if handle is not None:
+            with contextlib.suppress(RuntimeError):
+                handle.quit()
+
+    def call_later(self, ms: int, callback: Callable[[], None]) -> QTimer:
+        """Call ``callback`` on the main thread in ``ms`` milliseconds."""
+        timer = QTimer(self._parent)
+        timer.setSingleShot(True)
+        timer.timeout.connect(callback)
+        timer.start(int(ms))
+        return timer
+
+    def cancel_call(self, handle: Any) -> None:
+        """Cancel a ``call_later``."""
+        if handle is not None and not deleted(handle):
+            handle.stop()
+            handle.deleteLater()

@@ -1,9 +1,10 @@
-"""The widget itself: its magicgui children, how they are wired, and its public methods.
+"""The widget's view: the magicgui Container that napari docks, bound to the controller.
 
-Running, layers and previews live in mixins (:mod:`._run`, :mod:`._layers`,
-:mod:`._live`); this module builds the form, keeps its choices in step with
-the chosen store, position and transform, and cleans up when the widget or
-the viewer closes.
+It builds the children (:func:`.controls.build_controls`), keeps their
+choices in step with the chosen store, position and transform, binds their
+signals to the :class:`~.controller.Controller`, and shows what the
+controller tells it (status, progress, the Run/Cancel states). All layer work
+is the :class:`~.sink.LayerSink`'s; all decisions are the controller's.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections import deque
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -29,25 +29,26 @@ from napari_process_position.core.errors import (
 )
 from napari_process_position.core.ranges import parse_ranges
 from napari_process_position.engine.pool import ProcessPool
-from napari_process_position.store.layout import PositionInfo, StoreInfo
+from napari_process_position.store.layout import StoreInfo
 from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.transforms import TransformSpec, get_transform, list_transforms
+from napari_process_position.widget.controller import Controller, State
 from napari_process_position.widget.controls import build_controls
-from napari_process_position.widget.layers import Copy, LayersMixin
-from napari_process_position.widget.live import PreviewMixin
 from napari_process_position.widget.params import param_value, param_widget
-from napari_process_position.widget.qt import CloseWatcher, deleted
-from napari_process_position.widget.run import Run, RunMixin
+from napari_process_position.widget.qt import CloseWatcher, QtLauncher, deleted
 from napari_process_position.widget.settings import ask_for_settings_file, save_settings
+from napari_process_position.widget.sink import REGION_LAYER_NAME, LayerSink
 
 if TYPE_CHECKING:
     import napari
-    from napari.layers import Image
 
 __all__ = ["ProcessPositionWidget"]
 
+#: The status line and the progress bar repaint at most this often (they repaint the window).
+_STATUS_INTERVAL_MS = 100
 
-class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
+
+class ProcessPositionWidget(Container):
     """Preview a transform on one OME-Zarr position, streaming each finished volume into napari.
 
     Parameters
@@ -71,31 +72,20 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
         super().__init__(labels=True)
         self._viewer = viewer
         self._store: StoreInfo | None = None
-        self._info: PositionInfo | None = None
-        self._specs: dict[str, TransformSpec] = {}
         self._registry: list[TransformSpec] | None = None
-        self._callables: dict[str, Callable[..., Any]] = {}
-        self._current: Run | None = None
-        self._last: Run | None = None
-        self._workers: set[Any] = set()
-        self._pool: ProcessPool | None = None
         self._closed = False
-        self._closing = False
-        self._dirty: dict[Any, tuple[Image, set[int]]] = {}
-        self._follow_to: tuple[Image, int] | None = None
-        self._last_refresh = 0.0
-        self._last_follow = 0.0
-        self._last_status = 0.0
-        self._pending: deque[Copy] = deque()
+        self._pending_status: tuple[str, bool] | None = None
+        self._pending_progress: tuple[int, int] | None = None
+        self._last_paint = 0.0
+        self._launcher = QtLauncher(self.native)
+        self._sink = LayerSink(
+            viewer, self._launcher, follow=lambda: bool(self.follow.value), parent=self.native
+        )
+        self.controller = Controller(self, self._sink, self._launcher)
         build_controls(self)
-
-        self._timer = QTimer(self.native)
-        self._timer.setSingleShot(True)
-        self._timer.timeout.connect(self._flush)
-        self._status_timer = QTimer(self.native)
-        self._status_timer.setSingleShot(True)
-        self._status_timer.timeout.connect(self._update_status)
-        self._init_preview(self.native)
+        self._paint_timer = QTimer(self.native)
+        self._paint_timer.setSingleShot(True)
+        self._paint_timer.timeout.connect(self._paint)
 
         self.input_path.changed.connect(self._on_input_changed)
         self.position.changed.connect(self._on_position_changed)
@@ -103,17 +93,18 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
         self.custom_transform.changed.connect(self._on_custom_transform)
         self.num_workers.changed.connect(self._on_mode_changed)
         self.use_threads.changed.connect(self._on_mode_changed)
-        self.run_button.clicked.connect(self._on_run)
-        self.cancel_button.clicked.connect(self._on_cancel)
+        self.run_button.clicked.connect(self.controller.run)
+        self.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self._on_save_clicked)
         # Live preview: what the volume on screen depends on.
-        self.live.changed.connect(self._on_live_toggled)
-        self.region.changed.connect(self._on_region_toggled)
-        self.preview_button.clicked.connect(self.preview)
-        self.transform_params.changed.connect(self._request_preview)
+        c = self.controller
+        self.live.changed.connect(c.live_toggled)
+        self.region.changed.connect(c.region_toggled)
+        self.preview_button.clicked.connect(c.preview)
+        self.transform_params.changed.connect(c.request_preview)
         for widget in (self.position, self.channels, self.times):
-            widget.changed.connect(self._request_preview)
-        self.z_range.changed.connect(self._request_region_preview)
+            widget.changed.connect(c.request_preview)
+        self.z_range.changed.connect(c.request_region_preview)
         self._on_transform_changed()
         self._fit_channel_list()
 
@@ -121,11 +112,12 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
         self.native.destroyed.connect(self._on_destroyed)
         scene = getattr(viewer, "scene", None)  # napari >= 0.9; viewer.camera before
         camera = scene.camera if scene is not None else viewer.camera
+        self._region_layers: dict[str, Any] = {}
         self._viewer_events: list[tuple[Any, Callable[..., Any]]] = [
             (viewer.layers.events.inserted, self._on_layer_inserted),
-            (viewer.dims.events.current_step, self._request_preview),
-            (camera.events.center, self._request_view_preview),
-            (camera.events.zoom, self._request_view_preview),
+            (viewer.dims.events.current_step, self._on_step),
+            (camera.events.center, self._on_camera),
+            (camera.events.zoom, self._on_camera),
         ]
         for emitter, callback in self._viewer_events:
             emitter.connect(callback)
@@ -137,7 +129,17 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
     @property
     def running(self) -> bool:
         """True while a run is in flight."""
-        return self._current is not None
+        return self.controller.current is not None
+
+    @property
+    def state(self) -> State:
+        """``idle``, ``running``, ``cancelling`` or ``previewing`` (see the controller)."""
+        return self.controller.state
+
+    @property
+    def busy_in_background(self) -> bool:
+        """True while a job of the widget runs in a background thread (a pool warming, say)."""
+        return self._launcher.busy
 
     @property
     def viewer(self) -> napari.viewer.Viewer:
@@ -147,24 +149,21 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
     @property
     def pool(self) -> ProcessPool | None:
         """The process pool kept warm for process mode (None until needed)."""
-        return self._pool
+        return self.controller.pool
 
     @property
     def last_run(self) -> dict[str, Any]:
         """Timings and counts of the latest run (for benchmarks and tests)."""
-        run = self._current or self._last
-        if run is None:
-            return {}
-        return {
-            "id": run.id,
-            "outcome": run.outcome,
-            "done": run.done,
-            "total": run.total,
-            "started": run.started,
-            "prepared": run.prepared_at,
-            "first_shown": run.first_shown_at,
-            "finished": run.finished_at,
-        }
+        return self.controller.last_run
+
+    @property
+    def last_preview(self) -> dict[str, Any]:
+        """Timings of the latest preview shown (for benchmarks and tests)."""
+        return self.controller.last_preview
+
+    def preview(self) -> None:
+        """Compute the volume on screen now with the current settings (the Preview button)."""
+        self.controller.preview()
 
     def add_transform(self, transform: str | Callable[..., Any]) -> str:
         """Offer a transform of one's own, select it, and return its name.
@@ -175,6 +174,11 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
             ``"module:function"``, ``"/path/to/file.py:function"``, or a function
             defined at the top level of a module or file (it is run by reference,
             so worker processes can import it too).
+
+        Returns
+        -------
+        str
+            The name it is listed under.
 
         Raises
         ------
@@ -195,9 +199,9 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
                     "level of a .py file and add 'file.py:function'"
                 )
             name = spec.ref
-            self._callables[name] = transform
+            self.controller.callables[name] = transform
             spec = get_transform(name)
-        self._specs[name] = spec
+        self.controller.specs[name] = spec
         self.transform.reset_choices()
         self.transform.value = name
         return name
@@ -207,10 +211,11 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
 
         Raises
         ------
-        ValueError
+        InvalidArgumentError
             A setting is missing or invalid; the message says which.
         """
-        if self._store is None or self._info is None:
+        info = self.controller.info
+        if self._store is None or info is None:
             raise InvalidArgumentError("choose an OME-Zarr plate or position first")
         key = self.position.value
         if key is None:
@@ -218,7 +223,7 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
         channels = sorted(self.channels.value)
         if not channels:
             raise InvalidArgumentError("select at least one channel")
-        times = parse_ranges(self.times.value, "time point", self._info.shape[0])
+        times = parse_ranges(self.times.value, "time point", info.shape[0])
         output = self.output_path.value
         params = {w.name: param_value(w) for w in self.transform_params}
         return RunConfig(
@@ -241,6 +246,11 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
         them (edit ``positions`` in the file to narrow it down). The status line
         shows the command that runs it.
 
+        Returns
+        -------
+        Path
+            The file written (``.yaml``).
+
         Raises
         ------
         InvalidArgumentError
@@ -249,8 +259,220 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
             The file cannot be written.
         """
         target, command = save_settings(self.current_config(), path)
-        self._set_status(f"Saved {target}. Run every position with: {command}")
+        self.show_status(f"Saved {target}. Run every position with: {command}")
         return target
+
+    def cancel(self) -> None:
+        """Cancel the run in flight (what the Cancel button does)."""
+        self.controller.cancel()
+        self._sink.flush()
+
+    def close_pool(self) -> None:
+        """Cancel any run and preview, and stop the process pool (done when the viewer closes).
+
+        The widget stays usable: process mode starts a new pool on the next run.
+        """
+        self.controller.close_pool()
+
+    def wait_for_background(self, timeout: float = 10.0) -> bool:
+        """Wait (processing Qt events) until background jobs have ended; True if they did."""
+        from qtpy.QtWidgets import QApplication
+
+        deadline = time.perf_counter() + timeout
+        while self._launcher.busy and time.perf_counter() < deadline:
+            QApplication.processEvents()
+            time.sleep(0.005)
+        return not self._launcher.busy
+
+    # -- the controller's view port ----------------------------------------------------
+    def preview_options(self) -> tuple[bool, bool, str]:
+        """``(live, region only, Z range text)``."""
+        return bool(self.live.value), bool(self.region.value), str(self.z_range.value)
+
+    def show_status(self, text: str, error: bool = False) -> None:
+        """Show a status line; an error is a notification too.
+
+        While a run streams, the line changes with every volume: it is shown with the
+        next paint (at most every 100 ms), not at once.
+        """
+        if self.running and not error:
+            self._pending_status = (text, error)
+            self._request_paint()
+            return
+        self.status.value = text
+        self._pending_status = None
+        if error:
+            show_error(text)
+
+    def set_busy(self, busy: bool) -> None:
+        """Run disabled and Cancel enabled while busy; the reverse otherwise."""
+        self.run_button.enabled = not busy
+        self.cancel_button.enabled = busy
+        for widget in self._settings:
+            widget.enabled = not busy
+        if not busy:
+            self._paint()  # the end of a run shows at once
+
+    def show_progress(self, done: int, total: int) -> None:
+        """Show how many volumes are done (repainted with the next paint)."""
+        self._pending_progress = (done, total)
+        self._request_paint()
+
+    def _request_paint(self) -> None:
+        # The labels and the bar repaint the window: their own event, at most every 100 ms.
+        if self._closed or self._paint_timer.isActive():
+            return
+        wait = _STATUS_INTERVAL_MS - (time.perf_counter() - self._last_paint) * 1000
+        self._paint_timer.start(int(max(0.0, wait)))
+
+    def _paint(self) -> None:
+        self._last_paint = time.perf_counter()
+        if self._pending_progress is not None:
+            done, total = self._pending_progress
+            self._pending_progress = None
+            # QProgressBar.setValue repaints synchronously; with napari's OpenGL canvas in
+            # the window that is a full window redraw inside this handler: let Qt paint it.
+            bar = self.progress.native
+            bar.setUpdatesEnabled(False)
+            try:
+                self.progress.max = max(1, total)
+                self.progress.value = min(done, max(1, total))
+            finally:
+                bar.setUpdatesEnabled(True)
+            bar.update()
+        if self._pending_status is not None:
+            self.status.value = self._pending_status[0]
+            self._pending_status = None
+
+    # -- choices -------------------------------------------------------------------------
+    def _transform_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
+        # napari calls reset_choices() on every layer change; scanning entry points
+        # each time would cost tens of milliseconds, so the registry is read once.
+        if self._registry is None:
+            self._registry = list_transforms()
+        specs = self.controller.specs
+        choices = []
+        for spec in self._registry:
+            specs.setdefault(spec.name, spec)
+            choices.append((spec.display_name, spec.name))
+        known = {value for _, value in choices}
+        for name, spec in specs.items():
+            if name not in known:
+                choices.append((f"{spec.display_name} (custom)", name))
+        return choices
+
+    def _position_choices(self, _widget: Any = None) -> list[str]:
+        return list(self._store.position_keys) if self._store is not None else []
+
+    def _channel_choices(self, _widget: Any = None) -> list[tuple[str, int]]:
+        info = self.controller.info
+        if info is None:
+            return []
+        return [(name, i) for i, name in enumerate(info.channel_names)]
+
+    def _input_chosen(self) -> bool:
+        return bool(self.input_path.line_edit.value.strip())
+
+    def _on_input_changed(self, *_: Any) -> None:
+        path = self.input_path.value
+        self._store = None
+        self.controller.info = None
+        self.position.reset_choices()
+        self.channels.reset_choices()
+        if not path or str(path) in ("", "."):
+            return
+        try:
+            store = open_store(str(path))
+        except ProcessPositionError as exc:
+            self._bad_store(path, exc)
+            return
+        self._store = store
+        self.position.reset_choices()
+        if store.position_keys:
+            self.position.value = store.position_keys[0]
+        self._on_position_changed()
+        if self.controller.info is None:
+            return  # the position could not be read: its error stays in the status line
+        kind = "plate" if store.kind == "plate" else "position"
+        self.show_status(
+            f"{kind} with {len(store.position_keys)} position(s); pick a transform and press Run."
+        )
+
+    def _bad_store(self, path: Any, exc: Exception) -> None:
+        """Say why a store cannot be used, in the status line and as a notification.
+
+        The notification is only for a folder that exists, not for a path that is
+        still being typed.
+        """
+        self.status.value = str(exc)
+        if os.path.isdir(str(path)):
+            show_error(str(exc))
+
+    def _on_position_changed(self, *_: Any) -> None:
+        key = self.position.value
+        info = self.controller.info
+        if (
+            self._store is not None
+            and key is not None
+            and info is not None
+            and info.path == self._store.position_path(key)
+        ):
+            return  # already shown
+        previous = [info.channel_names[c] for c in self.channels.value] if info else []
+        self.controller.info = info = None
+        if self._store is not None and key is not None:
+            try:
+                info = read_position(self._store.position_path(key), key)
+            except ProcessPositionError as exc:
+                self._bad_store(self._store.position_path(key), exc)
+        self.controller.info = info
+        self.channels.reset_choices()
+        if info is None:
+            return
+        keep = [i for i, name in enumerate(info.channel_names) if name in previous]
+        self.channels.value = keep or list(range(len(info.channel_names)))
+        self.times.tooltip = (
+            f"Time points of {info.shape[0]} (0 to {info.shape[0] - 1}): "
+            "'all', or indices and ranges like '0-3,7'"
+        )
+        self._fit_channel_list()
+        try:
+            self._sink.show_inputs(info, now=True)
+        except Exception as exc:  # unreadable data: say so, keep the form usable
+            self.show_status(f"cannot show {info.path}: {exc}")
+
+    def _fit_channel_list(self) -> None:
+        rows = max(1, min(6, len(self.channels.choices)))
+        self.channels.native.setFixedHeight(rows * 22 + 8)
+
+    def _on_transform_changed(self, *_: Any) -> None:
+        name = self.transform.value
+        self.transform_params.clear()
+        if name is None:
+            return
+        spec = self.controller.spec(name)
+        hints = spec.type_hints()
+        widgets = [param_widget(p, hints.get(p.name, p.annotation)) for p in spec.parameters()]
+        self.transform_params.extend(widgets)
+        self.transform_params.visible = bool(widgets)
+        self.transform.tooltip = spec.summary or spec.name
+        self.controller.request_preview()
+
+    def _on_custom_transform(self, *_: Any) -> None:
+        text = self.custom_transform.value.strip()
+        if ":" not in text or text.endswith(":"):
+            return
+        try:
+            self.add_transform(text)
+        except ProcessPositionError as exc:
+            self.custom_transform.tooltip = str(exc)
+            return
+        self.custom_transform.tooltip = f"added {text}"
+
+    def _on_mode_changed(self, *_: Any) -> None:
+        workers, threads = int(self.num_workers.value), bool(self.use_threads.value)
+        if workers > 1 and not threads and not self.running and not self._closed:
+            self.controller.ensure_pool(workers, warm=True, transform=self.transform.value)
 
     def _on_save_clicked(self, *_: Any) -> None:
         chosen = ask_for_settings_file()
@@ -259,45 +481,30 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
         try:
             self.save_config(chosen)
         except (ValueError, ProcessPositionError) as exc:
-            self._report_error(f"cannot save the settings: {exc}")
+            self.show_status(f"cannot save the settings: {exc}", error=True)
 
-    def cancel(self) -> None:
-        """Cancel the run in flight (what the Cancel button does)."""
-        self._on_cancel()
+    # -- the viewer ------------------------------------------------------------------------
+    def _on_step(self, *_: Any) -> None:
+        self.controller.request_preview()
 
-    def close_pool(self) -> None:
-        """Cancel any run and preview, and stop the process pool (done when the viewer closes).
-
-        The widget stays usable: process mode starts a new pool on the next run.
-        """
-        self._closing = True
-        try:
-            # A live preview waiting for its debounce would otherwise start after this.
-            self._stop_previews(forget=False)
-            if self._current is not None:
-                self._on_cancel()
-            pool, self._pool = self._pool, None
-            if pool is not None:
-                pool.kill()
-        finally:
-            self._closing = False
-
-    def wait_for_background(self, timeout: float = 10.0) -> bool:
-        """Wait (processing Qt events) until detached workers have ended; True if they did."""
-        from qtpy.QtWidgets import QApplication
-
-        deadline = time.perf_counter() + timeout
-        while self._workers and time.perf_counter() < deadline:
-            QApplication.processEvents()
-            time.sleep(0.005)
-        return not self._workers
-
-    def _input_chosen(self) -> bool:
-        return bool(self.input_path.line_edit.value.strip())
+    def _on_camera(self, *_: Any) -> None:
+        self.controller.request_view_preview()
 
     def _on_layer_inserted(self, event: Any) -> None:
         self._adopt_sample(event.value)
         self._watch_region_layer(event.value)
+
+    def _watch_region_layer(self, layer: Any) -> None:
+        from napari.layers import Shapes
+
+        if layer.name == REGION_LAYER_NAME and isinstance(layer, Shapes):
+            if layer.unique_id not in self._region_layers:
+                self._region_layers[layer.unique_id] = layer
+                layer.events.data.connect(self._on_region_data)
+            self.controller.request_region_preview()
+
+    def _on_region_data(self, *_: Any) -> None:
+        self.controller.request_region_preview()
 
     def _adopt_sample(self, layer: Any) -> None:
         """Sample-data layers name their store: make it the input if none is chosen yet."""
@@ -316,125 +523,6 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
         if key in self.position.choices and self.position.value != key:
             self.position.value = key
 
-    # -- choices -------------------------------------------------------------------------
-    def _transform_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
-        # napari calls reset_choices() on every layer change; scanning entry points
-        # each time would cost tens of milliseconds, so the registry is read once.
-        if self._registry is None:
-            self._registry = list_transforms()
-        choices = []
-        for spec in self._registry:
-            self._specs.setdefault(spec.name, spec)
-            choices.append((spec.display_name, spec.name))
-        known = {value for _, value in choices}
-        for name, spec in self._specs.items():
-            if name not in known:
-                choices.append((f"{spec.display_name} (custom)", name))
-        return choices
-
-    def _position_choices(self, _widget: Any = None) -> list[str]:
-        return list(self._store.position_keys) if self._store is not None else []
-
-    def _channel_choices(self, _widget: Any = None) -> list[tuple[str, int]]:
-        if self._info is None:
-            return []
-        return [(name, i) for i, name in enumerate(self._info.channel_names)]
-
-    def _on_input_changed(self, *_: Any) -> None:
-        path = self.input_path.value
-        self._store = None
-        self._info = None
-        self.position.reset_choices()
-        self.channels.reset_choices()
-        if not path or str(path) in ("", "."):
-            return
-        try:
-            store = open_store(str(path))
-        except ProcessPositionError as exc:
-            self._bad_store(path, exc)
-            return
-        self._store = store
-        self.position.reset_choices()
-        if store.position_keys:
-            self.position.value = store.position_keys[0]
-        self._on_position_changed()
-        if self._info is None:
-            return  # the position could not be read: its error stays in the status line
-        kind = "plate" if store.kind == "plate" else "position"
-        self._set_status(
-            f"{kind} with {len(store.position_keys)} position(s); pick a transform and press Run."
-        )
-
-    def _bad_store(self, path: Any, exc: Exception) -> None:
-        """Say why a store cannot be used, in the status line and as a notification.
-
-        The notification is only for a folder that exists, not for a path that is
-        still being typed.
-        """
-        self._set_status(str(exc))
-        if os.path.isdir(str(path)):
-            show_error(str(exc))
-
-    def _on_position_changed(self, *_: Any) -> None:
-        key = self.position.value
-        if (
-            self._store is not None
-            and key is not None
-            and self._info is not None
-            and self._info.path == self._store.position_path(key)
-        ):
-            return  # already shown
-        previous = [self._info.channel_names[c] for c in self.channels.value] if self._info else []
-        self._info = None
-        if self._store is not None and key is not None:
-            try:
-                self._info = read_position(self._store.position_path(key), key)
-            except ProcessPositionError as exc:
-                self._bad_store(self._store.position_path(key), exc)
-        self.channels.reset_choices()
-        info = self._info
-        if info is None:
-            return
-        keep = [i for i, name in enumerate(info.channel_names) if name in previous]
-        self.channels.value = keep or list(range(len(info.channel_names)))
-        self.times.tooltip = (
-            f"Time points of {info.shape[0]} (0 to {info.shape[0] - 1}): "
-            "'all', or indices and ranges like '0-3,7'"
-        )
-        self._fit_channel_list()
-        try:
-            self._show_inputs(info)
-        except Exception as exc:  # unreadable data: say so, keep the form usable
-            self._set_status(f"cannot show {info.path}: {exc}")
-
-    def _fit_channel_list(self) -> None:
-        rows = max(1, min(6, len(self.channels.choices)))
-        self.channels.native.setFixedHeight(rows * 22 + 8)
-
-    def _on_transform_changed(self, *_: Any) -> None:
-        name = self.transform.value
-        self.transform_params.clear()
-        if name is None:
-            return
-        spec = self._specs.get(name) or get_transform(name)
-        hints = spec.type_hints()
-        widgets = [param_widget(p, hints.get(p.name, p.annotation)) for p in spec.parameters()]
-        self.transform_params.extend(widgets)
-        self.transform_params.visible = bool(widgets)
-        self.transform.tooltip = spec.summary or spec.name
-        self._request_preview()
-
-    def _on_custom_transform(self, *_: Any) -> None:
-        text = self.custom_transform.value.strip()
-        if ":" not in text or text.endswith(":"):
-            return
-        try:
-            self.add_transform(text)
-        except ProcessPositionError as exc:
-            self.custom_transform.tooltip = str(exc)
-            return
-        self.custom_transform.tooltip = f"added {text}"
-
     def _on_destroyed(self, *_: Any) -> None:
         self._closed = True
         for emitter, callback in self._viewer_events:
@@ -442,17 +530,8 @@ class ProcessPositionWidget(RunMixin, LayersMixin, PreviewMixin, Container):
                 emitter.disconnect(callback)
         for layer in list(self._region_layers.values()):
             with contextlib.suppress(Exception):
-                layer.events.data.disconnect(self._request_region_preview)
-        self._preview_generation = next(self._generations)  # drops previews in flight
-        for timer in (self._timer, self._status_timer, self._preview_timer):
-            if not deleted(timer):
-                timer.stop()
-        run = self._current
-        if run is not None:
-            run.cancel()
-            if run.worker is not None:
-                run.worker.quit()
-            self._current = None
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.kill()
+                layer.events.data.disconnect(self._on_region_data)
+        if not deleted(self._paint_timer):
+            self._paint_timer.stop()
+        self._sink.close()
+        self.controller.close()

@@ -1,0 +1,99 @@
+"""The events a background job sends the widget's controller, as typed records.
+
+A run's job (:func:`.jobs.run_events`) and a preview's job
+(:func:`.jobs.preview_events`) yield these; the controller receives them on the
+main thread and tells them apart by type, dropping those of a run or preview
+that is no longer current (by its id). Qt-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from napari_process_position.batch.preview import PreviewResult
+from napari_process_position.batch.run import BatchRun
+from napari_process_position.core.tasks import Result
+from napari_process_position.store.layout import OutputLayout
+
+__all__ = [
+    "Failed",
+    "PreviewDone",
+    "PreviewLayout",
+    "PreviewVolume",
+    "Region",
+    "RunEnded",
+    "RunPrepared",
+    "VolumeFinished",
+]
+
+#: A ZYX region of a volume: per axis ``(start, stop)``; Z may be None (every plane).
+Region = tuple[tuple[int, int] | None, tuple[int, int], tuple[int, int]]
+
+Limits = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class RunPrepared:
+    """The run's output is sized (and created); its volumes follow."""
+
+    batch: BatchRun
+    #: Contrast limits of the input channels (channel index -> limits).
+    input_limits: dict[int, Limits]
+
+
+@dataclass(frozen=True)
+class VolumeFinished:
+    """One (t, c) volume of a run is done: written, skipped or computed for a preview."""
+
+    result: Result
+    #: The output channel (index into the run's channels).
+    channel: int
+    #: The ZYX volume to show (None: nothing to show, the layer keeps zeros).
+    volume: np.ndarray | None
+    #: Contrast limits, sent with the first volume of each channel.
+    limits: Limits | None
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    """The run's stream ended (every volume done, or cancelled)."""
+
+    batch: BatchRun
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A job failed; its error, to report once, in the widget's words."""
+
+    error: BaseException
+
+
+@dataclass(frozen=True)
+class PreviewLayout:
+    """A preview knows its output's layout, and the region it will compute (if any)."""
+
+    layout: OutputLayout
+    region: Region | None
+    #: Why a region preview falls back to the whole volume, if it does.
+    note: str | None
+
+
+@dataclass(frozen=True)
+class PreviewVolume:
+    """One channel of a preview is computed."""
+
+    channel: int
+    result: PreviewResult
+    limits: Limits | None
+
+
+@dataclass(frozen=True)
+class PreviewDone:
+    """Every channel of a preview is computed."""
+
+
+#: Any of the above.
+Event = Any

@@ -1,0 +1,256 @@
+"""What the widget runs off the main thread, and the records it keeps of runs and previews.
+
+:func:`run_events` prepares a run and streams its volumes; :func:`preview_events`
+computes a preview one channel at a time; :func:`warm_pool` starts a process
+pool ahead of the first run; :func:`read_inputs` reads input volumes for the
+layers before the time slider moves to them. Each is a plain generator or
+function: the widget runs them in napari thread workers, tests call them
+directly. Qt-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from napari_process_position.batch.config import RunConfig
+from napari_process_position.batch.plan import output_layout
+from napari_process_position.batch.prepare import prepare_run
+from napari_process_position.batch.preview import open_source, preview_volume, region_fallback
+from napari_process_position.batch.run import BatchRun
+from napari_process_position.core.identity import digest_value
+from napari_process_position.engine.pool import ProcessPool
+from napari_process_position.store.layout import OutputLayout, PositionInfo
+from napari_process_position.store.metadata import read_position
+from napari_process_position.transforms import TransformSpec
+from napari_process_position.widget.events import (
+    Event,
+    Failed,
+    PreviewDone,
+    PreviewLayout,
+    PreviewVolume,
+    Region,
+    RunEnded,
+    RunPrepared,
+    VolumeFinished,
+)
+from napari_process_position.widget.helpers import display_limits
+
+__all__ = [
+    "PreviewJob",
+    "Run",
+    "input_limits",
+    "preview_events",
+    "read_inputs",
+    "run_events",
+    "settings_key",
+    "warm_pool",
+]
+
+_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Run:
+    """One press of Run: its id, its config and what the main thread knows of it."""
+
+    config: RunConfig
+    pool: ProcessPool | None
+    id: int = field(default_factory=lambda: next(_ids))
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    batch: BatchRun | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    started: float = field(default_factory=time.perf_counter)
+    prepared_at: float | None = None
+    first_shown_at: float | None = None
+    finished_at: float | None = None
+    total: int = 0
+    done: int = 0
+    outputs: Any = None
+    worker: Any = None
+    #: The end of the run is decided (it waits for its volumes to be on screen).
+    ending: bool = False
+    clim_set: set[int] = field(default_factory=set)
+    shown_times: set[int] = field(default_factory=set)
+    outcome: str = "running"
+
+    def attach(self, batch: BatchRun) -> None:
+        """Hold the prepared batch (cancelled at once when the run was cancelled meanwhile)."""
+        with self.lock:
+            self.batch = batch
+        if self.cancel_event.is_set():
+            batch.cancel()
+
+    def cancel(self) -> None:
+        """Cancel the run, from any thread."""
+        self.cancel_event.set()
+        with self.lock:
+            batch = self.batch
+        if batch is not None:
+            batch.cancel()
+
+    def stats(self) -> dict[str, Any]:
+        """Return timings and counts (for benchmarks and tests)."""
+        return {
+            "id": self.id,
+            "outcome": self.outcome,
+            "done": self.done,
+            "total": self.total,
+            "started": self.started,
+            "prepared": self.prepared_at,
+            "first_shown": self.first_shown_at,
+            "finished": self.finished_at,
+        }
+
+
+def input_limits(
+    info: PositionInfo, channels: Sequence[int], t: int
+) -> dict[int, tuple[float, float]]:
+    """Contrast limits of the input channels from one Z plane each (cheap to read)."""
+    source = info.open_array()
+    z = info.shape[2] // 2
+    limits = {}
+    for c in channels:
+        found = display_limits(source[t, c, z].read().result())
+        if found is not None:
+            limits[c] = found
+    return limits
+
+
+def run_events(run: Run) -> Iterator[Event]:
+    """Prepare the run, then yield each finished volume (the body of the run's thread worker).
+
+    Everything slow (checking the config, probing the transform, creating the
+    output, reading written volumes back, contrast statistics) happens here,
+    off the main thread. Errors are yielded, not raised, so the widget reports
+    them once, in its own words.
+    """
+    try:
+        batch = prepare_run(run.config, pool=run.pool)
+        batch.stop_on_error = True
+        key = batch.keys[0]
+        run.attach(batch)
+        yield RunPrepared(batch, input_limits(batch.inputs[key], batch.channels, batch.times[0]))
+        reader = None
+        seen: set[int] = set()
+        for key, result in batch:
+            out_c = result.output_channels
+            index = out_c[0] if isinstance(out_c, tuple) else int(out_c)  # type: ignore[arg-type]
+            volume = result.volume
+            if volume is None and result.status in ("written", "resumed"):
+                if reader is None:
+                    reader = read_position(str(batch.output_paths[key])).open_array()
+                volume = reader[result.output_time_index, index].read().result()
+            elif volume is not None and volume.ndim == 4:
+                volume = volume[0]
+            limits = None
+            if volume is not None and index not in seen:
+                seen.add(index)
+                limits = display_limits(volume)
+            yield VolumeFinished(result, index, volume, limits)
+        yield RunEnded(batch)
+    except Exception as exc:  # reported by the widget, with the (t, c) when known
+        yield Failed(exc)
+
+
+def warm_pool(pool: ProcessPool, transform_ref: str | None) -> None:
+    """Start a pool's processes and import the transform in them (run in a thread worker)."""
+    with contextlib.suppress(Exception):  # a pool stopped while warming is fine
+        pool.warm(transform_ref)
+
+
+def read_inputs(
+    info: PositionInfo, requests: Sequence[tuple[int, int, Any]]
+) -> Iterator[tuple[int, int, Any, np.ndarray]]:
+    """Read input slices ``(t, c, index within the ZYX volume)`` for the input layers.
+
+    Yields ``(t, c, index, array)``: what the layers will show once the time
+    slider moves to ``t``, read here rather than by napari on the main thread.
+    """
+    source = info.open_array()
+    for t, c, where in requests:
+        yield t, c, where, np.asarray(source[(t, c, *where)].read().result())
+
+
+@dataclass(eq=False)
+class PreviewJob:
+    """One preview: what to compute, and what the main thread learns of it."""
+
+    generation: int
+    config: RunConfig
+    info: PositionInfo
+    spec: TransformSpec
+    channels: list[int]
+    times: list[int]
+    time_index: int
+    out_index: int
+    region: Region | None
+    region_source: str | None
+    signature: tuple[Any, ...]
+    requested: float
+    started: float = field(default_factory=time.perf_counter)
+    region_used: Region | None = None
+    note: str | None = None
+    layout: Any = None
+    outputs: Any = None
+    fresh: bool = False
+    shown: set[int] = field(default_factory=set)
+    shown_at: float | None = None
+    compute_s: float = 0.0
+    error: str | None = None
+
+
+def settings_key(config: RunConfig, info: PositionInfo) -> tuple[Any, ...]:
+    """Return what an output volume depends on, besides its time point and region."""
+    channels = tuple(config.channels or range(info.shape[1]))
+    times = tuple(config.times or range(info.shape[0]))
+    return (config.transform, digest_value(config.params), info.path, channels, times)
+
+
+_layout_cache: dict[tuple[Any, ...], OutputLayout] = {}
+
+
+def preview_events(job: PreviewJob, is_current: Callable[[int], bool]) -> Iterator[Event]:
+    """Compute a preview, one channel at a time (the body of the preview's thread worker)."""
+    try:
+        spec, info = job.spec, job.info
+        params = spec.check_params(dict(job.config.params))
+        key = (spec.ref, digest_value(params), info.path, tuple(job.channels), len(job.times))
+        layout = _layout_cache.get(key)
+        if layout is None:
+            layout = output_layout(spec, info, params, job.channels, job.times)
+            _layout_cache.clear()
+            _layout_cache[key] = layout
+        region: Any = job.region
+        note = None
+        if region is not None:
+            reason = region_fallback(spec, params, info.volume_shape, layout.shape[2:])
+            if reason is not None:
+                region, note = None, f"{reason}: previewed the whole volume"
+        yield PreviewLayout(layout, region, note)
+        source = open_source(info)
+        for i, channel in enumerate(job.channels):
+            if not is_current(job.generation):
+                return  # a newer change made this preview stale
+            result = preview_volume(
+                info,
+                spec,
+                params,
+                job.time_index,
+                channel,
+                region=region,
+                output_dtype=layout.dtype,
+                source=source,
+            )
+            limits = display_limits(result.volume) if result.volume is not None else None
+            yield PreviewVolume(i, result, limits)
+        yield PreviewDone()
+    except Exception as exc:  # reported in the status line
+        yield Failed(exc)
