@@ -12,6 +12,7 @@ from typing import Any
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.core.transform_ref import PickledTransform, TransformRef, portable
+from napari_process_position.engine.shared import pool_token, remove_leftovers
 from napari_process_position.engine.worker import init_worker, warm_up
 
 __all__ = ["ProcessPool"]
@@ -71,6 +72,8 @@ class ProcessPool:
         self.inner_threads = inner_threads or max(1, available_cpus() // self.num_workers)
         self.memory_limit_bytes = int(memory_limit_bytes) if memory_limit_bytes else None
         self._executor: cf.ProcessPoolExecutor | None = None
+        #: Names this pool's shared memory files (preview volumes: see :mod:`.shared`).
+        self.share_token = pool_token()
         self._lock = threading.Lock()
 
     @property
@@ -157,6 +160,7 @@ class ProcessPool:
             with contextlib.suppress(Exception):
                 proc.join(timeout=2)
         _forget_manager_thread(executor)
+        remove_leftovers(self.share_token)
 
     def shutdown(self, wait: bool = True) -> None:
         """Let the workers finish what they run, then stop them."""
@@ -164,6 +168,8 @@ class ProcessPool:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=wait, cancel_futures=True)
+            if wait:
+                remove_leftovers(self.share_token)
 
     def __enter__(self) -> ProcessPool:
         return self

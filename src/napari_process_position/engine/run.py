@@ -28,7 +28,8 @@ from napari_process_position.engine.failures import (
     worker_died_error,
 )
 from napari_process_position.engine.pool import ProcessPool
-from napari_process_position.engine.worker import run_task
+from napari_process_position.engine.shared import from_shared, release, sharing_available
+from napari_process_position.engine.worker import run_task, run_task_shared
 from napari_process_position.store.layout import PositionInfo
 
 __all__ = ["Mode", "PositionRun"]
@@ -245,6 +246,10 @@ class PositionRun:
         pending: dict[cf.Future[list[Result]], Task] = {}
         queue = list(reversed(todo))
         clean_exit = False
+        # Preview volumes from worker processes come back through shared memory.
+        share = None
+        if self.mode == "processes" and self.output is None and sharing_available():
+            share = self._pool.share_token if self._pool is not None else None
         try:
             while queue or pending:
                 if self._cancel.is_set():
@@ -253,7 +258,13 @@ class PositionRun:
                     return
                 while queue and len(pending) < self.max_in_flight:
                     task = queue.pop()
-                    pending[executor.submit(run_task, task, self._sent, self.params)] = task
+                    if share is not None:
+                        future = executor.submit(
+                            run_task_shared, task, self._sent, self.params, share
+                        )
+                    else:
+                        future = executor.submit(run_task, task, self._sent, self.params)
+                    pending[future] = task
                 finished, _ = cf.wait(pending, timeout=0.1, return_when=cf.FIRST_COMPLETED)
                 # Completed volumes first: when a worker dies, what finished alongside it is
                 # still reported (it is written and recorded) before the error is raised.
@@ -274,11 +285,12 @@ class PositionRun:
                         if error is exc:
                             raise
                         raise error from exc
-                    yield from results
+                    yield from from_shared(results)
             clean_exit = True
         finally:
             for future in pending:
-                future.cancel()
+                if not future.cancel() and share is not None:
+                    future.add_done_callback(_release_unreceived)
             if limits is not None:
                 limits.restore_original_limits()
             if owned is not None:
@@ -306,7 +318,7 @@ class PositionRun:
                 except Exception as exc:  # stopping anyway: report it, keep draining the rest
                     log.warning("while stopping, %s did not complete: %s", task.label, exc)
                     continue
-                yield from results
+                yield from from_shared(results)
         if pending:
             log.warning(
                 "stopped %d task(s) still running after the wait: %s",
@@ -322,3 +334,9 @@ class PositionRun:
         codes = pool.exit_codes(settle=1.0) if pool is not None else {}
         limit = pool.memory_limit_bytes if pool is not None else None
         return worker_died_error([task, *others], codes, limit)
+
+
+def _release_unreceived(future: cf.Future[list[Result]]) -> None:
+    """Remove the shared files of a task whose results nobody will read (a stopped run's)."""
+    if not future.cancelled() and future.exception() is None:
+        release(future.result())

@@ -28,10 +28,11 @@ from napari_process_position.core.transform_ref import (
     resolve_transform,
     transform_name,
 )
+from napari_process_position.engine.shared import to_shared
 from napari_process_position.store.arrays import open_array, selection
 from napari_process_position.store.shards import RowRewrite, lost_text, rewrite_rows
 
-__all__ = ["init_worker", "memory_limit", "run_task", "warm_up"]
+__all__ = ["init_worker", "memory_limit", "run_task", "run_task_shared", "warm_up"]
 
 
 log = logging.getLogger(__name__)
@@ -285,6 +286,16 @@ def run_task(
         )
         for t_in, t_out, status, read_s, compute_s in timings
     ]
+
+
+def run_task_shared(
+    task: Task, transform: TransformRef, params: dict[str, Any], owner: str
+) -> list[Result]:
+    """Run one task in a pool worker; its preview volumes go back through shared memory.
+
+    See :mod:`.shared`: ``owner`` is the pool's token.
+    """
+    return to_shared(run_task(task, transform, params), owner)
 
 
 def _load_transform(transform: TransformRef, task: Task) -> Callable[..., Any]:
