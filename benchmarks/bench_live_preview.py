@@ -152,8 +152,8 @@ def run_volume(name: str, path: Path, repeats: int) -> list[dict]:
     import napari
 
     from napari_process_position.widget import ProcessPositionWidget
-    from napari_process_position.widget.controller import PREVIEW_DEBOUNCE_MS
-    from napari_process_position.widget.sink import REGION_LAYER_NAME
+    from napari_process_position.widget.previews import PREVIEW_DEBOUNCE_MS
+    from napari_process_position.widget.region import REGION_LAYER_NAME
 
     viewer = napari.Viewer(title=f"bench live preview {name}")
     viewer.window._qt_window.resize(1400, 900)

@@ -1,24 +1,41 @@
 """The "Process position" napari widget: pick, preview, run, watch, cancel.
 
 The widget builds a :class:`RunConfig` exactly as the command line does and
-hands it to the engine; a run streams in a napari ``thread_worker``, and each
-finished (t, c) volume is copied into its output layer on the main thread,
-with refreshes coalesced so the event loop never stalls. Live and region
-previews recompute the volume on screen when a setting changes.
+hands it to the engine; a run streams in a napari ``thread_worker`` and each
+finished (t, c) volume appears in its output layer while the window stays
+smooth. It is three parts, in the shape ndv uses:
 
-This package is the only part of napari-process-position that imports qtpy,
-magicgui, napari or vispy (an import-linter contract):
+- the **controller** (``controller``, ``previews``; Qt-free, an import-linter
+  contract): the state of runs and previews (idle, running, cancelling,
+  previewing), their ids, every decision; it talks to the other two through
+  the protocols in ``ports`` and receives the typed records of ``events``
+  from the background jobs of ``jobs``;
+- the **view** (``view``, ``controls``, ``params``, ``status``, ``watch``,
+  ``settings``): the magicgui Container napari docks, its children, and the
+  signals bound to the controller;
+- the **layer sink** (``sink``, ``layers``, ``follow``, ``cached_input``,
+  ``region``): every napari layer operation, spread over the event loop.
 
-- ``container``: the magicgui children and their wiring (the widget class);
-- ``run``: Run, Cancel and the warm process pool;
-- ``layers``: input and output layers, copying volumes in, coalesced refreshes;
-- ``live``: live and region previews;
-- ``params``: parameter widgets from a transform's signature;
-- ``reader``, ``sample_data``: napari's reader and sample data contributions;
-- ``launch``: napari with the widget docked (``process-position gui``);
-- ``helpers``, ``qt``: small helpers.
+Also: ``reader`` and ``sample_data`` (napari's reader and sample data),
+``launch`` (``process-position gui``), ``helpers`` and ``qt`` (QtLauncher,
+small Qt helpers). Only this package imports qtpy, magicgui, napari or vispy.
+Importing it does not import Qt: ``ProcessPositionWidget`` loads the view
+when it is first asked for.
 """
 
-from napari_process_position.widget.view import ProcessPositionWidget
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from napari_process_position.widget.view import ProcessPositionWidget
 
 __all__ = ["ProcessPositionWidget"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ProcessPositionWidget":
+        from napari_process_position.widget.view import ProcessPositionWidget
+
+        return ProcessPositionWidget
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

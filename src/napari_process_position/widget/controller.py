@@ -11,161 +11,27 @@ synchronously, which is how tests drive it without Qt.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
-
-import numpy as np
+from typing import Any, Literal
 
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.run import BatchRun
 from napari_process_position.core.budget import available_cpus
-from napari_process_position.core.errors import (
-    InvalidArgumentError,
-    ProcessPositionError,
-    TransformError,
-)
+from napari_process_position.core.errors import ProcessPositionError, TransformError
 from napari_process_position.core.transform_ref import check_picklable
 from napari_process_position.engine.pool import ProcessPool
-from napari_process_position.store.layout import OutputLayout, PositionInfo
+from napari_process_position.store.layout import PositionInfo
 from napari_process_position.transforms import TransformSpec, get_transform
-from napari_process_position.widget.events import (
-    Failed,
-    PreviewDone,
-    PreviewLayout,
-    PreviewVolume,
-    Region,
-    RunEnded,
-    RunPrepared,
-    VolumeFinished,
-)
+from napari_process_position.widget.events import Failed, RunEnded, RunPrepared, VolumeFinished
 from napari_process_position.widget.helpers import seconds_text
-from napari_process_position.widget.jobs import (
-    PreviewJob,
-    Run,
-    preview_events,
-    run_events,
-    settings_key,
-    warm_pool,
-)
+from napari_process_position.widget.jobs import Run, run_events, settings_key, warm_pool
+from napari_process_position.widget.ports import Launcher, Sink, ViewPort
+from napari_process_position.widget.previews import Previews
 
-__all__ = ["Controller", "Launcher", "Sink", "State", "ViewPort"]
+__all__ = ["Controller", "State"]
 
 State = Literal["idle", "running", "cancelling", "previewing"]
-
-#: Wait this long after the last change before a live preview starts (a spin box scrolled).
-PREVIEW_DEBOUNCE_MS = 120
-
-
-class Launcher(Protocol):
-    """Runs jobs off the main thread and calls back on it (napari thread workers, in the widget)."""
-
-    def start(
-        self,
-        job: Callable[..., Any],
-        *args: Any,
-        on_event: Callable[[Any], None] | None = None,
-        on_finished: Callable[[], None] | None = None,
-    ) -> Any:
-        """Start ``job(*args)``; a generator's items go to ``on_event``; returns a handle."""
-
-    def stop(self, handle: Any) -> None:
-        """Ask a started job to stop (a generator stops at its next item)."""
-
-    def call_later(self, ms: int, callback: Callable[[], None]) -> Any:
-        """Call ``callback`` on the main thread in ``ms`` milliseconds; returns a handle."""
-
-    def cancel_call(self, handle: Any) -> None:
-        """Cancel a ``call_later``."""
-
-    @property
-    def busy(self) -> bool:
-        """True while a started job has not finished."""
-
-
-class ViewPort(Protocol):
-    """What the controller reads from the form and shows in it."""
-
-    def current_config(self) -> RunConfig:
-        """Return the run the form describes."""
-
-    def preview_options(self) -> tuple[bool, bool, str]:
-        """``(live, region only, Z range text)``."""
-
-    def show_status(self, text: str, error: bool = False) -> None:
-        """Show a status line (and a notification when it is an error)."""
-
-    def set_busy(self, busy: bool) -> None:
-        """Run disabled and Cancel enabled while busy; the reverse otherwise."""
-
-    def show_progress(self, done: int, total: int) -> None:
-        """Show how many volumes are done."""
-
-
-class Sink(Protocol):
-    """Does all layer work: inputs, outputs, copying volumes in, refreshes, the time slider."""
-
-    def show_inputs(
-        self,
-        info: PositionInfo,
-        times: list[int] | None = None,
-        limits: dict[int, tuple[float, float]] | None = None,
-        *,
-        now: bool = False,
-    ) -> bool:
-        """Show a position's channels (``times`` only); True when a layer changes."""
-
-    def outputs(self, layout: OutputLayout, display: str, output: str | None, source: str) -> Any:
-        """Zero-filled output layers for ``layout`` (reused where they can be)."""
-
-    def existing_outputs(self, layout: OutputLayout, display: str, source: str) -> Any | None:
-        """Return the output layers of ``layout`` if they all exist already."""
-
-    def put(
-        self,
-        outputs: Any,
-        index: int,
-        t: int,
-        volume: np.ndarray,
-        *,
-        where: tuple[slice, slice, slice] | None = None,
-        limits: tuple[float, float] | None = None,
-        valid: Callable[[], bool],
-        shown: Callable[[], None] | None = None,
-        follow: bool = True,
-    ) -> None:
-        """Copy ``volume`` into output ``index`` at time ``t``; ``shown()`` once it is on screen."""
-
-    def when_shown(self, callback: Callable[[], None]) -> None:
-        """Call back once every volume handed over is copied in and refreshed."""
-
-    def drop_pending(self) -> None:
-        """Forget the volumes not copied in yet."""
-
-    def follow(self, outputs: Any, t: int) -> None:
-        """Show time ``t`` of the outputs (moves the time slider)."""
-
-    def alive(self, outputs: Any) -> bool:
-        """Tell whether every layer of ``outputs`` is in the viewer."""
-
-    def ids(self, outputs: Any) -> frozenset[str]:
-        """Identify the layers of ``outputs`` (for what they are known to hold)."""
-
-    def layer_ids(self) -> set[str]:
-        """Identify every layer in the viewer."""
-
-    def input_time_on_screen(self, info: PositionInfo, channels: list[int]) -> int:
-        """Return the input time point the time slider shows."""
-
-    def preview_region(self, info: PositionInfo, z_text: str) -> tuple[Region, str]:
-        """Return the region to preview in the input's voxels, and where it came from."""
-
-    def rectangle_drawn(self) -> bool:
-        """Tell whether the region layer holds a rectangle."""
-
-    def offer_region_layer(self) -> None:
-        """Add a Shapes layer to draw the preview region in, if there is none."""
 
 
 class Controller:
@@ -189,16 +55,14 @@ class Controller:
         self.last: Run | None = None
         self.closed = False
         self._cancelling: Run | None = None
-        self._generations = itertools.count(1)
-        self._preview_generation = 0
-        self.preview_job: PreviewJob | None = None
-        self.last_preview_job: PreviewJob | None = None
-        self._preview_timer: Any = None
-        self._preview_requested_at: float | None = None
-        self.previews_started = 0
-        self.previews_dropped = 0
-        #: Output time index -> (signature, layer ids) of what the output layers hold there.
-        self._computed: dict[int, tuple[tuple[Any, ...], frozenset[str]]] = {}
+        self.previews = Previews(
+            view,
+            sink,
+            launcher,
+            blocked=lambda: self.current is not None or self.closed,
+            info=lambda: self.info,
+            spec=self.spec,
+        )
 
     # -- state -------------------------------------------------------------------------
     @property
@@ -211,13 +75,48 @@ class Controller:
             return "running"
         if self._cancelling is not None:
             return "cancelling"
-        if self.preview_job is not None:
+        if self.previews.job is not None:
             return "previewing"
         return "idle"
 
     def spec(self, name: str) -> TransformSpec:
         """Return the transform of that name (added ones included)."""
         return self.specs.get(name) or get_transform(name)
+
+    def add_transform(self, transform: str | Callable[..., Any]) -> str:
+        """Offer a transform of one's own and return the name it is listed under.
+
+        A function must be found again by its ``module:qualname`` reference (worker
+        processes import it so).
+
+        Returns
+        -------
+        str
+            The name it is listed under.
+
+        Raises
+        ------
+        TransformNotFoundError, TransformError
+            It cannot be found, or a function cannot be found again by its name.
+        """
+        spec = get_transform(transform)
+        name = spec.name
+        if callable(transform):
+            try:
+                found = get_transform(spec.ref).func
+            except ProcessPositionError:
+                found = None
+            if found is not transform:
+                raise TransformError(
+                    f"transform {spec.name!r} cannot be found by its name {spec.ref!r} (a lambda, "
+                    "a nested function, or one defined in a console?); define it at the top "
+                    "level of a .py file and add 'file.py:function'"
+                )
+            name = spec.ref
+            self.callables[name] = transform
+            spec = get_transform(name)
+        self.specs[name] = spec
+        return name
 
     def mode(self, config: RunConfig) -> str:
         """Return ``serial``, ``threads`` or ``processes``."""
@@ -243,7 +142,7 @@ class Controller:
 
     def close_pool(self) -> None:
         """Cancel any run and preview, and stop the process pool (when the viewer closes)."""
-        self.stop_previews(forget=False)
+        self.previews.stop(forget=False)
         if self.current is not None:
             self.cancel(rewarm=False)
         self.sink.drop_pending()  # (no more background reads for the time slider either)
@@ -271,7 +170,7 @@ class Controller:
                 self.view.show_status(str(exc), error=True)
                 return None
             pool = self.ensure_pool(config.num_workers, warm=False)
-        self.stop_previews()  # a preview's late result must not land in the run's layers
+        self.previews.stop()  # a preview's late result must not land in the run's layers
         run = Run(config, pool)
         self.current = run
         self.view.set_busy(True)
@@ -419,7 +318,12 @@ class Controller:
             # Remember which time points a finished run filled (live preview skips them).
             signature = (settings_key(run.config, self.info), None)
             ids = self.sink.ids(run.outputs)
-            self._computed = dict.fromkeys(run.shown_times, (signature, ids))
+            self.previews.remember(run.shown_times, (signature, ids))
+
+    @property
+    def last_preview(self) -> dict[str, Any]:
+        """Timings of the latest preview shown (for benchmarks and tests)."""
+        return self.previews.stats()
 
     @property
     def last_run(self) -> dict[str, Any]:
@@ -428,240 +332,11 @@ class Controller:
         return run.stats() if run is not None else {}
 
     # -- previews ----------------------------------------------------------------------
-    @property
-    def last_preview(self) -> dict[str, Any]:
-        """Timings of the latest preview shown (for benchmarks and tests)."""
-        job = self.last_preview_job
-        info: dict[str, Any] = {"started": self.previews_started, "dropped": self.previews_dropped}
-        if job is None:
-            return info
-        info.update(
-            generation=job.generation,
-            time_index=job.time_index,
-            region=job.region_used,
-            region_source=job.region_source if job.region_used is not None else None,
-            note=job.note,
-            requested=job.requested,
-            started_at=job.started,
-            shown=job.shown_at,
-            compute_s=job.compute_s,
-            error=job.error,
-        )
-        return info
-
-    def preview(self) -> None:
-        """Compute the volume on screen now with the current settings (the Preview button)."""
-        self._preview_requested_at = time.perf_counter()
-        self._cancel_preview_timer()
-        self._start_preview(force=True)
-
-    def request_preview(self) -> None:
-        """Preview again once changes pause (live preview only): a setting changed."""
-        live, _region, _z = self.view.preview_options()
-        if not live or self.current is not None or self.closed:
-            return
-        self._preview_requested_at = time.perf_counter()
-        self._cancel_preview_timer()  # debounced: the timer restarts
-        self._preview_timer = self.launcher.call_later(PREVIEW_DEBOUNCE_MS, self._start_preview)
-
-    def request_region_preview(self) -> None:
-        """Preview again: the region (rectangle, Z range) changed."""
-        if self.view.preview_options()[1]:
-            self.request_preview()
-
-    def request_view_preview(self) -> None:
-        """Preview again: the field of view changed (the region while no rectangle is drawn)."""
-        if self.view.preview_options()[1] and not self.sink.rectangle_drawn():
-            self.request_preview()
-
-    def live_toggled(self) -> None:
-        """Start or stop live previews (the live box was ticked or unticked)."""
-        if self.view.preview_options()[0]:
-            self.request_preview()
-        else:
-            self.stop_previews(forget=False)
-
-    def region_toggled(self) -> None:
-        """Region on: offer a Shapes layer to draw the rectangle in."""
-        if self.view.preview_options()[1]:
-            self.sink.offer_region_layer()
-        self.request_preview()
-
-    def stop_previews(self, forget: bool = True) -> None:
-        """Drop the preview in flight (and, with ``forget``, what the layers hold)."""
-        self._cancel_preview_timer()
-        self._preview_generation = next(self._generations)
-        self.preview_job = None
-        if forget:
-            self._computed.clear()
-
-    def _cancel_preview_timer(self) -> None:
-        if self._preview_timer is not None:
-            self.launcher.cancel_call(self._preview_timer)
-            self._preview_timer = None
-
-    def is_current_preview(self, generation: int) -> bool:
-        """Tell whether preview ``generation`` is the one wanted (read from its job's thread)."""
-        return self._preview_generation == generation
-
-    def _start_preview(self, force: bool = False) -> None:
-        self._preview_timer = None
-        requested = self._preview_requested_at or time.perf_counter()
-        self._preview_requested_at = None
-        if self.current is not None or self.closed:
-            return
-        try:
-            job = self._plan_preview(requested, force)
-        except (ValueError, ProcessPositionError) as exc:
-            self.view.show_status(f"cannot preview: {exc}")
-            return
-        if job is None:
-            return
-        self.preview_job = job
-        self.previews_started += 1
-        self.launcher.start(
-            preview_events,
-            job,
-            self.is_current_preview,
-            on_event=lambda event: self._on_preview_event(job, event),
-        )
-
-    def _plan_preview(self, requested: float, force: bool) -> PreviewJob | None:
-        """Return the next preview to compute, or None when the layers show it already."""
-        config = self.view.current_config()
-        info = self.info
-        if info is None:  # (current_config checks it too)
-            raise InvalidArgumentError("choose an OME-Zarr plate or position first")
-        spec = self.spec(config.transform)
-        channels = list(config.channels or range(info.shape[1]))
-        times = list(config.times or range(info.shape[0]))
-        time_index = self.sink.input_time_on_screen(info, channels)
-        if time_index not in times:
-            raise InvalidArgumentError(
-                f"the time point on screen ({time_index}) is not among the selected time "
-                f"points ({','.join(map(str, times))})"
-            )
-        _live, region_on, z_text = self.view.preview_options()
-        region, source = self.sink.preview_region(info, z_text) if region_on else (None, None)
-        signature = (settings_key(config, info), region)
-        out_index = times.index(time_index)
-        job = self.preview_job
-        if (
-            not force
-            and job is not None
-            and job.signature == signature
-            and job.out_index == out_index
-            and (job.outputs is None or self.sink.alive(job.outputs))
-        ):
-            return None  # that very preview is being computed or copied in
-        held = self._computed.get(out_index)
-        if (
-            not force
-            and held is not None
-            and held[0] == signature
-            and held[1] <= self.sink.layer_ids()
-        ):
-            self.stop_previews(forget=False)  # whatever is in flight is stale now
-            return None
-        generation = next(self._generations)
-        self._preview_generation = generation
-        return PreviewJob(
-            generation,
-            config,
-            info,
-            spec,
-            channels,
-            times,
-            time_index,
-            out_index,
-            region,
-            source,
-            signature,
-            requested,
-        )
-
-    def _on_preview_event(self, job: PreviewJob, event: Any) -> None:
-        if job.generation != self._preview_generation or self.current is not None:
-            if isinstance(event, PreviewVolume):
-                self.previews_dropped += 1  # stale: a newer change or a run replaced it
-            return
-        if isinstance(event, PreviewLayout):
-            self._on_preview_layout(job, event)
-        elif isinstance(event, PreviewVolume):
-            self._on_preview_volume(job, event)
-        elif isinstance(event, Failed):
-            exc = event.error
-            job.error = str(exc) or type(exc).__name__
-            if not isinstance(exc, ProcessPositionError):
-                job.error = f"{type(exc).__name__}: {job.error}"
-            self.last_preview_job = job
-            self.preview_job = None
-            self.view.show_status(f"Preview failed: {job.error}")
-        elif isinstance(event, PreviewDone) and len(job.shown) == len(job.channels):
-            self.preview_job = None  # (else when its last volume is in its layer)
-
-    def _on_preview_layout(self, job: PreviewJob, event: PreviewLayout) -> None:
-        job.region_used, job.note, job.layout = event.region, event.note, event.layout
-        display = job.spec.display_name
-        outputs = self.sink.existing_outputs(event.layout, display, job.info.path)
-        job.fresh = outputs is None
-        if outputs is None:
-            outputs = self.sink.outputs(event.layout, display, None, job.info.path)
-            self._computed.clear()
-        job.outputs = outputs
-        # Inputs show the selected time points, so that they share the outputs' first axis.
-        all_times = job.times == list(range(job.info.shape[0]))
-        if self.sink.show_inputs(job.info, None if all_times else job.times):
-            self.sink.follow(outputs, job.out_index)
-
-    def _on_preview_volume(self, job: PreviewJob, event: PreviewVolume) -> None:
-        result = event.result
-        job.compute_s += result.read_s + result.compute_s
-        volume = result.volume
-        if volume is None:  # an empty input volume: a run shows zeros there
-            shape = tuple(s.stop - s.start for s in result.where)
-            volume = np.zeros(shape, np.dtype(job.layout.dtype))
-        index = event.channel
-        self.sink.put(
-            job.outputs,
-            index,
-            job.out_index,
-            volume,
-            where=result.where,
-            limits=event.limits if job.fresh else None,
-            valid=lambda: job.generation == self._preview_generation,
-            shown=lambda: self._on_preview_shown(job, index),
-            follow=False,
-        )
-
-    def _on_preview_shown(self, job: PreviewJob, index: int) -> None:
-        job.shown.add(index)
-        if len(job.shown) < len(job.channels):
-            return
-        job.shown_at = time.perf_counter()
-        self.last_preview_job = job
-        if self.preview_job is job:
-            self.preview_job = None
-        self._computed[job.out_index] = (job.signature, self.sink.ids(job.outputs))
-        what = f"t={job.time_index}"
-        if job.region_used is not None:
-            z, y, x = job.region_used
-            z_text = f"z {z[0]}-{z[1] - 1}, " if z is not None else ""
-            what += f", {z_text}y {y[0]}-{y[1] - 1}, x {x[0]}-{x[1] - 1} ({job.region_source})"
-        text = (
-            f"Preview of {what}: {job.spec.display_name} in "
-            f"{seconds_text(job.shown_at - job.requested)}"
-        )
-        if job.note:
-            text += f" ({job.note})"
-        self.view.show_status(text + ". Run processes every selected time point.")
-
     # -- closing -----------------------------------------------------------------------
     def close(self) -> None:
         """Drop previews, cancel the run, kill the pool: the widget is gone."""
         self.closed = True
-        self._preview_generation = next(self._generations)  # drops previews in flight
-        self._cancel_preview_timer()
+        self.previews.close()  # drops the preview in flight
         run = self.current
         if run is not None:
             run.cancel()

@@ -25,7 +25,7 @@ from magicgui.widgets import (
 )
 
 from napari_process_position.core.budget import available_cpus
-from napari_process_position.widget.sink import REGION_LAYER_NAME
+from napari_process_position.widget.region import REGION_LAYER_NAME
 
 if TYPE_CHECKING:
     from napari_process_position.widget.view import ProcessPositionWidget

@@ -9,7 +9,6 @@ is the :class:`~.sink.LayerSink`'s; all decisions are the controller's.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -25,27 +24,25 @@ from napari_process_position.batch.config import RunConfig
 from napari_process_position.core.errors import (
     InvalidArgumentError,
     ProcessPositionError,
-    TransformError,
 )
 from napari_process_position.core.ranges import parse_ranges
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.layout import StoreInfo
 from napari_process_position.store.metadata import open_store, read_position
-from napari_process_position.transforms import TransformSpec, get_transform, list_transforms
+from napari_process_position.transforms import TransformSpec, list_transforms
 from napari_process_position.widget.controller import Controller, State
 from napari_process_position.widget.controls import build_controls
 from napari_process_position.widget.params import param_value, param_widget
-from napari_process_position.widget.qt import CloseWatcher, QtLauncher, deleted
+from napari_process_position.widget.qt import CloseWatcher, QtLauncher
 from napari_process_position.widget.settings import ask_for_settings_file, save_settings
-from napari_process_position.widget.sink import REGION_LAYER_NAME, LayerSink
+from napari_process_position.widget.sink import LayerSink
+from napari_process_position.widget.status import StatusPainter
+from napari_process_position.widget.watch import ViewerWatch
 
 if TYPE_CHECKING:
     import napari
 
 __all__ = ["ProcessPositionWidget"]
-
-#: The status line and the progress bar repaint at most this often (they repaint the window).
-_STATUS_INTERVAL_MS = 100
 
 
 class ProcessPositionWidget(Container):
@@ -74,18 +71,13 @@ class ProcessPositionWidget(Container):
         self._store: StoreInfo | None = None
         self._registry: list[TransformSpec] | None = None
         self._closed = False
-        self._pending_status: tuple[str, bool] | None = None
-        self._pending_progress: tuple[int, int] | None = None
-        self._last_paint = 0.0
         self._launcher = QtLauncher(self.native)
         self._sink = LayerSink(
             viewer, self._launcher, follow=lambda: bool(self.follow.value), parent=self.native
         )
         self.controller = Controller(self, self._sink, self._launcher)
         build_controls(self)
-        self._paint_timer = QTimer(self.native)
-        self._paint_timer.setSingleShot(True)
-        self._paint_timer.timeout.connect(self._paint)
+        self._painter = StatusPainter(self.status, self.progress, self.native)
 
         self.input_path.changed.connect(self._on_input_changed)
         self.position.changed.connect(self._on_position_changed)
@@ -98,32 +90,26 @@ class ProcessPositionWidget(Container):
         self.save_button.clicked.connect(self._on_save_clicked)
         # Live preview: what the volume on screen depends on.
         c = self.controller
-        self.live.changed.connect(c.live_toggled)
-        self.region.changed.connect(c.region_toggled)
-        self.preview_button.clicked.connect(c.preview)
-        self.transform_params.changed.connect(c.request_preview)
+        self.live.changed.connect(c.previews.live_toggled)
+        self.region.changed.connect(c.previews.region_toggled)
+        self.preview_button.clicked.connect(c.previews.preview)
+        self.transform_params.changed.connect(c.previews.request)
         for widget in (self.position, self.channels, self.times):
-            widget.changed.connect(c.request_preview)
-        self.z_range.changed.connect(c.request_region_preview)
+            widget.changed.connect(c.previews.request)
+        self.z_range.changed.connect(c.previews.request_for_region)
         self._on_transform_changed()
         self._fit_channel_list()
 
         self._watcher = CloseWatcher(self.close_pool, self.native)
         self.native.destroyed.connect(self._on_destroyed)
-        scene = getattr(viewer, "scene", None)  # napari >= 0.9; viewer.camera before
-        camera = scene.camera if scene is not None else viewer.camera
-        self._region_layers: dict[str, Any] = {}
-        self._viewer_events: list[tuple[Any, Callable[..., Any]]] = [
-            (viewer.layers.events.inserted, self._on_layer_inserted),
-            (viewer.dims.events.current_step, self._on_step),
-            (camera.events.center, self._on_camera),
-            (camera.events.zoom, self._on_camera),
-        ]
-        for emitter, callback in self._viewer_events:
-            emitter.connect(callback)
-        for layer in viewer.layers:
-            self._adopt_sample(layer)
-            self._watch_region_layer(layer)
+        p = self.controller.previews
+        self._watch = ViewerWatch(
+            viewer,
+            on_step=p.request,
+            on_view=p.request_for_view,
+            on_region=p.request_for_region,
+            on_layer=self._adopt_sample,
+        )
 
     # -- public API --------------------------------------------------------------------
     @property
@@ -163,7 +149,7 @@ class ProcessPositionWidget(Container):
 
     def preview(self) -> None:
         """Compute the volume on screen now with the current settings (the Preview button)."""
-        self.controller.preview()
+        self.controller.previews.preview()
 
     def add_transform(self, transform: str | Callable[..., Any]) -> str:
         """Offer a transform of one's own, select it, and return its name.
@@ -185,23 +171,7 @@ class ProcessPositionWidget(Container):
         TransformNotFoundError, TransformError
             It cannot be found, or a function cannot be found again by its name.
         """
-        spec = get_transform(transform)
-        name = spec.name
-        if callable(transform):
-            try:
-                found = get_transform(spec.ref).func
-            except ProcessPositionError:
-                found = None
-            if found is not transform:
-                raise TransformError(
-                    f"transform {spec.name!r} cannot be found by its name {spec.ref!r} (a lambda, "
-                    "a nested function, or one defined in a console?); define it at the top "
-                    "level of a .py file and add 'file.py:function'"
-                )
-            name = spec.ref
-            self.controller.callables[name] = transform
-            spec = get_transform(name)
-        self.controller.specs[name] = spec
+        name = self.controller.add_transform(transform)
         self.transform.reset_choices()
         self.transform.value = name
         return name
@@ -295,14 +265,7 @@ class ProcessPositionWidget(Container):
         While a run streams, the line changes with every volume: it is shown with the
         next paint (at most every 100 ms), not at once.
         """
-        if self.running and not error:
-            self._pending_status = (text, error)
-            self._request_paint()
-            return
-        self.status.value = text
-        self._pending_status = None
-        if error:
-            show_error(text)
+        self._painter.show(text, error, later=self.running)
 
     def set_busy(self, busy: bool) -> None:
         """Run disabled and Cancel enabled while busy; the reverse otherwise."""
@@ -311,38 +274,11 @@ class ProcessPositionWidget(Container):
         for widget in self._settings:
             widget.enabled = not busy
         if not busy:
-            self._paint()  # the end of a run shows at once
+            self._painter.paint()  # the end of a run shows at once
 
     def show_progress(self, done: int, total: int) -> None:
         """Show how many volumes are done (repainted with the next paint)."""
-        self._pending_progress = (done, total)
-        self._request_paint()
-
-    def _request_paint(self) -> None:
-        # The labels and the bar repaint the window: their own event, at most every 100 ms.
-        if self._closed or self._paint_timer.isActive():
-            return
-        wait = _STATUS_INTERVAL_MS - (time.perf_counter() - self._last_paint) * 1000
-        self._paint_timer.start(int(max(0.0, wait)))
-
-    def _paint(self) -> None:
-        self._last_paint = time.perf_counter()
-        if self._pending_progress is not None:
-            done, total = self._pending_progress
-            self._pending_progress = None
-            # QProgressBar.setValue repaints synchronously; with napari's OpenGL canvas in
-            # the window that is a full window redraw inside this handler: let Qt paint it.
-            bar = self.progress.native
-            bar.setUpdatesEnabled(False)
-            try:
-                self.progress.max = max(1, total)
-                self.progress.value = min(done, max(1, total))
-            finally:
-                bar.setUpdatesEnabled(True)
-            bar.update()
-        if self._pending_status is not None:
-            self.status.value = self._pending_status[0]
-            self._pending_status = None
+        self._painter.progress(done, total)
 
     # -- choices -------------------------------------------------------------------------
     def _transform_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
@@ -456,7 +392,7 @@ class ProcessPositionWidget(Container):
         self.transform_params.extend(widgets)
         self.transform_params.visible = bool(widgets)
         self.transform.tooltip = spec.summary or spec.name
-        self.controller.request_preview()
+        self.controller.previews.request()
 
     def _on_custom_transform(self, *_: Any) -> None:
         text = self.custom_transform.value.strip()
@@ -484,28 +420,6 @@ class ProcessPositionWidget(Container):
             self.show_status(f"cannot save the settings: {exc}", error=True)
 
     # -- the viewer ------------------------------------------------------------------------
-    def _on_step(self, *_: Any) -> None:
-        self.controller.request_preview()
-
-    def _on_camera(self, *_: Any) -> None:
-        self.controller.request_view_preview()
-
-    def _on_layer_inserted(self, event: Any) -> None:
-        self._adopt_sample(event.value)
-        self._watch_region_layer(event.value)
-
-    def _watch_region_layer(self, layer: Any) -> None:
-        from napari.layers import Shapes
-
-        if layer.name == REGION_LAYER_NAME and isinstance(layer, Shapes):
-            if layer.unique_id not in self._region_layers:
-                self._region_layers[layer.unique_id] = layer
-                layer.events.data.connect(self._on_region_data)
-            self.controller.request_region_preview()
-
-    def _on_region_data(self, *_: Any) -> None:
-        self.controller.request_region_preview()
-
     def _adopt_sample(self, layer: Any) -> None:
         """Sample-data layers name their store: make it the input if none is chosen yet."""
         from napari_process_position.widget.sample_data import SOURCE_KEY
@@ -525,13 +439,7 @@ class ProcessPositionWidget(Container):
 
     def _on_destroyed(self, *_: Any) -> None:
         self._closed = True
-        for emitter, callback in self._viewer_events:
-            with contextlib.suppress(Exception):
-                emitter.disconnect(callback)
-        for layer in list(self._region_layers.values()):
-            with contextlib.suppress(Exception):
-                layer.events.data.disconnect(self._on_region_data)
-        if not deleted(self._paint_timer):
-            self._paint_timer.stop()
+        self._watch.close()
+        self._painter.close()
         self._sink.close()
         self.controller.close()

@@ -1,0 +1,136 @@
+"""Following the newest time point while a run streams, never reading disk on the main thread.
+
+Before the time slider moves to a new time point, the input slices it would
+show are read by a background job (:func:`.jobs.read_inputs`) into the input
+layers' memory (:class:`.cached_input.CachedInput`); the slider moves once
+they are there, at most every :data:`.helpers.FOLLOW_INTERVAL_MS`. In 3D the
+slider is not moved (that would upload every layer's volume at once).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from napari_process_position.widget import layers
+from napari_process_position.widget.cached_input import CachedInput
+from napari_process_position.widget.helpers import FOLLOW_INTERVAL_MS
+from napari_process_position.widget.jobs import read_inputs
+from napari_process_position.widget.layers import Outputs
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image
+
+    from napari_process_position.widget.ports import Launcher
+
+__all__ = ["TimeFollower"]
+
+
+class TimeFollower:
+    """Moves the time slider to the newest finished time point (see the module docstring).
+
+    Parameters
+    ----------
+    viewer
+        The viewer whose slider moves.
+    launcher
+        Runs the background reads.
+    enabled
+        Tells whether the form's "follow" box is ticked.
+    wake
+        Asks the layer sink for another turn (when the reads are done).
+    """
+
+    def __init__(
+        self,
+        viewer: napari.viewer.Viewer,
+        launcher: Launcher,
+        enabled: Callable[[], bool],
+        wake: Callable[[], None],
+    ) -> None:
+        self._viewer = viewer
+        self._launcher = launcher
+        self._enabled = enabled
+        self._wake = wake
+        #: Where to go: (the output layers, the time index).
+        self.target: tuple[Outputs, int] | None = None
+        self._reading: int | None = None
+        self._last = 0.0
+
+    @property
+    def pending(self) -> bool:
+        """True while there is a time point to move to."""
+        return self.target is not None
+
+    def wait_ms(self) -> float:
+        """Return how long until the next move is allowed."""
+        return FOLLOW_INTERVAL_MS - (time.perf_counter() - self._last) * 1000
+
+    def request(self, outputs: Outputs, t: int) -> None:
+        """Go to time ``t`` of ``outputs`` now (not waiting for the interval)."""
+        self.target = (outputs, t)
+        self._last = 0.0
+
+    def clear(self) -> None:
+        """Forget the target."""
+        self.target = None
+
+    def step(self, now: float) -> None:
+        """Move the slider to the target if it is due and its input slices are in memory."""
+        if self.target is None or (now - self._last) * 1000 < FOLLOW_INTERVAL_MS:
+            return
+        if self._viewer.dims.ndisplay == 3 or not self._enabled():
+            self.target = None
+            return
+        outputs, t = self.target
+        layer = next((layer for layer in outputs.layers if layer is not None), None)
+        if layer is None or not layers.has(self._viewer, layer):
+            return
+        if layers.time_on_screen(self._viewer, layer) == t:
+            self.target = None
+            return
+        missing = self._unread_inputs(layer, t)
+        if missing:
+            if self._reading is None:  # read them in the background, then move
+                self._reading = t
+                info = missing[0][0].info
+                requests = [(data.input_time(t), data.channel, where) for data, where in missing]
+                self._launcher.start(
+                    read_inputs,
+                    info,
+                    requests,
+                    on_event=partial(self._keep_input, t, missing),
+                    on_finished=self._inputs_read,
+                )
+            return
+        self.target = None
+        self._last = now
+        layers.move_to(self._viewer, layer, t)
+
+    def _unread_inputs(self, layer: Image, t: int) -> list[tuple[CachedInput, tuple[int, ...]]]:
+        """List the input slices that the slider's move to ``t`` would read from disk."""
+        step = self._viewer.dims.current_step
+        z_axis = layers.time_axis(self._viewer, layer) + 1
+        z = int(step[z_axis]) if z_axis < len(step) else 0
+        missing: list[tuple[CachedInput, tuple[int, ...]]] = []
+        for other in self._viewer.layers:
+            data = getattr(other, "data", None)
+            if isinstance(data, CachedInput) and other.visible and not data.has(t, (z,)):
+                missing.append((data, (min(z, data.shape[1] - 1),)))
+        return missing
+
+    def _keep_input(
+        self, t: int, missing: list[tuple[CachedInput, tuple[int, ...]]], item: Any
+    ) -> None:
+        t_in, channel, where, array = item
+        for data, wanted in missing:
+            if data.channel == channel and wanted == where and data.input_time(t) == t_in:
+                data.keep(t, where, array)
+
+    def _inputs_read(self) -> None:
+        self._reading = None
+        self._last = 0.0
+        self._wake()

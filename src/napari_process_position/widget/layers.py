@@ -1,0 +1,214 @@
+"""The widget's napari layers: finding them, making or refitting one, and their time axis.
+
+Plain functions of the viewer, each one layer operation, called on the main
+thread by the layer sink (:mod:`.sink`), which decides when. Input layers
+carry ``{"role": "input", "path", "channel", "times"}`` in their metadata,
+output layers ``{"role": "output", "output", "channel", "input"}`` (under
+:data:`.helpers.METADATA_KEY`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_process_position.store.colors import channel_color
+from napari_process_position.store.layout import OutputLayout, PositionInfo
+from napari_process_position.widget.cached_input import CachedInput
+from napari_process_position.widget.helpers import METADATA_KEY, layer_meta
+from napari_process_position.widget.jobs import input_limits
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Image
+
+__all__ = [
+    "Outputs",
+    "existing_outputs",
+    "find_input",
+    "has",
+    "input_layers",
+    "move_to",
+    "output_layers",
+    "output_names",
+    "remove",
+    "set_input",
+    "set_output",
+    "time_axis",
+    "time_on_screen",
+]
+
+
+@dataclass(eq=False)
+class Outputs:
+    """The output layers of one run or preview; a slot is None until its layer is made."""
+
+    names: list[str]
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    scale: tuple[float, ...]
+    meta: list[dict[str, Any]]
+    layers: list[Image | None] = field(default_factory=list)
+
+    def ready(self, index: int) -> bool:
+        """Tell whether the layer of output ``index`` exists."""
+        return self.layers[index] is not None
+
+
+def has(viewer: napari.viewer.Viewer, layer: Image) -> bool:
+    """Tell whether ``layer`` is in the viewer (by id: a plugin sees layers through proxies)."""
+    return any(other.unique_id == layer.unique_id for other in viewer.layers)
+
+
+def remove(viewer: napari.viewer.Viewer, layer: Image) -> None:
+    """Remove ``layer`` if it is still in the viewer."""
+    if has(viewer, layer):
+        viewer.layers.remove(layer)
+
+
+def input_layers(viewer: napari.viewer.Viewer) -> list[Image]:
+    """Return the input layers, by channel."""
+    found = [layer for layer in viewer.layers if layer_meta(layer).get("role") == "input"]
+    return sorted(found, key=lambda layer: layer_meta(layer).get("channel", 0))
+
+
+def output_layers(viewer: napari.viewer.Viewer) -> list[Image]:
+    """Return the output layers, in the viewer's order."""
+    return [layer for layer in viewer.layers if layer_meta(layer).get("role") == "output"]
+
+
+def find_input(viewer: napari.viewer.Viewer, info: PositionInfo, name: str) -> Image | None:
+    """Find the input layer of that name, or a sample-data layer of that channel."""
+    from napari_process_position.widget.sample_data import SOURCE_KEY
+
+    for layer in viewer.layers:
+        meta = layer_meta(layer)
+        if layer.name == name and meta.get("role") == "input" and meta.get("path") == info.path:
+            return layer  # type: ignore[no-any-return]
+    for layer in viewer.layers:
+        source = (layer.metadata or {}).get(SOURCE_KEY) or {}
+        same = source and Path(source["store"], source["position"]) == Path(info.path)
+        if same and layer.name == name:
+            return layer  # type: ignore[no-any-return]
+    return None
+
+
+def set_input(
+    viewer: napari.viewer.Viewer,
+    info: PositionInfo,
+    c: int,
+    name: str,
+    meta: dict[str, Any],
+    layer: Image | None,
+    clim: tuple[float, float] | None,
+) -> None:
+    """Show channel ``c`` of ``info`` in ``layer`` (refitted), or in a new layer."""
+    data = CachedInput(info, c, meta["times"])
+    if clim is None and (layer is None or layer_meta(layer).get("path") != info.path):
+        clim = input_limits(info, [c], 0).get(c, (0.0, 1.0))
+    scale = (info.scale[0], *info.scale[2:])
+    if layer is None or not has(viewer, layer):
+        viewer.add_image(
+            data,
+            name=name,
+            scale=scale,
+            contrast_limits=clim,
+            metadata={METADATA_KEY: meta},
+            colormap=channel_color(c, info.shape[1]).colormap,
+            blending="additive",
+            axis_labels=("t", "z", "y", "x"),
+        )
+        return
+    layer.metadata = {**layer.metadata, METADATA_KEY: meta}
+    layer.name = name
+    layer.data = data
+    if not np.allclose(layer.scale, scale):
+        layer.scale = scale
+    if clim is not None:
+        layer.contrast_limits_range = clim
+        layer.contrast_limits = clim
+
+
+def output_names(layout: OutputLayout, display: str) -> list[str]:
+    """Return the output layers' names: ``<channel> [<transform>]``."""
+    return [f"{channel} [{display}]" for channel in layout.channel_names]
+
+
+def set_output(viewer: napari.viewer.Viewer, outputs: Outputs, i: int, layer: Image | None) -> None:
+    """Make output ``i`` of ``outputs``: refit ``layer`` (renamed, new zeros) or add one."""
+    data = np.zeros(outputs.shape, outputs.dtype)  # calloc: pages appear as volumes do
+    meta = {METADATA_KEY: outputs.meta[i]}
+    if layer is None or not has(viewer, layer):
+        layer = viewer.add_image(
+            data,
+            name=outputs.names[i],
+            scale=outputs.scale,
+            contrast_limits=(0.0, 1.0),
+            metadata=meta,
+            colormap=channel_color(i, len(outputs.names)).colormap,
+            blending="additive",
+            axis_labels=("t", "z", "y", "x"),
+        )
+    else:
+        layer.name = outputs.names[i]
+        if layer.metadata.get(METADATA_KEY) != meta[METADATA_KEY]:
+            layer.metadata = meta
+        if not np.allclose(layer.scale, outputs.scale):
+            layer.scale = outputs.scale
+        layer.data = data  # the previous run's array is released
+        layer.colormap = channel_color(i, len(outputs.names)).colormap
+    outputs.layers[i] = layer
+
+
+def existing_outputs(
+    viewer: napari.viewer.Viewer, layout: OutputLayout, display: str, source: str
+) -> Outputs | None:
+    """Return the output layers of this layout and input if all exist (shape and dtype)."""
+    shape = (layout.shape[0], *layout.shape[2:])
+    names = output_names(layout, display)
+    by_name: dict[str, Image] = {}
+    for layer in output_layers(viewer):
+        by_name.setdefault(layer.name, layer)
+    layers = []
+    for name in names:
+        layer = by_name.get(name)
+        if (
+            layer is None
+            or layer_meta(layer).get("input") != source
+            or layer.data.shape != shape
+            or np.dtype(layer.data.dtype) != np.dtype(layout.dtype)
+        ):
+            return None
+        layers.append(layer)
+    return Outputs(
+        names,
+        shape,
+        np.dtype(layout.dtype),
+        (layout.scale[0], *layout.scale[2:]),
+        [layer_meta(layer) for layer in layers],
+        layers,
+    )
+
+
+def time_axis(viewer: napari.viewer.Viewer, layer: Image) -> int:
+    """Return the viewer's axis that is ``layer``'s time axis."""
+    return int(viewer.dims.ndim - layer.ndim)
+
+
+def time_on_screen(viewer: napari.viewer.Viewer, layer: Image) -> int:
+    """Return the index of ``layer``'s first axis that the time slider shows."""
+    world_t = viewer.dims.point[time_axis(viewer, layer)]
+    shown = round((world_t - layer.translate[0]) / (layer.scale[0] or 1.0))
+    return int(min(max(shown, 0), layer.data.shape[0] - 1))
+
+
+def move_to(viewer: napari.viewer.Viewer, layer: Image, t: int) -> None:
+    """Move the time slider to index ``t`` of ``layer``'s first axis."""
+    axis = time_axis(viewer, layer)
+    world_t = layer.scale[0] * t + layer.translate[0]
+    step = viewer.dims.range[axis].step or 1.0
+    start = viewer.dims.range[axis].start
+    viewer.dims.set_current_step(axis, round((world_t - start) / step))
