@@ -1,0 +1,404 @@
+"""The widget's controller, driven synchronously without Qt: runs, cancel, previews, stale results.
+
+The launcher here holds each started job and runs it one event at a time when
+the test says so; the sink keeps plain numpy arrays; the view records what it
+is told. The stores, the engine and the transforms are the real ones.
+"""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import npp_test_transforms as tt
+from conftest import random_tczyx, write_plate
+from napari_process_position import RunConfig
+from napari_process_position.store.metadata import read_position
+from napari_process_position.widget.controller import Controller
+
+
+class Job:
+    def __init__(self, job, args, on_event, on_finished):
+        self.args = args
+        result = job(*args)
+        self.items = result if inspect.isgenerator(result) else iter(())
+        self.on_event = on_event
+        self.on_finished = on_finished
+        self.done = False
+        self.stopped = False
+
+    def step(self) -> bool:
+        """Deliver the next event; False (and the finished callback) once there is none."""
+        if self.done:
+            return False
+        try:
+            item = next(self.items)
+        except StopIteration:
+            self.done = True
+            if self.on_finished is not None:
+                self.on_finished()
+            return False
+        if self.on_event is not None:
+            self.on_event(item)
+        return True
+
+    def finish(self) -> None:
+        while self.step():
+            pass
+
+
+class StepLauncher:
+    """Holds started jobs; the test delivers their events (the main thread's turn)."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Job] = []
+        self.timers: list[tuple[int, Callable[[], None]]] = []
+
+    def start(self, job, *args, on_event=None, on_finished=None):
+        handle = Job(job, args, on_event, on_finished)
+        self.jobs.append(handle)
+        return handle
+
+    def stop(self, handle) -> None:
+        if handle is not None:
+            handle.stopped = True
+
+    def call_later(self, ms, callback):
+        entry = (ms, callback)
+        self.timers.append(entry)
+        return entry
+
+    def cancel_call(self, handle) -> None:
+        if handle in self.timers:
+            self.timers.remove(handle)
+
+    @property
+    def busy(self) -> bool:
+        return any(not job.done for job in self.jobs)
+
+    def fire_timers(self) -> None:
+        timers, self.timers = self.timers, []
+        for _ms, callback in timers:
+            callback()
+
+    def finish_all(self) -> None:
+        while any(not job.done for job in self.jobs):
+            for job in list(self.jobs):
+                job.finish()
+
+
+class ArraySink:
+    """Output "layers" as numpy arrays, filled at once."""
+
+    def __init__(self) -> None:
+        self.t_on_screen = 0
+        self.inputs_shown: list[tuple[str, Any]] = []
+        self.puts = 0
+        self.made = 0
+        self.arrays: dict[str, np.ndarray] = {}
+        self.region = None
+
+    def show_inputs(self, info, times=None, limits=None, *, now=False):
+        self.inputs_shown.append((info.path, times))
+        return True
+
+    def outputs(self, layout, display, output, source):
+        self.made += 1
+        shape = (layout.shape[0], *layout.shape[2:])
+        names = [f"{c} [{display}]" for c in layout.channel_names]
+        for name in names:
+            self.arrays[name] = np.zeros(shape, layout.dtype)
+        return names
+
+    def existing_outputs(self, layout, display, source):
+        names = [f"{c} [{display}]" for c in layout.channel_names]
+        shape = (layout.shape[0], *layout.shape[2:])
+        if all(n in self.arrays and self.arrays[n].shape == shape for n in names):
+            return names
+        return None
+
+    def put(
+        self, outputs, index, t, volume, *, where=None, limits=None, valid, shown=None, follow=True
+    ):
+        if not valid():
+            return
+        self.puts += 1
+        target = self.arrays[outputs[index]]
+        if where is None:
+            target[t] = volume
+        else:
+            target[(t, *where)] = volume
+        if shown is not None:
+            shown()
+
+    def when_shown(self, callback):
+        callback()
+
+    def drop_pending(self):
+        pass
+
+    def follow(self, outputs, t):
+        pass
+
+    def alive(self, outputs):
+        return all(name in self.arrays for name in outputs)
+
+    def ids(self, outputs):
+        return frozenset(outputs)
+
+    def layer_ids(self):
+        return set(self.arrays)
+
+    def input_time_on_screen(self, info, channels):
+        return self.t_on_screen
+
+    def preview_region(self, info, z_text):
+        return self.region, "rectangle"
+
+    def rectangle_drawn(self):
+        return self.region is not None
+
+    def offer_region_layer(self):
+        pass
+
+
+class RecordingView:
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.statuses: list[tuple[str, bool]] = []
+        self.busy: list[bool] = []
+        self.progress: list[tuple[int, int]] = []
+        self.live = False
+        self.region = False
+
+    def current_config(self):
+        return self.config
+
+    def preview_options(self):
+        return self.live, self.region, "all"
+
+    def show_status(self, text, error=False):
+        self.statuses.append((text, error))
+
+    def set_busy(self, busy):
+        self.busy.append(busy)
+
+    def show_progress(self, done, total):
+        self.progress.append((done, total))
+
+
+@pytest.fixture
+def plate(tmp_path):
+    data = random_tczyx((3, 2, 4, 16, 16), "float32", seed=11, empty=(), nan=())
+    store = write_plate(tmp_path / "in.zarr", {"A/1/0": data})
+    return store, data
+
+
+def make(plate, **changes):
+    store, _data = plate
+    settings: dict[str, Any] = {
+        "input": str(store),
+        "positions": ["A/1/0"],
+        "transform": TRANSFORM,
+        "params": {"factor": 3.0, "offset": 0.5},
+        "num_workers": 2,
+        "use_threads": True,
+    }
+    config = RunConfig(**{**settings, **changes})
+    view, sink, launcher = RecordingView(config), ArraySink(), StepLauncher()
+    controller = Controller(view, sink, launcher)
+    controller.info = read_position(str(store / "A/1/0"), "A/1/0")
+    return controller, view, sink, launcher
+
+
+TRANSFORM = "npp_test_transforms:scale_offset"
+
+
+def layer_name(c: int) -> str:
+    return f"ch{c} [{TRANSFORM}]"
+
+
+def expected(data, t, c, factor=3.0, offset=0.5):
+    return tt.scale_offset(data[t, [c]], factor, offset)[0]
+
+
+def test_a_run_streams_every_volume_and_ends_idle(plate):
+    controller, view, sink, launcher = make(plate)
+    assert controller.state == "idle"
+    run = controller.run()
+    assert run is not None and controller.state == "running"
+    assert view.busy == [True]
+    launcher.finish_all()
+    assert controller.state == "idle"
+    assert view.busy[-1] is False
+    assert controller.last_run["outcome"] == "done"
+    _store, data = plate
+    for c in range(2):
+        layer = sink.arrays[layer_name(c)]
+        for t in range(3):
+            np.testing.assert_array_equal(layer[t], expected(data, t, c))
+    text, error = view.statuses[-1]
+    assert text.startswith("Done: 6/6 volumes") and not error
+    assert view.progress[-1] == (6, 6)
+
+
+def test_run_is_refused_while_one_is_in_flight(plate):
+    controller, _view, _sink, launcher = make(plate)
+    first = controller.run()
+    assert controller.run() is None
+    assert len(launcher.jobs) == 1 and controller.current is first
+
+
+def test_cancel_drops_the_stale_results_of_the_cancelled_run(plate):
+    controller, view, sink, launcher = make(plate)
+    controller.run()
+    job = launcher.jobs[0]
+    job.step()  # prepared
+    job.step()  # one volume
+    assert sink.puts == 1
+    controller.cancel()
+    assert job.stopped
+    assert controller.state == "cancelling"  # its job has not ended yet
+    assert view.busy[-1] is False  # Run is enabled again at once
+    job.finish()  # the job's late volumes arrive: all dropped
+    assert sink.puts == 1
+    assert controller.state == "idle"
+    assert controller.last_run["outcome"] == "cancelled"
+    assert "Cancelled after 1/6 volumes" in view.statuses[-1][0]
+
+
+def test_a_failing_transform_is_reported_once_with_its_time_point(plate):
+    controller, view, _sink, launcher = make(
+        plate, transform="npp_test_transforms:fail_on_time", params={"bad_time": 1}
+    )
+    controller.run()
+    launcher.finish_all()
+    errors = [text for text, error in view.statuses if error]
+    assert len(errors) == 1
+    assert "deliberate failure at t=1" in errors[0]
+    assert errors[0].startswith("Failed after")
+    assert controller.state == "idle" and controller.last_run["outcome"] == "failed"
+
+
+def test_bad_settings_do_not_start_a_run(plate):
+    controller, view, _sink, launcher = make(plate)
+
+    def broken():
+        raise ValueError("select at least one channel")
+
+    view.current_config = broken
+    assert controller.run() is None
+    assert launcher.jobs == []
+    assert view.statuses[-1] == ("cannot run: select at least one channel", True)
+
+
+def test_preview_computes_the_time_point_on_screen(plate):
+    controller, view, sink, launcher = make(plate)
+    sink.t_on_screen = 2
+    controller.previews.preview()
+    assert controller.state == "previewing"
+    launcher.finish_all()
+    assert controller.state == "idle"
+    _store, data = plate
+    for c in range(2):
+        layer = sink.arrays[layer_name(c)]
+        np.testing.assert_array_equal(layer[2], expected(data, 2, c))
+        assert not layer[0].any(), "only the time point on screen is computed"
+    stats = controller.last_preview
+    assert stats["time_index"] == 2 and stats["error"] is None
+    assert view.statuses[-1][0].startswith(f"Preview of t=2: {TRANSFORM} in")
+
+
+def test_live_preview_is_debounced_and_skips_what_the_layers_hold(plate):
+    controller, view, sink, launcher = make(plate)
+    view.live = True
+    for _ in range(5):  # a spin box scrolled: five changes, one preview
+        controller.previews.request()
+    assert len(launcher.timers) == 1
+    launcher.fire_timers()
+    launcher.finish_all()
+    assert controller.previews.started == 1
+    controller.previews.request()  # nothing changed: the layers hold it
+    launcher.fire_timers()
+    assert controller.previews.started == 1
+    view.config = view.config.model_copy(update={"params": {"factor": 5.0, "offset": 0.5}})
+    controller.previews.request()
+    launcher.fire_timers()
+    launcher.finish_all()
+    assert controller.previews.started == 2
+    _store, data = plate
+    np.testing.assert_array_equal(sink.arrays[layer_name(1)][0], expected(data, 0, 1, factor=5.0))
+
+
+def test_a_newer_change_drops_the_stale_preview(plate):
+    controller, view, sink, launcher = make(plate)
+    controller.previews.preview()
+    old = launcher.jobs[0]
+    old.step()  # its layout only
+    view.config = view.config.model_copy(update={"params": {"factor": 7.0, "offset": 0.0}})
+    controller.previews.preview()
+    new = launcher.jobs[1]
+    new.finish()
+    old.finish()  # the stale preview stops at its next channel, or its volumes are dropped
+    _store, data = plate
+    np.testing.assert_array_equal(
+        sink.arrays[layer_name(0)][0], expected(data, 0, 0, factor=7.0, offset=0.0)
+    )
+    assert controller.last_preview["generation"] == new.args[0].generation
+    assert controller.state == "idle"
+
+
+def test_a_run_drops_the_preview_in_flight(plate):
+    controller, _view, sink, launcher = make(plate)
+    controller.previews.preview()
+    preview = launcher.jobs[0]
+    preview.step()  # layout
+    controller.run()
+    run = launcher.jobs[1]
+    puts_before = sink.puts
+    preview.finish()  # its volume must not land in the run's layers
+    assert sink.puts == puts_before
+    run.finish()
+    assert controller.last_run["outcome"] == "done"
+
+
+def test_region_preview_gives_the_full_preview_s_numbers_there(plate):
+    blur = {"transform": "gaussian_blur", "params": {}}
+    controller, _view, sink, launcher = make(plate, **blur)
+    controller.previews.preview()
+    launcher.finish_all()
+    (name,) = [n for n in sink.arrays if n.startswith("ch0 ")]
+    full = sink.arrays[name][0].copy()
+
+    controller, view, sink, launcher = make(plate, **blur)
+    view.region = True
+    sink.region = (None, (2, 10), (4, 12))
+    controller.previews.preview()
+    launcher.finish_all()
+    assert controller.last_preview["note"] is None
+    assert controller.last_preview["region"] == (None, (2, 10), (4, 12))
+    layer = sink.arrays[name][0]
+    np.testing.assert_allclose(layer[:, 2:10, 4:12], full[:, 2:10, 4:12], rtol=1e-6)
+    outside = layer.copy()
+    outside[:, 2:10, 4:12] = 0
+    assert not outside.any(), "only the region is computed"
+    assert full[:, :2].any()
+
+
+def test_the_controller_side_imports_no_qt():
+    code = (
+        "import sys\n"
+        "import napari_process_position.widget.controller\n"
+        "import napari_process_position.widget.previews\n"
+        "import napari_process_position.widget.jobs\n"
+        "loaded = {'qtpy', 'napari', 'magicgui', 'PyQt5', 'PyQt6'} & set(sys.modules)\n"
+        "print(sorted(loaded))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
