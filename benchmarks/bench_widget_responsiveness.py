@@ -50,6 +50,7 @@ WORKLOADS = {
     "large": (4, 2, 64, 512, 512),
 }
 MODES = ("threads", "processes (warm pool)")
+MODES_RUN = MODES
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -107,8 +108,12 @@ class StallMeter:
 
     def longest(self, start: float, end: float) -> float:
         """Longest stall (ms) of a gap that ended within ``[start, end]``."""
-        inside = [gap for at, gap in self.gaps if start < at <= end + 0.5 and at - gap < end]
-        return round(max(0.0, max(inside, default=0.0) - 0.010) * 1000, 1)
+        return round(max(0.0, self.longest_gap(start, end)[1] - 0.010) * 1000, 1)
+
+    def longest_gap(self, start: float, end: float) -> tuple[float, float]:
+        """``(end of the gap, seconds)`` of the longest gap overlapping ``[start, end]``."""
+        inside = [(at, gap) for at, gap in self.gaps if start < at <= end + 0.5 and at - gap < end]
+        return max(inside, key=lambda item: item[1], default=(end, 0.0))
 
 
 def wait_until(predicate, timeout: float) -> None:
@@ -170,19 +175,40 @@ def background_busy(widget) -> bool:
     return bool(busy if busy is not None else widget._workers)  # (the widget before issue 12)
 
 
-def run_once(widget, meter: StallMeter, timeout: float = 600.0) -> dict:
+#: With --profile: samples the main thread's stack during runs (see _stall_profile.py).
+PROFILE = None
+
+
+def explain(label: str, meter: StallMeter, start: float, end: float) -> None:
+    """With --profile: print what the main thread did during the longest stall in the window."""
+    if PROFILE is None:
+        return
+    at, gap = meter.longest_gap(start, end)
+    print(f"--- {label}: longest stall {gap * 1000:.0f} ms", flush=True)
+    for line in PROFILE.report(at - gap, at):
+        print("   ", line, flush=True)
+
+
+def run_once(widget, meter: StallMeter, timeout: float = 600.0, label: str = "run") -> dict:
     """Press Run, wait for the end; stalls before and after the first volume on screen."""
     settle(0.4)
+    if PROFILE is not None:
+        PROFILE.samples.clear()
+        PROFILE.start()
     meter.start()
     click = time.perf_counter()
     widget.run_button.clicked()
     wait_until(lambda: not widget.running, timeout)
     settle(0.2)
     meter.stop()
+    if PROFILE is not None:
+        PROFILE.stop()
     stats = widget.last_run
     if stats["outcome"] != "done":
         raise RuntimeError(f"the run ended {stats['outcome']}: {widget.status.value}")
     first = stats["first_shown"]
+    explain(f"{label}, press", meter, click, first)
+    explain(f"{label}, streaming", meter, first, stats["finished"])
     return {
         "press_stall_ms": meter.longest(click, first),
         "stream_stall_ms": meter.longest(first, stats["finished"]),
@@ -212,7 +238,7 @@ def bench_workload(name: str, path: Path, workers: int) -> list[dict]:
 
     shape = WORKLOADS[name]
     rows = []
-    for mode in MODES:
+    for mode in MODES_RUN:
         viewer = napari.Viewer(title=f"bench {name} {mode}")
         viewer.window._qt_window.resize(1400, 900)
         _dock, widget = viewer.window.add_plugin_dock_widget(
@@ -238,15 +264,15 @@ def bench_workload(name: str, path: Path, workers: int) -> list[dict]:
                 "add_image_ms": round(add_image * 1000, 1),
                 "texture_upload_ms": texture,
             }
-            first = run_once(widget, meter)
+            first = run_once(widget, meter, label=f"{name} {mode} first run")
             row.update({f"first_run_{k}": v for k, v in first.items()})
-            rerun = run_once(widget, meter)
+            rerun = run_once(widget, meter, label=f"{name} {mode} re-run")
             row.update({f"rerun_{k}": v for k, v in rerun.items()})
             widget.position.value = "A/2/0"
-            other = run_once(widget, meter)
+            other = run_once(widget, meter, label=f"{name} {mode} other position")
             row.update({f"other_position_{k}": v for k, v in other.items()})
             viewer.dims.ndisplay = 3
-            in_3d = run_once(widget, meter)
+            in_3d = run_once(widget, meter, label=f"{name} {mode} 3D")
             row.update({f"in_3d_{k}": v for k, v in in_3d.items()})
             viewer.dims.ndisplay = 2
             row.update(cancel_once(widget, meter))
@@ -311,7 +337,21 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keep", type=Path, default=None, help="keep the inputs in this folder")
     parser.add_argument("--results", type=Path, default=RESULTS / "widget.txt")
+    parser.add_argument(
+        "--modes", nargs="+", default=list(MODES), choices=list(MODES), help="modes to run"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print what the main thread did in each run's longest stalls (slows it a little)",
+    )
     args = parser.parse_args()
+    global PROFILE, MODES_RUN
+    MODES_RUN = tuple(args.modes)
+    if args.profile:
+        from _stall_profile import StallProfile
+
+        PROFILE = StallProfile()
 
     import napari
     import qtpy

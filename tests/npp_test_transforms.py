@@ -92,3 +92,12 @@ def apply_flat(czyx, flat: np.ndarray):
 def raises_value_error(czyx):
     """A transform that rejects its input, as a user's own check would."""
     raise ValueError("this volume is not what I expected")
+
+
+def report_niceness(czyx):
+    """Returns the CPU niceness of the thread that ran it, in every voxel."""
+    import os
+    import threading
+
+    nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    return np.full(czyx.shape, nice, np.float32)

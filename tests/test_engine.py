@@ -383,3 +383,16 @@ def test_strict_dtype_refuses_unsafe_casts(tmp_path):
     # Without it, values are cast as numpy (and iohub) cast them.
     list(stream_position(tt.scale_offset, src, dst))
     assert read_array(dst).dtype == np.uint16
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="no thread priorities here")
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_niceness_lowers_the_workers_priority_only(tmp_path, mode):
+    data = random_tczyx((2, 1, 2, 8, 8), "float32", empty=(), nan=())
+    src = write_plate(tmp_path / "in.zarr", {"A/1/0": data})
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    for niceness, expected in ((0, base), (5, min(19, base + 5))):
+        run = stream_position(tt.report_niceness, src / "A/1/0", niceness=niceness, **MODES[mode])
+        seen = {float(r.volume.flat[0]) for r in run}
+        assert seen == {float(expected)}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base

@@ -86,6 +86,8 @@ class BatchRun:
     pool: ProcessPool | None = None
     executor: cf.Executor | None = None
     stop_on_error: bool = False
+    #: Lower the workers' CPU priority by this much (the widget's runs: the window stays smooth).
+    niceness: int = 0
     summaries: dict[str, PositionSummary] = field(default_factory=dict)
     cancelled: bool = False
     #: Set when the run cannot go on (the Dask cluster was lost); later positions are not started.
@@ -323,6 +325,7 @@ class BatchRun:
                 pool=self.pool if not self.config.use_threads else None,
                 resume=self.config.resume,
                 params=self.params,
+                niceness=self.niceness,
             )
             with self._runs_lock:
                 self._runs.add(run)

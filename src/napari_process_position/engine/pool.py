@@ -53,6 +53,10 @@ class ProcessPool:
     >>> pool = ProcessPool(2)            # doctest: +SKIP
     >>> for r in stream_position(f, "in.zarr/A/1/0", pool=pool): ...  # doctest: +SKIP
     >>> pool.shutdown()                  # doctest: +SKIP
+    niceness
+        Lower the workers' CPU priority by this much (0: as the caller). The
+        widget's pools use it so that napari's window keeps its share of the
+        cores while the workers compute.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class ProcessPool:
         inner_threads: int | None = None,
         *,
         memory_limit_bytes: int | None = None,
+        niceness: int = 0,
     ) -> None:
         if num_workers < 1:
             raise InvalidArgumentError(f"num_workers must be at least 1, not {num_workers}")
@@ -71,6 +76,7 @@ class ProcessPool:
         self.num_workers = int(num_workers)
         self.inner_threads = inner_threads or max(1, available_cpus() // self.num_workers)
         self.memory_limit_bytes = int(memory_limit_bytes) if memory_limit_bytes else None
+        self.niceness = max(0, int(niceness))
         self._executor: cf.ProcessPoolExecutor | None = None
         #: Names this pool's shared memory files (preview volumes: see :mod:`.shared`).
         self.share_token = pool_token()
@@ -85,7 +91,12 @@ class ProcessPool:
                     max_workers=self.num_workers,
                     mp_context=mp.get_context("spawn"),
                     initializer=init_worker,
-                    initargs=(self.inner_threads, self.memory_limit_bytes, os.getpid()),
+                    initargs=(
+                        self.inner_threads,
+                        self.memory_limit_bytes,
+                        os.getpid(),
+                        self.niceness,
+                    ),
                 )
             return self._executor
 

@@ -29,7 +29,7 @@ from napari_process_position.engine.failures import (
 )
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.engine.shared import from_shared, release, sharing_available
-from napari_process_position.engine.worker import run_task, run_task_shared
+from napari_process_position.engine.worker import lower_priority, run_task, run_task_shared
 from napari_process_position.store.layout import PositionInfo
 
 __all__ = ["Mode", "PositionRun"]
@@ -78,6 +78,7 @@ class PositionRun:
         inner_threads: int,
         memory_limit_bytes: int | None = None,
         transform_errors: Literal["wrap", "raise"] = "wrap",
+        niceness: int = 0,
     ) -> None:
         self.transform = transform
         self.transform_errors = transform_errors
@@ -91,6 +92,7 @@ class PositionRun:
         self.max_in_flight = max_in_flight
         self.inner_threads = inner_threads
         self.memory_limit_bytes = memory_limit_bytes
+        self.niceness = niceness
         self._executor = executor
         self._pool = pool
         self._cancel = threading.Event()
@@ -223,7 +225,12 @@ class PositionRun:
         owned: cf.Executor | None = None
         limits = None
         if self.mode == "threads":
-            owned = cf.ThreadPoolExecutor(self.num_workers, thread_name_prefix="npp-worker")
+            owned = cf.ThreadPoolExecutor(
+                self.num_workers,
+                thread_name_prefix="npp-worker",
+                initializer=lower_priority,
+                initargs=(self.niceness,),
+            )
             executor: cf.Executor = owned
             try:
                 from threadpoolctl import threadpool_limits
@@ -235,7 +242,10 @@ class PositionRun:
             pool = self._pool
             if pool is None:
                 pool = self._pool = ProcessPool(
-                    self.num_workers, self.inner_threads, memory_limit_bytes=self.memory_limit_bytes
+                    self.num_workers,
+                    self.inner_threads,
+                    memory_limit_bytes=self.memory_limit_bytes,
+                    niceness=self.niceness,
                 )
                 self._owned_pool = True
             executor = pool.executor

@@ -53,6 +53,7 @@ def stream_position(
     strict_dtype: bool = False,
     memory_limit_bytes: int | None = None,
     transform_errors: Literal["wrap", "raise"] = "wrap",
+    niceness: int = 0,
     **kwargs: Any,
 ) -> PositionRun:
     """Plan a run over one position; iterate the returned run to get Results as they finish.
@@ -102,6 +103,10 @@ def stream_position(
     memory_limit_bytes
         In process mode without a ``pool``: each worker's memory limit (see
         :class:`ProcessPool`). A given pool brings its own.
+    niceness
+        Lower the workers' CPU priority (threads and the processes of a pool
+        made for this run) by this much; 0 by default. The widget uses it so
+        that napari's window keeps its share of the cores.
     transform_errors
         ``"wrap"`` (default): an exception raised by the transform ends the
         run as a :class:`TransformError` naming the transform and the
@@ -198,6 +203,7 @@ def stream_position(
         resume=resume,
         max_in_flight=max_in_flight or 2 * workers,
         memory_limit_bytes=memory_limit_bytes,
+        niceness=niceness,
         inner_threads=pool.inner_threads if pool is not None and mode == "processes" else inner,
         transform_errors=transform_errors,
     )

@@ -32,7 +32,14 @@ from napari_process_position.engine.shared import to_shared
 from napari_process_position.store.arrays import open_array, selection
 from napari_process_position.store.shards import RowRewrite, lost_text, rewrite_rows
 
-__all__ = ["init_worker", "memory_limit", "run_task", "run_task_shared", "warm_up"]
+__all__ = [
+    "init_worker",
+    "lower_priority",
+    "memory_limit",
+    "run_task",
+    "run_task_shared",
+    "warm_up",
+]
 
 
 log = logging.getLogger(__name__)
@@ -58,8 +65,9 @@ def init_worker(
     inner_threads: int | None,
     memory_limit_bytes: int | None = None,
     parent_pid: int | None = None,
+    niceness: int = 0,
 ) -> None:
-    """Process-pool initializer: limits, signals, and warm imports.
+    """Process-pool initializer: limits, priority, signals, and warm imports.
 
     - BLAS/OpenMP threads are capped at ``inner_threads``.
     - ``memory_limit_bytes`` caps the worker's address space
@@ -70,6 +78,8 @@ def init_worker(
       SIGTERM reach every process of the group, and the caller decides how
       to stop (let the volumes in flight finish, then stop the workers).
     - The worker ends itself when its parent process is gone.
+    - ``niceness`` > 0 lowers the worker's CPU priority (a GUI's workers: the
+      window's thread keeps its share of the cores).
     """
     global _thread_limits, memory_limit
     if memory_limit_bytes:
@@ -81,6 +91,7 @@ def init_worker(
             limit = min(limit, hard)
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
         memory_limit = limit
+    lower_priority(niceness)
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError, OSError):  # not the main thread
             signal.signal(signum, signal.SIG_IGN)
@@ -98,6 +109,19 @@ def init_worker(
         except ImportError:  # pragma: no cover - threadpoolctl is a dependency
             pass
     import tensorstore  # noqa: F401  (import once, now, not in the first task)
+
+
+def lower_priority(niceness: int) -> None:
+    """Lower the calling thread's CPU priority by ``niceness`` (Linux: per thread; else nothing).
+
+    On Linux a thread is a task of its own: ``setpriority`` on its native id
+    changes that thread only, and in a pool initializer the whole worker.
+    """
+    if niceness <= 0:
+        return
+    with contextlib.suppress(AttributeError, OSError):
+        current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, current + niceness))
 
 
 def warm_up(hold_s: float = 0.0, transform: TransformRef | None = None) -> int:

@@ -25,7 +25,13 @@ from napari_process_position.store.layout import PositionInfo
 from napari_process_position.transforms import TransformSpec, get_transform
 from napari_process_position.widget.events import Failed, RunEnded, RunPrepared, VolumeFinished
 from napari_process_position.widget.helpers import seconds_text
-from napari_process_position.widget.jobs import Run, run_events, settings_key, warm_pool
+from napari_process_position.widget.jobs import (
+    WORKER_NICENESS,
+    Run,
+    run_events,
+    settings_key,
+    warm_pool,
+)
 from napari_process_position.widget.ports import Launcher, Sink, ViewPort
 from napari_process_position.widget.previews import Previews
 
@@ -133,7 +139,7 @@ class Controller:
             pool.shutdown(wait=False)
             pool = None
         if pool is None:
-            pool = self.pool = ProcessPool(workers)
+            pool = self.pool = ProcessPool(workers, niceness=WORKER_NICENESS)
         if warm and not pool.processes():
             spec = self.specs.get(transform or "")
             # The workers import the chosen transform now too, not in the first task.

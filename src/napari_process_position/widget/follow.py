@@ -78,20 +78,23 @@ class TimeFollower:
         """Forget the target."""
         self.target = None
 
-    def step(self, now: float) -> None:
-        """Move the slider to the target if it is due and its input slices are in memory."""
+    def step(self, now: float) -> bool:
+        """Move the slider to the target if it is due and its input slices are in memory.
+
+        Returns True when the slider moved (napari re-slices and redraws).
+        """
         if self.target is None or (now - self._last) * 1000 < FOLLOW_INTERVAL_MS:
-            return
+            return False
         if self._viewer.dims.ndisplay == 3 or not self._enabled():
             self.target = None
-            return
+            return False
         outputs, t = self.target
         layer = next((layer for layer in outputs.layers if layer is not None), None)
         if layer is None or not layers.has(self._viewer, layer):
-            return
+            return False
         if layers.time_on_screen(self._viewer, layer) == t:
             self.target = None
-            return
+            return False
         missing = self._unread_inputs(layer, t)
         if missing:
             if self._reading is None:  # read them in the background, then move
@@ -105,10 +108,11 @@ class TimeFollower:
                     on_event=partial(self._keep_input, t, missing),
                     on_finished=self._inputs_read,
                 )
-            return
+            return False
         self.target = None
         self._last = now
         layers.move_to(self._viewer, layer, t)
+        return True
 
     def _unread_inputs(self, layer: Image, t: int) -> list[tuple[CachedInput, tuple[int, ...]]]:
         """List the input slices that the slider's move to ``t`` would read from disk."""

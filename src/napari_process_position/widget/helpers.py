@@ -24,7 +24,7 @@ __all__ = [
 #: Layers are refreshed at most this often (20 times a second).
 REFRESH_INTERVAL_MS = 50
 #: Main-thread time spent copying finished volumes into layers per event ...
-COPY_BUDGET_S = 0.025
+COPY_BUDGET_S = 0.015
 #: ... in slabs of Z planes of about this size.
 COPY_SLAB_BYTES = 4 << 20
 #: The follow option moves the time slider (re-slicing every layer) at most this often.

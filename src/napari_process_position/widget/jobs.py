@@ -44,6 +44,7 @@ from napari_process_position.widget.events import (
 from napari_process_position.widget.helpers import display_limits
 
 __all__ = [
+    "WORKER_NICENESS",
     "PreviewJob",
     "Run",
     "input_limits",
@@ -55,6 +56,10 @@ __all__ = [
 ]
 
 _ids = itertools.count(1)
+
+#: The widget's workers run at a lower CPU priority: napari's window keeps its share of the
+#: cores (the workers lose nothing when the window is idle).
+WORKER_NICENESS = 5
 
 
 @dataclass(eq=False)
@@ -135,6 +140,7 @@ def run_events(run: Run) -> Iterator[Event]:
     try:
         batch = prepare_run(run.config, pool=run.pool)
         batch.stop_on_error = True
+        batch.niceness = WORKER_NICENESS
         key = batch.keys[0]
         run.attach(batch)
         yield RunPrepared(batch, input_limits(batch.inputs[key], batch.channels, batch.times[0]))

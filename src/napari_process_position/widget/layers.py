@@ -159,7 +159,9 @@ def set_output(viewer: napari.viewer.Viewer, outputs: Outputs, i: int, layer: Im
         if not np.allclose(layer.scale, outputs.scale):
             layer.scale = outputs.scale
         layer.data = data  # the previous run's array is released
-        layer.colormap = channel_color(i, len(outputs.names)).colormap
+        colormap = channel_color(i, len(outputs.names)).colormap
+        if layer.colormap.name != colormap:  # (a new colormap costs a shader build)
+            layer.colormap = colormap
     outputs.layers[i] = layer
 
 

@@ -284,7 +284,8 @@ class LayerSink:
         now = time.perf_counter()
         if self._dirty and (now - self._last_refresh) * 1000 >= REFRESH_INTERVAL_MS:
             self._refresh()
-        self._follower.step(now)
+        else:  # (a refresh and a slider move each make napari redraw: not in one turn)
+            self._follower.step(now)
         if not (self._changes or self._copies or self._dirty):
             self._call_waiting()
         if self._changes or self._copies:
