@@ -129,6 +129,10 @@ def screenshot(
     while widget.running and time.monotonic() < deadline:
         app.processEvents()
         time.sleep(0.01)
+    settle = time.monotonic() + 1.0  # the slider's last move to the newest time point
+    while time.monotonic() < settle:
+        app.processEvents()
+        time.sleep(0.01)
     viewer.grid.enabled = True
     viewer.grid.stride = 2
     viewer.dims.set_current_step(0, 3)
