@@ -45,7 +45,7 @@ class StallProfile:
                 frame = frame.f_back
             self.samples.append((time.perf_counter(), tuple(reversed(stack))))
 
-    def report(self, start: float, end: float, top: int = 14) -> list[str]:
+    def report(self, start: float, end: float, top: int = 22) -> list[str]:
         """The functions most present in the samples of ``[start, end]``, innermost last."""
         inside = [stack for at, stack in self.samples if start <= at <= end]
         if not inside:

@@ -402,3 +402,20 @@ def test_the_controller_side_imports_no_qt():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_cached_input_serves_kept_planes_for_points_and_one_plane_slabs(plate):
+    from napari_process_position.widget.cached_input import CachedInput
+
+    store, data = plate
+    info = read_position(str(store / "A/1/0"), "A/1/0")
+    layer_data = CachedInput(info, 1, [0, 2])  # the layer shows input times 0 and 2
+    assert layer_data.shape == (2, 4, 16, 16)
+    np.testing.assert_array_equal(layer_data[1, 3], data[2, 1, 3])  # from the store
+    np.testing.assert_array_equal(layer_data[1:2, 3:4], data[2:3, 1, 3:4])
+    kept = np.full((16, 16), -1.0, np.float32)  # unlike anything in the store
+    layer_data.keep(1, (3,), kept)
+    np.testing.assert_array_equal(layer_data[1, 3], kept)
+    np.testing.assert_array_equal(layer_data[1:2, 3:4], kept[np.newaxis, np.newaxis])
+    np.testing.assert_array_equal(layer_data[1, 3, 2:5], kept[2:5])
+    np.testing.assert_array_equal(layer_data[0, 3], data[0, 1, 3])  # not kept: read

@@ -62,6 +62,15 @@ class CachedInput:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
+        if any(_one(index) for index in key):
+            # One-plane slabs (napari's projection modes): the same planes, axes kept.
+            plain = tuple(index.start if _one(index) else index for index in key)
+            keep = tuple(
+                np.newaxis if _one(index) else slice(None)
+                for index in key
+                if not isinstance(index, (int, np.integer))
+            )
+            return self[plain][keep]
         head = key[0]
         if isinstance(head, (int, np.integer)):
             t = int(head)
@@ -71,7 +80,12 @@ class CachedInput:
                     continue
                 if where == ():  # a whole volume
                     return data[rest] if rest else data
-                if len(rest) >= len(where) and tuple(int(i) for i in rest[: len(where)]) == where:
+                lead = rest[: len(where)]
+                if (
+                    len(lead) == len(where)
+                    and all(isinstance(i, (int, np.integer)) for i in lead)
+                    and tuple(int(i) for i in lead) == where
+                ):
                     inner = rest[len(where) :]
                     return data[inner] if inner else data
             return np.asarray(self._source[(self.input_time(t), *rest)].read().result())
@@ -82,3 +96,14 @@ class CachedInput:
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return np.asarray(self[:], dtype=dtype)
+
+
+def _one(index: Any) -> bool:
+    """Tell whether ``index`` is a slice of exactly one element, ``t:t+1``."""
+    return (
+        isinstance(index, slice)
+        and index.start is not None
+        and index.stop is not None
+        and index.stop - index.start == 1
+        and index.step in (None, 1)
+    )

@@ -120,10 +120,15 @@ def set_input(
             colormap=channel_color(c, info.shape[1]).colormap,
             blending="additive",
             axis_labels=("t", "z", "y", "x"),
+            # Point slices (not napari's default one-plane "mean" slab): the cached planes
+            # serve them, and no projection is computed per redraw.
+            projection_mode="none",
         )
         return
     layer.metadata = {**layer.metadata, METADATA_KEY: meta}
     layer.name = name
+    if str(layer.projection_mode) != "none":  # (a sample-data layer, say)
+        layer.projection_mode = "none"
     layer.data = data
     if not np.allclose(layer.scale, scale):
         layer.scale = scale
@@ -151,6 +156,7 @@ def set_output(viewer: napari.viewer.Viewer, outputs: Outputs, i: int, layer: Im
             colormap=channel_color(i, len(outputs.names)).colormap,
             blending="additive",
             axis_labels=("t", "z", "y", "x"),
+            projection_mode="none",
         )
     else:
         layer.name = outputs.names[i]

@@ -50,7 +50,10 @@ if TYPE_CHECKING:
 
     from napari_process_position.widget.ports import Launcher
 
-__all__ = ["LayerSink"]
+__all__ = ["THUMBNAIL_IDLE_S", "LayerSink"]
+
+#: Thumbnails are recomputed once no volume has come in for this long (or a run ends).
+THUMBNAIL_IDLE_S = 1.0
 
 
 @dataclass(eq=False)
@@ -286,14 +289,19 @@ class LayerSink:
             self._refresh()
         else:  # (a refresh and a slider move each make napari redraw: not in one turn)
             self._follower.step(now)
+        idle_s = time.perf_counter() - self._last_refresh
         if not (self._changes or self._copies or self._dirty):
+            if self._stale_thumbnails and (self._waiting or idle_s >= THUMBNAIL_IDLE_S):
+                self._update_thumbnails()
             self._call_waiting()
         if self._changes or self._copies:
             self._schedule(0)
         elif self._dirty:
-            self._schedule(REFRESH_INTERVAL_MS - (time.perf_counter() - self._last_refresh) * 1000)
+            self._schedule(REFRESH_INTERVAL_MS - idle_s * 1000)
         elif self._follower.pending:
             self._schedule(self._follower.wait_ms())
+        elif self._stale_thumbnails:
+            self._schedule((THUMBNAIL_IDLE_S - idle_s) * 1000)
 
     def _copy(self, budget_s: float) -> None:
         """Copy queued volumes for about ``budget_s`` seconds, a slab of Z planes at a time."""
@@ -353,13 +361,19 @@ class LayerSink:
             else:  # not on screen: nothing to redraw; it shows when the slider gets there
                 for callback in shown:
                     callback()
-        if final or not self._dirty:
-            for layer in self._stale_thumbnails.values():
-                if layers.has(self._viewer, layer):
-                    layer.refresh(
-                        thumbnail=True, highlight=False, extent=False, data_displayed=False
-                    )
-            self._stale_thumbnails.clear()
+        if final:
+            self._update_thumbnails()
+
+    def _update_thumbnails(self) -> None:
+        """Recompute the thumbnails of the layers refreshed without one, once.
+
+        A thumbnail costs a zoom of the slice, in 3D a max over the volume: it is
+        done when a run ends or volumes stop coming, not for every volume.
+        """
+        for layer in self._stale_thumbnails.values():
+            if layers.has(self._viewer, layer):
+                layer.refresh(thumbnail=True, highlight=False, extent=False, data_displayed=False)
+        self._stale_thumbnails.clear()
 
     def _call_waiting(self) -> None:
         waiting, self._waiting = self._waiting, []
