@@ -14,8 +14,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     SerializerFunctionWrapHandler,
+    ValidationError,
     field_validator,
     model_serializer,
     model_validator,
@@ -272,6 +272,19 @@ class RunConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _limit_fits_the_job(self) -> RunConfig:
+        if self.slurm is not None and self.memory_limit is not None:
+            job = parse_size(self.slurm.memory, "slurm.memory")
+            limit = parse_size(self.memory_limit, "memory_limit")
+            if limit * self.slurm.worker_processes > job:
+                raise ConfigError(
+                    f"memory_limit {self.memory_limit} x {self.slurm.worker_processes} worker(s) "
+                    f"per job is more than the job's memory ({self.slurm.memory}); lower it or "
+                    "raise slurm.memory"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _one_cluster(self) -> RunConfig:
         chosen = [
             name
@@ -303,7 +316,8 @@ class RunConfig(BaseModel):
                 f"x {s.threads_per_worker} thread(s)"
             )
         if self.auto_workers:
-            return f"'auto' {'thread' if self.use_threads else 'process'} workers (up to {self.num_workers})"
+            kind = "thread" if self.use_threads else "process"
+            return f"'auto' {kind} workers (up to {self.num_workers})"
         if self.num_workers <= 1:
             return "this process (serial)"
         kind = "thread" if self.use_threads else "process"

@@ -77,7 +77,7 @@ class Measurement:
 
 
 def _first_volume(plan: RunPlan) -> tuple[int, int]:
-    """The first non-empty (t, c) of the first position: an empty one would be skipped."""
+    """Find the first non-empty (t, c) of the first position (an empty one is skipped)."""
     source = plan.inputs[plan.keys[0]].open_array()
     for t in plan.times:
         for c in plan.channels:
@@ -257,7 +257,7 @@ class Estimate:
         return self.main_baseline_bytes + self.workers * (self.measurement.task.baseline + task)
 
     def resources(self) -> dict[str, int]:
-        """biahub's contract: integer ``cpus``, ``mem_gb`` and ``time_minutes`` per position.
+        """Return biahub's contract: integer ``cpus``, ``mem_gb`` and ``time_minutes`` per position.
 
         Returns
         -------
@@ -328,7 +328,7 @@ class Estimate:
         }
 
     def lines(self) -> list[str]:
-        """The report ``process-position estimate`` prints, ``RESOURCES:`` last.
+        """Return the report ``process-position estimate`` prints, ``RESOURCES:`` last.
 
         Returns
         -------
@@ -373,7 +373,7 @@ def _duration(seconds: float) -> str:
 def _choices(
     config: RunConfig, measurement: Measurement, cpus: int, budget: MemoryBudget | None, tasks: int
 ) -> tuple[WorkerChoice, WorkerChoice, WorkerChoice]:
-    """The run's choice, and what threads and processes would each fit."""
+    """Return the run's choice, and what threads and processes would each fit."""
     task = measurement.task
     threads = choose_workers(cpus, budget, task.peak_above, use_threads=True, tasks=tasks)
     processes = choose_workers(

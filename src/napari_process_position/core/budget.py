@@ -30,7 +30,7 @@ def _quota(quota: int, period: int) -> int | None:
 
 
 def _dir_cpus(folder: Path) -> int | None:
-    """The CPU quota a cgroup folder sets: v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``."""
+    """Return the CPU quota a cgroup folder sets: v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``."""
     try:
         fields = (folder / "cpu.max").read_text().split()
     except OSError:
@@ -48,7 +48,7 @@ def _dir_cpus(folder: Path) -> int | None:
 
 
 def _cgroup_cpus(cgroup_root: Path | None, proc_cgroup: Path | None) -> int | None:
-    """The smallest CPU quota of this process's cgroup and its parents (v2 and v1), or None."""
+    """Return the smallest CPU quota of this cgroup and its parents (v2, v1), or None."""
     limits = [
         n for n in map(_dir_cpus, cgroup_dirs("cpu", cgroup_root, proc_cgroup)) if n is not None
     ]

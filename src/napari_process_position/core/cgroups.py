@@ -14,7 +14,7 @@ PROC_CGROUP = Path("/proc/self/cgroup")
 
 
 def _unified_mount(root: Path) -> Path:
-    """The cgroup v2 mount: the root itself, or ``unified`` beside v1 controllers (hybrid)."""
+    """Return the cgroup v2 mount: the root, or ``unified`` beside v1 controllers (hybrid)."""
     if not (root / "cgroup.controllers").exists() and (root / "unified").is_dir():
         return root / "unified"
     return root
