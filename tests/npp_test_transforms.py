@@ -94,13 +94,17 @@ def raises_value_error(czyx):
     raise ValueError("this volume is not what I expected")
 
 
-def hold_copies(czyx, copies: int = 6):
-    """Holds ``copies`` float64 copies of the volume at once (a known peak), returns the first."""
+def hold_copies(czyx, copies: int = 6, seconds: float = 0.0):
+    """Holds ``copies`` float64 copies of the volume at once (a known peak), returns the first.
+
+    ``seconds``: how long to hold them (for a memory monitor to notice).
+    """
     held = []
     for i in range(copies):
         copy = czyx.astype(np.float64)
         copy += i
         held.append(copy)
+    time.sleep(seconds)
     return held[0].astype(np.float32)
 
 

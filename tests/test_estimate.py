@@ -14,7 +14,6 @@ from conftest import TESTS, random_tczyx, read_array, write_plate
 from napari_process_position import RunConfig, available_cpus
 from napari_process_position.batch.estimate import estimate_run
 from napari_process_position.batch.prepare import prepare_run
-from napari_process_position.core.errors import ConfigError, TransformError
 from napari_process_position.core.memory import SAFETY_MARGIN, rss_bytes
 
 pytestmark = pytest.mark.slow
@@ -159,71 +158,3 @@ def test_given_workers_above_the_memory_fit_are_reported(plate, no_slurm, monkey
     monkeypatch.setenv("SLURM_MEM_PER_NODE", str(rss_bytes() // 2**20 + 1))
     estimate = estimate_run(_config(plate, params={"copies": 2}, num_workers=2))
     assert "more than the 0 that fit the memory" in estimate.choice.reason
-
-
-# -- memory limits ---------------------------------------------------------------------------
-
-
-def test_memory_limit_in_the_config_and_its_errors(tmp_path):
-    config = RunConfig(input="in.zarr", transform="x", memory_limit="512MiB")
-    assert config.memory_limit_bytes == 512 * 2**20
-    assert RunConfig.from_yaml(config.to_yaml()).memory_limit == "512MiB"
-    with pytest.raises(ConfigError, match="'8 lots' is not an amount of memory"):
-        RunConfig.from_dict({"input": "in.zarr", "transform": "x", "memory_limit": "8 lots"})
-    with pytest.raises(ConfigError, match="more than the job's memory"):
-        RunConfig.from_dict(
-            {
-                "input": "in.zarr",
-                "transform": "x",
-                "memory_limit": "3GB",
-                "slurm": {"memory": "4GB", "processes": 2, "cores": 2},
-            }
-        )
-
-
-def test_a_run_over_its_memory_limit_is_the_out_of_memory_error(plate, tmp_path):
-    """One process worker under --memory-limit 3GB; the transform asks for 4 GiB at once."""
-    args = [
-        *CLI,
-        "run",
-        str(plate),
-        str(tmp_path / "o.zarr"),
-        "-t",
-        ALLOCATE,
-        "--memory-limit",
-        "3GB",
-        "--position",
-        "A/1/0",
-        "--times",
-        "0",
-        "--no-progress",
-    ]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    text = proc.stdout + proc.stderr
-    assert "ran out of memory" in text and "memory limit of 2.8 GiB" in text, text
-    # without the limit the same run goes through (the 4 GiB are never touched)
-    ok = subprocess.run(
-        [a for a in args if a not in ("--memory-limit", "3GB")] + ["--overwrite"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-
-
-def test_estimate_under_a_memory_limit_reports_the_out_of_memory_error(plate):
-    config = RunConfig(input=str(plate), transform=ALLOCATE, memory_limit="3GB")
-    with pytest.raises(TransformError, match="ran out of memory"):
-        estimate_run(config)
-
-
-def test_bad_memory_limit_on_the_command_line(plate, tmp_path):
-    proc = subprocess.run(
-        [*CLI, "run", str(plate), str(tmp_path / "o.zarr"), "-t", HOLD, "--memory-limit", "lots"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2 and "'lots' is not an amount of memory" in proc.stderr
-    assert not (tmp_path / "o.zarr").exists()
