@@ -126,10 +126,12 @@ def test_meminfo_is_the_machine_budget(tmp_path, no_slurm):
 def test_choose_workers_threads_share_processes_add_their_baseline():
     budget = MemoryBudget(1000 * MiB, "test")
     threads = choose_workers(8, budget, 200 * MiB, use_threads=True)
-    assert threads.workers == 4  # 1000 / (200 * 1.25)
-    assert threads.reason == "workers: 4 (memory: 1000 MiB budget, 250 MiB per task; test)"
+    assert threads.workers == 3  # 1000 / (200 * 1.25 + 64)
+    assert threads.reason == "workers: 3 (memory: 1000 MiB budget, 314 MiB per task; test)"
     processes = choose_workers(8, budget, 200 * MiB, use_threads=False, worker_baseline=150 * MiB)
-    assert processes.workers == 2  # 1000 / (250 + 150)
+    assert processes.workers == 2  # 1000 / (314 + 150)
+    small = choose_workers(8, budget, 10 * MiB, use_threads=True)
+    assert small.per_worker == int(10 * MiB * SAFETY_MARGIN) + 10 * MiB  # slack: its own peak
     assert "per worker process" in processes.reason
     roomy = choose_workers(2, MemoryBudget(64 * GiB, "test"), 200 * MiB, use_threads=True)
     assert roomy.workers == 2 and roomy.reason.startswith("workers: 2 (CPUs: 2 available")

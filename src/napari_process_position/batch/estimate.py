@@ -250,11 +250,13 @@ class Estimate:
 
     @property
     def position_memory_bytes(self) -> int:
-        """Peak memory of a run of one position: the main process and every worker, with margin."""
-        task = math.ceil(self.measurement.task.peak_above * SAFETY_MARGIN)
-        if self.in_process:
-            return self.main_baseline_bytes + self.workers * task
-        return self.main_baseline_bytes + self.workers * (self.measurement.task.baseline + task)
+        """Peak memory of a run of one position: the main process and every worker.
+
+        Each worker as :func:`..core.memory.choose_workers` counts it (its task's
+        peak with the margin and the allocator's slack, a process's own baseline).
+        """
+        per_worker = self.threads.per_worker if self.in_process else self.processes.per_worker
+        return self.main_baseline_bytes + self.workers * per_worker
 
     def resources(self) -> dict[str, int]:
         """Return biahub's contract: integer ``cpus``, ``mem_gb`` and ``time_minutes`` per position.

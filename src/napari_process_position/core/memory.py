@@ -21,6 +21,7 @@ from napari_process_position.core.cgroups import cgroup_dirs, read_int, read_sta
 from napari_process_position.core.sizes import size_text
 
 __all__ = [
+    "ALLOCATOR_SLACK",
     "SAFETY_MARGIN",
     "MemoryBudget",
     "WorkerChoice",
@@ -33,6 +34,13 @@ __all__ = [
 #: Each task is counted as its measured peak times this (a volume that compresses
 #: differently, a transform whose work depends on the data).
 SAFETY_MARGIN = 1.25
+
+#: A worker that has run a few tasks holds more than its first task needed: glibc keeps
+#: freed blocks under its mmap threshold (at most 32 MiB each) for reuse instead of
+#: returning them. Each worker is counted with up to this much more (its task's peak at
+#: most): measured, a worker's resident peak grew by about one 8 MiB-volume task's peak
+#: over its first eight tasks, then stayed.
+ALLOCATOR_SLACK = 64 * 2**20
 
 #: cgroup v1 writes "no limit" as a number near 2**63.
 _UNLIMITED = 2**60
@@ -188,8 +196,9 @@ class WorkerChoice:
         What each budget alone allows (``by_memory`` None when no memory
         budget is known).
     per_worker
-        Bytes counted for each worker (task peak with the margin, plus a
-        process worker's own baseline).
+        Bytes counted for each worker: the task's peak times
+        :data:`SAFETY_MARGIN`, plus up to :data:`ALLOCATOR_SLACK`, plus a
+        process worker's own baseline.
     reason
         ``workers: 1 (memory: 512 MiB budget, 330 MiB per task)``.
     """
@@ -239,7 +248,8 @@ def choose_workers(
     """
     if cpus < 1:
         raise ValueError(f"cpus must be at least 1, not {cpus}")
-    per_worker = math.ceil(max(0, task_peak) * SAFETY_MARGIN)
+    task_peak = max(0, task_peak)
+    per_worker = math.ceil(task_peak * SAFETY_MARGIN) + min(task_peak, ALLOCATOR_SLACK)
     kind = "task"
     if not use_threads:
         per_worker += max(0, worker_baseline)
