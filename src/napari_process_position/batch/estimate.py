@@ -236,17 +236,23 @@ class Estimate:
         return task.seconds / max(1, len(task.results))
 
     @property
+    def startup_seconds(self) -> float:
+        """Paid once by a run: starting the workers, and each one's first (cold) task's extra."""
+        task = self.measurement.task
+        cold = max(0.0, task.first_seconds - task.seconds)
+        return cold + (0.0 if self.in_process else self.measurement.startup_seconds)
+
+    @property
     def position_seconds(self) -> float:
         """Projected wall time of one position with :attr:`workers` workers."""
         steps = math.ceil(self.volumes_per_position / self.workers)
-        startup = 0.0 if self.in_process else self.measurement.startup_seconds
-        return startup + steps * self.seconds_per_volume
+        return self.startup_seconds + steps * self.seconds_per_volume
 
     @property
     def total_seconds(self) -> float:
         """Projected wall time of the whole selection on this machine (one shared pool)."""
-        startup = 0.0 if self.in_process else self.measurement.startup_seconds
-        return startup + math.ceil(self.volumes / self.workers) * self.seconds_per_volume
+        steps = math.ceil(self.volumes / self.workers)
+        return self.startup_seconds + steps * self.seconds_per_volume
 
     @property
     def position_memory_bytes(self) -> int:
@@ -309,7 +315,8 @@ class Estimate:
             "main_baseline_bytes": self.main_baseline_bytes,
             "peak_method": m.task.method,
             "seconds_per_volume": round(self.seconds_per_volume, 4),
-            "startup_seconds": round(m.startup_seconds, 3),
+            "startup_seconds": round(self.startup_seconds, 3),
+            "first_task_seconds": round(m.task.first_seconds, 4),
             "volumes": self.volumes,
             "volumes_per_position": self.volumes_per_position,
             "positions": self.positions,
@@ -345,7 +352,7 @@ class Estimate:
             f"t={m.time_index}, c={m.channel} in a fresh worker process",
             f"per volume: {self.seconds_per_volume:.2f} s, peak {size_text(m.task.peak_above)} "
             f"above the worker's {size_text(m.task.baseline)} ({m.task.method}; "
-            f"worker start {m.startup_seconds:.1f} s)",
+            f"worker start {m.startup_seconds:.1f} s, first task {m.task.first_seconds:.2f} s)",
             f"selection: {self.volumes} volume(s) = {self.positions} position(s) x "
             f"{self.volumes_per_position}; output {size_text(self.volume_bytes * self.volumes)} "
             f"uncompressed, about {size_text(m.volume_disk_bytes * self.volumes)} on disk",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from napari_process_position.core.peak import PeakMeter
@@ -47,6 +47,9 @@ class TaskMeasure:
         1, or 2 when a short first run (imports, caches) was repeated.
     pid
         The worker's process id.
+    first_seconds
+        Wall time of the first run (with what a worker does once); ``seconds``
+        when it was not repeated.
     """
 
     results: list[Result]
@@ -56,6 +59,7 @@ class TaskMeasure:
     method: str
     runs: int
     pid: int
+    first_seconds: float = 0.0
 
 
 def _trim() -> bool:
@@ -111,7 +115,7 @@ def measure_task(task: Task, transform: TransformRef, params: dict[str, Any]) ->
     resolve_transform(transform)
     first = _measured(task, transform, params)
     if first.seconds >= REPEAT_BELOW_S:
-        return first
+        return replace(first, first_seconds=first.seconds)
     trimmed = _trim()
     second = _measured(task, transform, params)
     if trimmed:
@@ -123,6 +127,7 @@ def measure_task(task: Task, transform: TransformRef, params: dict[str, Any]) ->
             second.method,
             2,
             second.pid,
+            first.seconds,
         )
     peak = max(first.baseline + first.peak_above, second.baseline + second.peak_above)
     return TaskMeasure(
@@ -133,4 +138,5 @@ def measure_task(task: Task, transform: TransformRef, params: dict[str, Any]) ->
         second.method,
         2,
         second.pid,
+        first.seconds,
     )
