@@ -178,7 +178,7 @@ def _execute(batch: Any, no_progress: bool) -> int:
     if batch.workers_reason and not logging.getLogger("napari_process_position").isEnabledFor(
         logging.INFO
     ):
-        console.print(batch.workers_reason, highlight=False)  # as logged, when logs are on
+        console.print(batch.workers_reason, highlight=False, soft_wrap=True)  # as logged
     start = time.perf_counter()
     progress = Progress(
         TextColumn("[bold]{task.description}"),
