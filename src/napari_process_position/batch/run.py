@@ -86,14 +86,14 @@ class BatchRun:
     pool: ProcessPool | None = None
     executor: cf.Executor | None = None
     stop_on_error: bool = False
-    #: For ``num_workers: auto``: how many workers were picked, and which budget decided.
-    workers_reason: str | None = None
     summaries: dict[str, PositionSummary] = field(default_factory=dict)
     cancelled: bool = False
     #: Set when the run cannot go on (the Dask cluster was lost); later positions are not started.
     fatal_error: str | None = None
     #: The Dask session this run opened (None when not on Dask or not started yet).
     dask: Any = None
+    #: For ``num_workers: auto``: how many workers were picked, and which budget decided.
+    workers_reason: str | None = None
     _cancel: threading.Event = field(default_factory=threading.Event)
     _runs: set[PositionRun] = field(default_factory=set)
     _runs_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -329,11 +329,11 @@ class BatchRun:
                 output_time_indices=list(range(len(self.times))),
                 num_workers=self._slots() if self.executor is not None else self.config.num_workers,
                 use_threads=self.config.use_threads,
+                memory_limit_bytes=self.config.memory_limit_bytes,
                 executor=self.executor,
                 pool=self.pool if not self.config.use_threads else None,
                 resume=self.config.resume,
                 params=self.params,
-                memory_limit_bytes=self.config.memory_limit_bytes,
             )
             with self._runs_lock:
                 self._runs.add(run)
