@@ -58,6 +58,26 @@ def slow(czyx, seconds: float = 0.5):
     return czyx
 
 
+def hold_copies(czyx, copies: int = 6, seconds: float = 0.0):
+    """Holds ``copies`` float64 copies of the volume at once (a known peak), returns the first.
+
+    ``seconds``: how long to hold them (for a memory monitor to notice).
+    """
+    held = []
+    for i in range(copies):
+        copy = czyx.astype(np.float64)
+        copy += i
+        held.append(copy)
+    time.sleep(seconds)
+    return held[0].astype(np.float32)
+
+
+def allocate(czyx, gib: float = 4.0):
+    """Asks for ``gib`` GiB of address space at once (untouched): fails under a memory limit."""
+    block = np.empty(int(gib * 2**30), dtype=np.uint8)
+    return czyx + (block.size > 0)
+
+
 def returns_none(czyx):
     """A broken transform."""
     return None

@@ -82,3 +82,111 @@ def test_process_workers_limit_blas_threads(tmp_path, monkeypatch):
     values = {float(r.volume.max()) for r in run}
     assert values and max(values) >= 1
     assert max(values) <= available_cpus() // 2
+
+
+# -- fake cgroup trees: parents, cgroup v1, the process's own cgroup file ---------------------
+
+
+def _tree(tmp_path, files: dict[str, str], proc: str):
+    """A fake /sys/fs/cgroup (files relative to it) and a fake /proc/self/cgroup."""
+    root = tmp_path / "sys-fs-cgroup"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    root.mkdir(exist_ok=True)
+    proc_file = tmp_path / "proc-self-cgroup"
+    proc_file.write_text(proc)
+    return root, proc_file
+
+
+@pytest.fixture
+def one_cpu_free(monkeypatch):
+    """No SLURM variable, and an affinity of 64 CPUs, so that only the cgroups limit."""
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    if hasattr(os, "process_cpu_count"):
+        monkeypatch.setattr(os, "process_cpu_count", lambda: 64)
+
+
+def test_v2_quota_of_a_parent_cgroup(tmp_path, one_cpu_free):
+    root, proc = _tree(
+        tmp_path,
+        {
+            "cgroup.controllers": "cpu memory\n",
+            "job.slice/cpu.max": "300000 100000\n",  # the job: 3 CPUs
+            "job.slice/step/cpu.max": "max 100000\n",  # its step: no limit of its own
+            "job.slice/step/task/cpu.max": "max 100000\n",
+        },
+        "0::/job.slice/step/task\n",
+    )
+    assert available_cpus(root, proc) == 3
+    (root / "job.slice/step/cpu.max").write_text("150000 100000\n")  # tighter, in between
+    assert available_cpus(root, proc) == 2
+
+
+def test_v2_quota_of_the_own_cgroup_beats_a_looser_parent(tmp_path, one_cpu_free):
+    root, proc = _tree(
+        tmp_path,
+        {"a/cpu.max": "800000 100000\n", "a/b/cpu.max": "100000 100000\n"},
+        "0::/a/b\n",
+    )
+    assert available_cpus(root, proc) == 1
+
+
+def test_v1_cfs_quota(tmp_path, one_cpu_free):
+    root, proc = _tree(
+        tmp_path,
+        {
+            "cpu,cpuacct/cpu.cfs_quota_us": "-1\n",
+            "cpu,cpuacct/cpu.cfs_period_us": "100000\n",
+            "cpu,cpuacct/slurm/uid_1/job_7/cpu.cfs_quota_us": "400000\n",
+            "cpu,cpuacct/slurm/uid_1/job_7/cpu.cfs_period_us": "100000\n",
+            "memory/slurm/uid_1/job_7/memory.limit_in_bytes": "1073741824\n",
+        },
+        "12:memory:/slurm/uid_1/job_7\n4:cpu,cpuacct:/slurm/uid_1/job_7\n1:name=systemd:/\n",
+    )
+    assert available_cpus(root, proc) == 4
+    (root / "cpu,cpuacct/cpu.cfs_quota_us").write_text("250000\n")  # the root is tighter
+    assert available_cpus(root, proc) == 3
+    (root / "cpu,cpuacct/cpu.cfs_quota_us").write_text("-1\n")
+    (root / "cpu,cpuacct/slurm/uid_1/job_7/cpu.cfs_quota_us").write_text("-1\n")
+    assert available_cpus(root, proc) == 64  # no quota anywhere: the affinity
+
+
+def test_v1_in_a_container_reads_the_mount_itself(tmp_path, one_cpu_free):
+    """In a container /proc/self/cgroup names the host's path; the mount is the container's."""
+    root, proc = _tree(
+        tmp_path,
+        {"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"},
+        "3:cpu:/docker/0123abcd\n",
+    )
+    assert available_cpus(root, proc) == 2
+
+
+def test_hybrid_hierarchy_reads_the_unified_mount(tmp_path, one_cpu_free):
+    root, proc = _tree(
+        tmp_path,
+        {"unified/user.slice/cpu.max": "200000 100000\n", "cpu/cpu.cfs_quota_us": "-1\n"},
+        "0::/user.slice\n2:cpu:/\n",
+    )
+    assert available_cpus(root, proc) == 2
+
+
+def test_malformed_cgroup_files_are_ignored(tmp_path, one_cpu_free):
+    root, proc = _tree(
+        tmp_path,
+        {
+            "a/cpu.max": "lots 100000\n",
+            "cpu/cpu.cfs_quota_us": "x\n",
+            "cpu/cpu.cfs_period_us": "0\n",
+        },
+        "0::/a\n2:cpu:/\nnot a line\n",
+    )
+    assert available_cpus(root, proc) == 64
+    assert available_cpus(root, tmp_path / "no-such-file") == 64
+
+
+def test_process_cpu_count_is_a_limit(no_cgroup, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr(os, "process_cpu_count", lambda: 3, raising=False)
+    assert available_cpus(no_cgroup) == 3

@@ -150,3 +150,21 @@ def test_every_public_function_documents_returns_and_raises() -> None:
         elif "Raises\n------" not in doc:
             missing.append(f"{name}: Raises")
     assert not missing, missing
+
+
+def test_sizing_page_is_in_the_nav_and_its_report_is_the_command_s() -> None:
+    """docs/sizing.md quotes a real estimate: its lines are the ones Estimate.lines() writes."""
+    import json
+
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+    assert "sizing.md" in [next(iter(entry.values())) for entry in config["nav"]]
+    page = (DOCS / "sizing.md").read_text(encoding="utf-8")
+    report = page.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    prefixes = ["gaussian_blur on ", "per volume: ", "selection: ", "budget: ", "workers: "]
+    prefixes += ["projected: ", "advice: ", "RESOURCES:"]
+    assert len(report) == len(prefixes)
+    for line, prefix in zip(report, prefixes, strict=True):
+        assert line.startswith(prefix), (line, prefix)
+    resources = json.loads(report[-1].removeprefix("RESOURCES:"))
+    assert set(resources) == {"cpus", "mem_gb", "time_minutes"}
+    assert all(isinstance(v, int) for v in resources.values())

@@ -104,10 +104,12 @@ def test_public_api_resolves_without_gui():
     assert not leaked, f"resolving {PACKAGE}.__all__ loads {leaked}"
 
 
-def test_worker_module_imports_little():
-    loaded = loaded_top_level(f"import {PACKAGE}.engine.worker")
+@pytest.mark.parametrize("module", ["engine.worker", "engine.measure"])
+def test_worker_module_imports_little(module):
+    # engine.measure runs in a spawned worker for `estimate` and `--workers auto`.
+    loaded = loaded_top_level(f"import {PACKAGE}.{module}")
     heavy = sorted(loaded & (WORKER_FORBIDDEN | GUI_PACKAGES))
-    assert not heavy, f"a spawned worker importing {PACKAGE}.engine.worker loads {heavy}"
+    assert not heavy, f"a spawned worker importing {PACKAGE}.{module} loads {heavy}"
 
 
 def test_worker_resolving_a_builtin_transform_imports_little():

@@ -14,13 +14,16 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
-from napari_process_position.core.errors import ConfigError, OutputWriteError
+from napari_process_position.core.errors import ConfigError, InvalidArgumentError, OutputWriteError
 from napari_process_position.core.ranges import parse_ranges
+from napari_process_position.core.sizes import parse_size
 
 __all__ = ["CONFIG_FORMAT_VERSION", "RunConfig", "SlurmSettings", "command_line"]
 
@@ -139,9 +142,20 @@ class RunConfig(BaseModel):
         default=1,
         ge=1,
         le=4096,
-        description="Parallel workers on this machine (on Dask the cluster's workers are used).",
+        description="Parallel workers on this machine (on Dask the cluster's workers are used); "
+        "'auto' picks as many as the CPUs and the memory a measured task needs allow.",
+    )
+    auto_workers: bool = Field(
+        default=False,
+        description="Set by `num_workers: auto`: the run measures one task and picks "
+        "num_workers (until then num_workers holds the CPUs available, the upper bound).",
     )
     use_threads: bool = Field(default=False, description="Threads instead of processes.")
+    memory_limit: str | None = Field(
+        default=None,
+        description="Memory limit of each process or Dask worker, e.g. '8GB', '512MiB'; a task "
+        "that needs more fails with an out-of-memory error.",
+    )
     ome_version: Literal["0.4", "0.5"] = Field(
         default="0.5", description="OME-Zarr version written."
     )
@@ -167,6 +181,42 @@ class RunConfig(BaseModel):
         default_factory=_project_version,
         description="napari-process-position version that wrote it.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto(cls, data: Any) -> Any:
+        # `num_workers: auto` (YAML, the command line, RunConfig(num_workers="auto")).
+        if isinstance(data, dict):
+            value = data.get("num_workers")
+            if isinstance(value, str) and value.strip().lower() == "auto":
+                from napari_process_position.core.budget import available_cpus
+
+                data = {**data, "num_workers": min(4096, available_cpus()), "auto_workers": True}
+        return data
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        # Written as `num_workers: auto`, read back the same; without it, as before.
+        if data.pop("auto_workers", False) and "num_workers" in data:
+            data["num_workers"] = "auto"
+        return data
+
+    @field_validator("memory_limit", mode="before")
+    @classmethod
+    def _memory_limit(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        try:
+            parse_size(value, "memory_limit")
+        except InvalidArgumentError as exc:
+            raise ConfigError(str(exc)) from None
+        return str(value).strip()
+
+    @property
+    def memory_limit_bytes(self) -> int | None:
+        """``memory_limit`` in bytes (None when not set)."""
+        return parse_size(self.memory_limit) if self.memory_limit else None
 
     @field_validator("format_version")
     @classmethod
@@ -222,6 +272,19 @@ class RunConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _limit_fits_the_job(self) -> RunConfig:
+        if self.slurm is not None and self.memory_limit is not None:
+            job = parse_size(self.slurm.memory, "slurm.memory")
+            limit = parse_size(self.memory_limit, "memory_limit")
+            if limit * self.slurm.worker_processes > job:
+                raise ConfigError(
+                    f"memory_limit {self.memory_limit} x {self.slurm.worker_processes} worker(s) "
+                    f"per job is more than the job's memory ({self.slurm.memory}); lower it or "
+                    "raise slurm.memory"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _one_cluster(self) -> RunConfig:
         chosen = [
             name
@@ -252,6 +315,9 @@ class RunConfig(BaseModel):
                 f"Dask workers in {s.jobs} SLURM job(s) of {s.worker_processes} worker(s) "
                 f"x {s.threads_per_worker} thread(s)"
             )
+        if self.auto_workers:
+            kind = "thread" if self.use_threads else "process"
+            return f"'auto' {kind} workers (up to {self.num_workers})"
         if self.num_workers <= 1:
             return "this process (serial)"
         kind = "thread" if self.use_threads else "process"

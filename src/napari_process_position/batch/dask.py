@@ -306,7 +306,12 @@ def open_session(config: RunConfig) -> DaskSession:
     if config.dask_local is not None:
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=config.dask_local, threads_per_worker=1, processes=True)
+        cluster = LocalCluster(
+            n_workers=config.dask_local,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=config.memory_limit_bytes or "auto",
+        )
         try:
             client = Client(cluster, set_as_default=False)
         except BaseException:
@@ -322,7 +327,7 @@ def open_session(config: RunConfig) -> DaskSession:
         from distributed import Client
 
         settings = config.slurm
-        cluster = slurm_cluster(settings)
+        cluster = slurm_cluster(settings, memory_limit=config.memory_limit_bytes)
         try:
             # Adaptive with minimum = maximum keeps `jobs` jobs, replacing any that end
             # (walltime, pre-emption) while the run still has tasks.

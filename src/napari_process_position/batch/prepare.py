@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import os
 import warnings
 from typing import Any
@@ -17,6 +18,46 @@ from napari_process_position.store.layout import OmeVersion, StoreInfo
 from napari_process_position.store.metadata import open_store
 
 __all__ = ["create_output_plate", "prepare_run", "run_config"]
+
+log = logging.getLogger(__name__)
+
+
+def _resolve_workers(
+    config: RunConfig, plan: Any, pool: ProcessPool | None, executor: cf.Executor | None
+) -> tuple[RunConfig, str]:
+    """``num_workers: auto`` -> a number: measured on this machine, or what runs the tasks."""
+    if config.uses_dask or executor is not None:
+        reason = "workers: auto is not measured: the tasks run on " + (
+            "Dask's workers" if config.uses_dask else f"the given {type(executor).__name__}"
+        )
+        log.info("%s", reason)
+        return config.model_copy(update={"auto_workers": False}), reason
+    if pool is not None:
+        reason = f"workers: {pool.num_workers} (the given process pool)"
+        log.info("%s", reason)
+        update = {"num_workers": pool.num_workers, "auto_workers": False}
+        return config.model_copy(update=update), reason
+    from napari_process_position.batch.estimate import resolve_auto_workers
+
+    resolved, choice = resolve_auto_workers(config, plan)
+    return resolved, choice.reason
+
+
+def _check_memory_limit(config: RunConfig) -> None:
+    if config.memory_limit is None:
+        return
+    if config.dask_scheduler is not None:
+        log.warning(
+            "memory_limit %s is not applied to an existing Dask cluster: its workers keep the "
+            "limit they were started with",
+            config.memory_limit,
+        )
+    elif config.use_threads and not config.uses_dask:
+        log.warning(
+            "memory_limit %s applies to process and Dask workers; thread workers share this "
+            "process, which it does not limit",
+            config.memory_limit,
+        )
 
 
 def prepare_run(
@@ -62,6 +103,12 @@ def prepare_run(
     plan = plan_run(config)
     if plan.spec is None:  # pragma: no cover - plan_run looks the transform up by default
         raise UsageError("a run needs a transform")
+    _check_memory_limit(config)
+    # The output records the settings as given (`num_workers: auto` stays auto); the run
+    # uses the resolved number.
+    recorded, workers_reason = config, None
+    if config.auto_workers:
+        config, workers_reason = _resolve_workers(config, plan, pool, executor)
     output_paths: dict[str, str | None] = dict.fromkeys(plan.keys)
     dask = None
     if config.uses_dask and executor is None:
@@ -72,7 +119,7 @@ def prepare_run(
         dask = open_session(config)
         executor = dask.executor
     try:
-        output_paths = make_output(config, plan.store, plan.keys, plan.layouts, output_paths)
+        output_paths = make_output(recorded, plan.store, plan.keys, plan.layouts, output_paths)
     except BaseException:
         if dask is not None:
             dask.close()
@@ -90,6 +137,7 @@ def prepare_run(
         plan.times,
         pool=pool,
         executor=executor,
+        workers_reason=workers_reason,
     )
     if dask is not None:
         batch.attach_dask(dask)

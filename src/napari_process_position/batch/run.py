@@ -94,6 +94,8 @@ class BatchRun:
     fatal_error: str | None = None
     #: The Dask session this run opened (None when not on Dask or not started yet).
     dask: Any = None
+    #: For ``num_workers: auto``: how many workers were picked, and which budget decided.
+    workers_reason: str | None = None
     _cancel: threading.Event = field(default_factory=threading.Event)
     _runs: set[PositionRun] = field(default_factory=set)
     _runs_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -207,19 +209,27 @@ class BatchRun:
     def __iter__(self) -> Iterator[tuple[str, Result]]:
         try:
             self.start()
+            limit = self.config.memory_limit_bytes
             mode_processes = (
                 self.executor is None
                 and not self.config.use_threads
-                and self.config.num_workers > 1
+                and (self.config.num_workers > 1 or limit is not None)
             )
-            if mode_processes and self.pool is None and len(self.keys) > 1:
-                # One pool for every position: spawn is paid once.
+            if mode_processes and self.pool is None and (len(self.keys) > 1 or limit):
+                # One pool for every position: spawn is paid once. With a memory limit
+                # even one worker is a process (the limit cannot apply to this one).
                 from napari_process_position.core.budget import available_cpus
 
                 workers = min(self.config.num_workers, available_cpus())
-                if workers > 1:
-                    self.pool = ProcessPool(workers)
+                if workers > 1 or limit:
+                    self.pool = ProcessPool(workers, memory_limit_bytes=limit)
                     self._owned_pool = True
+            elif self.pool is not None and limit and self.pool.memory_limit_bytes != limit:
+                log.warning(
+                    "memory_limit %s is not applied: the given process pool has its own limit (%s)",
+                    self.config.memory_limit,
+                    self.pool.memory_limit_bytes or "none",
+                )
             concurrency = self._concurrency()
             if concurrency <= 1:
                 for key in self.keys:
@@ -321,6 +331,7 @@ class BatchRun:
                 output_time_indices=list(range(len(self.times))),
                 num_workers=self._slots() if self.executor is not None else self.config.num_workers,
                 use_threads=self.config.use_threads,
+                memory_limit_bytes=self.config.memory_limit_bytes,
                 executor=self.executor,
                 pool=self.pool if not self.config.use_threads else None,
                 resume=self.config.resume,
@@ -385,7 +396,10 @@ class BatchRun:
         return (
             self.executor is not None
             or self.config.uses_dask
-            or (not self.config.use_threads and self.config.num_workers > 1)
+            or (
+                not self.config.use_threads
+                and (self.config.num_workers > 1 or self.config.memory_limit is not None)
+            )
         )
 
 

@@ -4,9 +4,9 @@
 command on it.
 """
 
-from napari_process_position.cli import gui, listing, run
+from napari_process_position.cli import estimate, gui, listing, run
 from napari_process_position.cli.main import main
 
 __all__ = ["main"]
 
-del gui, listing, run  # imported for their commands
+del estimate, gui, listing, run  # imported for their commands

@@ -48,6 +48,36 @@ def parse_params(spec: Any, items: tuple[str, ...]) -> dict[str, Any]:
     return params
 
 
+class _Workers(click.ParamType):
+    """``--workers``: a count, or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int) or (isinstance(value, str) and value.strip().lower() == "auto"):
+            return value if isinstance(value, int) else "auto"
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of workers or 'auto'", param, ctx)
+
+
+class _Size(click.ParamType):
+    """``--memory-limit``: an amount such as 8GB, 512MiB, 2G or plain bytes."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from napari_process_position.core.errors import InvalidArgumentError
+        from napari_process_position.core.sizes import parse_size
+
+        try:
+            parse_size(value, "--memory-limit")
+        except InvalidArgumentError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value).strip()
+
+
 _SETTINGS_OPTIONS = [
     click.argument("input_path", metavar="INPUT", required=False),
     click.argument("output_path", metavar="OUTPUT", required=False),
@@ -102,8 +132,15 @@ _SETTINGS_OPTIONS = [
     click.option(
         "-w",
         "--workers",
-        type=int,
-        help="Parallel workers on this machine (capped by the CPUs available).",
+        type=_Workers(),
+        help="Parallel workers on this machine (capped by the CPUs available), or 'auto': as "
+        "many as the CPUs and the memory allow, from one task measured first.",
+    ),
+    click.option(
+        "--memory-limit",
+        type=_Size(),
+        help="Memory limit of each process or Dask worker, e.g. 8GB, 512MiB, 2G; a task that "
+        "needs more fails with an out-of-memory error.",
     ),
     click.option(
         "--threads/--processes",
@@ -188,6 +225,7 @@ def build_config(opts: dict[str, Any], *, need_output: bool = True) -> Any:
         "channels": parse_ranges(opts.get("channels"), "channel"),
         "times": parse_ranges(opts.get("times"), "time point"),
         "num_workers": opts.get("workers"),
+        "memory_limit": opts.get("memory_limit"),
         "use_threads": opts.get("use_threads"),
         "resume": opts.get("resume"),
         "overwrite": opts.get("overwrite"),

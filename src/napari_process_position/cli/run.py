@@ -80,7 +80,7 @@ def _print_job_script(opts: dict[str, Any]) -> None:
     _quiet_dask()
     if config.slurm is None:
         fail("--print-job-script needs --slurm (or a config with a slurm section)")
-    click.echo(slurm_job_script(config.slurm), nl=False)
+    click.echo(slurm_job_script(config.slurm, config.memory_limit_bytes), nl=False)
 
 
 @guard
@@ -175,6 +175,10 @@ def _execute(batch: Any, no_progress: bool) -> int:
         f"-> {cfg.output}  (on {where})",
         highlight=False,
     )
+    if batch.workers_reason and not logging.getLogger("napari_process_position").isEnabledFor(
+        logging.INFO
+    ):
+        console.print(batch.workers_reason, highlight=False, soft_wrap=True)  # as logged
     start = time.perf_counter()
     progress = Progress(
         TextColumn("[bold]{task.description}"),

@@ -7,11 +7,11 @@ import math
 import os
 from pathlib import Path
 
+from napari_process_position.core.cgroups import cgroup_dirs, read_int
+
 __all__ = ["available_cpus"]
 
 log = logging.getLogger(__name__)
-
-_CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 def _slurm_cpus() -> int | None:
@@ -23,30 +23,35 @@ def _slurm_cpus() -> int | None:
     return None
 
 
-def _cgroup_cpus(cgroup_root: Path) -> int | None:
-    """CPU quota of the cgroup v2 this process is in, rounded up, or None."""
-    candidates = []
+def _quota(quota: int, period: int) -> int | None:
+    if quota <= 0 or period <= 0:  # -1: no quota (cgroup v1)
+        return None
+    return max(1, math.ceil(quota / period))
+
+
+def _dir_cpus(folder: Path) -> int | None:
+    """Return the CPU quota a cgroup folder sets: v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``."""
     try:
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            # cgroup v2 line: "0::/some/path"
-            if line.startswith("0::"):
-                rel = line[3:].strip().lstrip("/")
-                candidates.append(cgroup_root / rel / "cpu.max")
+        fields = (folder / "cpu.max").read_text().split()
     except OSError:
-        pass
-    candidates.append(cgroup_root / "cpu.max")
-    limits = []
-    for path in candidates:
+        fields = []
+    if len(fields) >= 2 and fields[0] != "max":
         try:
-            quota, period = path.read_text().split()[:2]
-        except (OSError, ValueError):
-            continue
-        if quota == "max":
-            continue
-        try:
-            limits.append(max(1, math.ceil(int(quota) / int(period))))
-        except (ValueError, ZeroDivisionError):
-            continue
+            return _quota(int(fields[0]), int(fields[1]))
+        except ValueError:
+            return None
+    quota = read_int(folder / "cpu.cfs_quota_us")
+    period = read_int(folder / "cpu.cfs_period_us")
+    if quota is not None and period is not None:
+        return _quota(quota, period)
+    return None
+
+
+def _cgroup_cpus(cgroup_root: Path | None, proc_cgroup: Path | None) -> int | None:
+    """Return the smallest CPU quota of this cgroup and its parents (v2, v1), or None."""
+    limits = [
+        n for n in map(_dir_cpus, cgroup_dirs("cpu", cgroup_root, proc_cgroup)) if n is not None
+    ]
     return min(limits) if limits else None
 
 
@@ -57,19 +62,33 @@ def _affinity_cpus() -> int | None:
         return None
 
 
-def available_cpus(cgroup_root: str | os.PathLike[str] | None = None) -> int:
+def _process_cpus() -> int | None:
+    """``os.process_cpu_count()`` (Python 3.13+: affinity, and ``-X cpu_count``)."""
+    count = getattr(os, "process_cpu_count", None)
+    return count() if callable(count) else None
+
+
+def available_cpus(
+    cgroup_root: str | os.PathLike[str] | None = None,
+    proc_cgroup: str | os.PathLike[str] | None = None,
+) -> int:
     """Return the number of CPUs this process may use.
 
     The smallest of these limits wins: ``SLURM_CPUS_PER_TASK`` (the job's
-    allocation, while ``os.cpu_count()`` reports the whole node), the cgroup
-    v2 CPU quota (``cpu.max``, as set by containers and SLURM), and the
-    process's CPU affinity; ``os.cpu_count()`` when none applies.
+    allocation, while ``os.cpu_count()`` reports the whole node), the CPU
+    quota of the process's cgroup and of every parent cgroup (v2
+    ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``, as set by
+    containers and SLURM), the process's CPU affinity, and
+    ``os.process_cpu_count()`` where Python has it (3.13); ``os.cpu_count()``
+    when none applies.
 
     Parameters
     ----------
     cgroup_root
-        Where the cgroup v2 hierarchy is mounted; ``/sys/fs/cgroup`` by
+        Where the cgroup hierarchies are mounted; ``/sys/fs/cgroup`` by
         default. Tests point it at a fake tree.
+    proc_cgroup
+        The file naming this process's cgroups; ``/proc/self/cgroup`` by default.
 
     Returns
     -------
@@ -86,6 +105,8 @@ def available_cpus(cgroup_root: str | os.PathLike[str] | None = None) -> int:
     >>> available_cpus() >= 1
     True
     """
-    root = Path(cgroup_root) if cgroup_root is not None else _CGROUP_ROOT
-    limits = [n for n in (_slurm_cpus(), _cgroup_cpus(root), _affinity_cpus()) if n is not None]
+    root = Path(cgroup_root) if cgroup_root is not None else None
+    proc = Path(proc_cgroup) if proc_cgroup is not None else None
+    found = (_slurm_cpus(), _cgroup_cpus(root, proc), _affinity_cpus(), _process_cpus())
+    limits = [n for n in found if n is not None]
     return max(1, min(limits)) if limits else max(1, os.cpu_count() or 1)

@@ -20,14 +20,10 @@ from napari_process_position.core.errors import (
     TransformError,
     WorkerDiedError,
 )
+from napari_process_position.core.sizes import size_text
 from napari_process_position.core.tasks import Task
 
 __all__ = ["is_failed", "looks_like_dead_worker", "size_text", "task_error", "worker_died_error"]
-
-
-def size_text(n: int) -> str:
-    """``1.5 GiB`` or ``300 MiB``."""
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def _exit_text(code: int) -> str:

@@ -342,7 +342,8 @@ class PositionRun:
         others = [t for f, t in pending.items() if not f.done() or is_failed(f)]
         pool = self._pool
         codes = pool.exit_codes(settle=1.0) if pool is not None else {}
-        limit = pool.memory_limit_bytes if pool is not None else None
+        # A pool brings its own limit; on an executor (Dask) the run says what its workers have.
+        limit = pool.memory_limit_bytes if pool is not None else self.memory_limit_bytes
         return worker_died_error([task, *others], codes, limit)
 
 

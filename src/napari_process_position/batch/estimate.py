@@ -1,0 +1,481 @@
+"""Estimate a run before it starts: measure one real task, then size the whole selection.
+
+One (t, c) task of the first selected position (its first non-empty volume)
+runs in a spawned worker process, as a run's process workers run it, into a
+scratch output beside the real one (the same file system, so writing costs
+what it will), and is measured there (:func:`..engine.measure.measure_task`).
+From that: the workers that fit the CPUs and the memory
+(:func:`..core.memory.choose_workers`), the projected time and memory of a
+position and of the selection, and biahub's ``RESOURCES`` line for Nextflow.
+``--workers auto`` uses the same measurement (:func:`resolve_auto_workers`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_process_position.batch.config import RunConfig
+from napari_process_position.batch.plan import RunPlan, plan_run
+from napari_process_position.core.apply import is_empty
+from napari_process_position.core.budget import available_cpus
+from napari_process_position.core.errors import InvalidStoreError
+from napari_process_position.core.memory import (
+    SAFETY_MARGIN,
+    MemoryBudget,
+    WorkerChoice,
+    choose_workers,
+    memory_budget,
+    rss_bytes,
+)
+from napari_process_position.core.sizes import size_text
+from napari_process_position.core.transform_ref import portable
+from napari_process_position.engine.failures import task_error, worker_died_error
+from napari_process_position.engine.measure import TaskMeasure, measure_task
+from napari_process_position.engine.pool import ProcessPool
+from napari_process_position.engine.stream import stream_position
+from napari_process_position.store.create import write_empty_plate
+from napari_process_position.store.layout import OutputLayout
+
+__all__ = ["Estimate", "Measurement", "estimate_run", "measure_first_task", "resolve_auto_workers"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One task measured in a fresh worker process.
+
+    Attributes
+    ----------
+    position, time_index, channel
+        The (t, c) measured, of the first selected position.
+    task
+        The worker's figures (time, baseline, peak above it).
+    startup_seconds
+        Starting the worker process and importing the transform.
+    volume_disk_bytes
+        What the written volume takes on disk (compressed).
+    """
+
+    position: str
+    time_index: int
+    channel: int
+    task: TaskMeasure
+    startup_seconds: float
+    volume_disk_bytes: int
+
+
+def _first_volume(plan: RunPlan) -> tuple[int, int]:
+    """Find the first non-empty (t, c) of the first position (an empty one is skipped)."""
+    source = plan.inputs[plan.keys[0]].open_array()
+    for t in plan.times:
+        for c in plan.channels:
+            if not is_empty(source[t][[c]].read().result()):
+                return t, c
+    raise InvalidStoreError(
+        f"{plan.inputs[plan.keys[0]].path}: every selected volume is empty (all zeros or NaN); "
+        "there is nothing to measure"
+    )
+
+
+def _scratch_parent(config: RunConfig) -> str | None:
+    """Beside the output when it has a folder (its file system), else the temporary folder."""
+    if config.output:
+        parent = Path(config.output).expanduser().resolve().parent
+        if parent.is_dir() and os.access(parent, os.W_OK):
+            return str(parent)
+    return None
+
+
+def _disk_bytes(array_dir: Path) -> int:
+    metadata = {"zarr.json", ".zarray", ".zattrs", ".zgroup"}
+    return sum(
+        p.stat().st_size for p in array_dir.rglob("*") if p.is_file() and p.name not in metadata
+    )
+
+
+def measure_first_task(config: RunConfig, plan: RunPlan, *, inner_threads: int) -> Measurement:
+    """Run the first non-empty (t, c) task of the first position in a worker and measure it.
+
+    Parameters
+    ----------
+    config, plan
+        The run and its plan (:func:`..plan.plan_run`).
+    inner_threads
+        BLAS/OpenMP threads of the worker, as a run gives each worker.
+
+    Returns
+    -------
+    Measurement
+
+    Raises
+    ------
+    TransformError
+        The transform failed, or ran out of memory (under ``memory_limit``).
+    WorkerDiedError
+        The worker was killed (out of memory) or crashed.
+    InvalidStoreError
+        Every selected volume of the first position is empty.
+    """
+    if plan.spec is None:  # pragma: no cover - plan_run looks the transform up by default
+        raise InvalidStoreError("an estimate needs a transform")
+    key = plan.keys[0]
+    t, c = _first_volume(plan)
+    full = plan.layouts[key]
+    layout = OutputLayout(
+        shape=(1, 1, *full.shape[2:]),
+        dtype=full.dtype,
+        scale=full.scale,
+        channel_names=(full.channel_names[plan.channels.index(c)],),
+        units=full.units,
+    )
+    scratch = Path(tempfile.mkdtemp(prefix=".npp-estimate-", dir=_scratch_parent(config)))
+    limit = None if config.use_threads else config.memory_limit_bytes
+    pool = ProcessPool(1, inner_threads, memory_limit_bytes=limit)
+    try:
+        store = write_empty_plate(
+            scratch / "estimate.zarr", {key: layout}, version=config.ome_version
+        )
+        out_path = store.position_path(key)
+        run = stream_position(
+            plan.spec.ref,
+            plan.inputs[key].path,
+            out_path,
+            input_channel_indices=[[c]],
+            output_channel_indices=[[0]],
+            input_time_indices=[t],
+            output_time_indices=[0],
+            params=plan.params,
+        )
+        task, ref = run.tasks[0], portable(plan.spec.ref)
+        start = time.perf_counter()
+        pool.warm(ref)
+        startup = time.perf_counter() - start
+        try:
+            measured = pool.executor.submit(measure_task, task, ref, plan.params).result()
+        except BrokenProcessPool as exc:
+            raise worker_died_error([task], pool.exit_codes(settle=1.0), limit) from exc
+        except Exception as exc:
+            error = task_error(task, exc, transform=plan.spec.name, memory_limit=limit)
+            raise error from exc
+        disk = _disk_bytes(Path(out_path) / "0")
+    finally:
+        pool.shutdown()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return Measurement(key, t, c, measured, startup, disk)
+
+
+def _measure_threads(config: RunConfig, cpus: int) -> int:
+    """BLAS threads per worker of the run being estimated (as stream_position gives them)."""
+    return max(1, cpus // max(1, min(config.num_workers, cpus)))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a run will take, from one measured task.
+
+    Attributes
+    ----------
+    config
+        The run estimated.
+    measurement
+        The task measured.
+    positions, volumes, volumes_per_position
+        The selection's size.
+    cpus, budget
+        CPUs available and the tightest memory budget (None: unknown).
+    choice
+        The workers for the run's mode (``auto``: the largest that fit; a
+        number: that, capped by the CPUs and the tasks) and why.
+    threads, processes
+        What would fit with threads, and with process workers (for the advice).
+    main_baseline_bytes
+        This process's resident memory (the run's main process holds as much).
+    volume_bytes
+        One output volume, uncompressed.
+    """
+
+    config: RunConfig
+    measurement: Measurement
+    positions: int
+    volumes: int
+    volumes_per_position: int
+    cpus: int
+    budget: MemoryBudget | None
+    choice: WorkerChoice
+    threads: WorkerChoice
+    processes: WorkerChoice
+    main_baseline_bytes: int
+    volume_bytes: int
+
+    @property
+    def workers(self) -> int:
+        """The workers the run uses."""
+        return self.choice.workers
+
+    @property
+    def in_process(self) -> bool:
+        """True when the tasks run in the main process (threads, or one worker without a limit)."""
+        return self.config.use_threads or (self.workers == 1 and not self.config.memory_limit)
+
+    @property
+    def seconds_per_volume(self) -> float:
+        """Wall time of one (t, c) volume."""
+        task = self.measurement.task
+        return task.seconds / max(1, len(task.results))
+
+    @property
+    def startup_seconds(self) -> float:
+        """Paid once by a run: starting the workers, and each one's first (cold) task's extra."""
+        task = self.measurement.task
+        cold = max(0.0, task.first_seconds - task.seconds)
+        return cold + (0.0 if self.in_process else self.measurement.startup_seconds)
+
+    @property
+    def position_seconds(self) -> float:
+        """Projected wall time of one position with :attr:`workers` workers."""
+        steps = math.ceil(self.volumes_per_position / self.workers)
+        return self.startup_seconds + steps * self.seconds_per_volume
+
+    @property
+    def total_seconds(self) -> float:
+        """Projected wall time of the whole selection on this machine (one shared pool)."""
+        steps = math.ceil(self.volumes / self.workers)
+        return self.startup_seconds + steps * self.seconds_per_volume
+
+    @property
+    def position_memory_bytes(self) -> int:
+        """Peak memory of a run of one position: the main process and every worker.
+
+        Each worker as :func:`..core.memory.choose_workers` counts it (its task's
+        peak with the margin and the allocator's slack, a process's own baseline).
+        """
+        per_worker = self.threads.per_worker if self.in_process else self.processes.per_worker
+        return self.main_baseline_bytes + self.workers * per_worker
+
+    def resources(self) -> dict[str, int]:
+        """Return biahub's contract: integer ``cpus``, ``mem_gb`` and ``time_minutes`` per position.
+
+        Returns
+        -------
+        dict
+            ``mem_gb`` rounded up to whole GiB; ``time_minutes`` the projected
+            time of a position times :data:`SAFETY_MARGIN`, rounded up; each at least 1.
+        """
+        return {
+            "cpus": self.workers,
+            "mem_gb": max(1, math.ceil(self.position_memory_bytes / 2**30)),
+            "time_minutes": max(1, math.ceil(self.position_seconds * SAFETY_MARGIN / 60)),
+        }
+
+    def advice(self) -> str:
+        """One line: threads or processes, and how many workers.
+
+        Returns
+        -------
+        str
+        """
+        p, t = self.processes, self.threads
+        if p.workers >= t.workers:
+            return (
+                f"advice: processes, {p.workers} worker(s) (--processes --workers {p.workers}); "
+                f"{p.reason.split('(', 1)[1].rstrip(')')}"
+            )
+        return (
+            f"advice: threads, {t.workers} worker(s) (--threads --workers {t.workers}): "
+            f"process workers fit only {p.workers} at {size_text(p.per_worker)} each; threads "
+            "pay off when the transform releases the GIL (numpy, scipy and tensorstore do)"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Every figure, as plain data (``estimate --json``).
+
+        Returns
+        -------
+        dict
+        """
+        m = self.measurement
+        return {
+            "transform": self.config.transform,
+            "input": self.config.input,
+            "measured": {"position": m.position, "t": m.time_index, "c": m.channel},
+            "task_peak_bytes": m.task.peak_above,
+            "worker_baseline_bytes": m.task.baseline,
+            "main_baseline_bytes": self.main_baseline_bytes,
+            "peak_method": m.task.method,
+            "seconds_per_volume": round(self.seconds_per_volume, 4),
+            "startup_seconds": round(self.startup_seconds, 3),
+            "first_task_seconds": round(m.task.first_seconds, 4),
+            "volumes": self.volumes,
+            "volumes_per_position": self.volumes_per_position,
+            "positions": self.positions,
+            "mode": "threads" if self.config.use_threads else "processes",
+            "workers": self.workers,
+            "workers_reason": self.choice.reason,
+            "cpus_available": self.cpus,
+            "memory_budget_bytes": self.budget.available if self.budget else None,
+            "memory_budget_source": self.budget.source if self.budget else None,
+            "volume_bytes": self.volume_bytes,
+            "output_bytes": self.volume_bytes * self.volumes,
+            "output_disk_bytes": m.volume_disk_bytes * self.volumes,
+            "position_seconds": round(self.position_seconds, 2),
+            "projected_seconds": round(self.total_seconds, 2),
+            "position_memory_bytes": self.position_memory_bytes,
+            "advice": self.advice(),
+            **self.resources(),
+        }
+
+    def lines(self) -> list[str]:
+        """Return the report ``process-position estimate`` prints, ``RESOURCES:`` last.
+
+        Returns
+        -------
+        list of str
+        """
+        import json
+
+        m = self.measurement
+        mode = "threads" if self.config.use_threads else "processes"
+        return [
+            f"{self.config.transform} on {self.config.input}: measured {m.position} "
+            f"t={m.time_index}, c={m.channel} in a fresh worker process",
+            f"per volume: {self.seconds_per_volume:.2f} s, peak {size_text(m.task.peak_above)} "
+            f"above the worker's {size_text(m.task.baseline)} ({m.task.method}; "
+            f"worker start {m.startup_seconds:.1f} s, first task {m.task.first_seconds:.2f} s)",
+            f"selection: {self.volumes} volume(s) = {self.positions} position(s) x "
+            f"{self.volumes_per_position}; output {size_text(self.volume_bytes * self.volumes)} "
+            f"uncompressed, about {size_text(m.volume_disk_bytes * self.volumes)} on disk",
+            f"budget: {self.cpus} CPU(s); memory "
+            + (
+                f"{size_text(self.budget.available)} ({self.budget.source})"
+                if self.budget
+                else "unknown"
+            ),
+            self.choice.reason + f" [{mode}]",
+            f"projected: {_duration(self.position_seconds)} per position, "
+            f"{_duration(self.total_seconds)} for the selection on this machine; "
+            f"peak memory {size_text(self.position_memory_bytes)} per position",
+            self.advice(),
+            "RESOURCES:" + json.dumps(self.resources()),
+        ]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _choices(
+    config: RunConfig, measurement: Measurement, cpus: int, budget: MemoryBudget | None, tasks: int
+) -> tuple[WorkerChoice, WorkerChoice, WorkerChoice]:
+    """Return the run's choice, and what threads and processes would each fit."""
+    task = measurement.task
+    threads = choose_workers(cpus, budget, task.peak_above, use_threads=True, tasks=tasks)
+    processes = choose_workers(
+        cpus, budget, task.peak_above, use_threads=False, worker_baseline=task.baseline, tasks=tasks
+    )
+    fitted = threads if config.use_threads else processes
+    if config.auto_workers:
+        return fitted, threads, processes
+    workers = max(1, min(config.num_workers, cpus, tasks))
+    note = ""
+    if fitted.by_memory is not None and workers > max(1, fitted.by_memory):
+        note = f"; more than the {fitted.by_memory} that fit the memory"
+    given = WorkerChoice(
+        workers,
+        cpus,
+        fitted.by_memory,
+        fitted.per_worker,
+        f"workers: {workers} (given: --workers {config.num_workers}{note})",
+    )
+    return given, threads, processes
+
+
+def estimate_run(config: RunConfig) -> Estimate:
+    """Measure one task of ``config`` and project the whole run.
+
+    Parameters
+    ----------
+    config
+        The run (its output is not written; a scratch output beside it is,
+        and removed).
+
+    Returns
+    -------
+    Estimate
+
+    Raises
+    ------
+    ProcessPositionError
+        A bad input, selection or transform; the transform failing or running
+        out of memory on the measured volume.
+    """
+    plan = plan_run(config)
+    cpus = available_cpus()
+    measurement = measure_first_task(config, plan, inner_threads=_measure_threads(config, cpus))
+    main = rss_bytes()
+    budget = memory_budget()
+    vpp = len(plan.times) * len(plan.channels)
+    volumes = vpp * len(plan.keys)
+    choice, threads, processes = _choices(config, measurement, cpus, budget, volumes)
+    layout = plan.layouts[plan.keys[0]]
+    volume_bytes = int(np.prod(layout.shape[2:])) * np.dtype(layout.dtype).itemsize
+    return Estimate(
+        config,
+        measurement,
+        len(plan.keys),
+        volumes,
+        vpp,
+        cpus,
+        budget,
+        choice,
+        threads,
+        processes,
+        main,
+        volume_bytes,
+    )
+
+
+def resolve_auto_workers(config: RunConfig, plan: RunPlan) -> tuple[RunConfig, WorkerChoice]:
+    """Pick ``num_workers`` for a ``num_workers: auto`` config by measuring one task.
+
+    Logs one line: how many workers and which budget decided.
+
+    Parameters
+    ----------
+    config
+        A config with ``auto_workers`` set.
+    plan
+        Its plan.
+
+    Returns
+    -------
+    RunConfig, WorkerChoice
+        The config with ``num_workers`` resolved (``auto_workers`` off), and the choice.
+
+    Raises
+    ------
+    ProcessPositionError
+        The measured task failed (see :func:`measure_first_task`).
+    """
+    cpus = available_cpus()
+    measurement = measure_first_task(config, plan, inner_threads=1)
+    tasks = len(plan.times) * len(plan.channels) * len(plan.keys)
+    choice, _, _ = _choices(config, measurement, cpus, memory_budget(), tasks)
+    log.info("%s", choice.reason)
+    resolved = config.model_copy(update={"num_workers": choice.workers, "auto_workers": False})
+    return resolved, choice

@@ -1,0 +1,150 @@
+"""Memory budgets (fake cgroup trees, SLURM variables, /proc/meminfo), sizes, choose_workers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_process_position.core.errors import InvalidArgumentError
+from napari_process_position.core.memory import (
+    SAFETY_MARGIN,
+    MemoryBudget,
+    choose_workers,
+    memory_budget,
+    memory_budgets,
+    rss_bytes,
+)
+from napari_process_position.core.peak import PeakMeter
+from napari_process_position.core.sizes import parse_size, size_text
+
+MiB, GiB = 2**20, 2**30
+
+
+@pytest.fixture
+def no_slurm(monkeypatch):
+    for name in ("SLURM_MEM_PER_NODE", "SLURM_MEM_PER_CPU", "SLURM_CPUS_ON_NODE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _tree(tmp_path, files: dict[str, str], proc: str, meminfo_kb: int = 64 * 2**20):
+    root = tmp_path / "cg"
+    root.mkdir()
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (tmp_path / "cgroup").write_text(proc)
+    (tmp_path / "meminfo").write_text(
+        f"MemTotal:       {2 * meminfo_kb} kB\nMemFree: 1 kB\nMemAvailable:   {meminfo_kb} kB\n"
+    )
+    return root, tmp_path / "cgroup", tmp_path / "meminfo"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("8GB", 8 * 10**9),
+        ("8gb", 8 * 10**9),
+        ("512MiB", 512 * MiB),
+        ("2G", 2 * 10**9),
+        ("1.5 GiB", int(1.5 * GiB)),
+        ("1000000", 10**6),
+        (4096, 4096),
+        ("64k", 64000),
+        ("3Ki", 3072),
+    ],
+)
+def test_parse_size(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "GB", "8 lots", "-1GB", "0", "1e9", True, "8GBB"])
+def test_parse_size_refuses_with_the_value_and_examples(bad):
+    with pytest.raises(InvalidArgumentError) as info:
+        parse_size(bad, "--memory-limit")
+    assert "--memory-limit" in str(info.value)
+
+
+def test_size_text():
+    assert size_text(512 * MiB) == "512 MiB" and size_text(3 * GiB // 2) == "1.5 GiB"
+
+
+def test_v2_memory_max_of_a_parent_less_its_working_set(tmp_path, no_slurm):
+    root, proc, meminfo = _tree(
+        tmp_path,
+        {
+            "cgroup.controllers": "memory\n",
+            "job/memory.max": f"{4 * GiB}\n",
+            "job/memory.current": f"{3 * GiB}\n",
+            "job/memory.stat": f"anon 1\ninactive_file {GiB}\nactive_file 5\n",
+            "job/step/memory.max": "max\n",
+            "job/step/memory.current": f"{GiB}\n",
+        },
+        "0::/job/step\n",
+    )
+    budgets = memory_budgets(root, proc, meminfo)
+    assert [b.limit for b in budgets] == [4 * GiB, None]  # 'max' is no limit
+    tight = memory_budget(root, proc, meminfo)
+    # 4 GiB limit, 3 GiB used of which 1 GiB reclaimable cache: 2 GiB left
+    assert tight.available == 2 * GiB and "memory.max" in tight.source and "job" in tight.source
+
+
+def test_v1_memory_limit_in_bytes(tmp_path, no_slurm):
+    root, proc, meminfo = _tree(
+        tmp_path,
+        {
+            "memory/memory.limit_in_bytes": "9223372036854771712\n",  # unlimited
+            "memory/slurm/job_3/memory.limit_in_bytes": f"{GiB}\n",
+            "memory/slurm/job_3/memory.usage_in_bytes": f"{300 * MiB}\n",
+            "memory/slurm/job_3/memory.stat": f"cache 5\ntotal_inactive_file {100 * MiB}\n",
+        },
+        "7:memory:/slurm/job_3\n0::/\n",
+    )
+    tight = memory_budget(root, proc, meminfo)
+    assert tight.available == GiB - 200 * MiB and "limit_in_bytes" in tight.source
+
+
+def test_slurm_mem_per_node_and_per_cpu(tmp_path, no_slurm, monkeypatch):
+    root, proc, meminfo = _tree(tmp_path, {}, "0::/\n")
+    assert memory_budget(root, proc, meminfo).source == "MemAvailable of this machine"
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "2000")  # MiB, as SLURM writes it
+    tight = memory_budget(root, proc, meminfo)
+    assert tight.limit == 2000 * MiB and tight.source == "SLURM_MEM_PER_NODE=2000"
+    assert 0 < tight.available <= 2000 * MiB - rss_bytes() + 64 * MiB
+    monkeypatch.delenv("SLURM_MEM_PER_NODE")
+    monkeypatch.setenv("SLURM_MEM_PER_CPU", "1000")
+    monkeypatch.setenv("SLURM_CPUS_ON_NODE", "3")
+    assert memory_budget(root, proc, meminfo).limit == 3000 * MiB
+
+
+def test_meminfo_is_the_machine_budget(tmp_path, no_slurm):
+    root, proc, meminfo = _tree(tmp_path, {}, "0::/\n", meminfo_kb=123456)
+    assert memory_budget(root, proc, meminfo) == MemoryBudget(
+        123456 * 1024, "MemAvailable of this machine"
+    )
+
+
+def test_choose_workers_threads_share_processes_add_their_baseline():
+    budget = MemoryBudget(1000 * MiB, "test")
+    threads = choose_workers(8, budget, 200 * MiB, use_threads=True)
+    assert threads.workers == 3  # 1000 / (200 * 1.25 + 64)
+    assert threads.reason == "workers: 3 (memory: 1000 MiB budget, 314 MiB per task; test)"
+    processes = choose_workers(8, budget, 200 * MiB, use_threads=False, worker_baseline=150 * MiB)
+    assert processes.workers == 2  # 1000 / (314 + 150)
+    small = choose_workers(8, budget, 10 * MiB, use_threads=True)
+    assert small.per_worker == int(10 * MiB * SAFETY_MARGIN) + 10 * MiB  # slack: its own peak
+    assert "per worker process" in processes.reason
+    roomy = choose_workers(2, MemoryBudget(64 * GiB, "test"), 200 * MiB, use_threads=True)
+    assert roomy.workers == 2 and roomy.reason.startswith("workers: 2 (CPUs: 2 available")
+    none_fit = choose_workers(4, MemoryBudget(100 * MiB, "test"), 200 * MiB, use_threads=True)
+    assert none_fit.workers == 1 and "even one may not fit" in none_fit.reason
+    few_tasks = choose_workers(8, None, 200 * MiB, use_threads=True, tasks=3)
+    assert few_tasks.workers == 3
+    assert SAFETY_MARGIN > 1
+
+
+def test_peak_meter_sees_numpy_buffers():
+    n = 96 * MiB // 8
+    with PeakMeter() as meter:
+        held = [np.ones(n) for _ in range(2)]  # 192 MiB, every page touched
+        del held
+    assert 0.9 < meter.peak_above / (192 * MiB) < 1.3
