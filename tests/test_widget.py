@@ -472,3 +472,21 @@ def test_bad_store_is_a_notification_and_nothing_is_written(widget, tmp_path, ca
     assert expected in widget.status.value
     assert any(expected in str(n.message) for n in seen)
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_auto_workers_measures_then_runs(widget, qtbot, demo, tmp_path):
+    w = widget
+    w.transform.value = "gaussian_blur"
+    set_mode(w, "threads")
+    w.auto_workers.value = True
+    assert not w.num_workers.enabled, "the count is decided by the measurement"
+    config = w.current_config()
+    assert config.auto_workers
+    assert run(qtbot, w, timeout=120)["outcome"] == "done", w.status.value
+    # The summary says how many workers the measurement chose, and which budget decided.
+    assert "Workers: " in w.status.value, w.status.value
+    full = engine_output(demo, tmp_path, w)
+    for c, layer in enumerate(output_layers(w)):
+        np.testing.assert_array_equal(layer.data, full[:, c])
+    w.auto_workers.value = False
+    assert w.num_workers.enabled

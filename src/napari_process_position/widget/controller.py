@@ -175,7 +175,9 @@ class Controller:
             except TransformError as exc:
                 self.view.show_status(str(exc), error=True)
                 return None
-            pool = self.ensure_pool(config.num_workers, warm=False)
+            # ("auto" measures a task first and sizes its own pool; a given pool would decide)
+            if not config.auto_workers:
+                pool = self.ensure_pool(config.num_workers, warm=False)
         self.previews.stop()  # a preview's late result must not land in the run's layers
         run = Run(config, pool)
         self.current = run
@@ -228,9 +230,10 @@ class Controller:
         self.sink.show_inputs(info, batch.times, limits)
         run.outputs = self.sink.outputs(batch.layouts[key], display, batch.config.output, info.path)
         self.view.show_progress(0, batch.total)
-        self.view.show_status(
-            f"0/{batch.total} volumes · running {display} ({self._mode_text(batch.config)})"
-        )
+        text = f"0/{batch.total} volumes · running {display} ({self._mode_text(batch.config)})"
+        if batch.workers_reason:
+            text += f"; {batch.workers_reason}"
+        self.view.show_status(text)
 
     def _mode_text(self, config: RunConfig) -> str:
         mode = self.mode(config)
@@ -283,6 +286,8 @@ class Controller:
             f"Done: {run.done}/{run.total} volumes in {seconds_text(elapsed)}{where}; "
             f"{', '.join(counts) or 'nothing to do'}."
         )
+        if batch.workers_reason:
+            text += f" {batch.workers_reason[:1].upper()}{batch.workers_reason[1:]}."
         # The run ends once the volumes it delivered are in their layers.
         run.ending = True
         self.sink.when_shown(lambda: self._finish(run, "done", text))

@@ -117,6 +117,13 @@ def build_controls(w: ProcessPositionWidget) -> None:
         value=min(2, cpus),
         tooltip=f"Parallel workers (this machine allows {cpus})",
     )
+    w.auto_workers = CheckBox(
+        name="auto_workers",
+        value=False,
+        text="auto workers (fit CPUs and memory)",
+        tooltip="Measure one task first, then use as many workers as the CPUs and the "
+        "memory allow (process-position run --workers auto)",
+    )
     w.use_threads = CheckBox(
         name="use_threads",
         value=True,
@@ -150,6 +157,7 @@ def build_controls(w: ProcessPositionWidget) -> None:
             w.output_path,
             w.overwrite,
             w.num_workers,
+            w.auto_workers,
             w.use_threads,
             w.follow,
             w.run_button,
@@ -175,6 +183,7 @@ def build_controls(w: ProcessPositionWidget) -> None:
         w.output_path,
         w.overwrite,
         w.num_workers,
+        w.auto_workers,
         w.use_threads,
         w.save_button,
     ]

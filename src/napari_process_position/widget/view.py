@@ -84,6 +84,7 @@ class ProcessPositionWidget(Container):
         self.transform.changed.connect(self._on_transform_changed)
         self.custom_transform.changed.connect(self._on_custom_transform)
         self.num_workers.changed.connect(self._on_mode_changed)
+        self.auto_workers.changed.connect(self._on_auto_workers)
         self.use_threads.changed.connect(self._on_mode_changed)
         self.run_button.clicked.connect(self.controller.run)
         self.cancel_button.clicked.connect(self.cancel)
@@ -196,18 +197,19 @@ class ProcessPositionWidget(Container):
         times = parse_ranges(self.times.value, "time point", info.shape[0])
         output = self.output_path.value
         params = {w.name: param_value(w) for w in self.transform_params}
-        return RunConfig(
-            input=self._store.path,
-            output=str(output) if output else None,
-            positions=[key],
-            transform=self.transform.value,
-            params=params,
-            channels=channels,
-            times=times,
-            num_workers=int(self.num_workers.value),
-            use_threads=bool(self.use_threads.value),
-            overwrite=bool(self.overwrite.value),
-        )
+        settings: dict[str, Any] = {
+            "input": self._store.path,
+            "output": str(output) if output else None,
+            "positions": [key],
+            "transform": self.transform.value,
+            "params": params,
+            "channels": channels,
+            "times": times,
+            "num_workers": "auto" if self.auto_workers.value else int(self.num_workers.value),
+            "use_threads": bool(self.use_threads.value),
+            "overwrite": bool(self.overwrite.value),
+        }
+        return RunConfig.model_validate(settings)
 
     def save_config(self, path: str | os.PathLike[str]) -> Path:
         """Save the settings for a batch run over every position, and return the file.
@@ -273,6 +275,7 @@ class ProcessPositionWidget(Container):
         self.cancel_button.enabled = busy
         for widget in self._settings:
             widget.enabled = not busy
+        self.num_workers.enabled = not busy and not self.auto_workers.value
         if not busy:
             self._painter.paint()  # the end of a run shows at once
 
@@ -409,6 +412,9 @@ class ProcessPositionWidget(Container):
         workers, threads = int(self.num_workers.value), bool(self.use_threads.value)
         if workers > 1 and not threads and not self.running and not self._closed:
             self.controller.ensure_pool(workers, warm=True, transform=self.transform.value)
+
+    def _on_auto_workers(self, *_: Any) -> None:
+        self.num_workers.enabled = not self.auto_workers.value and not self.running
 
     def _on_save_clicked(self, *_: Any) -> None:
         chosen = ask_for_settings_file()
