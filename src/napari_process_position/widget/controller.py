@@ -229,6 +229,10 @@ class Controller:
         display = batch.spec.display_name
         self.sink.show_inputs(info, batch.times, limits)
         run.outputs = self.sink.outputs(batch.layouts[key], display, batch.config.output, info.path)
+        if getattr(run.outputs, "adding", 0):
+            self.sink.when_shown(run.layers_ready.set)  # the workers start once they exist
+        else:
+            run.layers_ready.set()
         self.view.show_progress(0, batch.total)
         text = f"0/{batch.total} volumes · running {display} ({self._mode_text(batch.config)})"
         if batch.workers_reason:

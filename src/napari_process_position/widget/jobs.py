@@ -57,6 +57,9 @@ __all__ = [
 
 _ids = itertools.count(1)
 
+#: A run's workers wait at most this long for its output layers to be added.
+LAYERS_WAIT_S = 5.0
+
 #: The widget's workers run at a lower CPU priority: napari's window keeps its share of the
 #: cores (the workers lose nothing when the window is idle).
 WORKER_NICENESS = 5
@@ -70,6 +73,8 @@ class Run:
     pool: ProcessPool | None
     id: int = field(default_factory=lambda: next(_ids))
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    #: Set once the output layers exist (the run's workers wait for it: see run_events).
+    layers_ready: threading.Event = field(default_factory=threading.Event)
     batch: BatchRun | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: float = field(default_factory=time.perf_counter)
@@ -96,6 +101,7 @@ class Run:
     def cancel(self) -> None:
         """Cancel the run, from any thread."""
         self.cancel_event.set()
+        self.layers_ready.set()
         with self.lock:
             batch = self.batch
         if batch is not None:
@@ -144,6 +150,9 @@ def run_events(run: Run) -> Iterator[Event]:
         key = batch.keys[0]
         run.attach(batch)
         yield RunPrepared(batch, input_limits(batch.inputs[key], batch.channels, batch.times[0]))
+        # The workers start once the main thread has added the output layers: adding a
+        # layer is napari's dearest call, and it would share the cores with them.
+        run.layers_ready.wait(LAYERS_WAIT_S)
         reader = None
         seen: set[int] = set()
         for key, result in batch:

@@ -52,6 +52,8 @@ class Outputs:
     scale: tuple[float, ...]
     meta: list[dict[str, Any]]
     layers: list[Image | None] = field(default_factory=list)
+    #: How many of the layers are new (added to the viewer, not reused).
+    adding: int = 0
 
     def ready(self, index: int) -> bool:
         """Tell whether the layer of output ``index`` exists."""

@@ -207,6 +207,7 @@ class LayerSink:
         spare = [layer for layer in existing if layer.name not in names]
         for i, name in enumerate(names):
             layer = by_name.get(name) or (spare.pop(0) if spare else None)
+            outputs.adding += layer is None
             self._changes.append(
                 ("output", partial(layers.set_output, self._viewer, outputs, i, layer))
             )
