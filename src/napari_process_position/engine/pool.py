@@ -78,6 +78,9 @@ class ProcessPool:
         self.memory_limit_bytes = int(memory_limit_bytes) if memory_limit_bytes else None
         self.niceness = max(0, int(niceness))
         self._executor: cf.ProcessPoolExecutor | None = None
+        #: Every worker process seen (pid -> Process): a dead one's exit status stays
+        #: readable after the executor has forgotten it (Python versions differ there).
+        self._seen: dict[int, Any] = {}
         #: Names this pool's shared memory files (preview volumes: see :mod:`.shared`).
         self.share_token = pool_token()
         self._lock = threading.Lock()
@@ -123,12 +126,20 @@ class ProcessPool:
         Returns
         -------
         list of int
-            The workers' process ids.
+            The workers' process ids (empty when the pool was stopped while warming).
         """
         executor = self.executor
         if transform is not None and not isinstance(transform, (str, PickledTransform)):
             transform = portable(transform)
         futures = [executor.submit(warm_up, 0.05, transform) for _ in range(self.num_workers * 2)]
+        while True:
+            _done, running = cf.wait(futures, timeout=0.2)
+            if not running:
+                break
+            if self._executor is not executor:
+                # Killed or shut down meanwhile: some Python versions never settle the
+                # futures of a killed pool, so do not wait for them.
+                return []
         for future in futures:
             future.result()
         return sorted(p.pid for p in self.processes())
@@ -136,17 +147,23 @@ class ProcessPool:
     def processes(self) -> list[Any]:
         """Return the worker processes (multiprocessing.Process objects) currently alive."""
         executor = self._executor
-        procs = getattr(executor, "_processes", None) or {}
+        procs = dict(getattr(executor, "_processes", None) or {})
+        self._seen.update(procs)
         return list(procs.values())
 
     def exit_codes(self, settle: float = 0.0) -> dict[int, int | None]:
-        """Pid -> exit code of the current workers (None while running).
+        """Pid -> exit code of this pool's workers (None while running), dead ones included.
 
         A worker's end is seen (its pipe closes) a moment before the kernel
         can report its exit status; ``settle`` waits up to that many seconds
         for the status of workers that have ended.
         """
-        procs = self.processes()
+        self.processes()
+        procs = []
+        for proc in self._seen.values():
+            with contextlib.suppress(ValueError):  # a closed Process object
+                proc.sentinel  # noqa: B018
+                procs.append(proc)
         if settle:
             from multiprocessing.connection import wait
 
@@ -160,6 +177,7 @@ class ProcessPool:
         """Stop the workers at once (SIGKILL) without waiting for their tasks."""
         with self._lock:
             executor, self._executor = self._executor, None
+            self._seen = {}
         if executor is None:
             return
         procs = list((getattr(executor, "_processes", None) or {}).values())
@@ -177,6 +195,7 @@ class ProcessPool:
         """Let the workers finish what they run, then stop them."""
         with self._lock:
             executor, self._executor = self._executor, None
+            self._seen = {}
         if executor is not None:
             executor.shutdown(wait=wait, cancel_futures=True)
             if wait:

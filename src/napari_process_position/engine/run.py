@@ -276,6 +276,8 @@ class PositionRun:
                         future = executor.submit(run_task, task, self._sent, self.params)
                     pending[future] = task
                 finished, _ = cf.wait(pending, timeout=0.1, return_when=cf.FIRST_COMPLETED)
+                if self.mode == "processes" and self._pool is not None:
+                    self._pool.processes()  # (remembers the workers, for a death's exit status)
                 # Completed volumes first: when a worker dies, what finished alongside it is
                 # still reported (it is written and recorded) before the error is raised.
                 for future in sorted(finished, key=is_failed):
