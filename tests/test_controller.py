@@ -146,6 +146,9 @@ class ArraySink:
     def follow(self, outputs, t):
         pass
 
+    def stop_following(self):
+        self.stopped_following = getattr(self, "stopped_following", 0) + 1
+
     def alive(self, outputs):
         return all(name in self.arrays for name in outputs)
 
@@ -246,6 +249,7 @@ def test_a_run_streams_every_volume_and_ends_idle(plate):
     text, error = view.statuses[-1]
     assert text.startswith("Done: 6/6 volumes") and not error
     assert view.progress[-1] == (6, 6)
+    assert sink.stopped_following == 1, "the slider is the user's once the run ends"
 
 
 def test_run_is_refused_while_one_is_in_flight(plate):

@@ -129,7 +129,7 @@ def screenshot(
     while widget.running and time.monotonic() < deadline:
         app.processEvents()
         time.sleep(0.01)
-    settle = time.monotonic() + 1.0  # the slider's last move to the newest time point
+    settle = time.monotonic() + 1.0  # let the last volumes and thumbnails paint
     while time.monotonic() < settle:
         app.processEvents()
         time.sleep(0.01)

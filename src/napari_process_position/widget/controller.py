@@ -325,6 +325,7 @@ class Controller:
         run.outcome = outcome
         run.finished_at = time.perf_counter()
         self.current = None
+        self.sink.stop_following()  # the slider is the user's again
         self.last = run
         self.view.show_progress(run.done, max(1, run.total))
         self.view.show_status(text, error=error)

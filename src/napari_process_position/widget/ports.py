@@ -104,6 +104,9 @@ class Sink(Protocol):
     def drop_pending(self) -> None:
         """Forget the volumes not copied in yet."""
 
+    def stop_following(self) -> None:
+        """Forget a pending move of the time slider (a run ended: the slider is the user's)."""
+
     def follow(self, outputs: Any, t: int) -> None:
         """Show time ``t`` of the outputs (moves the time slider)."""
 

@@ -382,6 +382,10 @@ class LayerSink:
             callback()
 
     # -- the time axis -------------------------------------------------------------------
+    def stop_following(self) -> None:
+        """Forget a pending move of the time slider (a run ended: the slider is the user's)."""
+        self._follower.clear()
+
     def follow(self, outputs: Outputs, t: int) -> None:
         """Show time ``t`` of ``outputs``: moves the time slider once its inputs are read."""
         self._follower.request(outputs, t)
