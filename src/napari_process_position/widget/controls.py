@@ -8,7 +8,7 @@ The names are the contract scripts and tests rely on (``input_path``,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from magicgui.types import FileDialogMode
 from magicgui.widgets import (
@@ -27,14 +27,11 @@ from magicgui.widgets import (
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.widget.region import REGION_LAYER_NAME
 
-if TYPE_CHECKING:
-    from napari_process_position.widget.view import ProcessPositionWidget
-
 __all__ = ["build_controls"]
 
 
-def build_controls(w: ProcessPositionWidget) -> None:
-    """Create the widget's children, add them to it in order, and note which are settings."""
+def build_controls(w: Any) -> None:
+    """Create the children of ``w`` (the view), add them to it in order, note the settings."""
     cpus = available_cpus()
 
     w.input_path = FileEdit(
