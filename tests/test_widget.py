@@ -5,6 +5,7 @@ Run headless: ``xvfb-run -a pytest tests/test_widget.py``.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
 import threading
@@ -60,10 +61,45 @@ def _pool_processes() -> list[psutil.Process]:
     return out
 
 
-@pytest.fixture
-def widget(make_napari_viewer, qtbot, demo):
+# Generous bounds for what a loaded machine may delay (CI shares its 2 cores); how fast
+# these happen is the widget benchmark's business (benchmarks/bench_widget.py), not a test's.
+SETTLE_S = 30.0
+
+
+def wait_for(qtbot, condition, timeout: float = SETTLE_S) -> None:
+    """Process Qt events until ``condition()`` holds, failing after ``timeout`` seconds."""
+    qtbot.waitUntil(condition, timeout=int(timeout * 1000))
+
+
+def leftovers(qtbot, timeout: float = SETTLE_S) -> list[str]:
+    """Wait for runs, thread workers, pool processes and engine threads to end; name what stays.
+
+    A pool process that is still alive after ``timeout`` is killed here, so that it is
+    reported once, by the test that left it, and cannot fail every later test's teardown.
+    """
     from superqt.utils._qthreading import WorkerBase
 
+    found = []
+    waits = {
+        "napari thread workers": lambda: list(WorkerBase._worker_set),
+        "pool processes": _pool_processes,
+        "engine threads": _engine_threads,
+    }
+    deadline = time.monotonic() + timeout
+    for what, alive in waits.items():
+        left = max(0.5, deadline - time.monotonic())
+        try:
+            wait_for(qtbot, lambda alive=alive: not alive(), timeout=left)
+        except qtbot.TimeoutError:
+            found.append(f"{what} alive {timeout:.0f} s after the widget closed: {alive()}")
+    for proc in _pool_processes():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    return found
+
+
+@pytest.fixture
+def widget(make_napari_viewer, qtbot, demo):
     viewer = make_napari_viewer(strict_qt="raise")
     # Opened as napari opens it from the Plugins menu (through the manifest).
     dock, w = viewer.window.add_plugin_dock_widget("napari-process-position", "Process position")
@@ -74,11 +110,13 @@ def widget(make_napari_viewer, qtbot, demo):
     yield weakref.proxy(w)
     # Nothing may outlive the test: runs, detached workers, pool processes.
     w.close_pool()
-    assert w.wait_for_background(30), "a detached run did not end"
-    qtbot.waitUntil(lambda: not WorkerBase._worker_set, timeout=10_000)
-    qtbot.waitUntil(lambda: not _pool_processes(), timeout=10_000)
-    qtbot.waitUntil(lambda: not _engine_threads(), timeout=10_000)
-    del w, dock
+    problems = [] if w.wait_for_background(SETTLE_S) else ["a detached run did not end"]
+    problems += leftovers(qtbot)
+    # Drop every reference to the viewer before failing: a failure's traceback keeps this
+    # frame, and a viewer kept alive would fail napari's leak check in later tests too.
+    del w, dock, viewer
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
 
 
 def _engine_threads() -> list[threading.Thread]:
@@ -316,20 +354,18 @@ def test_cancel_frees_the_widget_at_once(widget, qtbot, mode):
     qtbot.waitUntil(lambda: w.last_run.get("prepared") is not None, timeout=30_000)
     before = {p.pid for p in _pool_processes()}
     assert bool(before) == (mode == "processes")
-    start = time.perf_counter()
     w.cancel_button.clicked()
     assert not w.running and w.run_button.enabled and not w.cancel_button.enabled
     assert w.last_run["outcome"] == "cancelled"
     assert "Cancelled" in w.status.value
-    # The run itself ends within a second: process workers are killed; a thread cannot be,
-    # so in serial and threads mode the volume being computed finishes in the background
-    # and its result is dropped.
-    if mode == "processes":
-        qtbot.waitUntil(lambda: not before & {p.pid for p in _pool_processes()}, timeout=1000)
-    elif mode == "threads":
-        qtbot.waitUntil(lambda: not w.busy_in_background, timeout=1000)
-    assert time.perf_counter() - start < 1.5
+    # The run itself ends: process workers are killed; a thread cannot be, so in serial and
+    # threads mode the volume being computed finishes in the background and its result is
+    # dropped. (How fast: benchmarks/bench_widget.py measures cancel.)
     done = w.last_run["done"]
+    if mode == "processes":
+        wait_for(qtbot, lambda: not before & {p.pid for p in _pool_processes()})
+    elif mode == "threads":
+        wait_for(qtbot, lambda: not w.busy_in_background)
     assert w.wait_for_background(10)
     assert w.last_run["done"] == done  # stale results were dropped
     # And the widget runs again right away.
@@ -402,7 +438,7 @@ def test_pool_is_reused_and_closed_with_the_viewer(widget, qtbot):
     assert run(qtbot, w)["outcome"] == "done"
     assert {p.pid for p in _pool_processes()} == pids  # warm pool, no new spawn
     w.viewer.close()
-    qtbot.waitUntil(lambda: not _pool_processes(), timeout=5000)
+    wait_for(qtbot, lambda: not _pool_processes())
 
 
 def test_closing_the_dock_widget_stops_the_pool(make_napari_viewer, qtbot, demo):
@@ -411,9 +447,9 @@ def test_closing_the_dock_widget_stops_the_pool(make_napari_viewer, qtbot, demo)
     viewer.window.add_dock_widget(w, name="Process position")
     w.input_path.value = str(demo)
     set_mode(w, "processes")  # warms a pool in the background
-    qtbot.waitUntil(lambda: len(_pool_processes()) == 2, timeout=30_000)
+    wait_for(qtbot, lambda: len(_pool_processes()) == 2, timeout=60)
     viewer.window.remove_dock_widget(w.native)
-    qtbot.waitUntil(lambda: not _pool_processes(), timeout=10_000)
+    wait_for(qtbot, lambda: not _pool_processes())
 
 
 def test_sample_data_becomes_the_input(make_napari_viewer, qtbot):
@@ -429,7 +465,7 @@ def test_sample_data_becomes_the_input(make_napari_viewer, qtbot):
         viewer.add_image(data, **meta)
     assert tuple(viewer.layers[0].scale[1:]) == (2.0, 0.65, 0.65)
     # The widget takes the sample's store as its input and reuses its layers.
-    qtbot.waitUntil(lambda: w.position.value == "A/1/0", timeout=5000)
+    wait_for(qtbot, lambda: w.position.value == "A/1/0")
     assert [layer.name for layer in viewer.layers] == ["Nuclei", "Membrane"]
     w.num_workers.value = 1
     assert run(qtbot, w)["outcome"] == "done", w.status.value
