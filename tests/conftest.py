@@ -135,3 +135,16 @@ def run_iohub(iohub_python: str, spec: dict) -> None:
 @pytest.fixture
 def python_exe() -> str:
     return sys.executable
+
+
+@pytest.fixture
+def cpu_hog():
+    """Two busy processes for the length of the test (this machine has 2 cores).
+
+    For tests of races that a loaded machine lets happen (CI shares its cores).
+    """
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    yield
+    for hog in hogs:
+        hog.kill()
+        hog.wait()

@@ -258,7 +258,7 @@ def test_cancel_from_another_thread(tmp_path, mode):
     assert run.cancelled
     assert 0 < len(got) < 20
     # Cancel lands long before the rest would have run (20 x 0.3 s, on 1 or 2 workers), even
-    # on a loaded machine; how fast it lands is measured by benchmarks/bench_widget.py.
+    # on a loaded machine (how fast: benchmarks/bench_widget_responsiveness.py).
     assert elapsed < 5
     # Everything reported as written is really there.
     out = read_array(tmp_path / "out.zarr/A/1/0")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -45,16 +43,6 @@ def wait_until_gone(pids: set[int], timeout: float = SETTLE_S) -> set[int]:
         alive &= pool_children()
         time.sleep(0.05)
     return alive
-
-
-@pytest.fixture
-def cpu_hog():
-    """Two busy processes for the length of the test (this machine has 2 cores)."""
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
-    yield
-    for hog in hogs:
-        hog.kill()
-        hog.wait()
 
 
 @pytest.fixture
