@@ -219,6 +219,31 @@ def test_the_refusal_is_one_line_without_traceback(plate, tmp_path):
     assert path_snapshot(path) == before
 
 
+def test_a_position_of_our_output_is_not_a_whole_output(plate, tmp_path):
+    out = tmp_path / "out.zarr"
+    invoke("run", plate, out, "-t", "gaussian_blur", "--no-progress")
+    before = path_snapshot(out)
+    result = invoke("run", plate / "A/1/0", out / "A/1/0", "-t", "gaussian_blur", "--overwrite")
+    _one_line(result, out / "A/1/0", f"(it is inside the output {out}, not a whole output)")
+    assert path_snapshot(out) == before
+
+
+def test_a_folder_that_cannot_be_listed_is_refused(tmp_path, monkeypatch):
+    """Root may list any folder, so the listing's failure is simulated."""
+    folder = _folder_of_files(tmp_path / "somewhere")
+    before = path_snapshot(folder)
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "iterdir", denied)
+    monkeypatch.setattr(os, "scandir", denied)  # what os.walk lists with
+    with pytest.raises(OutputExistsError, match="it cannot be read: Permission denied"):
+        make_demo_plate(folder, shape=(1, 1, 2, 32, 32), overwrite=True)
+    monkeypatch.undo()
+    assert path_snapshot(folder) == before
+
+
 # -- what may be replaced -----------------------------------------------------------------------
 
 

@@ -61,11 +61,15 @@ def _zarr_kind(path: Path) -> str | None:
     return "a Zarr store"
 
 
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
 def _folder_contents(path: Path) -> str:
     """Say what a folder holds: ``it holds 2 files, e.g. Documents/thesis.txt``."""
     files: list[str] = []
     folders = 0
-    for root, dirs, names in os.walk(path):
+    for root, dirs, names in os.walk(path, onerror=_raise):
         dirs.sort()
         folders += len(dirs)
         files += sorted(os.path.relpath(os.path.join(root, n), path) for n in names)
@@ -78,24 +82,29 @@ def _folder_contents(path: Path) -> str:
 
 
 def _what_is_there(path: Path) -> str:
-    if not path.is_dir():
-        if path.is_file():
-            size = path.stat().st_size
-            return f"it is a file of {size} byte" + ("s" if size != 1 else "")
-        return "it is not a folder"
-    kind = _zarr_kind(path)
-    if kind is not None:
-        return f"it is {kind} that process-position did not write"
-    return _folder_contents(path)
+    try:
+        owner = next((p for p in path.parents if written_here(p)), None)
+        if owner is not None:
+            return f"it is inside the output {owner}, not a whole output"
+        if not path.is_dir():
+            if path.is_file():
+                size = path.stat().st_size
+                return f"it is a file of {size} byte" + ("s" if size != 1 else "")
+            return "it is not a folder"
+        kind = _zarr_kind(path)
+        if kind is not None:
+            return f"it is {kind} that process-position did not write"
+        return _folder_contents(path)
+    except OSError as exc:
+        return f"it cannot be read: {exc.strerror or exc}"
 
 
 def _is_ours(path: Path) -> bool:
     """Tell whether ``path`` is an empty folder or a store whose root carries our entry."""
-    if not path.is_dir():
+    try:
+        return path.is_dir() and (not any(path.iterdir()) or written_here(path))
+    except OSError:  # a folder we may not list is not one we may delete
         return False
-    if not any(path.iterdir()):
-        return True
-    return written_here(path)
 
 
 def check_replaceable(path: str | os.PathLike[str]) -> None:
