@@ -287,6 +287,29 @@ def test_run_with_output_writes_the_store(widget, qtbot, demo, tmp_path):
     assert run(qtbot, w)["outcome"] == "done", w.status.value
 
 
+def test_overwrite_refuses_what_the_package_did_not_write(widget, qtbot, tmp_path):
+    """The replace box replaces only our outputs; a folder of someone's files stays as it was."""
+    from conftest import path_snapshot
+
+    w = widget
+    folder = tmp_path / "somewhere"
+    (folder / "Documents").mkdir(parents=True)
+    (folder / "Documents/thesis.txt").write_text("five years of work\n")
+    (folder / "notes.txt").write_text("remember the milk\n")
+    before = path_snapshot(folder)
+    w.transform.value = "gaussian_blur"
+    w.output_path.value = folder
+    w.overwrite.value = True
+    set_mode(w, "threads")
+    assert run(qtbot, w)["outcome"] == "failed"
+    assert (
+        f"{folder} is not an output of process-position (it holds 2 files, e.g. "
+        "Documents/thesis.txt); remove it yourself or choose another output"
+    ) in w.status.value
+    assert path_snapshot(folder) == before
+    assert not output_layers(w)
+
+
 def test_rerun_replaces_layers(widget, qtbot, demo, tmp_path):
     w = widget
     w.transform.value = "gaussian_blur"

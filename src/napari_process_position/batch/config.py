@@ -162,7 +162,13 @@ class RunConfig(BaseModel):
     resume: bool = Field(
         default=False, description="Continue an interrupted run into the same output."
     )
-    overwrite: bool = Field(default=False, description="Replace an existing output.")
+    overwrite: bool = Field(
+        default=False,
+        description=(
+            "Replace an existing output that napari-process-position wrote (or an empty "
+            "folder); anything else at the output path is refused."
+        ),
+    )
     dask_scheduler: str | None = Field(
         default=None,
         description="Run on an existing Dask cluster: scheduler address (tcp://host:8786) "

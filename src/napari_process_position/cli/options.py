@@ -110,7 +110,12 @@ _SETTINGS_OPTIONS = [
         default=None,
         help="Continue an interrupted run into OUTPUT (or join an init-output plate).",
     ),
-    click.option("--overwrite", is_flag=True, default=None, help="Replace OUTPUT if it exists."),
+    click.option(
+        "--overwrite",
+        is_flag=True,
+        default=None,
+        help="Replace OUTPUT if process-position wrote it (anything else there is refused).",
+    ),
     click.option(
         "--ome-version",
         type=click.Choice(["0.4", "0.5"]),

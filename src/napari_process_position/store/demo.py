@@ -9,6 +9,8 @@ import numpy as np
 
 from napari_process_position.store.create import write_empty_plate
 from napari_process_position.store.layout import OutputLayout, StoreInfo
+from napari_process_position.store.metadata import open_store, read_position
+from napari_process_position.store.replace import existing_output_error, replace_store
 
 __all__ = ["CHANNELS", "DEMO_POSITIONS", "make_demo_plate", "synthetic_position"]
 
@@ -75,7 +77,15 @@ def make_demo_plate(
     dtype, version
         Pixel type and OME-Zarr version.
     overwrite
-        Replace an existing store.
+        Replace an existing store, if this package wrote it (an earlier demo,
+        an output) or it is an empty folder; anything else is refused. The
+        new plate is written beside it and the old one deleted last.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is not set, or it is set but this
+        package did not write what is there.
     """
     layout = OutputLayout(
         shape=shape,
@@ -85,16 +95,24 @@ def make_demo_plate(
         if shape[1] <= 2
         else tuple(f"Channel {i}" for i in range(shape[1])),
     )
-    store = write_empty_plate(
-        path,
-        dict.fromkeys(positions, layout),
-        version=version,  # type: ignore[arg-type]
-        overwrite=overwrite,
-    )
-    for i, key in enumerate(positions):
-        from napari_process_position.store.metadata import read_position
 
-        info = read_position(Path(store.position_path(key)), key)
-        arr = info.open_array(write=True)
-        arr.write(synthetic_position(seed=i, shape=shape, dtype=dtype)).result()
-    return store
+    def write(at: Path) -> None:
+        store = write_empty_plate(
+            at,
+            dict.fromkeys(positions, layout),
+            version=version,  # type: ignore[arg-type]
+            made="demo",
+        )
+        for i, key in enumerate(positions):
+            info = read_position(Path(store.position_path(key)), key)
+            arr = info.open_array(write=True)
+            arr.write(synthetic_position(seed=i, shape=shape, dtype=dtype)).result()
+
+    root = Path(path).expanduser().resolve()
+    if overwrite:
+        root = replace_store(path, write)
+    elif os.path.lexists(root):
+        raise existing_output_error(path, resumable=False)
+    else:
+        write(root)
+    return open_store(root)
