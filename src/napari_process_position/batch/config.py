@@ -243,6 +243,18 @@ class RunConfig(BaseModel):
             raise ConfigError("must not be empty")
         return value.strip()
 
+    @field_validator("input", "output")
+    @classmethod
+    def _path_text(cls, value: str | None) -> str | None:
+        if value:
+            from napari_process_position.store.paths import check_path_text
+
+            try:
+                check_path_text(value)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from exc
+        return value
+
     @field_validator("output", "dask_scheduler")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:

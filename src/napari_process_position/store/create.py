@@ -28,6 +28,7 @@ from napari_process_position.store.layout import (
     layout_differences,
 )
 from napari_process_position.store.metadata import group_attrs, open_store, read_position
+from napari_process_position.store.paths import check_path_text
 from napari_process_position.store.provenance import PROVENANCE_KEY, creation_mark
 from napari_process_position.store.replace import existing_output_error, replace_store
 
@@ -293,6 +294,7 @@ def write_empty_plate(
     """
     if version not in ("0.4", "0.5"):
         raise InvalidArgumentError(f"OME-Zarr version must be '0.4' or '0.5', not {version!r}")
+    check_path_text(path, "output path")
     root = Path(path).expanduser().resolve()
     for key in layouts:
         parts = key.split("/")
@@ -368,6 +370,7 @@ def create_output_position(
     PositionInfo
         The new position.
     """
+    check_path_text(path, "output path")
     root = Path(path).expanduser().resolve()
     _write_position(root, layout, version, name or root.name, made="output")
     return read_position(root)

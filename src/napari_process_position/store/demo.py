@@ -10,6 +10,7 @@ import numpy as np
 from napari_process_position.store.create import write_empty_plate
 from napari_process_position.store.layout import OutputLayout, StoreInfo
 from napari_process_position.store.metadata import open_store, read_position
+from napari_process_position.store.paths import check_path_text
 from napari_process_position.store.replace import existing_output_error, replace_store
 
 __all__ = ["CHANNELS", "DEMO_POSITIONS", "make_demo_plate", "synthetic_position"]
@@ -108,6 +109,7 @@ def make_demo_plate(
             arr = info.open_array(write=True)
             arr.write(synthetic_position(seed=i, shape=shape, dtype=dtype)).result()
 
+    check_path_text(path, "output path")
     root = Path(path).expanduser().resolve()
     if overwrite:
         root = replace_store(path, write)

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from conftest import random_tczyx, read_array, tree_digest, write_plate
 from napari_process_position.cli import main
 
-EVIL = '''
+EVIL = """
 from pathlib import Path
 
 MARKER = Path({marker!r})
@@ -29,7 +29,7 @@ MARKER.write_text("imported")  # runs on import: what a hostile store's author w
 def f(zyx):
     MARKER.write_text("called")
     return zyx
-'''
+"""
 
 
 def invoke(*args: object, input: str | None = None):
@@ -131,9 +131,7 @@ def test_relative_paths_in_a_config_are_read_from_its_folder(plate, tmp_path, mo
     )
     # Another folder with its own in.zarr and out.zarr, where the command is typed.
     other = tmp_path / "other"
-    other_in = write_plate(
-        other / "in.zarr", {"A/1/0": np.zeros((1, 1, 2, 8, 8), dtype="uint16")}
-    )
+    other_in = write_plate(other / "in.zarr", {"A/1/0": np.zeros((1, 1, 2, 8, 8), dtype="uint16")})
     other_out = other / "out.zarr"
     assert invoke("run", other_in, other_out, "-t", "gaussian_blur").exit_code == 0
     before = tree_digest(other)
@@ -142,3 +140,39 @@ def test_relative_paths_in_a_config_are_read_from_its_folder(plate, tmp_path, mo
     assert result.exit_code == 0, result.output
     assert tree_digest(other) == before  # the other folder's output is untouched
     assert read_array(project / "out.zarr/A/1/0").shape == (2, 1, 2, 8, 8)
+
+
+@pytest.mark.parametrize("char", ["\n", "\t", "\r"])
+def test_paths_with_control_characters_are_refused_before_anything_is_written(
+    plate, tmp_path, monkeypatch, char
+):
+    """zarr drops them: 'x\\ny.zarr' was written as 'xy.zarr', wiping an unrelated store."""
+    monkeypatch.chdir(tmp_path)
+    bystander = tmp_path / "xy.zarr"
+    assert invoke("demo-data", bystander, "--shape", "1,1,4,64,64").exit_code == 0
+    before = tree_digest(tmp_path)
+    for args in (
+        ("demo-data", f"x{char}y.zarr"),
+        ("demo-data", f"x{char}y.zarr", "--overwrite"),
+        ("run", plate, f"x{char}y.zarr", "-t", "gaussian_blur"),
+        ("run", plate, f"x{char}y.zarr", "-t", "gaussian_blur", "--overwrite"),
+        ("init-output", plate, f"x{char}y.zarr", "-t", "gaussian_blur", "--overwrite"),
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "control character" in result.output, result.output
+        assert "Traceback" not in result.output
+        assert tree_digest(tmp_path) == before, args
+
+
+def test_an_output_that_is_a_link_is_named_first(plate, tmp_path):
+    real = tmp_path / "scratch" / "out.zarr"
+    real.parent.mkdir()
+    link = tmp_path / "out.zarr"
+    link.symlink_to(real, target_is_directory=True)
+    result = invoke("run", plate, link, "-t", "gaussian_blur", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == (
+        f"note: the output {link} is a link to {real}; writing there"
+    )
+    assert link.is_symlink() and read_array(real / "A/1/0").shape == (2, 1, 2, 8, 8)
