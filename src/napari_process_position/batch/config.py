@@ -24,6 +24,7 @@ from pydantic import (
 from napari_process_position.core.errors import ConfigError, InvalidArgumentError, OutputWriteError
 from napari_process_position.core.ranges import parse_ranges
 from napari_process_position.core.sizes import parse_size
+from napari_process_position.store.paths import check_path_text
 
 __all__ = ["CONFIG_FORMAT_VERSION", "RunConfig", "SlurmSettings", "absolute_path", "command_line"]
 
@@ -247,8 +248,6 @@ class RunConfig(BaseModel):
     @classmethod
     def _path_text(cls, value: str | None) -> str | None:
         if value:
-            from napari_process_position.store.paths import check_path_text
-
             try:
                 check_path_text(value)
             except ValueError as exc:
