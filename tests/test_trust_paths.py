@@ -185,3 +185,15 @@ def test_an_output_that_is_a_link_is_named_first(plate, tmp_path):
         f"note: the output {link} is a link to {real}; writing there"
     )
     assert link.is_symlink() and read_array(real / "A/1/0").shape == (2, 1, 2, 8, 8)
+
+
+def test_resume_into_a_store_another_tool_wrote_is_refused(fixture_copy):
+    """--resume writes into what is there; a raw plate with a matching layout is not ours."""
+    source = fixture_copy("iohub_v05_float32.zarr")
+    raw = source.parent / "raw.zarr"
+    shutil.copytree(source, raw)
+    before = tree_digest(raw)
+    result = invoke("run", source, raw, "-t", "gaussian_blur", "--resume", "--no-progress")
+    assert result.exit_code == 1, result.output
+    assert "not an output of process-position" in result.output, result.output
+    assert tree_digest(raw) == before

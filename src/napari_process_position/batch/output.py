@@ -108,9 +108,10 @@ def check_output(config: RunConfig, store: StoreInfo) -> None:
         problem = ""
     if problem:
         raise InvalidStoreError(f"the output {out_root} {problem}; choose another output path")
-    if config.overwrite:
+    if config.overwrite or config.resume:
+        # (--resume writes into what is there: only into a store this package wrote)
         check_replaceable(given)
-    elif not config.resume and os.path.lexists(out_root):
+    elif os.path.lexists(out_root):
         raise existing_output_error(given)
 
 
