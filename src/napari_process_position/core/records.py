@@ -44,6 +44,7 @@ __all__ = [
     "remove_store_records",
     "restat",
     "store_root",
+    "writers_dir",
 ]
 
 RECORDS_DIR_NAME = ".process-position-progress"
@@ -164,6 +165,14 @@ def records_dir(position_path: str | os.PathLike[str]) -> str:
 def lock_path(root: str | os.PathLike[str]) -> str:
     """Return the lock file that serialises metadata changes of the store at ``root``."""
     return _store_records(os.path.realpath(os.fspath(root))) + ".lock"
+
+
+def writers_dir(root: str | os.PathLike[str]) -> str:
+    """Folder of the writer locks of the store at ``root``: beside its records, never removed.
+
+    Example: ``/data/out.zarr`` -> ``/data/.process-position-progress/out.zarr.writers``.
+    """
+    return _store_records(os.path.realpath(os.fspath(root))) + ".writers"
 
 
 def remove_store_records(root: str | os.PathLike[str]) -> None:
