@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.store.create import write_empty_plate
 from napari_process_position.store.layout import OutputLayout, StoreInfo
 
-__all__ = ["CHANNELS", "DEMO_POSITIONS", "make_demo_plate", "synthetic_position"]
+__all__ = [
+    "CHANNELS",
+    "DEMO_POSITIONS",
+    "MAX_DEMO_VOLUME",
+    "MAX_DEMO_VOXELS",
+    "MIN_DEMO_YX",
+    "check_demo_shape",
+    "make_demo_plate",
+    "synthetic_position",
+]
 
 DEMO_POSITIONS = ("A/1/0", "A/2/0", "B/1/0")
 CHANNELS = ("Nuclei", "Membrane")
@@ -53,6 +65,40 @@ def synthetic_position(
     return out.astype(dtype)
 
 
+#: Smallest Y and X of a demo position: its cells sit 8 voxels from the edges.
+MIN_DEMO_YX = 16
+#: Largest Z*Y*X of a demo volume (the synthesis holds about 80 bytes per voxel at once).
+MAX_DEMO_VOLUME = 2**23
+#: Largest T*C*Z*Y*X of a demo position (held in memory as float32 before it is written).
+MAX_DEMO_VOXELS = 2**27
+
+
+def check_demo_shape(shape: Sequence[int]) -> tuple[int, int, int, int, int]:
+    """Return ``shape`` as a TCZYX tuple a demo position can have, or say why not.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Not five positive integers, Y or X below :data:`MIN_DEMO_YX`, or a volume
+        or position larger than :data:`MAX_DEMO_VOLUME` / :data:`MAX_DEMO_VOXELS`.
+    """
+    dims = tuple(shape)
+    if len(dims) != 5 or not all(isinstance(n, int) and n >= 1 for n in dims):
+        raise InvalidArgumentError(f"a demo shape is five positive integers T,C,Z,Y,X, not {dims}")
+    n_t, n_c, n_z, n_y, n_x = dims
+    if min(n_y, n_x) < MIN_DEMO_YX:
+        raise InvalidArgumentError(
+            f"a demo position's Y and X must be at least {MIN_DEMO_YX} (its cells sit 8 voxels "
+            f"from the edges), not {n_y} and {n_x} in {dims}"
+        )
+    if n_z * n_y * n_x > MAX_DEMO_VOLUME or math.prod(dims) > MAX_DEMO_VOXELS:
+        raise InvalidArgumentError(
+            f"the demo shape {dims} is too large: at most {MAX_DEMO_VOLUME} voxels per volume "
+            f"(Z*Y*X, e.g. 32x512x512) and {MAX_DEMO_VOXELS} per position (T*C*Z*Y*X)"
+        )
+    return (n_t, n_c, n_z, n_y, n_x)
+
+
 def make_demo_plate(
     path: str | os.PathLike[str],
     *,
@@ -76,7 +122,14 @@ def make_demo_plate(
         Pixel type and OME-Zarr version.
     overwrite
         Replace an existing store.
+
+    Raises
+    ------
+    InvalidArgumentError
+        A shape a demo position cannot have (see :func:`check_demo_shape`);
+        nothing is written then.
     """
+    shape = check_demo_shape(shape)
     layout = OutputLayout(
         shape=shape,
         dtype=np.dtype(dtype).str,
