@@ -80,6 +80,31 @@ def tree_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def path_snapshot(path: Path) -> dict[str, object]:
+    """Everything at ``path``, byte for byte: each entry's kind, mode, and content or target.
+
+    Works for a folder (walked, links not followed), a plain file, a link, or nothing.
+    """
+
+    def entry(p: Path) -> tuple[object, ...]:
+        st = p.lstat()
+        if p.is_symlink():
+            return ("link", os.readlink(p))
+        if p.is_dir():
+            return ("dir", st.st_mode)
+        return ("file", st.st_mode, hashlib.sha256(p.read_bytes()).hexdigest())
+
+    if not os.path.lexists(path):
+        return {}
+    found: dict[str, object] = {".": entry(path)}
+    if path.is_dir() and not path.is_symlink():
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                p = Path(root) / name
+                found[str(p.relative_to(path))] = entry(p)
+    return found
+
+
 @pytest.fixture
 def fixture_copy(tmp_path):
     """Copy one of the iohub-written fixture plates into tmp_path."""
@@ -135,3 +160,16 @@ def run_iohub(iohub_python: str, spec: dict) -> None:
 @pytest.fixture
 def python_exe() -> str:
     return sys.executable
+
+
+@pytest.fixture
+def cpu_hog():
+    """Two busy processes for the length of the test (this machine has 2 cores).
+
+    For tests of races that a loaded machine lets happen (CI shares its cores).
+    """
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    yield
+    for hog in hogs:
+        hog.kill()
+        hog.wait()

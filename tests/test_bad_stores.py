@@ -394,6 +394,6 @@ def test_output_inside_the_plate_of_an_input_position_is_refused(tmp_path, where
     )
     assert result.exit_code == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "is the input (its store " in lines[0], result.stderr
+    assert len(lines) == 1 and "is inside the input (its store " in lines[0], result.stderr
     assert not out.exists()
     assert tree_digest(plate) == before

@@ -316,7 +316,7 @@ def test_cli_ctrl_c_stops_a_slow_transform_promptly(cli_plate, tmp_path):
             "-t",
             f"{FT}:slow",
             "-p",
-            "seconds=5",
+            "seconds=60",
             "-w",
             "2",
             "--processes",
@@ -338,17 +338,18 @@ def test_cli_ctrl_c_stops_a_slow_transform_promptly(cli_plate, tmp_path):
                 if "resource_tracker" not in " ".join(p.cmdline())
             ]
         assert len(workers) >= 2, "the workers did not start"
-        time.sleep(1.0)  # both are inside a 5 s task now
+        time.sleep(1.0)  # both are inside a 60 s task now
         os.killpg(proc.pid, signal.SIGINT)
         sent = time.perf_counter()
-        _, stderr = proc.communicate(timeout=30)
+        _, stderr = proc.communicate(timeout=90)
         elapsed = time.perf_counter() - sent
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 130, stderr[-3000:]
-    assert elapsed < 4, f"{elapsed:.1f} s from Ctrl-C to exit"
+    # Not waiting for the tasks (60 s), whatever the machine's load.
+    assert elapsed < 30, f"{elapsed:.1f} s from Ctrl-C to exit"
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
     assert "--resume" in stderr
     _, alive = psutil.wait_procs(workers, timeout=5)

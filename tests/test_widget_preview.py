@@ -197,7 +197,7 @@ def test_live_preview_drops_stale_results(widget, qtbot, demo):
     # the slow one finishes later and its result is dropped.
     dropped = w.last_preview["dropped"]
     p.delay.value, p.factor.value = 1.5, 3.0
-    qtbot.waitUntil(lambda: w.last_preview["started"] == started + 2, timeout=5000)
+    qtbot.waitUntil(lambda: w.last_preview["started"] == started + 2, timeout=30_000)
     p.delay.value, p.factor.value = 0.0, 5.0
     before = shown_previews(w)
     wait_for_preview(qtbot, w, before)
@@ -236,7 +236,7 @@ def test_preview_button_and_errors(widget, qtbot, demo):
     w.add_transform(ref("explode_at"))
     show_time(w, 1)
     w.preview_button.clicked()
-    qtbot.waitUntil(lambda: bool(w.last_preview.get("error")), timeout=10_000)
+    qtbot.waitUntil(lambda: bool(w.last_preview.get("error")), timeout=30_000)
     assert "synthetic failure" in w.status.value and not w.running
 
 

@@ -26,7 +26,7 @@ from napari_process_position.core.ranges import parse_ranges
 from napari_process_position.core.sizes import parse_size
 from napari_process_position.core.yamltext import MAX_CONFIG_BYTES, dump_yaml, load_yaml
 
-__all__ = ["CONFIG_FORMAT_VERSION", "RunConfig", "SlurmSettings", "command_line"]
+__all__ = ["CONFIG_FORMAT_VERSION", "RunConfig", "SlurmSettings", "absolute_path", "command_line"]
 
 #: Version of the config file format this package reads and writes. Raise it
 #: when a field changes meaning; configs with a higher number are refused.
@@ -163,7 +163,13 @@ class RunConfig(BaseModel):
     resume: bool = Field(
         default=False, description="Continue an interrupted run into the same output."
     )
-    overwrite: bool = Field(default=False, description="Replace an existing output.")
+    overwrite: bool = Field(
+        default=False,
+        description=(
+            "Replace an existing output that napari-process-position wrote (or an empty "
+            "folder); anything else at the output path is refused."
+        ),
+    )
     dask_scheduler: str | None = Field(
         default=None,
         description="Run on an existing Dask cluster: scheduler address (tcp://host:8786) "
@@ -237,6 +243,18 @@ class RunConfig(BaseModel):
         if not value or not value.strip():
             raise ConfigError("must not be empty")
         return value.strip()
+
+    @field_validator("input", "output")
+    @classmethod
+    def _path_text(cls, value: str | None) -> str | None:
+        if value:
+            from napari_process_position.store.paths import check_path_text
+
+            try:
+                check_path_text(value)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from exc
+        return value
 
     @field_validator("output", "dask_scheduler")
     @classmethod
@@ -346,12 +364,18 @@ class RunConfig(BaseModel):
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the config as YAML to ``path`` (atomically) and return the path.
 
-        The first line is a comment with the command that runs it.
+        The first line is a comment with the command that runs it. Input and
+        output are written as absolute paths, so that the file runs the same
+        from any folder.
         """
         target = Path(path).expanduser()
+        absolute = self.model_copy(
+            update={key: absolute_path(getattr(self, key)) for key in _PATH_FIELDS}
+        )
         text = (
             f"# napari-process-position run; reproduce with:\n#   {command_line(target)}\n"
-            + self.to_yaml()
+            "# (paths are absolute; a relative path in a config is read from the config's folder)\n"
+            + absolute.to_yaml()
         )
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
@@ -419,7 +443,8 @@ class RunConfig(BaseModel):
         path
             A YAML file, or an output store this package made: the settings
             of the run that made it are in its attributes (nothing is
-            imported or run while reading either).
+            imported or run while reading either). Relative input and output
+            paths in a YAML file are read from the file's folder.
 
         Raises
         ------
@@ -455,12 +480,35 @@ class RunConfig(BaseModel):
             raise ConfigError(
                 f"{target} is not UTF-8 text (byte {exc.start}); a config is a YAML file"
             ) from exc
-        return cls.from_yaml(text, str(target))
+        config = cls.from_yaml(text, str(target))
+        # A relative path is read from the config file's folder, not from wherever the
+        # command runs (another folder's in.zarr/out.zarr must never be picked up).
+        folder = os.path.dirname(os.path.abspath(target))
+        return config.model_copy(
+            update={key: absolute_path(getattr(config, key), folder) for key in _PATH_FIELDS}
+        )
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
         """Return the JSON schema of the config file."""
         return cls.model_json_schema()
+
+
+#: The fields that hold local paths (made absolute when saved, read from a config's folder).
+_PATH_FIELDS = ("input", "output")
+
+
+def absolute_path(value: str | None, base: str | None = None) -> str | None:
+    """Return ``value`` as an absolute path (from ``base``, else the current folder).
+
+    ``None``, empty values and URLs (``s3://...``) are returned as they are.
+    """
+    if not value or "://" in value:
+        return value
+    path = os.path.expanduser(value)
+    if base is not None and not os.path.isabs(path):
+        path = os.path.join(base, path)
+    return os.path.abspath(path)
 
 
 def command_line(config_path: str | os.PathLike[str], *extra: str) -> str:

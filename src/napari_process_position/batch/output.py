@@ -3,19 +3,17 @@
 A new plate is built under a temporary name and renamed into place, so jobs
 that start together never see a half-written plate: the first rename wins,
 the others join it. Joining changes metadata only under the plate's lock.
+Overwrite replaces only an output this package wrote (``store.replace``).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 from napari_process_position.batch.config import RunConfig
-from napari_process_position.core import records as _progress
 from napari_process_position.core.errors import (
     InvalidStoreError,
     OutputExistsError,
@@ -27,8 +25,14 @@ from napari_process_position.store.create import create_output_position, write_e
 from napari_process_position.store.layout import OutputLayout, StoreInfo, layout_differences
 from napari_process_position.store.locks import plate_lock
 from napari_process_position.store.metadata import open_store, read_position
+from napari_process_position.store.replace import (
+    building_beside,
+    check_replaceable,
+    existing_output_error,
+    replace_store,
+)
 
-__all__ = ["create_plate", "make_output", "provenance_config"]
+__all__ = ["check_output", "create_plate", "make_output", "provenance_config"]
 
 
 def create_plate(out_root: Path, layouts: dict[str, OutputLayout], config: RunConfig) -> StoreInfo:
@@ -42,16 +46,14 @@ def create_plate(out_root: Path, layouts: dict[str, OutputLayout], config: RunCo
     """
     exists = out_root.exists()
     if config.overwrite or (exists and not config.resume):
-        # Replace it, or refuse with OutputExistsError (the store is left untouched).
-        store = write_empty_plate(
+        # Replace what this package wrote (the old store goes last, with its records), or
+        # refuse with OutputExistsError (the store is left untouched).
+        return write_empty_plate(
             out_root, layouts, version=config.ome_version, overwrite=config.overwrite
         )
-        _progress.remove_store_records(out_root)  # the records of the store it replaced
-        return store
     if exists:
         return _join_plate(out_root, layouts, config)
-    tmp = out_root.parent / f".{out_root.name}.creating-{uuid.uuid4().hex[:12]}"
-    try:
+    with building_beside(out_root) as tmp:
         try:
             write_empty_plate(tmp, layouts, version=config.ome_version)
         except OSError as exc:  # name the output, not the temporary folder
@@ -68,9 +70,6 @@ def create_plate(out_root: Path, layouts: dict[str, OutputLayout], config: RunCo
                     f"{out_root} was created by another run meanwhile; use --resume to join it"
                 ) from exc
             return _join_plate(out_root, layouts, config)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return open_store(out_root)
 
 
@@ -82,8 +81,37 @@ def _join_plate(out_root: Path, layouts: dict[str, OutputLayout], config: RunCon
         return write_empty_plate(out_root, layouts, version=config.ome_version, exist_ok=True)
 
 
-def _same_or_inside(a: Path, b: Path) -> bool:
-    return a == b or b in a.parents or a in b.parents
+def check_output(config: RunConfig, store: StoreInfo) -> None:
+    """Refuse an output the run may not make, before anything is written or deleted.
+
+    Raises
+    ------
+    InvalidStoreError
+        The output is the input, inside its store, or holds it.
+    OutputExistsError
+        The output exists and neither overwrite nor resume was asked for, or
+        overwrite was asked for but this package did not write what is there.
+    """
+    if not config.output:
+        return
+    given = Path(config.output).expanduser()
+    out_root = given.resolve()
+    input_root = Path(store_root(store.path))
+    where = "" if input_root == Path(store.path) else f" (its store {input_root})"
+    if out_root in (input_root, Path(store.path)):
+        problem = f"is the input{where}"
+    elif input_root in out_root.parents:
+        problem = f"is inside the input{where}"
+    elif out_root in input_root.parents:
+        problem = f"contains the input {input_root}"
+    else:
+        problem = ""
+    if problem:
+        raise InvalidStoreError(f"the output {out_root} {problem}; choose another output path")
+    if config.overwrite:
+        check_replaceable(given)
+    elif not config.resume and os.path.lexists(out_root):
+        raise existing_output_error(given)
 
 
 def make_output(
@@ -109,22 +137,17 @@ def make_output(
     Raises
     ------
     InvalidStoreError
-        The output is the input, or inside its store.
+        The output is the input, inside its store, or holds it.
     OutputExistsError
         The output exists and neither overwrite nor resume was asked for, or
-        it cannot hold this run's output.
+        it cannot hold this run's output, or overwrite was asked for but this
+        package did not write what is there.
     OutputWriteError
         The output cannot be created (permission denied, disk full).
     """
+    check_output(config, store)
     if config.output:
         out_root = Path(config.output).expanduser().resolve()
-        input_root = Path(store_root(store.path))
-        if _same_or_inside(out_root, input_root):
-            where = "" if input_root == Path(store.path) else f" (its store {input_root})"
-            raise InvalidStoreError(
-                f"the output {out_root} is the input{where} or inside it; choose another "
-                "output path"
-            )
         try:
             if store.kind == "plate":
                 create_plate(out_root, layouts, config)
@@ -146,12 +169,17 @@ def make_output(
 
 def _make_output_position(out_root: Path, layout: OutputLayout, config: RunConfig) -> None:
     """Create (or check, on resume) the output of a single input position."""
-    if out_root.exists() and not (config.overwrite or config.resume):
-        raise OutputExistsError(
-            f"{out_root} already exists; use --overwrite (overwrite=True) to replace it "
-            "or --resume (resume=True) to continue it"
+    if config.overwrite:
+        replace_store(
+            out_root,
+            lambda at: create_output_position(
+                at, layout, version=config.ome_version, name=out_root.name
+            ),
         )
-    if out_root.exists() and config.resume:
+        return
+    if out_root.exists() and not config.resume:
+        raise existing_output_error(out_root)
+    if out_root.exists():
         differences = layout_differences(read_position(out_root), layout)
         if differences:
             raise OutputExistsError(
@@ -159,9 +187,6 @@ def _make_output_position(out_root: Path, layout: OutputLayout, config: RunConfi
                 "Use --overwrite (overwrite=True) to replace it, or another output path"
             )
         return
-    if out_root.exists():
-        shutil.rmtree(out_root)
-        _progress.remove_store_records(out_root)
     create_output_position(out_root, layout, version=config.ome_version)
 
 

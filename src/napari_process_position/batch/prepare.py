@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_process_position.batch.config import RunConfig
-from napari_process_position.batch.output import make_output
+from napari_process_position.batch.output import check_output, make_output
 from napari_process_position.batch.plan import plan_run
 from napari_process_position.batch.run import BatchRun
 from napari_process_position.core.errors import UsageError
@@ -148,6 +148,9 @@ def prepare_run(
     if plan.spec is None:  # pragma: no cover - plan_run looks the transform up by default
         raise UsageError("a run needs a transform")
     _check_memory_limit(config)
+    # Before measuring workers or reaching a cluster: an output that may not be made
+    # (the input, an existing store, one this package did not write) is refused at once.
+    check_output(config, plan.store)
     # The output records the settings as given (`num_workers: auto` stays auto); the run
     # uses the resolved number.
     recorded, workers_reason = config, None
@@ -243,7 +246,8 @@ def create_output_plate(
     ome_version
         ``"0.5"`` (default) or ``"0.4"``.
     overwrite
-        Replace an existing ``output``.
+        Replace an existing ``output`` that this package wrote (an output, a
+        demo plate) or an empty folder; anything else is refused.
     exist_ok
         Keep an existing ``output`` whose positions can hold this one's (others
         are added); otherwise an existing output is refused.

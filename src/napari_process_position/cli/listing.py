@@ -7,13 +7,18 @@ from pathlib import Path
 import click
 
 from napari_process_position.cli.main import fail, guard, main
+from napari_process_position.core.errors import ProcessPositionError
 
 __all__ = ["demo_data", "positions", "transforms"]
 
 
 @main.command("demo-data")
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace OUT if process-position wrote it (anything else there is refused).",
+)
 @click.option(
     "--shape", default="5,2,16,128,128", show_default=True, help="T,C,Z,Y,X of each position."
 )
@@ -29,10 +34,10 @@ def demo_data(out: Path, overwrite: bool, shape: str, ome_version: str) -> None:
     except (ValueError, InvalidArgumentError) as exc:
         reason = str(exc) if isinstance(exc, InvalidArgumentError) else "not integers"
         fail(f"--shape {shape!r}: {reason}")
-    if out.exists() and not overwrite:
-        fail(f"{out} already exists; pass --overwrite to replace it")
     try:
         store = make_demo_plate(out, shape=dims, version=ome_version, overwrite=overwrite)
+    except ProcessPositionError:
+        raise  # one line, from guard (an existing OUT is an OSError too)
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror or exc}")
     click.echo(f"wrote {store.path}: positions {', '.join(store.position_keys)}, TCZYX {dims}")

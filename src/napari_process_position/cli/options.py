@@ -110,7 +110,12 @@ _SETTINGS_OPTIONS = [
         default=None,
         help="Continue an interrupted run into OUTPUT (or join an init-output plate).",
     ),
-    click.option("--overwrite", is_flag=True, default=None, help="Replace OUTPUT if it exists."),
+    click.option(
+        "--overwrite",
+        is_flag=True,
+        default=None,
+        help="Replace OUTPUT if process-position wrote it (anything else there is refused).",
+    ),
     click.option(
         "--ome-version",
         type=click.Choice(["0.4", "0.5"]),
@@ -123,6 +128,13 @@ _SETTINGS_OPTIONS = [
         type=click.Path(path_type=Path),
         help="Run settings from a YAML file, or from an output plate made by `run` "
         "(the settings it records); flags override them.",
+    ),
+    click.option(
+        "--yes",
+        is_flag=True,
+        default=None,
+        help="With --config STORE: run the transform file or module its settings name without "
+        "asking (read that code first: a store can come from anyone).",
     ),
     click.option(
         "--save-config",
@@ -211,9 +223,15 @@ def _settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def build_config(opts: dict[str, Any], *, need_output: bool = True) -> Any:
     """Build the RunConfig of a command line: the config file (if any), then the flags over it."""
     from napari_process_position.batch.config import RunConfig
+    from napari_process_position.cli.store_settings import (
+        confirm_store_code,
+        is_store,
+        target_the_store,
+    )
     from napari_process_position.transforms import get_transform
 
     data: dict[str, Any] = {}
+    store = opts.get("config_path") if is_store(opts.get("config_path")) else None
     if opts.get("config_path") is not None:
         data = RunConfig.load(opts["config_path"]).model_dump(exclude_none=False)
         data.pop("written_by", None)
@@ -273,6 +291,10 @@ def build_config(opts: dict[str, Any], *, need_output: bool = True) -> Any:
         fail("give INPUT (or --config FILE)")
     if "transform" not in data:
         fail("give --transform NAME (see `process-position transforms`)")
+    if store is not None:  # (nothing it names is imported before the user agrees)
+        if need_output:
+            target_the_store(store, data, output_given=opts.get("output_path") is not None)
+        confirm_store_code(store, data, yes=bool(opts.get("yes")))
     if need_output and not data.get("output"):
         fail("give OUTPUT, the plate to write")
     if opts.get("params"):

@@ -96,12 +96,22 @@ def _run(opts: dict[str, Any], no_progress: bool, wait: bool) -> int:
     from napari_process_position.batch.prepare import prepare_run
 
     config = build_config(opts)
+    _say_where_a_link_leads(config.output)
     if config.uses_dask:
         _quiet_dask()
     batch = prepare_run(config, wait=wait)
     if opts.get("save_config") is not None:
         config.save(opts["save_config"])
     return _execute(batch, no_progress)
+
+
+def _say_where_a_link_leads(output: str | None) -> None:
+    """Say first when OUTPUT is (or passes through) a symbolic link: it is written elsewhere."""
+    from napari_process_position.store.paths import link_target
+
+    target = link_target(output) if output else None
+    if target is not None:
+        click.echo(f"note: the output {output} is a link to {target}; writing there", err=True)
 
 
 def _quiet_dask() -> None:
@@ -140,6 +150,7 @@ def _init_output(opts: dict[str, Any]) -> None:
     from napari_process_position.batch.prepare import prepare_run
 
     config = build_config(opts)
+    _say_where_a_link_leads(config.output)
     local = config.model_copy(update={"dask_scheduler": None, "dask_local": None, "slurm": None})
     batch = prepare_run(local)
     batch.close()  # (nothing runs: the output's writer locks are released at once)

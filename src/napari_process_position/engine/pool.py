@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from napari_process_position.core.budget import available_cpus
-from napari_process_position.core.errors import InvalidArgumentError
+from napari_process_position.core.errors import CancelledRunError, InvalidArgumentError
 from napari_process_position.core.transform_ref import PickledTransform, TransformRef, portable
 from napari_process_position.engine.shared import pool_token, remove_leftovers
 from napari_process_position.engine.worker import init_worker, warm_up
@@ -41,22 +41,26 @@ class ProcessPool:
         virtual memory, which is larger than resident memory (a worker with
         numpy and tensorstore maps about 1 GiB before reading anything), so
         values under about 2 GiB stop workers from working at all.
+    niceness
+        Lower the workers' CPU priority by this much (0: as the caller). The
+        widget's pools use it so that napari's window keeps its share of the
+        cores while the workers compute.
 
     Notes
     -----
     Workers ignore SIGINT and SIGTERM (the caller decides how to stop:
     :meth:`PositionRun.cancel`) and end themselves when the caller's
-    process is gone, so a SIGKILLed caller leaves no workers behind.
+    process is gone, so a SIGKILLed caller leaves no workers behind. Since
+    workers ignore SIGTERM, the pool itself kills those left when one dies
+    or when it is killed or closed: no worker outlives its pool.
+    :meth:`close` ends a pool for good (a widget or viewer that closes);
+    after :meth:`kill` or :meth:`shutdown` it starts new workers when used.
 
     Examples
     --------
     >>> pool = ProcessPool(2)            # doctest: +SKIP
     >>> for r in stream_position(f, "in.zarr/A/1/0", pool=pool): ...  # doctest: +SKIP
     >>> pool.shutdown()                  # doctest: +SKIP
-    niceness
-        Lower the workers' CPU priority by this much (0: as the caller). The
-        widget's pools use it so that napari's window keeps its share of the
-        cores while the workers compute.
     """
 
     def __init__(
@@ -84,11 +88,23 @@ class ProcessPool:
         #: Names this pool's shared memory files (preview volumes: see :mod:`.shared`).
         self.share_token = pool_token()
         self._lock = threading.Lock()
+        #: Set by :meth:`close`: no executor is ever started again.
+        self.closed = False
 
     @property
     def executor(self) -> cf.ProcessPoolExecutor:
-        """The live executor, started on first use (and again after a kill)."""
+        """The live executor, started on first use (and again after a kill).
+
+        Raises
+        ------
+        CancelledRunError
+            The pool was closed (:meth:`close`): a late caller, such as a
+            warm-up still starting in a thread, must not start workers that
+            nobody would stop.
+        """
         with self._lock:
+            if self.closed:
+                raise CancelledRunError("the process pool was closed; start a new one")
             if self._executor is None or self._broken(self._executor):
                 self._executor = cf.ProcessPoolExecutor(
                     max_workers=self.num_workers,
@@ -108,6 +124,11 @@ class ProcessPool:
         return bool(
             getattr(executor, "_broken", False) or getattr(executor, "_shutdown_thread", False)
         )
+
+    @staticmethod
+    def _broken_by_death(executor: cf.ProcessPoolExecutor) -> bool:
+        """Tell whether the executor saw a worker die (not merely a shutdown)."""
+        return bool(getattr(executor, "_broken", False))
 
     def is_broken(self) -> bool:
         """Tell whether the pool has no live executor (never started, killed or broken)."""
@@ -174,38 +195,128 @@ class ProcessPool:
         return {p.pid: p.exitcode for p in procs}
 
     def kill(self) -> None:
-        """Stop the workers at once (SIGKILL) without waiting for their tasks."""
+        """Stop the workers at once (SIGKILL) without waiting for their tasks.
+
+        Every process the executor started is killed, including one that a
+        concurrent ``submit`` (a warm-up in another thread) was starting at
+        that moment: the executor's shutdown waits for a ``submit`` in
+        progress, and its process table is read again after it. The pool can
+        start new workers afterwards (unless :meth:`close` d).
+        """
         with self._lock:
             executor, self._executor = self._executor, None
-            self._seen = {}
+            seen, self._seen = self._seen, {}
         if executor is None:
             return
-        procs = list((getattr(executor, "_processes", None) or {}).values())
-        for proc in procs:
-            with contextlib.suppress(Exception):
-                proc.kill()
+        table = getattr(executor, "_processes", None)  # the executor's own live dict
+        _kill_all(seen, table)
         executor.shutdown(wait=False, cancel_futures=True)
+        # After shutdown() no submit can start a process: one started meanwhile is here now.
+        procs = _kill_all(seen, table)
         for proc in procs:
             with contextlib.suppress(Exception):
-                proc.join(timeout=2)
+                proc.join(timeout=5)
         _forget_manager_thread(executor)
         remove_leftovers(self.share_token)
 
     def shutdown(self, wait: bool = True) -> None:
-        """Let the workers finish what they run, then stop them."""
+        """Let the workers finish what they run, then stop them.
+
+        Should a worker die meanwhile, the others are killed: the executor
+        would only send them SIGTERM, which workers ignore (see Notes), and
+        they would wait forever on a queue that the dead one left locked.
+
+        Parameters
+        ----------
+        wait
+            Return once every worker has ended; otherwise at once, while a
+            background thread sees them end.
+        """
         with self._lock:
             executor, self._executor = self._executor, None
-            self._seen = {}
-        if executor is not None:
-            executor.shutdown(wait=wait, cancel_futures=True)
-            if wait:
-                remove_leftovers(self.share_token)
+            seen, self._seen = self._seen, {}
+        if executor is None:
+            return
+        table = getattr(executor, "_processes", None)
+        executor.shutdown(wait=False, cancel_futures=True)
+        procs = _processes_of(seen, table)  # complete now: no submit can start one any more
+        watcher = threading.Thread(
+            target=_see_workers_end,
+            args=(executor, procs, self.share_token),
+            name="npp-pool-shutdown",
+            daemon=True,
+        )
+        watcher.start()
+        if wait:
+            watcher.join()
+
+    def close(self, kill: bool = True) -> None:
+        """Stop the workers for good: no later call starts new ones.
+
+        Parameters
+        ----------
+        kill
+            Kill the workers at once (the default: a widget or viewer that
+            closes), or let them finish what they run (``False``).
+        """
+        with self._lock:
+            self.closed = True
+        if kill:
+            self.kill()
+        else:
+            self.shutdown(wait=False)
 
     def __enter__(self) -> ProcessPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+def _processes_of(seen: dict[int, Any], table: dict[int, Any] | None) -> list[Any]:
+    """Return the processes in an executor's live table and in ``seen``."""
+    procs: dict[int, Any] = dict(seen)
+    for _ in range(3):  # the manager thread may change the table while it is read
+        try:
+            procs.update(table or {})
+            break
+        except RuntimeError:
+            continue
+    return list(procs.values())
+
+
+def _kill_all(seen: dict[int, Any], table: dict[int, Any] | None) -> list[Any]:
+    """SIGKILL every process of an executor's table and of ``seen``; return them."""
+    procs = _processes_of(seen, table)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.kill()
+    return procs
+
+
+def _see_workers_end(executor: cf.ProcessPoolExecutor, procs: list[Any], share_token: str) -> None:
+    """Wait for a shut-down pool's workers to end; kill the rest once one dies or it breaks."""
+    from multiprocessing.connection import wait
+
+    alive = {}
+    for proc in procs:
+        with contextlib.suppress(ValueError):  # a closed Process object
+            alive[proc.sentinel] = proc
+    died = False
+    while alive and not died and not ProcessPool._broken_by_death(executor):
+        for sentinel in wait(list(alive), timeout=0.5):
+            proc = alive.pop(sentinel)
+            proc.join(timeout=5)
+            died = died or proc.exitcode != 0
+    if alive:
+        for proc in alive.values():
+            with contextlib.suppress(Exception):
+                proc.kill()
+        for proc in alive.values():
+            with contextlib.suppress(Exception):
+                proc.join(timeout=5)
+        _forget_manager_thread(executor)
+    remove_leftovers(share_token)
 
 
 def _forget_manager_thread(executor: cf.ProcessPoolExecutor) -> None:

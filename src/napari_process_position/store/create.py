@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +28,9 @@ from napari_process_position.store.layout import (
     layout_differences,
 )
 from napari_process_position.store.metadata import group_attrs, open_store, read_position
+from napari_process_position.store.paths import check_path_text
+from napari_process_position.store.provenance import PROVENANCE_KEY, creation_mark
+from napari_process_position.store.replace import existing_output_error, replace_store
 
 __all__ = [
     "create_output_position",
@@ -154,15 +156,19 @@ def well_attrs(fields_of_view: Sequence[str], version: OmeVersion) -> dict[str, 
 # -- groups and arrays -------------------------------------------------------------------------
 
 
-def _write_group(path: Path, attrs: dict[str, Any], version: OmeVersion) -> None:
+def _write_group(
+    path: Path, attrs: dict[str, Any], version: OmeVersion, made: str | None = None
+) -> None:
+    """Write a group with OME attributes ``attrs``; ``made`` marks the root of a new store."""
     import zarr
 
+    ours = {PROVENANCE_KEY: creation_mark(made)} if made else {}
     if version == "0.5":
         group = zarr.open_group(str(path), mode="w", zarr_format=3)
-        group.attrs.put({"ome": {"version": "0.5", **attrs}})
+        group.attrs.put({"ome": {"version": "0.5", **attrs}, **ours})
     else:
         group = zarr.open_group(str(path), mode="w", zarr_format=2)
-        group.attrs.put(attrs)
+        group.attrs.put({**attrs, **ours})
 
 
 def _update_group(path: Path, attrs: dict[str, Any], version: OmeVersion) -> None:
@@ -223,8 +229,10 @@ def _create_array(path: Path, layout: OutputLayout, version: OmeVersion) -> None
         )
 
 
-def _write_position(path: Path, layout: OutputLayout, version: OmeVersion, name: str) -> None:
-    _write_group(path, image_attrs(layout, version, name), version)
+def _write_position(
+    path: Path, layout: OutputLayout, version: OmeVersion, name: str, made: str | None = None
+) -> None:
+    _write_group(path, image_attrs(layout, version, name), version, made)
     _create_array(path / "0", layout, version)
 
 
@@ -246,6 +254,7 @@ def write_empty_plate(
     version: OmeVersion = "0.5",
     overwrite: bool = False,
     exist_ok: bool = False,
+    made: str = "output",
 ) -> StoreInfo:
     """Create an empty plate with one position per key.
 
@@ -258,11 +267,16 @@ def write_empty_plate(
     version
         ``"0.5"`` (Zarr v3, one shard per (t, c) volume) or ``"0.4"`` (Zarr v2).
     overwrite
-        Delete an existing store at ``path`` first.
+        Replace an existing store at ``path``, if this package wrote it (or it
+        is an empty folder): the new plate is built beside it, and the old
+        one deleted once the new one is in place.
     exist_ok
         Keep an existing store whose positions match ``layouts`` (used by
         resume and by per-position jobs writing into one shared plate);
         positions it lacks are added.
+    made
+        What the plate is, as its root records it beside the OME attributes
+        (``"output"``, ``"demo"``): the mark that lets ``overwrite`` replace it.
 
     Returns
     -------
@@ -275,10 +289,12 @@ def write_empty_plate(
         An unknown version or a key that is not ``row/column/field``.
     OutputExistsError
         ``path`` exists and neither ``overwrite`` nor ``exist_ok`` is set, or
-        it exists with positions that cannot hold ``layouts``.
+        it exists with positions that cannot hold ``layouts``, or ``overwrite``
+        is set but this package did not write what is there.
     """
     if version not in ("0.4", "0.5"):
         raise InvalidArgumentError(f"OME-Zarr version must be '0.4' or '0.5', not {version!r}")
+    check_path_text(path, "output path")
     root = Path(path).expanduser().resolve()
     for key in layouts:
         parts = key.split("/")
@@ -286,24 +302,27 @@ def write_empty_plate(
             raise InvalidArgumentError(
                 f"position key must look like 'A/1/0' (row/column/field), not {key!r}"
             )
-    if root.exists():
-        if overwrite:
-            shutil.rmtree(root) if root.is_dir() else root.unlink()
-        elif exist_ok:
-            return _extend_plate(root, layouts)
-        else:
-            raise OutputExistsError(
-                f"{root} already exists; use --overwrite (overwrite=True) to replace it or "
-                "--resume (resume=True) to continue it"
-            )
-    _write_group(root, plate_attrs(list(layouts), version), version)
+    if overwrite:
+        root = replace_store(path, lambda at: _write_plate(at, layouts, version, made))
+    elif root.exists():
+        if not exist_ok:
+            raise existing_output_error(path)
+        return _extend_plate(root, layouts)
+    else:
+        _write_plate(root, layouts, version, made)
+    return open_store(root)
+
+
+def _write_plate(
+    root: Path, layouts: dict[str, OutputLayout], version: OmeVersion, made: str
+) -> None:
+    _write_group(root, plate_attrs(list(layouts), version), version, made)
     for well, fovs in _wells(list(layouts)).items():
         if group_attrs(root / well.split("/")[0]) is None:
             _write_group(root / well.split("/")[0], {}, version)
         _write_group(root / well, well_attrs(fovs, version), version)
     for key, layout in layouts.items():
         _write_position(root / key, layout, version, key.split("/")[-1])
-    return open_store(root)
 
 
 def _extend_plate(root: Path, layouts: dict[str, OutputLayout]) -> StoreInfo:
@@ -336,15 +355,22 @@ def _extend_plate(root: Path, layouts: dict[str, OutputLayout]) -> StoreInfo:
 
 
 def create_output_position(
-    path: str | os.PathLike[str], layout: OutputLayout, *, version: OmeVersion = "0.5"
+    path: str | os.PathLike[str],
+    layout: OutputLayout,
+    *,
+    version: OmeVersion = "0.5",
+    name: str | None = None,
 ) -> PositionInfo:
-    """Create an empty single-position store (no plate around it).
+    """Create an empty single-position store (no plate around it), marked as this package's.
+
+    ``name`` is the image's name in its metadata (default: the folder's name).
 
     Returns
     -------
     PositionInfo
         The new position.
     """
+    check_path_text(path, "output path")
     root = Path(path).expanduser().resolve()
-    _write_position(root, layout, version, root.name)
+    _write_position(root, layout, version, name or root.name, made="output")
     return read_position(root)

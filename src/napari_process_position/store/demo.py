@@ -12,13 +12,15 @@ import numpy as np
 from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.store.create import write_empty_plate
 from napari_process_position.store.layout import OutputLayout, StoreInfo
+from napari_process_position.store.metadata import open_store, read_position
+from napari_process_position.store.paths import check_path_text
+from napari_process_position.store.replace import existing_output_error, replace_store
 
 __all__ = [
     "CHANNELS",
     "DEMO_POSITIONS",
     "MAX_DEMO_VOLUME",
     "MAX_DEMO_VOXELS",
-    "MIN_DEMO_YX",
     "check_demo_shape",
     "make_demo_plate",
     "synthetic_position",
@@ -41,7 +43,10 @@ def synthetic_position(
     rng = np.random.default_rng(seed)
     n_t, n_c, n_z, n_y, n_x = shape
     n_cells = max(4, (n_y * n_x) // 900)
-    centres = rng.uniform([n_z * 0.3, 8, 8], [n_z * 0.7, n_y - 8, n_x - 8], size=(n_cells, 3))
+    # Cells 8 voxels from the edges (or in the middle of a smaller image).
+    low = [n_z * 0.3, min(8.0, n_y / 2), min(8.0, n_x / 2)]
+    high = [n_z * 0.7, max(low[1], n_y - 8.0), max(low[2], n_x - 8.0)]
+    centres = rng.uniform(low, high, size=(n_cells, 3))
     radii = rng.uniform(4.0, 9.0, size=n_cells)
     drift = rng.normal(0, 1.2, size=(n_cells, 3)) * np.array([0.1, 1.0, 1.0])
     z, y, x = np.meshgrid(np.arange(n_z), np.arange(n_y), np.arange(n_x), indexing="ij")
@@ -65,8 +70,6 @@ def synthetic_position(
     return out.astype(dtype)
 
 
-#: Smallest Y and X of a demo position: its cells sit 8 voxels from the edges.
-MIN_DEMO_YX = 16
 #: Largest Z*Y*X of a demo volume (the synthesis holds about 80 bytes per voxel at once).
 MAX_DEMO_VOLUME = 2**23
 #: Largest T*C*Z*Y*X of a demo position (held in memory as float32 before it is written).
@@ -79,18 +82,13 @@ def check_demo_shape(shape: Sequence[int]) -> tuple[int, int, int, int, int]:
     Raises
     ------
     InvalidArgumentError
-        Not five positive integers, Y or X below :data:`MIN_DEMO_YX`, or a volume
-        or position larger than :data:`MAX_DEMO_VOLUME` / :data:`MAX_DEMO_VOXELS`.
+        Not five positive integers, or a volume or position larger than
+        :data:`MAX_DEMO_VOLUME` / :data:`MAX_DEMO_VOXELS`.
     """
     dims = tuple(shape)
     if len(dims) != 5 or not all(isinstance(n, int) and n >= 1 for n in dims):
         raise InvalidArgumentError(f"a demo shape is five positive integers T,C,Z,Y,X, not {dims}")
     n_t, n_c, n_z, n_y, n_x = dims
-    if min(n_y, n_x) < MIN_DEMO_YX:
-        raise InvalidArgumentError(
-            f"a demo position's Y and X must be at least {MIN_DEMO_YX} (its cells sit 8 voxels "
-            f"from the edges), not {n_y} and {n_x} in {dims}"
-        )
     if n_z * n_y * n_x > MAX_DEMO_VOLUME or math.prod(dims) > MAX_DEMO_VOXELS:
         raise InvalidArgumentError(
             f"the demo shape {dims} is too large: at most {MAX_DEMO_VOLUME} voxels per volume "
@@ -121,10 +119,15 @@ def make_demo_plate(
     dtype, version
         Pixel type and OME-Zarr version.
     overwrite
-        Replace an existing store.
+        Replace an existing store, if this package wrote it (an earlier demo,
+        an output) or it is an empty folder; anything else is refused. The
+        new plate is written beside it and the old one deleted last.
 
     Raises
     ------
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is not set, or it is set but this
+        package did not write what is there.
     InvalidArgumentError
         A shape a demo position cannot have (see :func:`check_demo_shape`);
         nothing is written then.
@@ -138,16 +141,25 @@ def make_demo_plate(
         if shape[1] <= 2
         else tuple(f"Channel {i}" for i in range(shape[1])),
     )
-    store = write_empty_plate(
-        path,
-        dict.fromkeys(positions, layout),
-        version=version,  # type: ignore[arg-type]
-        overwrite=overwrite,
-    )
-    for i, key in enumerate(positions):
-        from napari_process_position.store.metadata import read_position
 
-        info = read_position(Path(store.position_path(key)), key)
-        arr = info.open_array(write=True)
-        arr.write(synthetic_position(seed=i, shape=shape, dtype=dtype)).result()
-    return store
+    def write(at: Path) -> None:
+        store = write_empty_plate(
+            at,
+            dict.fromkeys(positions, layout),
+            version=version,  # type: ignore[arg-type]
+            made="demo",
+        )
+        for i, key in enumerate(positions):
+            info = read_position(Path(store.position_path(key)), key)
+            arr = info.open_array(write=True)
+            arr.write(synthetic_position(seed=i, shape=shape, dtype=dtype)).result()
+
+    check_path_text(path, "output path")
+    root = Path(path).expanduser().resolve()
+    if overwrite:
+        root = replace_store(path, write)
+    elif os.path.lexists(root):
+        raise existing_output_error(path, resumable=False)
+    else:
+        write(root)
+    return open_store(root)

@@ -5,6 +5,10 @@ them), the package version and the time are written into the plate's root
 attributes under ``napari-process-position``, beside ``ome`` (Zarr v3) or
 ``plate`` (Zarr v2). ``process-position positions --details OUT`` shows
 them, and ``process-position run --config OUT`` runs the same settings again.
+
+Every store this package creates (an empty output plate or position, a demo
+plate) carries the same entry from the start, without settings: it is how
+``--overwrite`` knows a store is one this package wrote and may replace.
 """
 
 from __future__ import annotations
@@ -15,7 +19,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROVENANCE_KEY", "read_provenance", "same_settings", "write_provenance"]
+__all__ = [
+    "PROVENANCE_KEY",
+    "creation_mark",
+    "read_provenance",
+    "same_settings",
+    "write_provenance",
+    "written_here",
+]
 
 PROVENANCE_KEY = "napari-process-position"
 
@@ -66,6 +77,27 @@ def read_provenance(store: str | os.PathLike[str]) -> dict[str, Any] | None:
     if not isinstance(found, dict) or not isinstance(found.get("config"), dict):
         return None
     return found
+
+
+def creation_mark(made: str) -> dict[str, Any]:
+    """Return the entry a new store's root attributes carry under :data:`PROVENANCE_KEY`.
+
+    ``made`` says what the store is (``"output"``, ``"demo"``); the settings of
+    the run that fills it are added later by :func:`write_provenance`.
+    """
+    from napari_process_position.core.version import package_version
+
+    return {
+        "version": package_version(),
+        "written": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "made": made,
+    }
+
+
+def written_here(store: str | os.PathLike[str]) -> bool:
+    """Tell whether this package wrote the store at ``store`` (its root carries our entry)."""
+    attrs = _attributes(Path(store).expanduser())
+    return attrs is not None and isinstance(attrs.get(PROVENANCE_KEY), dict)
 
 
 def same_settings(a: dict[str, Any], b: dict[str, Any]) -> bool:

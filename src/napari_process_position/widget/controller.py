@@ -136,7 +136,7 @@ class Controller:
         workers = min(workers, available_cpus())
         pool = self.pool
         if pool is not None and pool.num_workers != workers:
-            pool.shutdown(wait=False)
+            pool.close(kill=False)  # (a warm-up of it still starting cannot revive it)
             pool = None
         if pool is None:
             pool = self.pool = ProcessPool(workers, niceness=WORKER_NICENESS)
@@ -154,7 +154,7 @@ class Controller:
         self.sink.drop_pending()  # (no more background reads for the time slider either)
         pool, self.pool = self.pool, None
         if pool is not None:
-            pool.kill()
+            pool.close()
 
     # -- running -----------------------------------------------------------------------
     def run(self) -> Run | None:
@@ -203,6 +203,7 @@ class Controller:
         if run.pool is not None and run.pool is self.pool:
             # The engine stops (kills) the cancelled run's workers from its own thread;
             # the next run gets a fresh pool, warmed now, so the two never share one.
+            run.pool.closed = True  # nothing may start workers in it again
             self.pool = None
             if rewarm and not self.closed and self.mode(run.config) == "processes":
                 self.ensure_pool(run.config.num_workers, warm=True, transform=run.config.transform)
@@ -360,4 +361,4 @@ class Controller:
             self.current = None
         pool, self.pool = self.pool, None
         if pool is not None:
-            pool.kill()
+            pool.close()
