@@ -68,6 +68,15 @@ def test_store_naming_code_is_refused_without_yes(foreign_store):
         assert tree_digest(out) == before
 
 
+def test_a_refused_output_is_refused_before_the_code_is_imported(foreign_store):
+    out, marker = foreign_store
+    before = tree_digest(out)
+    result = invoke("run", "--config", out, "--yes", "--no-progress")  # exists, no --overwrite
+    assert result.exit_code == 1 and "already exists" in result.output, result.output
+    assert not marker.exists(), "the store's code was imported before the output was refused"
+    assert tree_digest(out) == before
+
+
 def test_store_naming_code_runs_after_a_yes_on_a_terminal_or_with_yes(foreign_store, monkeypatch):
     out, marker = foreign_store
     result = invoke("run", "--config", out, "--overwrite", "--no-progress", "--yes")

@@ -25,6 +25,7 @@ from napari_process_position.core.errors import ConfigError, InvalidArgumentErro
 from napari_process_position.core.ranges import parse_ranges
 from napari_process_position.core.sizes import parse_size
 from napari_process_position.core.yamltext import MAX_CONFIG_BYTES, dump_yaml, load_yaml
+from napari_process_position.store.paths import check_path_text
 
 __all__ = ["CONFIG_FORMAT_VERSION", "RunConfig", "SlurmSettings", "absolute_path", "command_line"]
 
@@ -248,8 +249,6 @@ class RunConfig(BaseModel):
     @classmethod
     def _path_text(cls, value: str | None) -> str | None:
         if value:
-            from napari_process_position.store.paths import check_path_text
-
             try:
                 check_path_text(value)
             except ValueError as exc:

@@ -169,7 +169,9 @@ def _like_input(info: PositionInfo, channels: list[int], times: list[int]) -> Ou
     )
 
 
-def plan_run(config: RunConfig, *, sized_by_transform: bool = True) -> RunPlan:
+def plan_run(
+    config: RunConfig, *, sized_by_transform: bool = True, store: StoreInfo | None = None
+) -> RunPlan:
     """Check a config's input, selection and transform, and size its output.
 
     Parameters
@@ -179,6 +181,8 @@ def plan_run(config: RunConfig, *, sized_by_transform: bool = True) -> RunPlan:
     sized_by_transform
         Size the output by the transform (default); False: like the input,
         and the transform is not looked up.
+    store
+        The input store, when the caller has opened it already.
 
     Returns
     -------
@@ -194,7 +198,8 @@ def plan_run(config: RunConfig, *, sized_by_transform: bool = True) -> RunPlan:
         An unknown transform, a bad parameter, or one that fails while its
         output is sized.
     """
-    store = open_store(config.input)
+    if store is None:
+        store = open_store(config.input)
     keys = select_positions(store, config.positions)
     spec = get_transform(config.transform) if sized_by_transform else None
     params = spec.check_params(dict(config.params)) if spec is not None else {}

@@ -144,13 +144,14 @@ def prepare_run(
         require("distributed")
         if config.slurm is not None:
             require("dask_jobqueue", "--slurm")
-    plan = plan_run(config)
+    # Every check that can refuse the output runs before the transform is imported
+    # (settings read from a store may name code) and before anything is written.
+    store = open_store(config.input)
+    check_output(config, store)
+    plan = plan_run(config, store=store)
     if plan.spec is None:  # pragma: no cover - plan_run looks the transform up by default
         raise UsageError("a run needs a transform")
     _check_memory_limit(config)
-    # Before measuring workers or reaching a cluster: an output that may not be made
-    # (the input, an existing store, one this package did not write) is refused at once.
-    check_output(config, plan.store)
     # The output records the settings as given (`num_workers: auto` stays auto); the run
     # uses the resolved number.
     recorded, workers_reason = config, None

@@ -96,10 +96,10 @@ def _run(opts: dict[str, Any], no_progress: bool, wait: bool) -> int:
     from napari_process_position.batch.prepare import prepare_run
 
     config = build_config(opts)
-    _say_where_a_link_leads(config.output)
     if config.uses_dask:
         _quiet_dask()
     batch = prepare_run(config, wait=wait)
+    _say_where_a_link_leads(config.output)  # (a refusal names the link itself)
     if opts.get("save_config") is not None:
         config.save(opts["save_config"])
     return _execute(batch, no_progress)
@@ -150,10 +150,10 @@ def _init_output(opts: dict[str, Any]) -> None:
     from napari_process_position.batch.prepare import prepare_run
 
     config = build_config(opts)
-    _say_where_a_link_leads(config.output)
     local = config.model_copy(update={"dask_scheduler": None, "dask_local": None, "slurm": None})
     batch = prepare_run(local)
     batch.close()  # (nothing runs: the output's writer locks are released at once)
+    _say_where_a_link_leads(config.output)
     layout = batch.layouts[batch.keys[0]]
     click.echo(
         f"output {config.output}: {len(batch.keys)} position(s), TCZYX {layout.shape} "

@@ -8,7 +8,6 @@ an unrelated store. Such a path is refused before anything is read or written.
 from __future__ import annotations
 
 import os
-import unicodedata
 
 from napari_process_position.core.errors import InvalidArgumentError
 
@@ -25,7 +24,7 @@ def check_path_text(path: str | os.PathLike[str], what: str = "path") -> None:
     """
     text = os.fspath(path)
     for i, char in enumerate(text):
-        if unicodedata.category(char) == "Cc":
+        if ord(char) < 32 or 127 <= ord(char) < 160:  # C0, DEL and C1 control characters
             raise InvalidArgumentError(
                 f"the {what} {text!r} holds a control character ({char!r} at position {i}); "
                 "give a path without newlines or tabs"
