@@ -24,6 +24,7 @@ from pydantic import (
 from napari_process_position.core.errors import ConfigError, InvalidArgumentError, OutputWriteError
 from napari_process_position.core.ranges import parse_ranges
 from napari_process_position.core.sizes import parse_size
+from napari_process_position.core.yamltext import MAX_CONFIG_BYTES, dump_yaml, load_yaml
 from napari_process_position.store.paths import check_path_text
 
 __all__ = ["CONFIG_FORMAT_VERSION", "RunConfig", "SlurmSettings", "absolute_path", "command_line"]
@@ -357,7 +358,7 @@ class RunConfig(BaseModel):
     # -- YAML ----------------------------------------------------------------------
     def to_yaml(self) -> str:
         """Return the config as YAML text."""
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        return dump_yaml(self.model_dump(mode="json"))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the config as YAML to ``path`` (atomically) and return the path.
@@ -390,7 +391,11 @@ class RunConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "config") -> RunConfig:
-        """Parse YAML text (safe loader: plain data only) into a validated config.
+        """Parse YAML text (plain data only, YAML 1.2 scalars, bounded) into a validated config.
+
+        See :func:`..core.yamltext.load_yaml`: ``1e-3`` is a float and ``2:30``
+        text; a text longer than 16 MiB or whose aliases expand it beyond a
+        million values is refused.
 
         Raises
         ------
@@ -400,7 +405,9 @@ class RunConfig(BaseModel):
             names the field.
         """
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
+        except InvalidArgumentError as exc:
+            raise ConfigError(f"{source} {exc}") from None
         except yaml.constructor.ConstructorError as exc:
             raise ConfigError(
                 f"{source} uses a YAML tag that safe loading refuses ({exc.problem}"
@@ -457,9 +464,21 @@ class RunConfig(BaseModel):
                 )
             return cls.from_dict(dict(found["config"]), f"the settings recorded in {target}")
         try:
-            text = target.read_text(encoding="utf-8")
+            with open(target, "rb") as fh:
+                raw = fh.read(MAX_CONFIG_BYTES + 1)  # (never more: /dev/zero is a "file" too)
         except OSError as exc:
             raise ConfigError(f"cannot read config {target}: {exc.strerror or exc}") from exc
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{target} is larger than {MAX_CONFIG_BYTES} bytes; a config is a few hundred "
+                "(is it the right file?)"
+            )
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{target} is not UTF-8 text (byte {exc.start}); a config is a YAML file"
+            ) from exc
         config = cls.from_yaml(text, str(target))
         # A relative path is read from the config file's folder, not from wherever the
         # command runs (another folder's in.zarr/out.zarr must never be picked up).

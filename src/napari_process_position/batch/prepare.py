@@ -6,6 +6,7 @@ import concurrent.futures as cf
 import logging
 import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 from napari_process_position.batch.config import RunConfig
@@ -15,9 +16,10 @@ from napari_process_position.batch.run import BatchRun
 from napari_process_position.core.errors import UsageError
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.layout import OmeVersion, StoreInfo
+from napari_process_position.store.locks import WriterLock, hold_output
 from napari_process_position.store.metadata import open_store
 
-__all__ = ["create_output_plate", "prepare_run", "run_config"]
+__all__ = ["create_output_plate", "lock_output", "prepare_run", "run_config"]
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +62,42 @@ def _check_memory_limit(config: RunConfig) -> None:
         )
 
 
+def lock_output(
+    config: RunConfig, store: StoreInfo, keys: list[str], *, wait: bool | float
+) -> WriterLock:
+    """Take the locks of the output positions a run writes, before it creates or replaces them.
+
+    A plate output: a shared lock on the output and an exclusive one per
+    position, or an exclusive lock on the whole output when ``overwrite``
+    replaces it; a single-position output: exclusive. See :func:`.locks.hold_output`.
+
+    Returns
+    -------
+    WriterLock
+        Nothing held for a preview without output.
+
+    Raises
+    ------
+    OutputInUseError
+        Another run is writing (part of) the output and ``wait`` is False.
+    """
+    if not config.output:
+        return WriterLock("")
+    out_root = Path(config.output).expanduser().resolve()
+    return hold_output(
+        out_root,
+        keys if store.kind == "plate" else None,
+        replace=config.overwrite,
+        wait=wait,
+    )
+
+
 def prepare_run(
-    config: RunConfig, *, pool: ProcessPool | None = None, executor: cf.Executor | None = None
+    config: RunConfig,
+    *,
+    pool: ProcessPool | None = None,
+    executor: cf.Executor | None = None,
+    wait: bool | float = False,
 ) -> BatchRun:
     """Check a config, size and create its output, and return the run (not started yet).
 
@@ -76,13 +112,21 @@ def prepare_run(
         A warm :class:`ProcessPool` to run on (process mode).
     executor
         Any ``concurrent.futures.Executor`` to run on instead (a Dask client's).
+    wait
+        When another run is writing the output positions: False refuses at
+        once, True waits for it to end, a number waits up to that many seconds.
 
     Returns
     -------
     BatchRun
+        It holds the output positions' writer locks until its iteration ends
+        (or :meth:`BatchRun.close`).
 
     Raises
     ------
+    OutputInUseError
+        Another run is writing the output (or one of its positions): one
+        writer per output position. Nothing is created or replaced.
     ProcessPositionError
         For a bad input, position, transform, parameter or output (nothing is
         written then), or a Dask cluster that cannot be reached.
@@ -114,19 +158,23 @@ def prepare_run(
     if config.auto_workers:
         config, workers_reason = _resolve_workers(config, plan, pool, executor)
     output_paths: dict[str, str | None] = dict.fromkeys(plan.keys)
+    # One writer per output position: the locks come before anything is created or
+    # replaced (make_output may delete an existing output), and stay with the run.
+    writers = lock_output(config, plan.store, plan.keys, wait=wait)
     dask = None
-    if config.uses_dask and executor is None:
-        # Connect (or start the cluster) before writing anything: an unreachable
-        # scheduler then leaves no half-made output behind.
-        from napari_process_position.batch.dask import open_session
-
-        dask = open_session(config)
-        executor = dask.executor
     try:
+        if config.uses_dask and executor is None:
+            # Connect (or start the cluster) before writing anything: an unreachable
+            # scheduler then leaves no half-made output behind.
+            from napari_process_position.batch.dask import open_session
+
+            dask = open_session(config)
+            executor = dask.executor
         output_paths = make_output(recorded, plan.store, plan.keys, plan.layouts, output_paths)
     except BaseException:
         if dask is not None:
             dask.close()
+        writers.release()
         raise
     batch = BatchRun(
         config,
@@ -142,6 +190,7 @@ def prepare_run(
         pool=pool,
         executor=executor,
         workers_reason=workers_reason,
+        writer_lock=writers,
     )
     if dask is not None:
         batch.attach_dask(dask)
@@ -234,12 +283,16 @@ def create_output_plate(
         resume=exist_ok and not overwrite,
     )
     plan = plan_run(config, sized_by_transform=transform is not None)
-    make_output(
-        config,
-        plan.store,
-        plan.keys,
-        plan.layouts,
-        dict.fromkeys(plan.keys),
-        record_settings=transform is not None,
-    )
+    writers = lock_output(config, plan.store, plan.keys, wait=False)
+    try:
+        make_output(
+            config,
+            plan.store,
+            plan.keys,
+            plan.layouts,
+            dict.fromkeys(plan.keys),
+            record_settings=transform is not None,
+        )
+    finally:
+        writers.release()
     return open_store(output)

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from napari_process_position.batch.config import RunConfig
-from napari_process_position.core.errors import ProcessPositionError
+from napari_process_position.core.errors import ProcessPositionError, UsageError
 from napari_process_position.core.tasks import Result
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.engine.run import PositionRun
 from napari_process_position.engine.stream import stream_position
 from napari_process_position.store.layout import OutputLayout, PositionInfo, StoreInfo
+from napari_process_position.store.locks import WriterLock
 from napari_process_position.transforms import TransformSpec
 
 __all__ = ["BatchRun", "PositionSummary"]
@@ -96,12 +97,15 @@ class BatchRun:
     dask: Any = None
     #: For ``num_workers: auto``: how many workers were picked, and which budget decided.
     workers_reason: str | None = None
+    #: The output positions' writer locks (:func:`.prepare.lock_output`), released by close().
+    writer_lock: WriterLock | None = None
     _cancel: threading.Event = field(default_factory=threading.Event)
     _runs: set[PositionRun] = field(default_factory=set)
     _runs_lock: threading.Lock = field(default_factory=threading.Lock)
     _owned_pool: bool = False
     _owns_dask: bool = False
     _cancel_wait: float = 0.0
+    _unlocked: bool = False
 
     @property
     def total(self) -> int:
@@ -173,7 +177,11 @@ class BatchRun:
         self.executor = session.executor
 
     def close(self) -> None:
-        """Release what :meth:`start` opened (a Dask client, a cluster it started)."""
+        """Release the output's writer locks and what :meth:`start` opened (Dask)."""
+        lock, self.writer_lock = self.writer_lock, None
+        if lock is not None:
+            lock.release()
+            self._unlocked = True
         if not self._owns_dask:
             return
         session, self.dask = self.dask, None
@@ -207,6 +215,10 @@ class BatchRun:
 
     # -- running -------------------------------------------------------------------
     def __iter__(self) -> Iterator[tuple[str, Result]]:
+        if self._unlocked:
+            raise UsageError(
+                "this run has ended and released its output; call prepare_run() again to rerun"
+            )
         try:
             self.start()
             limit = self.config.memory_limit_bytes

@@ -26,16 +26,16 @@ __all__ = ["demo_data", "positions", "transforms"]
 @guard
 def demo_data(out: Path, overwrite: bool, shape: str, ome_version: str) -> None:
     """Write a synthetic HCS plate (drifting cells, two channels, noise) to OUT."""
-    from napari_process_position.store.demo import make_demo_plate
+    from napari_process_position.core.errors import InvalidArgumentError
+    from napari_process_position.store.demo import check_demo_shape, make_demo_plate
 
     try:
-        dims = tuple(int(s) for s in shape.split(","))
-    except ValueError:
-        fail(f"--shape must be five integers T,C,Z,Y,X, not {shape!r}")
-    if len(dims) != 5 or min(dims) < 1:
-        fail(f"--shape must be five positive integers T,C,Z,Y,X, not {shape!r}")
+        dims = check_demo_shape(tuple(int(s) for s in shape.split(",")))
+    except (ValueError, InvalidArgumentError) as exc:
+        reason = str(exc) if isinstance(exc, InvalidArgumentError) else "not integers"
+        fail(f"--shape {shape!r}: {reason}")
     try:
-        store = make_demo_plate(out, shape=dims, version=ome_version, overwrite=overwrite)  # type: ignore[arg-type]
+        store = make_demo_plate(out, shape=dims, version=ome_version, overwrite=overwrite)
     except ProcessPositionError:
         raise  # one line, from guard (an existing OUT is an OSError too)
     except OSError as exc:

@@ -53,7 +53,15 @@ def _install_sigterm(run: Any) -> Callable[[], bool]:
     "--show-schema", is_flag=True, help="Print the JSON schema of the config file and exit."
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar (log lines only).")
-def run(show_schema: bool, print_job_script: bool, no_progress: bool, **opts: Any) -> None:
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="When another run is writing OUTPUT (or its positions), wait for it to end instead "
+    "of refusing.",
+)
+def run(
+    show_schema: bool, print_job_script: bool, no_progress: bool, wait: bool, **opts: Any
+) -> None:
     """Apply a transform to every (time, channel) volume of INPUT and write OUTPUT.
 
     INPUT is a plate (every position unless --position) or a single position;
@@ -69,7 +77,7 @@ def run(show_schema: bool, print_job_script: bool, no_progress: bool, **opts: An
     if print_job_script:
         _print_job_script(opts)
         return
-    raise SystemExit(_run(opts, no_progress))
+    raise SystemExit(_run(opts, no_progress, wait))
 
 
 @guard
@@ -84,13 +92,13 @@ def _print_job_script(opts: dict[str, Any]) -> None:
 
 
 @guard
-def _run(opts: dict[str, Any], no_progress: bool) -> int:
+def _run(opts: dict[str, Any], no_progress: bool, wait: bool) -> int:
     from napari_process_position.batch.prepare import prepare_run
 
     config = build_config(opts)
     if config.uses_dask:
         _quiet_dask()
-    batch = prepare_run(config)
+    batch = prepare_run(config, wait=wait)
     _say_where_a_link_leads(config.output)  # (a refusal names the link itself)
     if opts.get("save_config") is not None:
         config.save(opts["save_config"])
@@ -144,6 +152,7 @@ def _init_output(opts: dict[str, Any]) -> None:
     config = build_config(opts)
     local = config.model_copy(update={"dask_scheduler": None, "dask_local": None, "slurm": None})
     batch = prepare_run(local)
+    batch.close()  # (nothing runs: the output's writer locks are released at once)
     _say_where_a_link_leads(config.output)
     layout = batch.layouts[batch.keys[0]]
     click.echo(

@@ -20,6 +20,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidStoreError",
     "OutputExistsError",
+    "OutputInUseError",
     "OutputWriteError",
     "PositionNotFoundError",
     "ProcessPositionError",
@@ -80,6 +81,14 @@ class PositionNotFoundError(_PlainMessage, ProcessPositionError, KeyError):
 
 class OutputExistsError(ProcessPositionError, FileExistsError):
     """The output exists and neither overwrite nor resume was asked for, or it cannot hold it."""
+
+
+class OutputInUseError(ProcessPositionError, RuntimeError):
+    """Another run is writing the output (or one of its positions); the message names it.
+
+    One run writes an output position at a time: a second one refuses before it
+    creates, replaces or writes anything (or, asked to, waits for the first).
+    """
 
 
 class InputReadError(ProcessPositionError, OSError):

@@ -10,15 +10,17 @@ A record is written only after the volume's data is stored. It says what made
 the volume (the run's identity digest, and the input and output time and
 channels in clear) and lists the files holding it with their size and
 modification time, plus the array's metadata file. Resume trusts a record
-only when its identity is the one the current run would write and every
-listed file is unchanged: other settings, a deleted or truncated shard, or an
-array created anew all make the volume run again. Standard library only,
-since spawned workers import it.
+only when its identity is the one the current run would write, it lists
+exactly the files of its volume and the metadata file (each inside the output
+array's folder), and every listed file is unchanged: other settings, a deleted
+or truncated shard, or an array created anew all make the volume run again, and
+so does a record that lists other files (none, only the metadata, a file
+elsewhere), cannot be read, or is a folder (see :class:`ResumeCheck`). Standard
+library only, since spawned workers import it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -42,6 +44,7 @@ __all__ = [
     "remove_store_records",
     "restat",
     "store_root",
+    "writers_dir",
 ]
 
 RECORDS_DIR_NAME = ".process-position-progress"
@@ -164,6 +167,14 @@ def lock_path(root: str | os.PathLike[str]) -> str:
     return _store_records(os.path.realpath(os.fspath(root))) + ".lock"
 
 
+def writers_dir(root: str | os.PathLike[str]) -> str:
+    """Folder of the writer locks of the store at ``root``: beside its records, never removed.
+
+    Example: ``/data/out.zarr`` -> ``/data/.process-position-progress/out.zarr.writers``.
+    """
+    return _store_records(os.path.realpath(os.fspath(root))) + ".writers"
+
+
 def remove_store_records(root: str | os.PathLike[str]) -> None:
     """Forget every record of the store at ``root`` (it is being replaced)."""
     shutil.rmtree(_store_records(os.path.realpath(os.fspath(root))), ignore_errors=True)
@@ -178,9 +189,18 @@ def record_name(t_out: int, channel_label: str) -> str:
 
 
 def remove(progress_dir: str, name: str) -> None:
-    """Forget a record (before its volume is rewritten)."""
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(os.path.join(progress_dir, name))
+    """Forget a record (before its volume is rewritten); a folder in its place goes too."""
+    path = os.path.join(progress_dir, name)
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        # A folder where the record goes (EISDIR on Linux, EPERM on macOS): it is no
+        # record, and it would stop the new one from being written.
+        if not (os.path.isdir(path) and not os.path.islink(path)):
+            raise
+        shutil.rmtree(path)
 
 
 def record(
@@ -199,18 +219,48 @@ def record(
     data["files"] = dict(files)
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh)
+    if os.path.isdir(final) and not os.path.islink(final):
+        remove(progress_dir, name)
     os.replace(tmp, final)
+
+
+#: A record bigger than this is not one this package wrote (one holds a few file names).
+MAX_RECORD_BYTES = 1 << 20
+
+
+class _Unreadable(Exception):
+    """A record is there but cannot be used; the message says why."""
+
+
+def _read(path: str) -> dict[str, Any] | None:
+    """Return a record's data; None when there is none; _Unreadable when it is unusable."""
+    if os.path.isdir(path):
+        raise _Unreadable("is a folder, not a record")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_RECORD_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _Unreadable(f"cannot be read ({exc.strerror or exc})") from exc
+    if len(raw) > MAX_RECORD_BYTES:
+        raise _Unreadable(f"is larger than {MAX_RECORD_BYTES} bytes")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
+        raise _Unreadable("is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise _Unreadable("is not a JSON object")
+    if data.get("format") != RECORD_FORMAT:
+        raise _Unreadable(f"has format {data.get('format')!r}, not {RECORD_FORMAT}")
+    return data
 
 
 def _load(path: str) -> dict[str, Any] | None:
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
+        return _read(path)
+    except _Unreadable:
         return None
-    if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
-        return None
-    return data
 
 
 def restat(
@@ -255,24 +305,65 @@ class ResumeCheck:
         difference found: ``"the input time point"``, ...).
     changed
         Names of records whose files changed since (deleted, truncated, rewritten).
+    untrusted
+        Name -> why a record cannot be trusted at all: unreadable, a folder, or
+        not listing exactly the files of its volume inside the output store.
     """
 
     done: set[str] = field(default_factory=set)
     other_settings: dict[str, str] = field(default_factory=dict)
     changed: set[str] = field(default_factory=set)
+    untrusted: dict[str, str] = field(default_factory=dict)
+
+
+def _inside(path: str, folder: str) -> bool:
+    real, top = os.path.realpath(path), os.path.realpath(folder)
+    return real != top and os.path.commonpath([real, top]) == top
+
+
+def _listing_problem(files: Any, required: Sequence[str] | None, grid: ChunkGrid | None) -> str:
+    """Why a record's ``files`` cannot vouch for its volume ("" when they can)."""
+    if grid is None or required is None:
+        return "its volume's files are not known"
+    if not isinstance(files, dict) or not all(
+        value is None
+        or (isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value))
+        for value in files.values()
+    ):
+        return "lists its files in an unknown form"
+    if set(files) != set(required):
+        return "does not list exactly the files of its volume"
+    if any(not _inside(grid.path_of(key), grid.array_path) for key in files):
+        return "lists a file outside the output store"
+    if files.get(grid.meta_file) is None:
+        return "does not list the array's metadata file"
+    return ""
 
 
 def check(
     progress_dir: str,
     expected: Mapping[str, Mapping[str, Any]],
     grid: ChunkGrid | None,
+    required: Mapping[str, Sequence[str]] | None = None,
 ) -> ResumeCheck:
-    """Look at the records of ``expected`` (name -> identity the run would write)."""
+    """Look at the records of ``expected`` (name -> identity the run would write).
+
+    A record is trusted only when it lists exactly ``required[name]`` (the
+    files of its volume and the array's metadata file, each inside the
+    array's folder), and each file is there with the recorded size and
+    modification time (a file recorded as absent, for a volume left at the
+    fill value, must still be absent). Without ``required`` no record is
+    trusted.
+    """
     result = ResumeCheck()
     if not os.path.isdir(progress_dir):
         return result
     for name, identity in expected.items():
-        data = _load(os.path.join(progress_dir, name))
+        try:
+            data = _read(os.path.join(progress_dir, name))
+        except _Unreadable as exc:
+            result.untrusted[name] = str(exc)
+            continue
         if data is None:
             continue
         stored = data.get("identity")
@@ -282,7 +373,11 @@ def check(
             result.other_settings[name] = _REASONS[differs]
             continue
         files = data.get("files")
-        if not isinstance(files, dict) or (grid is not None and grid.stat(list(files)) != files):
+        problem = _listing_problem(files, None if required is None else required.get(name), grid)
+        if problem:
+            result.untrusted[name] = problem
+            continue
+        if grid is None or not isinstance(files, dict) or grid.stat(list(files)) != files:
             result.changed.add(name)
             continue
         result.done.add(name)

@@ -13,6 +13,7 @@ import concurrent.futures as cf
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Literal
@@ -171,9 +172,13 @@ class PositionRun:
         """Look at the completion records of this run's output volumes."""
         if self.output is None or not self.tasks or self.tasks[0].progress_dir is None:
             return _progress.ResumeCheck()
-        return _progress.check(
-            self.tasks[0].progress_dir, self.expected_records(), self.output.chunk_grid
-        )
+        grid = self.output.chunk_grid
+        required = {
+            task.record_name(t): grid.record_files(t, task.output_channel_list())
+            for task in self.tasks
+            for t in task.output_time_indices
+        }
+        return _progress.check(self.tasks[0].progress_dir, self.expected_records(), grid, required)
 
     def _trusted_records(self) -> set[str]:
         found = self.check_records()
@@ -188,6 +193,16 @@ class PositionRun:
                 self.total,
                 self.output.path if self.output else "the output",
                 "; ".join(f"{reason} differs for {n}" for reason, n in reasons.items()),
+            )
+        if found.untrusted:
+            why = Counter(found.untrusted.values())
+            log.warning(
+                "resume: %d of %d completion records of %s cannot be trusted (%s); computing "
+                "those volumes again",
+                len(found.untrusted),
+                self.total,
+                self.output.path if self.output else "the output",
+                "; ".join(f"{n} {reason}" for reason, n in why.items()),
             )
         if found.changed:
             log.info(

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.store.create import write_empty_plate
 from napari_process_position.store.layout import OutputLayout, StoreInfo
 from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.store.paths import check_path_text
 from napari_process_position.store.replace import existing_output_error, replace_store
 
-__all__ = ["CHANNELS", "DEMO_POSITIONS", "make_demo_plate", "synthetic_position"]
+__all__ = [
+    "CHANNELS",
+    "DEMO_POSITIONS",
+    "MAX_DEMO_VOLUME",
+    "MAX_DEMO_VOXELS",
+    "check_demo_shape",
+    "make_demo_plate",
+    "synthetic_position",
+]
 
 DEMO_POSITIONS = ("A/1/0", "A/2/0", "B/1/0")
 CHANNELS = ("Nuclei", "Membrane")
@@ -32,7 +43,10 @@ def synthetic_position(
     rng = np.random.default_rng(seed)
     n_t, n_c, n_z, n_y, n_x = shape
     n_cells = max(4, (n_y * n_x) // 900)
-    centres = rng.uniform([n_z * 0.3, 8, 8], [n_z * 0.7, n_y - 8, n_x - 8], size=(n_cells, 3))
+    # Cells 8 voxels from the edges (or in the middle of a smaller image).
+    low = [n_z * 0.3, min(8.0, n_y / 2), min(8.0, n_x / 2)]
+    high = [n_z * 0.7, max(low[1], n_y - 8.0), max(low[2], n_x - 8.0)]
+    centres = rng.uniform(low, high, size=(n_cells, 3))
     radii = rng.uniform(4.0, 9.0, size=n_cells)
     drift = rng.normal(0, 1.2, size=(n_cells, 3)) * np.array([0.1, 1.0, 1.0])
     z, y, x = np.meshgrid(np.arange(n_z), np.arange(n_y), np.arange(n_x), indexing="ij")
@@ -54,6 +68,33 @@ def synthetic_position(
         info = np.iinfo(dtype)
         return np.clip(np.rint(out), info.min, info.max).astype(dtype)
     return out.astype(dtype)
+
+
+#: Largest Z*Y*X of a demo volume (the synthesis holds about 80 bytes per voxel at once).
+MAX_DEMO_VOLUME = 2**23
+#: Largest T*C*Z*Y*X of a demo position (held in memory as float32 before it is written).
+MAX_DEMO_VOXELS = 2**27
+
+
+def check_demo_shape(shape: Sequence[int]) -> tuple[int, int, int, int, int]:
+    """Return ``shape`` as a TCZYX tuple a demo position can have, or say why not.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Not five positive integers, or a volume or position larger than
+        :data:`MAX_DEMO_VOLUME` / :data:`MAX_DEMO_VOXELS`.
+    """
+    dims = tuple(shape)
+    if len(dims) != 5 or not all(isinstance(n, int) and n >= 1 for n in dims):
+        raise InvalidArgumentError(f"a demo shape is five positive integers T,C,Z,Y,X, not {dims}")
+    n_t, n_c, n_z, n_y, n_x = dims
+    if n_z * n_y * n_x > MAX_DEMO_VOLUME or math.prod(dims) > MAX_DEMO_VOXELS:
+        raise InvalidArgumentError(
+            f"the demo shape {dims} is too large: at most {MAX_DEMO_VOLUME} voxels per volume "
+            f"(Z*Y*X, e.g. 32x512x512) and {MAX_DEMO_VOXELS} per position (T*C*Z*Y*X)"
+        )
+    return (n_t, n_c, n_z, n_y, n_x)
 
 
 def make_demo_plate(
@@ -87,7 +128,11 @@ def make_demo_plate(
     OutputExistsError
         ``path`` exists and ``overwrite`` is not set, or it is set but this
         package did not write what is there.
+    InvalidArgumentError
+        A shape a demo position cannot have (see :func:`check_demo_shape`);
+        nothing is written then.
     """
+    shape = check_demo_shape(shape)
     layout = OutputLayout(
         shape=shape,
         dtype=np.dtype(dtype).str,

@@ -46,6 +46,7 @@ class TransformMeta:
     output_channel_names: Callable[..., Sequence[str]] | None = None
     same_shape: bool = False
     margin: Callable[..., Margin] | None = None
+    check: Callable[..., None] | None = None
 
 
 def _as_dtype_func(output_dtype: Any) -> Callable[..., Any] | None:
@@ -108,6 +109,7 @@ def transform(
     output_channel_names: Callable[..., Sequence[str]] | None = None,
     same_shape: bool = False,
     margin: Callable[..., Margin] | Margin | int | None = None,
+    check: Callable[..., None] | None = None,
 ) -> Any:
     """Describe a transform; optional, the function stays a plain function.
 
@@ -142,6 +144,11 @@ def transform(
         off again; with an exact margin that equals the same region of a full
         run. Leave it out when any output voxel may depend on every input
         voxel (the default: region previews then process whole volumes).
+    check
+        ``f(**params)`` that raises :class:`TransformParameterError` (or
+        ``ValueError``) for parameters that are valid one by one but not
+        together (``low < high``). A run calls it once, before it creates its
+        output, so such a mistake never leaves an empty output behind.
 
     Returns
     -------
@@ -174,6 +181,7 @@ def transform(
                 output_channel_names=output_channel_names,
                 same_shape=same_shape,
                 margin=_as_margin_func(margin),
+                check=check,
             ),
         )
         return f

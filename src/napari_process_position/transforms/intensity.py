@@ -41,7 +41,20 @@ def _rescaled_dtype(dtype, dtype_out: str = "float32", **_):
     return np.dtype(dtype_out)
 
 
-@transform(display_name="Rescale intensity", same_shape=True, output_dtype=_rescaled_dtype)
+def _percentiles_in_order(low_percentile: float = 0.1, high_percentile: float = 99.9, **_):
+    if not 0 <= low_percentile < high_percentile <= 100:
+        raise TransformParameterError(
+            "percentiles must satisfy 0 <= low < high <= 100, "
+            f"not low={low_percentile}, high={high_percentile}"
+        )
+
+
+@transform(
+    display_name="Rescale intensity",
+    same_shape=True,
+    output_dtype=_rescaled_dtype,
+    check=_percentiles_in_order,
+)
 def rescale_intensity(
     czyx: np.ndarray,
     low_percentile: Annotated[float, {"min": 0.0, "max": 100.0, "step": 0.1}] = 0.1,
@@ -64,11 +77,7 @@ def rescale_intensity(
     one mapping across time points use ``convert_dtype`` with a fixed scale
     and offset. A constant volume maps to 0.
     """
-    if not 0 <= low_percentile < high_percentile <= 100:
-        raise TransformParameterError(
-            "percentiles must satisfy 0 <= low < high <= 100, "
-            f"not low={low_percentile}, high={high_percentile}"
-        )
+    _percentiles_in_order(low_percentile, high_percentile)
     target = np.dtype(dtype_out)
     top = float(np.iinfo(target).max) if target.kind in "ui" else 1.0
 

@@ -139,9 +139,11 @@ def coerce(value: Any, hint: Any, *, transform: str = "", name: str = "") -> Any
 def parse_text(text: str, hint: Any, *, transform: str = "", name: str = "") -> Any:
     """Turn command-line text (``-p KEY=TEXT``) into a value for :func:`coerce`.
 
-    The text is read as YAML (``2``, ``1.5``, ``true``, ``null``, ``[1, 2]``),
-    a comma-separated list where the annotation is a list or tuple
-    (``1,2,3``), and otherwise kept as text, then coerced.
+    The text is read as YAML 1.2, as config files are (``2``, ``1.5``,
+    ``1e-3``, ``true``, ``null``, ``[1, 2]``; ``2:30`` and ``yes`` stay text:
+    see :func:`..core.yamltext.load_yaml`), a comma-separated list where the
+    annotation is a list or tuple (``1,2,3``), and otherwise kept as text, then
+    coerced.
 
     Returns
     -------
@@ -155,11 +157,17 @@ def parse_text(text: str, hint: Any, *, transform: str = "", name: str = "") -> 
     """
     import yaml
 
+    from napari_process_position.core.yamltext import load_yaml
+
     base, _ = split_annotated(hint)
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text)
     except yaml.YAMLError:
         value = text
+    except InvalidArgumentError as exc:
+        raise TransformParameterError(
+            f"transform {transform!r}: parameter {name!r}: the value {exc}"
+        ) from None
     origin = typing.get_origin(base)
     if (origin in (list, tuple) or base in (list, tuple)) and isinstance(value, str):
         value = [s.strip() for s in text.strip().strip("()[]").split(",") if s.strip()]

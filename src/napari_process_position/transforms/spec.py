@@ -113,11 +113,15 @@ class TransformSpec:
         ``min``/``max``/``choices`` of an ``Annotated`` options dict; ints are
         accepted for floats and converted.
 
+        Then the ``check`` the transform declares with ``@transform`` (a check
+        of parameters together, ``low < high``) runs on the completed values.
+
         Raises
         ------
         TransformParameterError
-            For an unknown, missing, mistyped or out-of-range parameter; the
-            message names it and what would be accepted.
+            For an unknown, missing, mistyped or out-of-range parameter, or
+            parameters the transform's ``check`` refuses; the message names it
+            and what would be accepted.
         """
         known = {p.name: p for p in self.parameters()}
         accepts_any = any(
@@ -145,6 +149,15 @@ class TransformSpec:
                     transform=self.name,
                     name=key,
                 )
+        check = self.meta.check
+        if check is not None:
+            try:
+                check(**merged)
+            except (ValueError, TypeError) as exc:  # TransformParameterError too
+                text = str(exc)
+                if not text.startswith(f"transform {self.name!r}"):
+                    text = f"transform {self.name!r}: {text}"
+                raise TransformParameterError(text) from exc
         return merged
 
     def margin(self, params: dict[str, Any] | None = None) -> Margin:

@@ -60,6 +60,10 @@ _ids = itertools.count(1)
 #: A run's workers wait at most this long for its output layers to be added.
 LAYERS_WAIT_S = 5.0
 
+#: A run waits at most this long for another run writing its output to end (a run
+#: cancelled a moment ago releases it within a second), then fails naming it.
+OUTPUT_WAIT_S = 5.0
+
 #: The widget's workers run at a lower CPU priority: napari's window keeps its share of the
 #: cores (the workers lose nothing when the window is idle).
 WORKER_NICENESS = 5
@@ -143,8 +147,10 @@ def run_events(run: Run) -> Iterator[Event]:
     off the main thread. Errors are yielded, not raised, so the widget reports
     them once, in its own words.
     """
+    batch = None
     try:
-        batch = prepare_run(run.config, pool=run.pool)
+        # A run cancelled a moment ago may still be releasing the output: wait a little.
+        batch = prepare_run(run.config, pool=run.pool, wait=OUTPUT_WAIT_S)
         batch.stop_on_error = True
         batch.niceness = WORKER_NICENESS
         key = batch.keys[0]
@@ -173,6 +179,9 @@ def run_events(run: Run) -> Iterator[Event]:
         yield RunEnded(batch)
     except Exception as exc:  # reported by the widget, with the (t, c) when known
         yield Failed(exc)
+    finally:
+        if batch is not None:
+            batch.close()  # (ended before iterating: its output's locks go now)
 
 
 def warm_pool(pool: ProcessPool, transform_ref: str | None) -> None:
