@@ -22,6 +22,7 @@ from napari_process_position.core.errors import (
 )
 from napari_process_position.core.sizes import size_text
 from napari_process_position.core.tasks import Task
+from napari_process_position.engine.bootstrap import GUARD_ADVICE, unguarded_script
 
 __all__ = ["is_failed", "looks_like_dead_worker", "size_text", "task_error", "worker_died_error"]
 
@@ -135,6 +136,12 @@ def worker_died_error(
         flight, the likely cause and what to do.
     """
     labels = [t.label for t in in_flight]
+    script = unguarded_script()
+    if script is not None:
+        return WorkerDiedError(
+            f"the worker processes could not start: {script} calls process_single_position "
+            f"(or starts a process pool) at its top level; {GUARD_ADVICE}. Nothing was computed."
+        )
     dead = {pid: code for pid, code in exit_codes.items() if code not in (None, 0)}
     codes = ""
     killed = False

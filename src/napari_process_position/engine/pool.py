@@ -12,6 +12,7 @@ from typing import Any
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.errors import CancelledRunError, InvalidArgumentError
 from napari_process_position.core.transform_ref import PickledTransform, TransformRef, portable
+from napari_process_position.engine.bootstrap import refuse_while_bootstrapping
 from napari_process_position.engine.shared import pool_token, remove_leftovers
 from napari_process_position.engine.worker import init_worker, warm_up
 
@@ -71,6 +72,7 @@ class ProcessPool:
         memory_limit_bytes: int | None = None,
         niceness: int = 0,
     ) -> None:
+        refuse_while_bootstrapping()  # a script calling us at its top level, re-imported
         if num_workers < 1:
             raise InvalidArgumentError(f"num_workers must be at least 1, not {num_workers}")
         if memory_limit_bytes is not None and memory_limit_bytes <= 0:

@@ -1,0 +1,57 @@
+"""Messages that name the real cause (issue 24): what a user reads when a run cannot start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+from conftest import random_tczyx, read_array, write_plate
+from napari_process_position.store.create import write_empty_plate
+from napari_process_position.store.layout import OutputLayout
+
+SCRIPT = """
+from napari_process_position import process_single_position
+from napari_process_position.transforms.builtins import max_projection
+
+{call}
+"""
+CALL = 'process_single_position(max_projection, "in.zarr/A/1/0", "out.zarr/A/1/0", num_workers=2)'
+
+
+def _script_setup(tmp_path):
+    data = random_tczyx((2, 1, 2, 8, 8), "uint16", empty=(), nan=())
+    write_plate(tmp_path / "in.zarr", {"A/1/0": data})
+    layout = OutputLayout((2, 1, 1, 8, 8), "<u2", (1.0,) * 5, ("c0",))
+    write_empty_plate(tmp_path / "out.zarr", {"A/1/0": layout})
+    return data
+
+
+def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path):
+    _script_setup(tmp_path)
+    script = tmp_path / "unguarded.py"
+    script.write_text(SCRIPT.format(call=CALL))
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("napari_process_position.core.errors.WorkerDiedError"), last
+    assert str(script) in last and 'if __name__ == "__main__":' in last, last
+    assert "memory" not in last, last  # not the out-of-memory diagnosis
+
+
+def test_the_same_script_with_the_guard_runs(tmp_path):
+    data = _script_setup(tmp_path)
+    script = tmp_path / "guarded.py"
+    guarded = 'if __name__ == "__main__":\n' + textwrap.indent(CALL, "    ")
+    script.write_text(SCRIPT.format(call=guarded))
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    np.testing.assert_array_equal(
+        read_array(tmp_path / "out.zarr/A/1/0"), data.max(axis=2, keepdims=True)
+    )
