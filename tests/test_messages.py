@@ -55,3 +55,37 @@ def test_the_same_script_with_the_guard_runs(tmp_path):
     np.testing.assert_array_equal(
         read_array(tmp_path / "out.zarr/A/1/0"), data.max(axis=2, keepdims=True)
     )
+
+
+def test_a_memory_limit_below_a_workers_start_up_is_one_line(tmp_path):
+    data = {
+        k: random_tczyx((2, 1, 2, 8, 8), "uint16", empty=(), nan=()) for k in ("A/1/0", "B/1/0")
+    }
+    src = write_plate(tmp_path / "in.zarr", data)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "napari_process_position.cli",
+            "run",
+            str(src),
+            str(tmp_path / "out.zarr"),
+            "-t",
+            "max_projection",
+            "-w",
+            "2",
+            "--memory-limit",
+            "123456789",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert errors[0].startswith("error: A/1/0, B/1/0: the worker processes could not start")
+    assert "118 MiB is below what a worker needs to start" in errors[0], errors[0]
+    assert "maps" in errors[0] and "at least" in errors[0]

@@ -105,6 +105,25 @@ def _run(opts: dict[str, Any], no_progress: bool, wait: bool) -> int:
     return _execute(batch, no_progress)
 
 
+def _grouped(errors: list[str]) -> list[str]:
+    """Say once an error that every position met alike (``A/1/0, A/2/0: message``)."""
+    keys: dict[str, list[str]] = {}
+    for line in errors:
+        key, sep, message = line.partition(": ")
+        if not sep or "/" not in key or " " in key:
+            keys.setdefault(line, [])
+            continue
+        keys.setdefault(message, []).append(key)
+    out = []
+    for message, where in keys.items():
+        if not where:
+            out.append(message)
+        else:
+            shown = ", ".join(where[:5]) + (f" and {len(where) - 5} more" if len(where) > 5 else "")
+            out.append(f"{shown}: {message}")
+    return out
+
+
 def _say_where_a_link_leads(output: str | None) -> None:
     """Say first when OUTPUT is (or passes through) a symbolic link: it is written elsewhere."""
     from napari_process_position.store.paths import link_target
@@ -250,7 +269,7 @@ def _execute(batch: Any, no_progress: bool) -> int:
             f"{s.seconds:.1f}",
         )
     console.print(table)
-    for line in batch.errors:
+    for line in _grouped(batch.errors):
         console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
     if batch.not_started and (batch.failed or batch.cancelled or terminated()):
         console.print(f"not started: {len(batch.not_started)} position(s)", highlight=False)

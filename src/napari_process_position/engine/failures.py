@@ -22,7 +22,7 @@ from napari_process_position.core.errors import (
 )
 from napari_process_position.core.sizes import size_text
 from napari_process_position.core.tasks import Task
-from napari_process_position.engine.bootstrap import GUARD_ADVICE, unguarded_script
+from napari_process_position.engine.bootstrap import startup_failure
 
 __all__ = ["is_failed", "looks_like_dead_worker", "size_text", "task_error", "worker_died_error"]
 
@@ -88,7 +88,16 @@ def task_error(
     details = str(cause) if cause is not None and type(cause).__name__ == "_RemoteTraceback" else ""
     times = task.input_time_indices
     time_index = times[0] if len(times) == 1 else times
-    if isinstance(exc, MemoryError):
+    if memory_limit and isinstance(exc, ImportError) and "failed to map segment" in str(exc):
+        error = TransformError(
+            f"transform {transform!r} could not load a library on {task.label} under the "
+            f"workers' memory limit of {size_text(memory_limit)} ({type(exc).__name__}: {exc}); "
+            "the limit caps virtual memory (address space), which libraries map generously. "
+            "Raise --memory-limit (memory_limit), or give none",
+            time_index=time_index,
+            channel_index=task.input_channels,
+        )
+    elif isinstance(exc, MemoryError):
         where = (
             f"the worker's memory limit of {size_text(memory_limit)}"
             if memory_limit
@@ -136,13 +145,11 @@ def worker_died_error(
         flight, the likely cause and what to do.
     """
     labels = [t.label for t in in_flight]
-    script = unguarded_script()
-    if script is not None:
-        return WorkerDiedError(
-            f"the worker processes could not start: {script} calls process_single_position "
-            f"(or starts a process pool) at its top level; {GUARD_ADVICE}. Nothing was computed."
-        )
     dead = {pid: code for pid, code in exit_codes.items() if code not in (None, 0)}
+    # (a worker whose initializer failed ends with code 0: look a moment for its note)
+    reason = startup_failure(wait=0.0 if dead else 1.0)
+    if reason is not None:
+        return WorkerDiedError(f"the worker processes could not start: {reason}")
     codes = ""
     killed = False
     if dead:

@@ -12,7 +12,10 @@ from typing import Any
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.errors import CancelledRunError, InvalidArgumentError
 from napari_process_position.core.transform_ref import PickledTransform, TransformRef, portable
-from napari_process_position.engine.bootstrap import refuse_while_bootstrapping
+from napari_process_position.engine.bootstrap import (
+    forget_startup_failure,
+    refuse_while_bootstrapping,
+)
 from napari_process_position.engine.shared import pool_token, remove_leftovers
 from napari_process_position.engine.worker import init_worker, warm_up
 
@@ -108,6 +111,7 @@ class ProcessPool:
             if self.closed:
                 raise CancelledRunError("the process pool was closed; start a new one")
             if self._executor is None or self._broken(self._executor):
+                forget_startup_failure()
                 self._executor = cf.ProcessPoolExecutor(
                     max_workers=self.num_workers,
                     mp_context=mp.get_context("spawn"),

@@ -22,12 +22,14 @@ import numpy as np
 from napari_process_position.core import records as _progress
 from napari_process_position.core.apply import apply_transform, is_empty
 from napari_process_position.core.errors import InputReadError, OutputWriteError, TransformError
+from napari_process_position.core.sizes import size_text
 from napari_process_position.core.tasks import Result, Task, channel_label
 from napari_process_position.core.transform_ref import (
     TransformRef,
     resolve_transform,
     transform_name,
 )
+from napari_process_position.engine.bootstrap import leave_note
 from napari_process_position.engine.shared import to_shared
 from napari_process_position.store.arrays import open_array, selection
 from napari_process_position.store.shards import RowRewrite, lost_text, rewrite_rows
@@ -81,16 +83,7 @@ def init_worker(
     - ``niceness`` > 0 lowers the worker's CPU priority (a GUI's workers: the
       window's thread keeps its share of the cores).
     """
-    global _thread_limits, memory_limit
-    if memory_limit_bytes:
-        import resource
-
-        _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        limit = int(memory_limit_bytes)
-        if hard != resource.RLIM_INFINITY:
-            limit = min(limit, hard)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-        memory_limit = limit
+    global _thread_limits
     lower_priority(niceness)
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(ValueError, OSError):  # not the main thread
@@ -109,6 +102,49 @@ def init_worker(
         except ImportError:  # pragma: no cover - threadpoolctl is a dependency
             pass
     import tensorstore  # noqa: F401  (import once, now, not in the first task)
+
+    if memory_limit_bytes:
+        _limit_memory(int(memory_limit_bytes))
+
+
+def _limit_memory(limit: int) -> None:
+    """Cap this worker's address space at ``limit`` bytes, if it can start under it at all.
+
+    The cap is set once the worker's libraries are imported. Under a cap
+    below what they mapped the worker could not even load a transform: it
+    leaves a note for its parent (whose error says so) and exits.
+    """
+    global memory_limit
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    started = startup_bytes()
+    if started is not None and limit < started * 1.25:
+        reason = (
+            f"the memory limit of {size_text(limit)} is below what a worker needs to start: "
+            f"it maps {size_text(started)} of address space before any task (numpy, "
+            "tensorstore; the limit caps virtual memory, which is larger than resident memory). "
+            f"Give --memory-limit (memory_limit) at least {size_text(int(started * 1.25))} plus "
+            "what a task needs, or none"
+        )
+        leave_note(reason)
+        os._exit(1)  # quietly: the parent's error tells the user, once
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    memory_limit = limit
+
+
+def startup_bytes() -> int | None:
+    """Return this process's address space in bytes (Linux's VmSize), or None elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def lower_priority(niceness: int) -> None:
@@ -328,6 +364,19 @@ def _load_transform(transform: TransformRef, task: Task) -> Callable[..., Any]:
         return resolve_transform(transform)
     except Exception as exc:
         where = "this worker process" if _in_pool_worker() else "this process"
+        text = str(exc)
+        if memory_limit and (isinstance(exc, MemoryError) or "failed to map segment" in text):
+            error = TransformError(
+                f"transform {transform_name(transform)!r} cannot be loaded under the memory "
+                f"limit of {size_text(memory_limit)} ({type(exc).__name__}: {text}): importing "
+                "its libraries needs more address space than the limit leaves (the limit caps "
+                f"virtual memory; a worker maps {size_text(startup_bytes() or 0)} now). Raise "
+                "--memory-limit (memory_limit), or give none",
+                time_index=task.input_time_indices[0],
+                channel_index=task.input_channels,
+            )
+            error.complete = True  # type: ignore[attr-defined]
+            raise error from None
         error = TransformError(
             f"transform {transform_name(transform)!r} cannot be loaded in {where} "
             f"(pid {os.getpid()}) for {task.label}: {type(exc).__name__}: {exc}. Worker "
