@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -89,3 +91,58 @@ def test_a_memory_limit_below_a_workers_start_up_is_one_line(tmp_path):
     assert errors[0].startswith("error: A/1/0, B/1/0: the worker processes could not start")
     assert "118 MiB is below what a worker needs to start" in errors[0], errors[0]
     assert "maps" in errors[0] and "at least" in errors[0]
+
+
+def test_workers_beyond_the_cpus_are_capped_and_the_line_says_so(tmp_path):
+    data = {"A/1/0": random_tczyx((4, 1, 2, 8, 8), "uint16", empty=(), nan=())}
+    src = write_plate(tmp_path / "in.zarr", data)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "napari_process_position.cli",
+            "run",
+            str(src),
+            str(tmp_path / "out.zarr"),
+            "-t",
+            "max_projection",
+            "-w",
+            "16",
+            "--threads",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SLURM_CPUS_PER_TASK": "1", "COLUMNS": "400"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "16 workers asked, 1 used (1 CPUs available)" in proc.stderr, proc.stderr
+    assert "on 16 local" not in proc.stderr and "this process (serial)" in proc.stderr
+
+
+def test_estimate_with_n_workers_sizes_a_job_of_n_cpus(tmp_path):
+    data = {
+        k: random_tczyx((4, 1, 2, 8, 8), "uint16", empty=(), nan=()) for k in ("A/1/0", "B/1/0")
+    }
+    src = write_plate(tmp_path / "in.zarr", data)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "napari_process_position.cli",
+            "estimate",
+            str(src),
+            "-t",
+            "max_projection",
+            "--workers",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("RESOURCES:"), proc.stdout
+    assert json.loads(last.partition(":")[2])["cpus"] == 8, last

@@ -425,7 +425,9 @@ def estimate_run(config: RunConfig) -> Estimate:
         out of memory on the measured volume.
     """
     plan = plan_run(config)
-    cpus = available_cpus()
+    # `--workers N` sizes a job of N CPUs (a cluster's, say), whatever this machine has;
+    # `--workers auto` sizes for this machine.
+    cpus = available_cpus() if config.auto_workers else max(1, config.num_workers)
     measurement = measure_first_task(config, plan, inner_threads=_measure_threads(config, cpus))
     main = rss_bytes()
     budget = memory_budget()

@@ -45,6 +45,18 @@ def _resolve_workers(
     return resolved, choice.reason
 
 
+def _cap_workers(config: RunConfig) -> tuple[RunConfig, str | None]:
+    """Cap local workers at the CPUs this process may use (more only share the same cores)."""
+    from napari_process_position.core.budget import available_cpus
+
+    cpus = available_cpus()
+    if config.num_workers <= cpus:
+        return config, None
+    reason = f"{config.num_workers} workers asked, {cpus} used ({cpus} CPUs available)"
+    log.info("%s", reason)
+    return config.model_copy(update={"num_workers": cpus}), reason
+
+
 def _check_memory_limit(config: RunConfig) -> None:
     if config.memory_limit is None:
         return
@@ -157,6 +169,8 @@ def prepare_run(
     recorded, workers_reason = config, None
     if config.auto_workers:
         config, workers_reason = _resolve_workers(config, plan, pool, executor)
+    elif pool is None and executor is None and not config.uses_dask:
+        config, workers_reason = _cap_workers(config)
     output_paths: dict[str, str | None] = dict.fromkeys(plan.keys)
     # One writer per output position: the locks come before anything is created or
     # replaced (make_output may delete an existing output), and stay with the run.
