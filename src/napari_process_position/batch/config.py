@@ -214,6 +214,9 @@ class RunConfig(BaseModel):
         # Written as `num_workers: auto`, read back the same; without it, as before.
         if data.pop("auto_workers", False) and "num_workers" in data:
             data["num_workers"] = "auto"
+        # Left out at its default, so a config without pyramids reads in older versions too.
+        if data.get("pyramid_levels") == 1:
+            del data["pyramid_levels"]
         return data
 
     @field_validator("pyramid_levels", mode="before")
