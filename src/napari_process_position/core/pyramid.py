@@ -56,6 +56,21 @@ def auto_levels(zyx: Sequence[int], max_yx: int = AUTO_MAX_YX) -> int:
     return levels
 
 
+def _unsigned_mean(data: np.ndarray) -> np.ndarray:
+    """Return iohub's mean of uint8 or uint16 (even axes), several times faster.
+
+    Eight such values sum exactly in uint32 (and in iohub's float64), dividing by
+    8 is exact there, and the cast truncates: so ``sum >> 3`` is the same value.
+    X pairs are summed as the two halves of each 64-bit word.
+    """
+    acc = np.add(data[..., 0::2, :, :], data[..., 1::2, :, :], dtype=np.uint32)
+    acc = acc[..., 0::2, :] + acc[..., 1::2, :]
+    words = np.ascontiguousarray(acc).view(np.uint64)
+    total = (words & 0xFFFFFFFF) + (words >> 32)
+    total >>= 3
+    return total.astype(data.dtype)
+
+
 def downsample_mean(volume: np.ndarray) -> np.ndarray:
     """Halve the last three axes (Z, Y, X) of ``volume`` by a 2x2x2 mean, as iohub does.
 
@@ -67,8 +82,9 @@ def downsample_mean(volume: np.ndarray) -> np.ndarray:
     pad = [(0, 0)] * lead + [(0, n % 2) for n in data.shape[lead:]]
     if any(after for _, after in pad):
         data = np.pad(data, pad, mode="edge")
-    # iohub's own expression, so float sums round the same way (an exact integer
-    # path with shifts was no faster: numpy's strided reduction is memory bound).
+    if data.dtype.kind == "u" and data.dtype.itemsize <= 2:
+        return _unsigned_mean(data)
+    # iohub's own expression, so float sums round the same way.
     shape: list[int] = list(data.shape[:lead])
     for n in data.shape[lead:]:
         shape += [n // 2, 2]
