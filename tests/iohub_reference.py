@@ -5,7 +5,9 @@ environment. Usage: python iohub_reference.py '<json>' where the JSON holds
 ``func`` ("module:function", the module importable from this folder),
 ``input``, ``output``, and optional ``kwargs`` for process_single_position.
 Slices are encoded as {"slice": [start, stop]}. With ``create`` set, an
-empty output plate is first made with iohub's create_empty_plate.
+empty output plate is first made with iohub's create_empty_plate. With
+``pyramid`` ({"position": path, "levels": N}) the position's pyramid levels
+are deleted and computed again by ``Position.compute_pyramid(levels=N, method="mean")``.
 """
 
 import importlib
@@ -43,6 +45,13 @@ def main() -> None:
         func = getattr(importlib.import_module(module), name)
         kwargs = {k: _decode(v) for k, v in spec.get("kwargs", {}).items()}
         process_single_position(func, Path(spec["input"]), Path(spec["output"]), **kwargs)
+    if "pyramid" in spec:
+        from iohub import open_ome_zarr
+
+        p = spec["pyramid"]
+        with open_ome_zarr(p["position"], mode="r+") as position:
+            position.delete_pyramid()
+            position.compute_pyramid(levels=p["levels"], method="mean")
 
 
 if __name__ == "__main__":

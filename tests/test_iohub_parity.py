@@ -159,3 +159,54 @@ def test_iohub_reads_our_outputs(tmp_path, iohub_python, version):
         assert seen[key]["sum"] == int(arr.astype("int64").sum())
     info = read_position(tmp_path / "ours.zarr/A/1/0")
     assert info.ome_version == version
+
+
+def _datasets(position) -> list:
+    import json
+
+    for name, key in (("zarr.json", "attributes"), (".zattrs", None)):
+        path = position / name
+        if path.exists():
+            attrs = json.loads(path.read_text())
+            attrs = attrs[key]["ome"] if key else attrs
+            return attrs["multiscales"][0]["datasets"]
+    raise AssertionError(f"no metadata in {position}")
+
+
+@pytest.mark.parametrize(
+    "version,dtype,zyx",
+    [
+        ("0.5", "float32", (5, 21, 24)),
+        ("0.4", "uint16", (7, 33, 18)),
+        ("0.5", "int16", (4, 16, 16)),
+    ],
+)
+def test_pyramid_levels_equal_iohub_compute_pyramid(tmp_path, iohub_python, version, dtype, zyx):
+    """Levels we write in the run equal iohub's compute_pyramid(levels=N, method="mean")."""
+    import zarr
+
+    from napari_process_position import stream_position
+    from napari_process_position.store.create import write_empty_plate
+    from napari_process_position.store.layout import OutputLayout
+
+    shape = (3, 2, *zyx)
+    data = random_tczyx(shape, dtype, seed=11)
+    if dtype == "int16":
+        data = (data.astype("int32") - 2000).astype(dtype)  # negative means truncate to zero
+    write_plate(tmp_path / "in.zarr", {"A/1/0": data}, version=version)
+    layout = OutputLayout(shape, np.dtype(dtype).str, (1, 1, 2, 0.5, 0.5), ("a", "b"), levels=4)
+    write_empty_plate(tmp_path / "ours.zarr", {"A/1/0": layout}, version=version)
+    ours = tmp_path / "ours.zarr/A/1/0"
+    list(stream_position("npp_test_transforms:scale_offset", tmp_path / "in.zarr/A/1/0", ours,
+                         pyramid_levels=4, num_workers=2, use_threads=True))  # fmt: skip
+    shutil.copytree(tmp_path / "ours.zarr", tmp_path / "theirs.zarr")
+    theirs = tmp_path / "theirs.zarr/A/1/0"
+    # iohub opens our store, deletes our levels and computes them again from level 0.
+    run_iohub(iohub_python, {"pyramid": {"position": str(theirs), "levels": 4}})
+    for k in range(4):
+        a = zarr.open_array(str(ours / str(k)), mode="r")[...]
+        b = zarr.open_array(str(theirs / str(k)), mode="r")[...]
+        assert a.shape == b.shape and a.dtype == b.dtype, k
+        assert a.tobytes() == b.tobytes(), f"level {k} differs at {np.argwhere(a != b)[:5]}"
+        assert np.any(a), k
+    assert _datasets(ours) == _datasets(theirs)

@@ -161,6 +161,12 @@ class RunConfig(BaseModel):
     ome_version: Literal["0.4", "0.5"] = Field(
         default="0.5", description="OME-Zarr version written."
     )
+    pyramid_levels: int | Literal["auto"] = Field(
+        default=1,
+        description="Resolution levels written (1: full resolution only); each task writes its "
+        "volume's 2x mean downsamplings over Z, Y and X, as iohub's compute_pyramid; 'auto' adds "
+        "levels until Y and X are at most 512.",
+    )
     resume: bool = Field(
         default=False, description="Continue an interrupted run into the same output."
     )
@@ -208,7 +214,25 @@ class RunConfig(BaseModel):
         # Written as `num_workers: auto`, read back the same; without it, as before.
         if data.pop("auto_workers", False) and "num_workers" in data:
             data["num_workers"] = "auto"
+        # Left out at its default, so a config without pyramids reads in older versions too.
+        if data.get("pyramid_levels") == 1:
+            del data["pyramid_levels"]
         return data
+
+    @field_validator("pyramid_levels", mode="before")
+    @classmethod
+    def _levels(cls, value: Any) -> Any:
+        text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+        if text == "auto":
+            return "auto"
+        if (
+            isinstance(value, bool)
+            or text is None
+            or not text.isdigit()
+            or not 1 <= int(text) <= 32
+        ):
+            raise ConfigError(f"must be a whole number from 1 to 32, or 'auto'; not {value!r}")
+        return int(text)
 
     @field_validator("memory_limit", mode="before")
     @classmethod

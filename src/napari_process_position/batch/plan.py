@@ -9,7 +9,7 @@ transform call as a run (:func:`..core.apply.apply_transform`).
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from napari_process_position.core.errors import (
     PositionNotFoundError,
     TransformError,
 )
+from napari_process_position.core.pyramid import auto_levels
 from napari_process_position.store.layout import OutputLayout, PositionInfo, StoreInfo
 from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.transforms import TransformSpec
@@ -169,6 +170,12 @@ def _like_input(info: PositionInfo, channels: list[int], times: list[int]) -> Ou
     )
 
 
+def _with_levels(layout: OutputLayout, levels: int | str) -> OutputLayout:
+    """Return the layout with its resolution levels: a number, or ``"auto"`` (Y, X <= 512)."""
+    count = auto_levels(layout.shape[2:]) if levels == "auto" else int(levels)
+    return replace(layout, levels=count) if count != layout.levels else layout
+
+
 def plan_run(
     config: RunConfig, *, sized_by_transform: bool = True, store: StoreInfo | None = None
 ) -> RunPlan:
@@ -231,4 +238,5 @@ def plan_run(
                 else _like_input(info, channels, times)
             )
         layouts[key] = sized[signature]
+    layouts = {k: _with_levels(v, config.pyramid_levels) for k, v in layouts.items()}
     return RunPlan(store, keys, inputs, spec, params, channels, times, layouts)

@@ -349,6 +349,7 @@ class BatchRun:
                 resume=self.config.resume,
                 params=self.params,
                 niceness=self.niceness,
+                pyramid_levels=self.layouts[key].levels,
             )
             with self._runs_lock:
                 self._runs.add(run)

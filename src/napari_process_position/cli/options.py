@@ -123,6 +123,14 @@ _SETTINGS_OPTIONS = [
         help="OME-Zarr version to write (default 0.5).",
     ),
     click.option(
+        "--pyramid-levels",
+        metavar="N|auto",
+        default=None,
+        help="Resolution levels to write: each volume's 2x mean downsamplings over Z, Y and X "
+        "(as iohub's compute_pyramid), in the same run; 'auto': until Y and X are at most 512 "
+        "(default 1: full resolution only).",
+    ),
+    click.option(
         "--config",
         "config_path",
         type=click.Path(path_type=Path),
@@ -248,6 +256,7 @@ def build_config(opts: dict[str, Any], *, need_output: bool = True) -> Any:
         "resume": opts.get("resume"),
         "overwrite": opts.get("overwrite"),
         "ome_version": opts.get("ome_version"),
+        "pyramid_levels": opts.get("pyramid_levels"),
     }
     if opts.get("resume") and opts.get("overwrite"):
         fail("--resume and --overwrite contradict each other; pick one")

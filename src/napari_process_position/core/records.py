@@ -70,6 +70,10 @@ class ChunkGrid:
     meta_file
         The array's metadata file (``zarr.json`` or ``.zarray``): recreating
         the array changes it, so records of the old array are not trusted.
+    levels
+        The grids of the pyramid levels a run writes beside this array (level
+        1, 2, ...: arrays in the same position folder). A record then lists
+        their files too, with keys relative to this array (``../1/c/0/0/0/0/0``).
     """
 
     array_path: str
@@ -78,6 +82,16 @@ class ChunkGrid:
     prefix: str
     separator: str
     meta_file: str = "zarr.json"
+    levels: tuple[ChunkGrid, ...] = ()
+
+    @property
+    def root(self) -> str:
+        """The folder every file a record lists must be in: the array's, or its position's."""
+        return os.path.dirname(self.array_path) if self.levels else self.array_path
+
+    def _level_keys(self, level: ChunkGrid, keys: Iterable[str]) -> list[str]:
+        rel = os.path.relpath(level.array_path, self.array_path).replace(os.sep, "/")
+        return [f"{rel}/{key}" for key in keys]
 
     def row_files(self, time_row: int, channels: Iterable[int]) -> list[str]:
         """Keys of the files of grid row ``time_row`` (``t // grid[0]``) for ``channels``."""
@@ -104,8 +118,15 @@ class ChunkGrid:
         return range(time_row * size, min((time_row + 1) * size, self.shape[0]))
 
     def record_files(self, t: int, channels: Iterable[int]) -> list[str]:
-        """Return what a record of volume (t, c) lists: its files and the array's metadata."""
-        return [*self.volume_files(t, channels), self.meta_file]
+        """Return what a record of volume (t, c) lists: its files and the array's metadata.
+
+        With pyramid levels, also each level's files of the volume and its metadata.
+        """
+        channels = list(channels)
+        files = [*self.volume_files(t, channels), self.meta_file]
+        for level in self.levels:
+            files += self._level_keys(level, [*level.volume_files(t, channels), level.meta_file])
+        return files
 
     def path_of(self, key: str) -> str:
         """Absolute path of the file with key ``key``."""
@@ -333,7 +354,7 @@ def _listing_problem(files: Any, required: Sequence[str] | None, grid: ChunkGrid
         return "lists its files in an unknown form"
     if set(files) != set(required):
         return "does not list exactly the files of its volume"
-    if any(not _inside(grid.path_of(key), grid.array_path) for key in files):
+    if any(not _inside(grid.path_of(key), grid.root) for key in files):
         return "lists a file outside the output store"
     if files.get(grid.meta_file) is None:
         return "does not list the array's metadata file"

@@ -172,7 +172,7 @@ class PositionRun:
         """Look at the completion records of this run's output volumes."""
         if self.output is None or not self.tasks or self.tasks[0].progress_dir is None:
             return _progress.ResumeCheck()
-        grid = self.output.chunk_grid
+        grid = self.tasks[0].output_grid or self.output.chunk_grid  # with the levels written
         required = {
             task.record_name(t): grid.record_files(t, task.output_channel_list())
             for task in self.tasks

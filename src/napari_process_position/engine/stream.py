@@ -54,6 +54,7 @@ def stream_position(
     memory_limit_bytes: int | None = None,
     transform_errors: Literal["wrap", "raise"] = "wrap",
     niceness: int = 0,
+    pyramid_levels: int = 1,
     **kwargs: Any,
 ) -> PositionRun:
     """Plan a run over one position; iterate the returned run to get Results as they finish.
@@ -112,6 +113,13 @@ def stream_position(
         run as a :class:`TransformError` naming the transform and the
         (t, c). ``"raise"``: the transform's own exception, of its own type,
         with that as a note (as :func:`process_single_position` does).
+    pyramid_levels
+        Resolution levels to write (1, the default: level 0 only, as iohub's
+        ``process_single_position`` does). With N > 1 each task also writes
+        levels 1..N-1 of its volumes (2x mean over Z, Y and X, each level from
+        the one before, equal to iohub's ``Position.compute_pyramid(levels=N,
+        method="mean")``), and resume covers them; the output must have been
+        created with at least N levels of those shapes.
 
     Returns
     -------
@@ -141,13 +149,15 @@ def stream_position(
     in_info = read_position(input_position_path)
     out_info = read_position(output_position_path) if output_position_path is not None else None
     identity = ""
+    grid = None
     if out_info is not None:
+        grid = out_info.pyramid_grid(pyramid_levels)
         identity = run_identity(
             transform=transform,
             params=all_params,
             resume_token=resume_token,
             input_array=in_info.array_path,
-            output=out_info.layout(),
+            output=out_info.layout(pyramid_levels),
         )
     tasks = plan_tasks(
         input_array=in_info.array_path,
@@ -164,7 +174,7 @@ def stream_position(
         output_time_indices=output_time_indices,
         progress_dir=_progress.records_dir(out_info.path) if out_info else None,
         identity=identity,
-        output_grid=out_info.chunk_grid if out_info else None,
+        output_grid=grid,
         strict_dtype=strict_dtype,
     )
     mode: Mode

@@ -22,6 +22,8 @@ import numpy as np
 from napari_process_position.core import records as _progress
 from napari_process_position.core.apply import apply_transform, is_empty
 from napari_process_position.core.errors import InputReadError, OutputWriteError, TransformError
+from napari_process_position.core.pyramid import downsample_mean
+from napari_process_position.core.records import ChunkGrid
 from napari_process_position.core.sizes import size_text
 from napari_process_position.core.tasks import Result, Task, channel_label
 from napari_process_position.core.transform_ref import (
@@ -205,6 +207,8 @@ def _write_volumes(
             f"writing t={times}, c={channel_label(task.output_channels)} to {task.output_array} "
             f"failed: {exc}"
         ) from exc
+    if grid.levels:
+        _write_levels(task, grid, volumes)
     lost = lost_text(outcomes)
     if lost:
         log.warning(
@@ -214,6 +218,32 @@ def _write_volumes(
             lost,
         )
     return outcomes
+
+
+def _write_levels(task: Task, grid: ChunkGrid, volumes: dict[int, np.ndarray | None]) -> None:
+    """Write the pyramid levels of the task's volumes, each from the level before.
+
+    Their files are written whole as level 0's are (a torn one is replaced); a
+    skipped volume leaves every level at the fill value.
+    """
+    current = dict(volumes)
+    for level in grid.levels:
+        current = {t: None if v is None else downsample_mean(v) for t, v in current.items()}
+        try:
+            target = open_array(level.array_path, task.output_zarr_format, write=True)
+            rewrite_rows(
+                target,
+                level,
+                current,
+                selection(task.output_channels),
+                task.output_channel_list(),
+            )
+        except Exception as exc:
+            times = ",".join(str(t) for t in sorted(volumes))
+            raise OutputWriteError(
+                f"writing t={times}, c={channel_label(task.output_channels)} to the pyramid "
+                f"level {level.array_path} failed: {exc}"
+            ) from exc
 
 
 def _record(task: Task, volumes: dict[int, np.ndarray | None], outcomes: list[RowRewrite]) -> None:

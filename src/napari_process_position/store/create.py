@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from napari_process_position.core.errors import InvalidArgumentError, OutputExistsError
+from napari_process_position.core.pyramid import level_shapes
 from napari_process_position.store.colors import channel_color
 from napari_process_position.store.layout import (
     OmeVersion,
@@ -75,9 +76,19 @@ def image_attrs(layout: OutputLayout, version: OmeVersion, name: str) -> dict[st
         m.ChannelAxis(name="C"),
         *(m.SpaceAxis(name=axis, unit=unit) for axis, unit in zip("ZYX", units[2:], strict=True)),
     ]
-    scale = m.ScaleTransformation(scale=[float(s) for s in layout.scale])
-    dataset = m.Dataset(path="0", coordinateTransformations=[scale])
-    multiscale = m.Multiscale(name=name, axes=axes, datasets=[dataset])
+    # Level k: Z, Y and X scaled by 2**k, as iohub's initialize_pyramid writes it.
+    datasets = [
+        m.Dataset(
+            path=str(k),
+            coordinateTransformations=[
+                m.ScaleTransformation(
+                    scale=[float(s) * (2**k if i >= 2 else 1) for i, s in enumerate(layout.scale)]
+                )
+            ],
+        )
+        for k in range(layout.levels)
+    ]
+    multiscale = m.Multiscale(name=name, axes=axes, datasets=datasets)
     dtype = np.dtype(layout.dtype)
     lo, hi = (
         (float(np.iinfo(dtype).min), float(np.iinfo(dtype).max))
@@ -191,11 +202,14 @@ def _v04_chunks(zyx: Sequence[int], itemsize: int) -> tuple[int, int, int]:
     return (z, y, x)
 
 
-def _create_array(path: Path, layout: OutputLayout, version: OmeVersion) -> None:
+def _create_array(
+    path: Path, layout: OutputLayout, version: OmeVersion, zyx: Sequence[int]
+) -> None:
+    """Create one level's array (ZYX ``zyx``): one shard, or chunks, per (t, c) volume."""
     import zarr
 
     dtype = np.dtype(layout.dtype)
-    zyx = layout.shape[2:]
+    shape = (*layout.shape[:2], *zyx)
     if version == "0.5":
         from zarr.codecs import BloscCodec
 
@@ -203,7 +217,7 @@ def _create_array(path: Path, layout: OutputLayout, version: OmeVersion) -> None
         shard = tuple(math.ceil(n / c) * c for n, c in zip(zyx, inner, strict=True))
         zarr.create_array(
             store=str(path),
-            shape=layout.shape,
+            shape=shape,
             dtype=dtype,
             chunks=(1, 1, *inner),
             shards=(1, 1, *shard),
@@ -218,7 +232,7 @@ def _create_array(path: Path, layout: OutputLayout, version: OmeVersion) -> None
 
         zarr.create_array(
             store=str(path),
-            shape=layout.shape,
+            shape=shape,
             dtype=dtype,
             chunks=(1, 1, *_v04_chunks(zyx, dtype.itemsize)),
             compressors=Blosc(cname=_BLOSC[0], clevel=_BLOSC[1], shuffle=Blosc.BITSHUFFLE),
@@ -233,7 +247,8 @@ def _write_position(
     path: Path, layout: OutputLayout, version: OmeVersion, name: str, made: str | None = None
 ) -> None:
     _write_group(path, image_attrs(layout, version, name), version, made)
-    _create_array(path / "0", layout, version)
+    for k, zyx in enumerate(level_shapes(layout.shape[2:], layout.levels)):
+        _create_array(path / str(k), layout, version, zyx)
 
 
 def _wells(keys: Sequence[str]) -> dict[str, list[str]]:

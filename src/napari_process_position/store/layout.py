@@ -52,6 +52,9 @@ class PositionInfo:
         2 with ``"0.4"``, or 3 with ``"0.5"``.
     fill_value
         The array's fill value: what a skipped (empty) volume reads back as.
+    level_grids
+        Where the arrays of pyramid levels 1, 2, ... are (the multiscale's
+        further datasets, each TCZYX with the same T and C); empty without a pyramid.
     """
 
     path: str
@@ -70,6 +73,12 @@ class PositionInfo:
     array_name: str = "0"
     key_prefix: str = "c/"
     key_separator: str = "/"
+    level_grids: tuple[ChunkGrid, ...] = ()
+
+    @property
+    def levels(self) -> int:
+        """Resolution levels in the multiscale: 1 without a pyramid."""
+        return 1 + len(self.level_grids)
 
     @property
     def array_path(self) -> str:
@@ -88,6 +97,36 @@ class PositionInfo:
             "zarr.json" if self.zarr_format == 3 else ".zarray",
         )
 
+    def pyramid_grid(self, levels: int) -> ChunkGrid:
+        """Return the chunk grid of a run writing ``levels`` resolution levels (1: level 0 only).
+
+        Raises
+        ------
+        InvalidArgumentError
+            The position has fewer levels, or its levels are not the 2x
+            downsamplings over Z, Y and X that a run writes.
+        """
+        from dataclasses import replace
+
+        from napari_process_position.core.errors import InvalidArgumentError
+        from napari_process_position.core.pyramid import level_shapes
+
+        if levels <= 1:
+            return self.chunk_grid
+        if levels > self.levels:
+            raise InvalidArgumentError(
+                f"{self.path} has {self.levels} resolution level(s); writing {levels} needs an "
+                "output created with them (run --pyramid-levels, RunConfig.pyramid_levels)"
+            )
+        grids = self.level_grids[: levels - 1]
+        for grid, zyx in zip(grids, level_shapes(self.volume_shape, levels)[1:], strict=True):
+            if tuple(grid.shape) != (*self.shape[:2], *zyx):
+                raise InvalidArgumentError(
+                    f"{grid.array_path} has shape {tuple(grid.shape)}, not the 2x downsampling "
+                    f"{(*self.shape[:2], *zyx)} of level 0 that a pyramid level holds"
+                )
+        return replace(self.chunk_grid, levels=grids)
+
     def open_array(self, *, write: bool = False) -> Any:
         """Open the full-resolution array with tensorstore (see :func:`.arrays.open_array`)."""
         from napari_process_position.store.arrays import open_array
@@ -99,9 +138,15 @@ class PositionInfo:
         """Shape of one stored file of the array: its shard, else its chunk."""
         return self.shards or self.chunks
 
-    def layout(self) -> dict[str, Any]:
-        """Return the array's dtype and layout, as resume records identify an output."""
+    def layout(self, levels: int = 1) -> dict[str, Any]:
+        """Return the array's dtype and layout, as resume records identify an output.
+
+        ``levels`` > 1: the run also writes that many resolution levels (their
+        shapes and files follow from level 0's).
+        """
+        pyramid = {"pyramid_levels": levels} if levels > 1 else {}
         return {
+            **pyramid,
             "dtype": self.dtype,
             "shape": list(self.shape),
             "chunks": list(self.chunks),
@@ -151,13 +196,18 @@ class StoreInfo:
 
 @dataclass(frozen=True)
 class OutputLayout:
-    """What an output position looks like: shape, dtype, scale and channel names."""
+    """What an output position looks like: shape, dtype, scale and channel names.
+
+    ``levels`` is the number of resolution levels (1: level 0 only; see
+    :mod:`napari_process_position.core.pyramid` for the shapes of the others).
+    """
 
     shape: tuple[int, int, int, int, int]
     dtype: str
     scale: tuple[float, ...]
     channel_names: tuple[str, ...]
     units: tuple[str | None, ...] = ("second", None, "micrometer", "micrometer", "micrometer")
+    levels: int = 1
 
 
 def layout_differences(info: PositionInfo, layout: OutputLayout) -> list[str]:
@@ -185,4 +235,6 @@ def layout_differences(info: PositionInfo, layout: OutputLayout) -> list[str]:
         )
     if not np.allclose(info.scale[2:], layout.scale[2:], rtol=1e-9, atol=0):
         found.append(f"its voxel size is {info.scale[2:]}, this run writes {layout.scale[2:]}")
+    if info.levels != layout.levels:
+        found.append(f"it has {info.levels} resolution level(s), this run writes {layout.levels}")
     return found

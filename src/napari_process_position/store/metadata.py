@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from napari_process_position.core.errors import InvalidStoreError, StoreNotFoundError
+from napari_process_position.core.records import ChunkGrid
 from napari_process_position.store.layout import TCZYX_TYPES, PositionInfo, StoreInfo
 
 __all__ = ["group_attrs", "is_zarr_group", "open_store", "read_position"]
@@ -313,6 +314,38 @@ def _channel_names(omero: Any, zarr_format: int, n_channels: int) -> list[str]:
     return labels
 
 
+def _level_grids(root: Path, paths: list[str], level0: dict[str, Any]) -> tuple[ChunkGrid, ...]:
+    """Where the pyramid levels' arrays are: TCZYX with level 0's T, C and format.
+
+    Lenient (inputs may carry levels we never write): the levels stop at the
+    first one that is missing, malformed or unlike level 0.
+    """
+    grids: list[ChunkGrid] = []
+    for name in paths:
+        try:
+            meta = _array_meta(root / name)
+        except InvalidStoreError:
+            break
+        shape = meta["shape"]
+        if (
+            len(shape) != 5
+            or shape[:2] != level0["shape"][:2]
+            or meta["zarr_format"] != level0["zarr_format"]
+        ):
+            break
+        grids.append(
+            ChunkGrid(
+                os.path.join(str(root), *name.split("/")),
+                shape,
+                meta["shards"] or meta["chunks"],
+                meta["key_prefix"],
+                meta["key_separator"],
+                "zarr.json" if meta["zarr_format"] == 3 else ".zarray",
+            )
+        )
+    return tuple(grids)
+
+
 def read_position(path: str | os.PathLike[str], key: str | None = None) -> PositionInfo:
     """Read a position's metadata.
 
@@ -360,6 +393,7 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
         )
     version = getattr(multiscale, "version", None) or getattr(image, "version", None)
     return PositionInfo(
+        level_grids=_level_grids(root, [str(d.path) for d in multiscale.datasets[1:]], meta),
         path=str(root),
         key=key if key is not None else root.name,
         shape=meta["shape"],
