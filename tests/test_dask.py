@@ -462,8 +462,11 @@ def test_killed_external_worker_fails_clearly_then_resume_completes(external_clu
     assert proc.returncode == 1, stderr[-3000:]
     assert "Traceback" not in stderr
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
-    assert errors and all("worker" in line and "died" in line for line in errors), stderr[-3000:]
-    assert any(line.split()[1].rstrip(":") in KEYS for line in errors)
+    # The killed worker is named; on a loaded machine the client may instead lose its link to
+    # the scheduler while the worker dies (its futures come back "lost"), which is said as such.
+    said = (("worker" in line and "died" in line) or "lost" in line for line in errors)
+    assert errors and all(said), stderr[-3000:]
+    assert any(line.split()[1].rstrip(":,") in KEYS for line in errors)
     assert "--resume" in stderr
     client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
     result = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=180)
