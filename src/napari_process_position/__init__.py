@@ -136,6 +136,7 @@ if TYPE_CHECKING:  # pragma: no cover
         InvalidArgumentError,
         InvalidStoreError,
         OutputExistsError,
+        OutputInUseError,
         OutputWriteError,
         PositionNotFoundError,
         ProcessPositionError,

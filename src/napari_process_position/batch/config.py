@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-import shlex
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -21,10 +17,19 @@ from pydantic import (
     model_validator,
 )
 
-from napari_process_position.core.errors import ConfigError, InvalidArgumentError, OutputWriteError
+from napari_process_position.batch.config_file import (
+    PATH_FIELDS,
+    absolute_path,
+    command_line,
+    parse_config_text,
+    read_config_text,
+    write_config_text,
+)
+from napari_process_position.batch.slurm_settings import SlurmSettings
+from napari_process_position.core.errors import ConfigError, InvalidArgumentError
 from napari_process_position.core.ranges import parse_ranges
 from napari_process_position.core.sizes import parse_size
-from napari_process_position.core.yamltext import MAX_CONFIG_BYTES, dump_yaml, load_yaml
+from napari_process_position.core.yamltext import dump_yaml
 from napari_process_position.store.paths import check_path_text
 
 __all__ = ["CONFIG_FORMAT_VERSION", "RunConfig", "SlurmSettings", "absolute_path", "command_line"]
@@ -33,77 +38,11 @@ __all__ = ["CONFIG_FORMAT_VERSION", "RunConfig", "SlurmSettings", "absolute_path
 #: when a field changes meaning; configs with a higher number are refused.
 CONFIG_FORMAT_VERSION = 1
 
-_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*([kmgtp]i?b?|b)?\s*$", re.IGNORECASE)
-_WALLTIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
-
 
 def _project_version() -> str:
     from napari_process_position.core.version import package_version
 
     return package_version()
-
-
-class SlurmSettings(BaseModel):
-    """SLURM jobs that host Dask workers (dask-jobqueue's ``SLURMCluster``).
-
-    Each job asks for ``cores`` CPUs and ``memory`` on one node and runs
-    ``processes`` Dask workers of ``cores // processes`` threads each.
-    """
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    cores: int = Field(default=4, ge=1, le=4096, description="CPU cores per job (--cpus-per-task).")
-    processes: int | None = Field(
-        default=None,
-        ge=1,
-        le=4096,
-        description="Dask worker processes per job; default one per core (one thread each).",
-    )
-    memory: str = Field(default="16GB", description="Memory per job, e.g. '16GB' (--mem).")
-    walltime: str = Field(default="01:00:00", description="Time limit per job, [D-]HH:MM:SS (-t).")
-    partition: str | None = Field(default=None, description="SLURM partition (-p).")
-    account: str | None = Field(default=None, description="SLURM account (-A).")
-    jobs: int = Field(
-        default=1, ge=1, le=100000, description="Jobs to keep running (lost ones are replaced)."
-    )
-    job_extra: list[str] = Field(
-        default_factory=list, description="Extra #SBATCH directives, e.g. '--qos=normal'."
-    )
-    interface: str | None = Field(
-        default=None, description="Network interface workers and scheduler use, e.g. 'ib0'."
-    )
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, value: str) -> str:
-        if not _MEMORY.match(value):
-            raise ConfigError("must be an amount such as '16GB', '4000MB' or '8GiB'")
-        return value.strip()
-
-    @field_validator("walltime")
-    @classmethod
-    def _walltime(cls, value: str) -> str:
-        if not _WALLTIME.match(value.strip()):
-            raise ConfigError("must look like HH:MM:SS, MM:SS or D-HH:MM:SS")
-        return value.strip()
-
-    @model_validator(mode="after")
-    def _processes_fit(self) -> SlurmSettings:
-        if self.processes is not None and self.processes > self.cores:
-            raise ConfigError(
-                f"slurm.processes ({self.processes}) cannot exceed slurm.cores ({self.cores})"
-            )
-        return self
-
-    @property
-    def worker_processes(self) -> int:
-        """Dask worker processes per job."""
-        return self.processes or self.cores
-
-    @property
-    def threads_per_worker(self) -> int:
-        """Threads in each Dask worker."""
-        return max(1, self.cores // self.worker_processes)
 
 
 class RunConfig(BaseModel):
@@ -393,24 +332,14 @@ class RunConfig(BaseModel):
         """
         target = Path(path).expanduser()
         absolute = self.model_copy(
-            update={key: absolute_path(getattr(self, key)) for key in _PATH_FIELDS}
+            update={key: absolute_path(getattr(self, key)) for key in PATH_FIELDS}
         )
         text = (
             f"# napari-process-position run; reproduce with:\n#   {command_line(target)}\n"
             "# (paths are absolute; a relative path in a config is read from the config's folder)\n"
             + absolute.to_yaml()
         )
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, target)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise OutputWriteError(
-                f"cannot write the settings to {target}: {exc.strerror or exc}"
-            ) from exc
+        write_config_text(target, text)
         return target
 
     @classmethod
@@ -428,25 +357,7 @@ class RunConfig(BaseModel):
             objects, or a field is missing or has a bad value; the message
             names the field.
         """
-        try:
-            data = load_yaml(text)
-        except InvalidArgumentError as exc:
-            raise ConfigError(f"{source} {exc}") from None
-        except yaml.constructor.ConstructorError as exc:
-            raise ConfigError(
-                f"{source} uses a YAML tag that safe loading refuses ({exc.problem}"
-                f"{_where(exc)}); a config holds plain values only"
-            ) from exc
-        except yaml.YAMLError as exc:
-            if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
-                what = f"{exc.problem}{_where(exc)}"
-            else:
-                what = " ".join(str(exc).split())
-            raise ConfigError(f"{source} is not valid YAML: {what}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(
-                f"{source} must be a YAML mapping of fields, not {type(data).__name__}"
-            )
+        data = parse_config_text(text, source)
         return cls.from_dict(data, source)
 
     @classmethod
@@ -487,72 +398,19 @@ class RunConfig(BaseModel):
                     "process-position run); give a YAML file"
                 )
             return cls.from_dict(dict(found["config"]), f"the settings recorded in {target}")
-        try:
-            with open(target, "rb") as fh:
-                raw = fh.read(MAX_CONFIG_BYTES + 1)  # (never more: /dev/zero is a "file" too)
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {target}: {exc.strerror or exc}") from exc
-        if len(raw) > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                f"{target} is larger than {MAX_CONFIG_BYTES} bytes; a config is a few hundred "
-                "(is it the right file?)"
-            )
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"{target} is not UTF-8 text (byte {exc.start}); a config is a YAML file"
-            ) from exc
+        text = read_config_text(target)
         config = cls.from_yaml(text, str(target))
         # A relative path is read from the config file's folder, not from wherever the
         # command runs (another folder's in.zarr/out.zarr must never be picked up).
         folder = os.path.dirname(os.path.abspath(target))
         return config.model_copy(
-            update={key: absolute_path(getattr(config, key), folder) for key in _PATH_FIELDS}
+            update={key: absolute_path(getattr(config, key), folder) for key in PATH_FIELDS}
         )
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
         """Return the JSON schema of the config file."""
         return cls.model_json_schema()
-
-
-#: The fields that hold local paths (made absolute when saved, read from a config's folder).
-_PATH_FIELDS = ("input", "output")
-
-
-def absolute_path(value: str | None, base: str | None = None) -> str | None:
-    """Return ``value`` as an absolute path (from ``base``, else the current folder).
-
-    ``None``, empty values and URLs (``s3://...``) are returned as they are.
-    """
-    if not value or "://" in value:
-        return value
-    path = os.path.expanduser(value)
-    if base is not None and not os.path.isabs(path):
-        path = os.path.join(base, path)
-    return os.path.abspath(path)
-
-
-def command_line(config_path: str | os.PathLike[str], *extra: str) -> str:
-    """Return the exact shell command that runs a saved config.
-
-    The widget shows it after "Save settings for a batch run…".
-
-    Examples
-    --------
-    >>> command_line("/data/run.yaml")
-    'process-position run --config /data/run.yaml'
-    >>> command_line("/data/my run.yaml", "--resume")
-    "process-position run --config '/data/my run.yaml' --resume"
-    """
-    path = os.path.abspath(os.path.expanduser(os.fspath(config_path)))
-    return shlex.join(["process-position", "run", "--config", path, *extra])
-
-
-def _where(exc: yaml.MarkedYAMLError) -> str:
-    mark = exc.problem_mark
-    return f" at line {mark.line + 1}" if mark is not None else ""
 
 
 def _describe(exc: ValidationError, source: str) -> str:
