@@ -195,7 +195,7 @@ def test_children_and_choices(widget, demo):
     # Bad settings are reported, not run.
     w.times.value = "0-7"
     w.run_button.clicked()
-    assert not w.running and "time point 3 does not exist" in w.status.value
+    assert not w.running and "does not exist: there are 3 (0 to 2)" in w.status.value
     w.times.value = "all"
 
     # Defaults survive the spin boxes exactly (no rounding to two decimals).
