@@ -62,18 +62,22 @@ def _models(version: OmeVersion) -> Any:
 def image_attrs(layout: OutputLayout, version: OmeVersion, name: str) -> dict[str, Any]:
     """Return the OME attributes of an output position: multiscales and omero.
 
+    Axis names are lower case (``t, c, z, y, x``), as the specification's
+    examples, ome-zarr-py, ngff-zarr and ngio write them: ngio and
+    ngff-zarr's validator refuse upper-case names, and iohub reads both.
+
     Examples
     --------
     >>> layout = OutputLayout((2, 1, 4, 8, 8), "<u2", (1.0, 1.0, 2.0, 0.5, 0.5), ("GFP",))
     >>> image_attrs(layout, "0.5", "0")["multiscales"][0]["axes"][0]
-    {'name': 'T', 'type': 'time', 'unit': 'second'}
+    {'name': 't', 'type': 'time', 'unit': 'second'}
     """
     m = _models(version)
     units = layout.units
     axes = [
-        m.TimeAxis(name="T", unit=units[0]),
-        m.ChannelAxis(name="C"),
-        *(m.SpaceAxis(name=axis, unit=unit) for axis, unit in zip("ZYX", units[2:], strict=True)),
+        m.TimeAxis(name="t", unit=units[0]),
+        m.ChannelAxis(name="c"),
+        *(m.SpaceAxis(name=axis, unit=unit) for axis, unit in zip("zyx", units[2:], strict=True)),
     ]
     scale = m.ScaleTransformation(scale=[float(s) for s in layout.scale])
     dataset = m.Dataset(path="0", coordinateTransformations=[scale])
@@ -209,7 +213,7 @@ def _create_array(path: Path, layout: OutputLayout, version: OmeVersion) -> None
             shards=(1, 1, *shard),
             compressors=BloscCodec(cname=_BLOSC[0], clevel=_BLOSC[1], shuffle="bitshuffle"),
             fill_value=0,
-            dimension_names=("T", "C", "Z", "Y", "X"),
+            dimension_names=("t", "c", "z", "y", "x"),
             zarr_format=3,
             overwrite=True,
         )
