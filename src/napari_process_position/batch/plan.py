@@ -21,7 +21,12 @@ from napari_process_position.core.errors import (
     PositionNotFoundError,
     TransformError,
 )
-from napari_process_position.store.layout import OutputLayout, PositionInfo, StoreInfo
+from napari_process_position.store.layout import (
+    OutputLayout,
+    PositionInfo,
+    StoreInfo,
+    moved_origin,
+)
 from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.transforms import TransformSpec
 from napari_process_position.transforms.registry import get_transform
@@ -118,6 +123,7 @@ def output_layout(
     scale = list(info.scale)
     if meta.output_scale is not None:
         scale[2:] = [float(s) for s in meta.output_scale(tuple(info.scale[2:]), **params)]
+    translation = moved_origin(info.translation, info.scale, tuple(scale))
     if meta.output_channel_names is not None:
         names = [str(n) for n in meta.output_channel_names(names, **params)]
     default_units: tuple[str | None, ...] = OutputLayout.__dataclass_fields__["units"].default  # type: ignore[assignment]
@@ -128,6 +134,8 @@ def output_layout(
         scale=tuple(scale),
         channel_names=tuple(names),
         units=units,
+        translation=translation,
+        shared_transforms=info.shared_transforms,
     )
 
 
@@ -166,6 +174,8 @@ def _like_input(info: PositionInfo, channels: list[int], times: list[int]) -> Ou
         scale=info.scale,
         channel_names=tuple(info.channel_names[c] for c in channels),
         units=tuple(info.units) if any(info.units) else default,
+        translation=info.translation,
+        shared_transforms=info.shared_transforms,
     )
 
 
@@ -223,7 +233,15 @@ def plan_run(
     layouts: dict[str, OutputLayout] = {}
     sized: dict[tuple[Any, ...], OutputLayout] = {}  # positions alike are sized once
     for key, info in inputs.items():
-        signature = (info.shape, info.dtype, info.scale, info.channel_names, info.units)
+        signature = (
+            info.shape,
+            info.dtype,
+            info.scale,
+            info.translation,
+            info.shared_transforms,
+            info.channel_names,
+            info.units,
+        )
         if signature not in sized:
             sized[signature] = (
                 output_layout(spec, info, params, channels, times)

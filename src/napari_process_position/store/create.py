@@ -79,9 +79,21 @@ def image_attrs(layout: OutputLayout, version: OmeVersion, name: str) -> dict[st
         m.ChannelAxis(name="c"),
         *(m.SpaceAxis(name=axis, unit=unit) for axis, unit in zip("zyx", units[2:], strict=True)),
     ]
-    scale = m.ScaleTransformation(scale=[float(s) for s in layout.scale])
-    dataset = m.Dataset(path="0", coordinateTransformations=[scale])
-    multiscale = m.Multiscale(name=name, axes=axes, datasets=[dataset])
+    transforms: list[Any] = [m.ScaleTransformation(scale=[float(s) for s in layout.scale])]
+    if any(layout.translation):  # written only when there is one, as iohub and ome-zarr-py do
+        transforms.append(
+            m.TranslationTransformation(translation=[float(t) for t in layout.translation])
+        )
+    dataset = m.Dataset(path="0", coordinateTransformations=transforms)
+    shared = [
+        m.ScaleTransformation(scale=list(values))
+        if kind == "scale"
+        else m.TranslationTransformation(translation=list(values))
+        for kind, values in layout.shared_transforms
+    ]
+    multiscale = m.Multiscale(
+        name=name, axes=axes, datasets=[dataset], coordinateTransformations=shared or None
+    )
     dtype = np.dtype(layout.dtype)
     lo, hi = (
         (float(np.iinfo(dtype).min), float(np.iinfo(dtype).max))

@@ -17,17 +17,25 @@ from napari_process_position.core.errors import PositionNotFoundError
 from napari_process_position.core.records import ChunkGrid
 
 __all__ = [
+    "NO_TRANSLATION",
     "TCZYX_TYPES",
     "OmeVersion",
     "OutputLayout",
     "PositionInfo",
     "StoreInfo",
+    "Transforms",
     "layout_differences",
+    "moved_origin",
+    "world_geometry",
 ]
 
 OmeVersion = Literal["0.4", "0.5"]
 #: The axis types of a TCZYX image.
 TCZYX_TYPES = ("time", "channel", "space", "space", "space")
+#: The translation of an image that has none.
+NO_TRANSLATION = (0.0, 0.0, 0.0, 0.0, 0.0)
+#: Coordinate transformations as ``(("scale", values), ("translation", values), ...)``.
+Transforms = tuple[tuple[str, tuple[float, ...]], ...]
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,12 @@ class PositionInfo:
         2 with ``"0.4"``, or 3 with ``"0.5"``.
     fill_value
         The array's fill value: what a skipped (empty) volume reads back as.
+    translation
+        The per-axis translation of level 0 (zeros when it has none): where
+        the centre of voxel 0 sits in physical space.
+    shared_transforms
+        The multiscale's own coordinate transformations, applied after
+        level 0's (rarely written; empty when there are none).
     """
 
     path: str
@@ -70,6 +84,12 @@ class PositionInfo:
     array_name: str = "0"
     key_prefix: str = "c/"
     key_separator: str = "/"
+    translation: tuple[float, ...] = NO_TRANSLATION
+    shared_transforms: Transforms = ()
+
+    def world(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Return the scale and translation from level-0 voxels to physical space."""
+        return world_geometry(self.scale, self.translation, self.shared_transforms)
 
     @property
     def array_path(self) -> str:
@@ -151,13 +171,62 @@ class StoreInfo:
 
 @dataclass(frozen=True)
 class OutputLayout:
-    """What an output position looks like: shape, dtype, scale and channel names."""
+    """What an output position looks like: shape, dtype, scale, channel names and translation."""
 
     shape: tuple[int, int, int, int, int]
     dtype: str
     scale: tuple[float, ...]
     channel_names: tuple[str, ...]
     units: tuple[str | None, ...] = ("second", None, "micrometer", "micrometer", "micrometer")
+    translation: tuple[float, ...] = NO_TRANSLATION
+    shared_transforms: Transforms = ()
+
+    def world(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Return the scale and translation from output voxels to physical space."""
+        return world_geometry(self.scale, self.translation, self.shared_transforms)
+
+
+def world_geometry(
+    scale: tuple[float, ...], translation: tuple[float, ...], after: Transforms = ()
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Compose a level's scale and translation with the transformations ``after`` it.
+
+    Examples
+    --------
+    >>> world_geometry((1.0, 2.0), (0.0, 1.0), (("scale", (1.0, 3.0)), ("translation", (0, 5))))
+    ((1.0, 6.0), (0.0, 8.0))
+    """
+    s, t = [float(v) for v in scale], [float(v) for v in translation]
+    for kind, values in after:
+        if kind == "scale":
+            s = [a * float(b) for a, b in zip(s, values, strict=True)]
+            t = [a * float(b) for a, b in zip(t, values, strict=True)]
+        elif kind == "translation":
+            t = [a + float(b) for a, b in zip(t, values, strict=True)]
+    return tuple(s), tuple(t)
+
+
+def moved_origin(
+    translation: tuple[float, ...], scale: tuple[float, ...], new_scale: tuple[float, ...]
+) -> tuple[float, ...]:
+    """Return the translation of an output whose voxels are ``new_scale`` instead of ``scale``.
+
+    A voxel's coordinates are those of its centre. When a transform makes
+    voxels ``k`` times larger along an axis (binning, a projection), output
+    voxel 0 covers input voxels ``0 .. k-1``, so its centre lies half the
+    difference of the voxel sizes further on: ``t + (new - old) / 2``, as
+    ngff-zarr places the levels of its pyramids. An axis whose voxel size is
+    unchanged keeps its translation.
+
+    Examples
+    --------
+    >>> moved_origin((0.0, 10.0, 20.0), (1.0, 0.5, 0.5), (1.0, 1.0, 1.0))
+    (0.0, 10.25, 20.25)
+    """
+    return tuple(
+        float(t) if n == s else float(t) + (float(n) - float(s)) / 2
+        for t, s, n in zip(translation, scale, new_scale, strict=True)
+    )
 
 
 def layout_differences(info: PositionInfo, layout: OutputLayout) -> list[str]:
@@ -185,4 +254,8 @@ def layout_differences(info: PositionInfo, layout: OutputLayout) -> list[str]:
         )
     if not np.allclose(info.scale[2:], layout.scale[2:], rtol=1e-9, atol=0):
         found.append(f"its voxel size is {info.scale[2:]}, this run writes {layout.scale[2:]}")
+    if not np.allclose(info.translation[2:], layout.translation[2:], rtol=1e-9, atol=1e-12):
+        found.append(
+            f"its translation is {info.translation[2:]}, this run writes {layout.translation[2:]}"
+        )
     return found

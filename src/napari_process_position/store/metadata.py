@@ -275,18 +275,25 @@ def _check_tczyx(root: Path, multiscale: Mapping[str, Any]) -> None:
         raise InvalidStoreError(
             f"{root}: axes are {shown}, expected t/c/z/y/x (time, channel, space, space, space)"
         )
-    for dataset in multiscale.get("datasets") or []:
-        for transform in (dataset or {}).get("coordinateTransformations") or []:
-            values = transform.get("scale") if isinstance(transform, dict) else None
-            if values is not None and (
-                not isinstance(values, list)
-                or len(values) != 5
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-            ):
-                raise InvalidStoreError(
-                    f"{root}: the scale of dataset {dataset.get('path', '?')!r} is not five "
-                    f"numbers: {values!r}"
-                )
+    places = [
+        (f"dataset {d.get('path', '?')!r}" if isinstance(d, dict) else "a dataset", d)
+        for d in multiscale.get("datasets") or []
+    ]
+    for where, holder in [*places, ("the multiscale", multiscale)]:
+        found = holder.get("coordinateTransformations") if isinstance(holder, dict) else None
+        for transform in found if isinstance(found, list) else []:
+            for kind in ("scale", "translation"):
+                values = transform.get(kind) if isinstance(transform, dict) else None
+                if values is not None and (
+                    not isinstance(values, list)
+                    or len(values) != 5
+                    or not all(
+                        isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+                    )
+                ):
+                    raise InvalidStoreError(
+                        f"{root}: the {kind} of {where} is not five numbers: {values!r}"
+                    )
 
 
 def _channel_names(omero: Any, zarr_format: int, n_channels: int) -> list[str]:
@@ -350,14 +357,22 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
     level0 = multiscale.datasets[0]
     array_name = str(level0.path)
     scale = [1.0] * 5
+    translation = [0.0] * 5
     for transform in level0.coordinateTransformations:
         if getattr(transform, "type", None) == "scale":
             scale = [float(v) for v in transform.scale]
+        elif getattr(transform, "type", None) == "translation":
+            translation = [float(v) for v in transform.translation]
     meta = _array_meta(root / array_name)
     if len(meta["shape"]) != 5:
         raise InvalidStoreError(
             f"{root / array_name}: array has {len(meta['shape'])} dimensions, expected 5 (TCZYX)"
         )
+    shared = tuple(
+        (str(t.type), tuple(float(v) for v in getattr(t, str(t.type))))
+        for t in multiscale.coordinateTransformations or ()
+        if getattr(t, "type", None) in ("scale", "translation")
+    )
     version = getattr(multiscale, "version", None) or getattr(image, "version", None)
     return PositionInfo(
         path=str(root),
@@ -376,4 +391,6 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
         array_name=array_name,
         key_prefix=meta["key_prefix"],
         key_separator=meta["key_separator"],
+        translation=tuple(translation),
+        shared_transforms=shared,
     )
