@@ -87,6 +87,20 @@ def _probe(
     )
 
 
+def output_axes(input_axes: str, n_times: int, n_channels: int) -> str:
+    """Return the output's axes: the input's, with t or c added when it holds several.
+
+    Examples
+    --------
+    >>> output_axes("czyx", 1, 2), output_axes("zyx", 1, 2), output_axes("tczyx", 1, 1)
+    ('czyx', 'czyx', 'tczyx')
+    """
+    wanted = (
+        set(input_axes) | ({"t"} if n_times > 1 else set()) | ({"c"} if n_channels > 1 else set())
+    )
+    return "".join(a for a in "tczyx" if a in wanted)
+
+
 def output_layout(
     spec: TransformSpec,
     info: PositionInfo,
@@ -136,6 +150,7 @@ def output_layout(
         units=units,
         translation=translation,
         shared_transforms=info.shared_transforms,
+        axes=output_axes(info.array_axes, len(times), len(names)),
     )
 
 
@@ -176,6 +191,7 @@ def _like_input(info: PositionInfo, channels: list[int], times: list[int]) -> Ou
         units=tuple(info.units) if any(info.units) else default,
         translation=info.translation,
         shared_transforms=info.shared_transforms,
+        axes=output_axes(info.array_axes, len(times), len(channels)),
     )
 
 

@@ -67,6 +67,9 @@ class ChunkGrid:
     meta_file
         The array's metadata file (``zarr.json`` or ``.zarray``): recreating
         the array changes it, so records of the old array are not trusted.
+    axes
+        The axes the array has (``"czyx"`` for an image without time); shape
+        and grid are TCZYX all the same, with 1 for a missing axis.
     """
 
     array_path: str
@@ -75,6 +78,7 @@ class ChunkGrid:
     prefix: str
     separator: str
     meta_file: str = "zarr.json"
+    axes: str = "tczyx"
 
     def row_files(self, time_row: int, channels: Iterable[int]) -> list[str]:
         """Keys of the files of grid row ``time_row`` (``t // grid[0]``) for ``channels``."""
@@ -87,7 +91,11 @@ class ChunkGrid:
             for z in per_axis[0]:
                 for y in per_axis[1]:
                     for x in per_axis[2]:
-                        idx = (*head, z, y, x)
+                        idx = tuple(
+                            i
+                            for i, a in zip((*head, z, y, x), "tczyx", strict=True)
+                            if a in self.axes
+                        )
                         keys.add(self.prefix + self.separator.join(str(i) for i in idx))
         return sorted(keys)
 

@@ -26,6 +26,7 @@ from napari_process_position.store.layout import (
     PositionInfo,
     StoreInfo,
     layout_differences,
+    on_axes,
 )
 from napari_process_position.store.metadata import group_attrs, open_store, read_position
 from napari_process_position.store.paths import check_path_text
@@ -73,22 +74,26 @@ def image_attrs(layout: OutputLayout, version: OmeVersion, name: str) -> dict[st
     {'name': 't', 'type': 'time', 'unit': 'second'}
     """
     m = _models(version)
-    units = layout.units
+    kept = layout.axes  # the input's axes: "tczyx", or fewer ("czyx", "zyx", ...)
+    units = dict(zip("tczyx", layout.units, strict=True))
     axes = [
-        m.TimeAxis(name="t", unit=units[0]),
-        m.ChannelAxis(name="c"),
-        *(m.SpaceAxis(name=axis, unit=unit) for axis, unit in zip("zyx", units[2:], strict=True)),
+        m.TimeAxis(name="t", unit=units["t"])
+        if a == "t"
+        else m.ChannelAxis(name="c")
+        if a == "c"
+        else m.SpaceAxis(name=a, unit=units[a])
+        for a in kept
     ]
-    transforms: list[Any] = [m.ScaleTransformation(scale=[float(s) for s in layout.scale])]
+    scale = [float(s) for s in on_axes(layout.scale, kept)]
+    transforms: list[Any] = [m.ScaleTransformation(scale=scale)]
     if any(layout.translation):  # written only when there is one, as iohub and ome-zarr-py do
-        transforms.append(
-            m.TranslationTransformation(translation=[float(t) for t in layout.translation])
-        )
+        translation = [float(t) for t in on_axes(layout.translation, kept)]
+        transforms.append(m.TranslationTransformation(translation=translation))
     dataset = m.Dataset(path="0", coordinateTransformations=transforms)
     shared = [
-        m.ScaleTransformation(scale=list(values))
+        m.ScaleTransformation(scale=on_axes(values, kept))
         if kind == "scale"
-        else m.TranslationTransformation(translation=list(values))
+        else m.TranslationTransformation(translation=on_axes(values, kept))
         for kind, values in layout.shared_transforms
     ]
     multiscale = m.Multiscale(
@@ -212,6 +217,7 @@ def _create_array(path: Path, layout: OutputLayout, version: OmeVersion) -> None
 
     dtype = np.dtype(layout.dtype)
     zyx = layout.shape[2:]
+    kept = layout.axes
     if version == "0.5":
         from zarr.codecs import BloscCodec
 
@@ -219,13 +225,13 @@ def _create_array(path: Path, layout: OutputLayout, version: OmeVersion) -> None
         shard = tuple(math.ceil(n / c) * c for n, c in zip(zyx, inner, strict=True))
         zarr.create_array(
             store=str(path),
-            shape=layout.shape,
+            shape=tuple(on_axes(layout.shape, kept)),
             dtype=dtype,
-            chunks=(1, 1, *inner),
-            shards=(1, 1, *shard),
+            chunks=tuple(on_axes((1, 1, *inner), kept)),
+            shards=tuple(on_axes((1, 1, *shard), kept)),
             compressors=BloscCodec(cname=_BLOSC[0], clevel=_BLOSC[1], shuffle="bitshuffle"),
             fill_value=0,
-            dimension_names=("t", "c", "z", "y", "x"),
+            dimension_names=tuple(kept),
             zarr_format=3,
             overwrite=True,
         )
@@ -234,9 +240,9 @@ def _create_array(path: Path, layout: OutputLayout, version: OmeVersion) -> None
 
         zarr.create_array(
             store=str(path),
-            shape=layout.shape,
+            shape=tuple(on_axes(layout.shape, kept)),
             dtype=dtype,
-            chunks=(1, 1, *_v04_chunks(zyx, dtype.itemsize)),
+            chunks=tuple(on_axes((1, 1, *_v04_chunks(zyx, dtype.itemsize)), kept)),
             compressors=Blosc(cname=_BLOSC[0], clevel=_BLOSC[1], shuffle=Blosc.BITSHUFFLE),
             fill_value=0,
             zarr_format=2,

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,6 +27,8 @@ __all__ = [
     "Transforms",
     "layout_differences",
     "moved_origin",
+    "on_axes",
+    "to_tczyx",
     "world_geometry",
 ]
 
@@ -50,10 +53,13 @@ class PositionInfo:
         The position's key in its plate (``"A/1/0"``), or its folder name for
         a store that is a single position.
     shape, dtype, chunks, shards
-        Of the full-resolution TCZYX array ``0``; ``shards`` is None when the
-        array is not sharded.
-    axes, units, scale
-        Axis names, units (None when absent) and the per-axis scale of level 0.
+        Of the full-resolution array as TCZYX (an axis the image lacks has
+        length 1 here); ``shards`` is None when the array is not sharded.
+    axes
+        The axes the image has, lower case, in TCZYX order: ``("c", "z", "y",
+        "x")`` for an image without time, say.
+    units, scale
+        Units (None when absent) and the per-axis scale of level 0, TCZYX.
     channel_names
         From the omero labels, else ``"channel 0"``, ``"channel 1"``, ...
     zarr_format, ome_version
@@ -92,6 +98,11 @@ class PositionInfo:
         return world_geometry(self.scale, self.translation, self.shared_transforms)
 
     @property
+    def array_axes(self) -> str:
+        """The axes the stored array has, as a string (``"tczyx"``, ``"czyx"``, ...)."""
+        return "".join(self.axes)
+
+    @property
     def array_path(self) -> str:
         """Path of the full-resolution array (``0`` in stores written by iohub and by us)."""
         return os.path.join(self.path, *self.array_name.split("/"))
@@ -106,13 +117,14 @@ class PositionInfo:
             self.key_prefix,
             self.key_separator,
             "zarr.json" if self.zarr_format == 3 else ".zarray",
+            self.array_axes,
         )
 
     def open_array(self, *, write: bool = False) -> Any:
         """Open the full-resolution array with tensorstore (see :func:`.arrays.open_array`)."""
         from napari_process_position.store.arrays import open_array
 
-        return open_array(self.array_path, self.zarr_format, write=write)
+        return open_array(self.array_path, self.zarr_format, write=write, axes=self.array_axes)
 
     @property
     def write_grid(self) -> tuple[int, ...]:
@@ -180,10 +192,24 @@ class OutputLayout:
     units: tuple[str | None, ...] = ("second", None, "micrometer", "micrometer", "micrometer")
     translation: tuple[float, ...] = NO_TRANSLATION
     shared_transforms: Transforms = ()
+    #: The axes the output array has (the input's, in TCZYX order); shape, scale and
+    #: translation are TCZYX all the same.
+    axes: str = "tczyx"
 
     def world(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Return the scale and translation from output voxels to physical space."""
         return world_geometry(self.scale, self.translation, self.shared_transforms)
+
+
+def on_axes(values: Sequence[Any], axes: str) -> list[Any]:
+    """Return the entries of TCZYX ``values`` for the axes ``axes`` (``"czyx"``, ...)."""
+    return [v for v, a in zip(values, "tczyx", strict=True) if a in axes]
+
+
+def to_tczyx(values: Sequence[Any], axes: str, missing: Any) -> tuple[Any, ...]:
+    """Return per-axis ``values`` of the axes ``axes`` as TCZYX, ``missing`` where absent."""
+    given = dict(zip(axes, values, strict=True))
+    return tuple(given.get(a, missing) for a in "tczyx")
 
 
 def world_geometry(
@@ -236,6 +262,8 @@ def layout_differences(info: PositionInfo, layout: OutputLayout) -> list[str]:
     Nuclei, this run writes Membrane"``.
     """
     found: list[str] = []
+    if info.array_axes != layout.axes:
+        found.append(f"its axes are {info.array_axes}, this run writes {layout.axes}")
     have, want = info.shape, layout.shape
     if have[0] != want[0]:
         found.append(f"it has {have[0]} time points, this run writes {want[0]}")
