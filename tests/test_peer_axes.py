@@ -83,3 +83,34 @@ def test_a_transform_that_makes_channels_adds_a_channel_axis(tmp_path):
     assert output_axes("zyx", 1, 2) == "czyx"
     assert output_axes("tzyx", 3, 1) == "tzyx"
     assert output_axes("zyx", 1, 1) == "zyx"
+
+
+def test_positions_details_lists_ngio_levels_labels_and_tables(tmp_path):
+    from click.testing import CliRunner
+
+    from napari_process_position.cli import main
+
+    container = ngio.create_ome_zarr_from_array(
+        str(tmp_path / "in.zarr"),
+        _data((2, 4, 32, 32)),
+        pixelsize=0.5,
+        axes_names="czyx",
+        channels_meta=["DAPI", "GFP"],
+        ngff_version="0.5",
+        levels=2,
+        consolidation_mode="dask",
+    )
+    container.derive_label("nuclei")
+    container.add_table("FOV_ROI_table", container.build_image_roi_table())
+    result = CliRunner().invoke(main, ["positions", "--details", str(tmp_path / "in.zarr")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split("\t")[1:] == ["CZYX 2x4x32x32", "<u2", "DAPI,GFP"]
+    assert lines[1:4] == [
+        "  levels: 0 (read), 1",
+        "  labels (not in outputs): nuclei",
+        "  tables (not in outputs): FOV_ROI_table",
+    ]
+    out = _run(tmp_path / "in.zarr", tmp_path / "out.zarr", "0.5", "max_projection")
+    assert not (out / "labels").exists() and not (out / "tables").exists()
+    assert ngio.open_ome_zarr_container(str(out), mode="r").list_labels() == []
