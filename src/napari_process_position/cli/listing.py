@@ -54,7 +54,7 @@ def demo_data(out: Path, overwrite: bool, shape: str, ome_version: str) -> None:
 @guard
 def positions(store: Path, details: bool) -> None:
     """List the positions of STORE, one key per line."""
-    from napari_process_position.store.contents import position_contents
+    from napari_process_position.store.contents import position_contents, store_tables
     from napari_process_position.store.metadata import open_store, read_position
 
     info = open_store(store)
@@ -72,6 +72,8 @@ def positions(store: Path, details: bool) -> None:
                     click.echo(f"  {kind} (not in outputs): {', '.join(names)}")
         else:
             click.echo(key)
+    if details and info.kind == "plate" and store_tables(info.path):
+        click.echo(f"plate tables (not in outputs): {', '.join(store_tables(info.path))}")
     if details:
         _echo_provenance(Path(info.path))
 

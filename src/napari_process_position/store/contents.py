@@ -12,7 +12,7 @@ from pathlib import Path
 from napari_process_position.store.layout import PositionInfo
 from napari_process_position.store.metadata import group_attrs
 
-__all__ = ["PositionContents", "position_contents"]
+__all__ = ["PositionContents", "position_contents", "store_tables"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +51,8 @@ def position_contents(info: PositionInfo) -> PositionContents:
         _listed(root / "labels", "labels"),
         _listed(root / "tables", "tables"),
     )
+
+
+def store_tables(path: str) -> tuple[str, ...]:
+    """Return the tables a plate (or image) lists at its root (ngio's condition table, say)."""
+    return _listed(Path(path) / "tables", "tables")
