@@ -1,4 +1,4 @@
-"""Other OME-Zarr tools read what a run writes: ome-zarr-py, ngff-zarr, ngio, ome-zarr-models.
+"""Other OME-Zarr tools read what a run writes: ome-zarr-py, ngff-zarr, ngio, bioio and others.
 
 Each peer is imported for real (the testing extra installs them); nothing here
 imitates a peer's layout by hand. iohub (another interpreter) is in
@@ -113,3 +113,16 @@ def test_ome_zarr_models_validates_our_output(output):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["Image", "HCS"]
+
+
+def test_bioio_ome_zarr_reads_our_output(output):
+    pytest.importorskip("bioio_ome_zarr")
+    import bioio_ome_zarr
+    from bioio import BioImage
+
+    _, out, expected = output
+    image = BioImage(str(out / "A/1/0"), reader=bioio_ome_zarr.Reader)
+    assert image.shape == expected.shape
+    assert tuple(image.physical_pixel_sizes) == SCALE[2:]
+    assert image.channel_names == ["ch0", "ch1"]
+    np.testing.assert_array_equal(np.asarray(image.data), expected)
