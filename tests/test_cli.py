@@ -149,7 +149,7 @@ def _bad_axes_store(tmp_path: Path) -> Path:
         "version": "0.5",
         "multiscales": [
             {
-                "axes": [{"name": n, "type": "space"} for n in "zyx"],
+                "axes": [{"name": n, "type": "space"} for n in "xyz"],
                 "datasets": [
                     {
                         "path": "0",

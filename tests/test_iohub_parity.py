@@ -122,7 +122,7 @@ def test_bit_identical_to_iohub(
 
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
 def test_iohub_reads_our_outputs(tmp_path, iohub_python, version):
-    """A plate we write opens in iohub with the same values, channel names and scale."""
+    """A plate we write (lower-case axis names) opens in iohub with its values, names and scale."""
     import json
     import subprocess
 
@@ -141,6 +141,7 @@ def test_iohub_reads_our_outputs(tmp_path, iohub_python, version):
         "    out = {}\n"
         "    for name, pos in plate.positions():\n"
         "        out[name] = {'channels': pos.channel_names, 'scale': list(pos.scale),\n"
+        "                     'axes': [a.name for a in pos.axes],\n"
         "                     'sum': int(np.asarray(pos.data[:]).astype('int64').sum())}\n"
         "print(json.dumps(out))\n"
     )
@@ -155,6 +156,7 @@ def test_iohub_reads_our_outputs(tmp_path, iohub_python, version):
     assert set(seen) == {"A/1/0", "B/2/0"}
     for key, arr in (("A/1/0", data), ("B/2/0", data[::-1])):
         assert seen[key]["channels"] == ["GFP", "DAPI"]
+        assert seen[key]["axes"] == ["t", "c", "z", "y", "x"]  # lower case, as we write them
         assert seen[key]["scale"] == [1.0, 1.0, 2.0, 0.25, 0.25]
         assert seen[key]["sum"] == int(arr.astype("int64").sum())
     info = read_position(tmp_path / "ours.zarr/A/1/0")

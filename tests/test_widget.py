@@ -523,7 +523,7 @@ def test_bad_store_is_a_notification_and_nothing_is_written(widget, tmp_path, ca
         group.attrs["ome"] = {
             "version": "0.5",
             "multiscales": [
-                {"axes": [{"name": n, "type": "space"} for n in "zyx"], "datasets": [{"path": "0"}]}
+                {"axes": [{"name": n, "type": "space"} for n in "xyz"], "datasets": [{"path": "0"}]}
             ],
         }
         expected = "expected t/c/z/y/x"

@@ -139,6 +139,9 @@ def measure_first_task(config: RunConfig, plan: RunPlan, *, inner_threads: int) 
         scale=full.scale,
         channel_names=(full.channel_names[plan.channels.index(c)],),
         units=full.units,
+        translation=full.translation,
+        shared_transforms=full.shared_transforms,
+        axes=full.axes,
     )
     scratch = Path(tempfile.mkdtemp(prefix=".npp-estimate-", dir=_scratch_parent(config)))
     limit = None if config.use_threads else config.memory_limit_bytes

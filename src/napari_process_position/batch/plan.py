@@ -17,12 +17,18 @@ import numpy as np
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.core.apply import is_empty
 from napari_process_position.core.errors import (
+    InvalidArgumentError,
     InvalidStoreError,
     PositionNotFoundError,
     TransformError,
 )
 from napari_process_position.core.pyramid import auto_levels
-from napari_process_position.store.layout import OutputLayout, PositionInfo, StoreInfo
+from napari_process_position.store.layout import (
+    OutputLayout,
+    PositionInfo,
+    StoreInfo,
+    moved_origin,
+)
 from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.transforms import TransformSpec
 from napari_process_position.transforms.registry import get_transform
@@ -83,6 +89,20 @@ def _probe(
     )
 
 
+def output_axes(input_axes: str, n_times: int, n_channels: int) -> str:
+    """Return the output's axes: the input's, with t or c added when it holds several.
+
+    Examples
+    --------
+    >>> output_axes("czyx", 1, 2), output_axes("zyx", 1, 2), output_axes("tczyx", 1, 1)
+    ('czyx', 'czyx', 'tczyx')
+    """
+    wanted = (
+        set(input_axes) | ({"t"} if n_times > 1 else set()) | ({"c"} if n_channels > 1 else set())
+    )
+    return "".join(a for a in "tczyx" if a in wanted)
+
+
 def output_layout(
     spec: TransformSpec,
     info: PositionInfo,
@@ -119,6 +139,7 @@ def output_layout(
     scale = list(info.scale)
     if meta.output_scale is not None:
         scale[2:] = [float(s) for s in meta.output_scale(tuple(info.scale[2:]), **params)]
+    translation = moved_origin(info.translation, info.scale, tuple(scale))
     if meta.output_channel_names is not None:
         names = [str(n) for n in meta.output_channel_names(names, **params)]
     default_units: tuple[str | None, ...] = OutputLayout.__dataclass_fields__["units"].default  # type: ignore[assignment]
@@ -129,6 +150,9 @@ def output_layout(
         scale=tuple(scale),
         channel_names=tuple(names),
         units=units,
+        translation=translation,
+        shared_transforms=info.shared_transforms,
+        axes=output_axes(info.array_axes, len(times), len(names)),
     )
 
 
@@ -167,12 +191,20 @@ def _like_input(info: PositionInfo, channels: list[int], times: list[int]) -> Ou
         scale=info.scale,
         channel_names=tuple(info.channel_names[c] for c in channels),
         units=tuple(info.units) if any(info.units) else default,
+        translation=info.translation,
+        shared_transforms=info.shared_transforms,
+        axes=output_axes(info.array_axes, len(times), len(channels)),
     )
 
 
 def _with_levels(layout: OutputLayout, levels: int | str) -> OutputLayout:
     """Return the layout with its resolution levels: a number, or ``"auto"`` (Y, X <= 512)."""
     count = auto_levels(layout.shape[2:]) if levels == "auto" else int(levels)
+    if count > 1 and layout.axes != "tczyx":
+        raise InvalidArgumentError(
+            f"pyramid levels are written for outputs with axes t, c, z, y, x; this output has "
+            f"{'/'.join(layout.axes)} (the input's); run without --pyramid-levels"
+        )
     return replace(layout, levels=count) if count != layout.levels else layout
 
 
@@ -230,7 +262,15 @@ def plan_run(
     layouts: dict[str, OutputLayout] = {}
     sized: dict[tuple[Any, ...], OutputLayout] = {}  # positions alike are sized once
     for key, info in inputs.items():
-        signature = (info.shape, info.dtype, info.scale, info.channel_names, info.units)
+        signature = (
+            info.shape,
+            info.dtype,
+            info.scale,
+            info.translation,
+            info.shared_transforms,
+            info.channel_names,
+            info.units,
+        )
         if signature not in sized:
             sized[signature] = (
                 output_layout(spec, info, params, channels, times)

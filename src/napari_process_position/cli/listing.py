@@ -45,20 +45,35 @@ def demo_data(out: Path, overwrite: bool, shape: str, ome_version: str) -> None:
 
 @main.command("positions")
 @click.argument("store", type=click.Path(path_type=Path))
-@click.option("--details", is_flag=True, help="Also print shape, dtype and channel names.")
+@click.option(
+    "--details",
+    is_flag=True,
+    help="Also print axes, shape, dtype and channel names, and each position's resolution "
+    "levels, labels and tables (a run reads level 0 and writes none of the others).",
+)
 @guard
 def positions(store: Path, details: bool) -> None:
     """List the positions of STORE, one key per line."""
+    from napari_process_position.store.contents import position_contents, store_tables
     from napari_process_position.store.metadata import open_store, read_position
 
     info = open_store(store)
     for key in info.position_keys:
         if details:
             pos = read_position(info.position_path(key), key)
-            shape = "x".join(map(str, pos.shape))
-            click.echo(f"{key}\t{shape}\t{pos.dtype}\t{','.join(pos.channel_names)}")
+            axes = pos.array_axes
+            shape = "x".join(str(n) for n, a in zip(pos.shape, "tczyx", strict=True) if a in axes)
+            click.echo(f"{key}\t{axes.upper()} {shape}\t{pos.dtype}\t{','.join(pos.channel_names)}")
+            contents = position_contents(pos)
+            levels = [f"{contents.levels[0]} (read)", *contents.levels[1:]]
+            click.echo(f"  levels: {', '.join(levels)}")
+            for kind, names in (("labels", contents.labels), ("tables", contents.tables)):
+                if names:
+                    click.echo(f"  {kind} (not in outputs): {', '.join(names)}")
         else:
             click.echo(key)
+    if details and info.kind == "plate" and store_tables(info.path):
+        click.echo(f"plate tables (not in outputs): {', '.join(store_tables(info.path))}")
     if details:
         _echo_provenance(Path(info.path))
 

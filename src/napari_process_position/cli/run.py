@@ -64,8 +64,13 @@ def run(
 ) -> None:
     """Apply a transform to every (time, channel) volume of INPUT and write OUTPUT.
 
-    INPUT is a plate (every position unless --position) or a single position;
-    OUTPUT is a new plate with the same position keys. The tasks run on this
+    INPUT is a plate (every position unless --position) or a single position
+    (a store that is one image, or a plate's A/1/0 folder). OUTPUT becomes a new
+    plate with the selected position keys for a plate, and a new single image
+    for a single position. Level 0 of each input is read; its other levels,
+    labels and tables are not copied (positions --details lists them). The
+    output has the input's axes (any of t, c, z may be missing), named in lower
+    case, with level 0's scale and translation. The tasks run on this
     machine (--workers, --threads/--processes), on a Dask cluster
     (--dask-scheduler, --dask-local) or on Dask workers in SLURM jobs (--slurm).
     """

@@ -74,6 +74,9 @@ class ChunkGrid:
         The grids of the pyramid levels a run writes beside this array (level
         1, 2, ...: arrays in the same position folder). A record then lists
         their files too, with keys relative to this array (``../1/c/0/0/0/0/0``).
+    axes
+        The axes the array has (``"czyx"`` for an image without time); shape
+        and grid are TCZYX all the same, with 1 for a missing axis.
     """
 
     array_path: str
@@ -83,6 +86,7 @@ class ChunkGrid:
     separator: str
     meta_file: str = "zarr.json"
     levels: tuple[ChunkGrid, ...] = ()
+    axes: str = "tczyx"
 
     @property
     def root(self) -> str:
@@ -104,7 +108,11 @@ class ChunkGrid:
             for z in per_axis[0]:
                 for y in per_axis[1]:
                     for x in per_axis[2]:
-                        idx = (*head, z, y, x)
+                        idx = tuple(
+                            i
+                            for i, a in zip((*head, z, y, x), "tczyx", strict=True)
+                            if a in self.axes
+                        )
                         keys.add(self.prefix + self.separator.join(str(i) for i in idx))
         return sorted(keys)
 

@@ -73,6 +73,10 @@ class Task:
     identity: str = ""
     output_grid: ChunkGrid | None = None
     input_channel_count: int = 0
+    #: The axes of the input and output arrays (``"czyx"``: no time axis); a worker
+    #: opens them as TCZYX all the same, a missing axis of length 1.
+    input_axes: str = "tczyx"
+    output_axes: str = "tczyx"
     #: Refuse results that only an unsafe cast fits into the output (our own
     #: outputs, sized from the transform); iohub's call casts as numpy does.
     strict_dtype: bool = False

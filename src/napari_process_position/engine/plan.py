@@ -175,6 +175,8 @@ def plan_tasks(
     identity: str = "",
     output_grid: ChunkGrid | None = None,
     strict_dtype: bool = False,
+    input_axes: str = "tczyx",
+    output_axes: str = "tczyx",
 ) -> list[Task]:
     """Build the list of tasks for one position, channel groups outermost (as iohub).
 
@@ -214,6 +216,8 @@ def plan_tasks(
                 index=index,
                 input_array=input_array,
                 input_zarr_format=input_zarr_format,
+                input_axes=input_axes,
+                output_axes=output_axes,
                 input_time_indices=tuple(t_in),
                 input_channels=c_in,
                 output_array=output_array,

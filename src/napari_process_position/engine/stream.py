@@ -162,6 +162,8 @@ def stream_position(
     tasks = plan_tasks(
         input_array=in_info.array_path,
         input_zarr_format=in_info.zarr_format,
+        input_axes=in_info.array_axes,
+        output_axes=out_info.array_axes if out_info else "tczyx",
         input_shape=in_info.shape,
         output_array=out_info.array_path if out_info else None,
         output_zarr_format=out_info.zarr_format if out_info else None,

@@ -303,10 +303,12 @@ def run_task(
     func = _load_transform(transform, task)
     name = getattr(func, "__name__", None) or transform_name(transform)
     worker = f"pid {os.getpid()} / {threading.current_thread().name}"
-    source = open_array(task.input_array, task.input_zarr_format)
+    source = open_array(task.input_array, task.input_zarr_format, axes=task.input_axes)
     target = None
     if task.output_array is not None:
-        target = open_array(task.output_array, task.output_zarr_format, write=True)
+        target = open_array(
+            task.output_array, task.output_zarr_format, write=True, axes=task.output_axes
+        )
     c_in = selection(task.input_channels)
     expected = task.expected_block_shape()
     timings: list[tuple[int, int, str, float, float]] = []

@@ -34,7 +34,11 @@ def tensorstore_spec(array_path: str | os.PathLike[str], zarr_format: int | None
 
 
 def open_array(
-    array_path: str | os.PathLike[str], zarr_format: int | None, *, write: bool = False
+    array_path: str | os.PathLike[str],
+    zarr_format: int | None,
+    *,
+    write: bool = False,
+    axes: str = "tczyx",
 ) -> Any:
     """Open an existing Zarr array with tensorstore.
 
@@ -44,6 +48,9 @@ def open_array(
         See :func:`tensorstore_spec`.
     write
         Open for writing too (reading is always possible).
+    axes
+        The axes the array has, in TCZYX order (``"czyx"``, ``"zyx"``): the
+        array is seen as TCZYX all the same, each missing axis of length 1.
 
     Returns
     -------
@@ -59,7 +66,10 @@ def open_array(
     import tensorstore as ts
 
     spec = tensorstore_spec(array_path, zarr_format)
-    return ts.open(spec, read=True, write=write, open=True).result()
+    array = ts.open(spec, read=True, write=write, open=True).result()
+    if axes == "tczyx":
+        return array
+    return array[tuple(slice(None) if a in axes else ts.newaxis for a in "tczyx")]
 
 
 def selection(group: int | tuple[int, ...] | list[int] | slice) -> int | list[int] | slice:

@@ -27,6 +27,7 @@ from napari_process_position.store.layout import (
     PositionInfo,
     StoreInfo,
     layout_differences,
+    on_axes,
 )
 from napari_process_position.store.metadata import group_attrs, open_store, read_position
 from napari_process_position.store.paths import check_path_text
@@ -63,32 +64,46 @@ def _models(version: OmeVersion) -> Any:
 def image_attrs(layout: OutputLayout, version: OmeVersion, name: str) -> dict[str, Any]:
     """Return the OME attributes of an output position: multiscales and omero.
 
+    Axis names are lower case (``t, c, z, y, x``), as the specification's
+    examples, ome-zarr-py, ngff-zarr and ngio write them: ngio and
+    ngff-zarr's validator refuse upper-case names, and iohub reads both.
+
     Examples
     --------
     >>> layout = OutputLayout((2, 1, 4, 8, 8), "<u2", (1.0, 1.0, 2.0, 0.5, 0.5), ("GFP",))
     >>> image_attrs(layout, "0.5", "0")["multiscales"][0]["axes"][0]
-    {'name': 'T', 'type': 'time', 'unit': 'second'}
+    {'name': 't', 'type': 'time', 'unit': 'second'}
     """
     m = _models(version)
-    units = layout.units
+    kept = layout.axes  # the input's axes: "tczyx", or fewer ("czyx", "zyx", ...)
+    units = dict(zip("tczyx", layout.units, strict=True))
     axes = [
-        m.TimeAxis(name="T", unit=units[0]),
-        m.ChannelAxis(name="C"),
-        *(m.SpaceAxis(name=axis, unit=unit) for axis, unit in zip("ZYX", units[2:], strict=True)),
+        m.TimeAxis(name="t", unit=units["t"])
+        if a == "t"
+        else m.ChannelAxis(name="c")
+        if a == "c"
+        else m.SpaceAxis(name=a, unit=units[a])
+        for a in kept
     ]
-    # Level k: Z, Y and X scaled by 2**k, as iohub's initialize_pyramid writes it.
-    datasets = [
-        m.Dataset(
-            path=str(k),
-            coordinateTransformations=[
-                m.ScaleTransformation(
-                    scale=[float(s) * (2**k if i >= 2 else 1) for i, s in enumerate(layout.scale)]
-                )
-            ],
-        )
-        for k in range(layout.levels)
+    # Level k: Z, Y and X scaled by 2**k and the translation as level 0's, as iohub's
+    # initialize_pyramid writes them; the translation only when there is one.
+    datasets = []
+    for k in range(layout.levels):
+        level_scale = [float(s) * (2**k if i >= 2 else 1) for i, s in enumerate(layout.scale)]
+        transforms: list[Any] = [m.ScaleTransformation(scale=on_axes(level_scale, kept))]
+        if any(layout.translation):
+            translation = [float(t) for t in on_axes(layout.translation, kept)]
+            transforms.append(m.TranslationTransformation(translation=translation))
+        datasets.append(m.Dataset(path=str(k), coordinateTransformations=transforms))
+    shared = [
+        m.ScaleTransformation(scale=on_axes(values, kept))
+        if kind == "scale"
+        else m.TranslationTransformation(translation=on_axes(values, kept))
+        for kind, values in layout.shared_transforms
     ]
-    multiscale = m.Multiscale(name=name, axes=axes, datasets=datasets)
+    multiscale = m.Multiscale(
+        name=name, axes=axes, datasets=datasets, coordinateTransformations=shared or None
+    )
     dtype = np.dtype(layout.dtype)
     lo, hi = (
         (float(np.iinfo(dtype).min), float(np.iinfo(dtype).max))
@@ -209,7 +224,8 @@ def _create_array(
     import zarr
 
     dtype = np.dtype(layout.dtype)
-    shape = (*layout.shape[:2], *zyx)
+    kept = layout.axes
+    shape = tuple(on_axes((*layout.shape[:2], *zyx), kept))
     if version == "0.5":
         from zarr.codecs import BloscCodec
 
@@ -219,11 +235,11 @@ def _create_array(
             store=str(path),
             shape=shape,
             dtype=dtype,
-            chunks=(1, 1, *inner),
-            shards=(1, 1, *shard),
+            chunks=tuple(on_axes((1, 1, *inner), kept)),
+            shards=tuple(on_axes((1, 1, *shard), kept)),
             compressors=BloscCodec(cname=_BLOSC[0], clevel=_BLOSC[1], shuffle="bitshuffle"),
             fill_value=0,
-            dimension_names=("T", "C", "Z", "Y", "X"),
+            dimension_names=tuple(kept),
             zarr_format=3,
             overwrite=True,
         )
@@ -234,7 +250,7 @@ def _create_array(
             store=str(path),
             shape=shape,
             dtype=dtype,
-            chunks=(1, 1, *_v04_chunks(zyx, dtype.itemsize)),
+            chunks=tuple(on_axes((1, 1, *_v04_chunks(zyx, dtype.itemsize)), kept)),
             compressors=Blosc(cname=_BLOSC[0], clevel=_BLOSC[1], shuffle=Blosc.BITSHUFFLE),
             fill_value=0,
             zarr_format=2,

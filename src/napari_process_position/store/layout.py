@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,17 +18,27 @@ from napari_process_position.core.errors import PositionNotFoundError
 from napari_process_position.core.records import ChunkGrid
 
 __all__ = [
+    "NO_TRANSLATION",
     "TCZYX_TYPES",
     "OmeVersion",
     "OutputLayout",
     "PositionInfo",
     "StoreInfo",
+    "Transforms",
     "layout_differences",
+    "moved_origin",
+    "on_axes",
+    "to_tczyx",
+    "world_geometry",
 ]
 
 OmeVersion = Literal["0.4", "0.5"]
 #: The axis types of a TCZYX image.
 TCZYX_TYPES = ("time", "channel", "space", "space", "space")
+#: The translation of an image that has none.
+NO_TRANSLATION = (0.0, 0.0, 0.0, 0.0, 0.0)
+#: Coordinate transformations as ``(("scale", values), ("translation", values), ...)``.
+Transforms = tuple[tuple[str, tuple[float, ...]], ...]
 
 
 @dataclass(frozen=True)
@@ -42,10 +53,13 @@ class PositionInfo:
         The position's key in its plate (``"A/1/0"``), or its folder name for
         a store that is a single position.
     shape, dtype, chunks, shards
-        Of the full-resolution TCZYX array ``0``; ``shards`` is None when the
-        array is not sharded.
-    axes, units, scale
-        Axis names, units (None when absent) and the per-axis scale of level 0.
+        Of the full-resolution array as TCZYX (an axis the image lacks has
+        length 1 here); ``shards`` is None when the array is not sharded.
+    axes
+        The axes the image has, lower case, in TCZYX order: ``("c", "z", "y",
+        "x")`` for an image without time, say.
+    units, scale
+        Units (None when absent) and the per-axis scale of level 0, TCZYX.
     channel_names
         From the omero labels, else ``"channel 0"``, ``"channel 1"``, ...
     zarr_format, ome_version
@@ -55,6 +69,12 @@ class PositionInfo:
     level_grids
         Where the arrays of pyramid levels 1, 2, ... are (the multiscale's
         further datasets, each TCZYX with the same T and C); empty without a pyramid.
+    translation
+        The per-axis translation of level 0 (zeros when it has none): where
+        the centre of voxel 0 sits in physical space.
+    shared_transforms
+        The multiscale's own coordinate transformations, applied after
+        level 0's (rarely written; empty when there are none).
     """
 
     path: str
@@ -74,11 +94,22 @@ class PositionInfo:
     key_prefix: str = "c/"
     key_separator: str = "/"
     level_grids: tuple[ChunkGrid, ...] = ()
+    translation: tuple[float, ...] = NO_TRANSLATION
+    shared_transforms: Transforms = ()
 
     @property
     def levels(self) -> int:
         """Resolution levels in the multiscale: 1 without a pyramid."""
         return 1 + len(self.level_grids)
+
+    def world(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Return the scale and translation from level-0 voxels to physical space."""
+        return world_geometry(self.scale, self.translation, self.shared_transforms)
+
+    @property
+    def array_axes(self) -> str:
+        """The axes the stored array has, as a string (``"tczyx"``, ``"czyx"``, ...)."""
+        return "".join(self.axes)
 
     @property
     def array_path(self) -> str:
@@ -95,6 +126,7 @@ class PositionInfo:
             self.key_prefix,
             self.key_separator,
             "zarr.json" if self.zarr_format == 3 else ".zarray",
+            axes=self.array_axes,
         )
 
     def pyramid_grid(self, levels: int) -> ChunkGrid:
@@ -131,7 +163,7 @@ class PositionInfo:
         """Open the full-resolution array with tensorstore (see :func:`.arrays.open_array`)."""
         from napari_process_position.store.arrays import open_array
 
-        return open_array(self.array_path, self.zarr_format, write=write)
+        return open_array(self.array_path, self.zarr_format, write=write, axes=self.array_axes)
 
     @property
     def write_grid(self) -> tuple[int, ...]:
@@ -196,7 +228,7 @@ class StoreInfo:
 
 @dataclass(frozen=True)
 class OutputLayout:
-    """What an output position looks like: shape, dtype, scale and channel names.
+    """What an output position looks like: shape, dtype, scale, channel names and translation.
 
     ``levels`` is the number of resolution levels (1: level 0 only; see
     :mod:`napari_process_position.core.pyramid` for the shapes of the others).
@@ -208,6 +240,69 @@ class OutputLayout:
     channel_names: tuple[str, ...]
     units: tuple[str | None, ...] = ("second", None, "micrometer", "micrometer", "micrometer")
     levels: int = 1
+    translation: tuple[float, ...] = NO_TRANSLATION
+    shared_transforms: Transforms = ()
+    #: The axes the output array has (the input's, in TCZYX order); shape, scale and
+    #: translation are TCZYX all the same.
+    axes: str = "tczyx"
+
+    def world(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Return the scale and translation from output voxels to physical space."""
+        return world_geometry(self.scale, self.translation, self.shared_transforms)
+
+
+def on_axes(values: Sequence[Any], axes: str) -> list[Any]:
+    """Return the entries of TCZYX ``values`` for the axes ``axes`` (``"czyx"``, ...)."""
+    return [v for v, a in zip(values, "tczyx", strict=True) if a in axes]
+
+
+def to_tczyx(values: Sequence[Any], axes: str, missing: Any) -> tuple[Any, ...]:
+    """Return per-axis ``values`` of the axes ``axes`` as TCZYX, ``missing`` where absent."""
+    given = dict(zip(axes, values, strict=True))
+    return tuple(given.get(a, missing) for a in "tczyx")
+
+
+def world_geometry(
+    scale: tuple[float, ...], translation: tuple[float, ...], after: Transforms = ()
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Compose a level's scale and translation with the transformations ``after`` it.
+
+    Examples
+    --------
+    >>> world_geometry((1.0, 2.0), (0.0, 1.0), (("scale", (1.0, 3.0)), ("translation", (0, 5))))
+    ((1.0, 6.0), (0.0, 8.0))
+    """
+    s, t = [float(v) for v in scale], [float(v) for v in translation]
+    for kind, values in after:
+        if kind == "scale":
+            s = [a * float(b) for a, b in zip(s, values, strict=True)]
+            t = [a * float(b) for a, b in zip(t, values, strict=True)]
+        elif kind == "translation":
+            t = [a + float(b) for a, b in zip(t, values, strict=True)]
+    return tuple(s), tuple(t)
+
+
+def moved_origin(
+    translation: tuple[float, ...], scale: tuple[float, ...], new_scale: tuple[float, ...]
+) -> tuple[float, ...]:
+    """Return the translation of an output whose voxels are ``new_scale`` instead of ``scale``.
+
+    A voxel's coordinates are those of its centre. When a transform makes
+    voxels ``k`` times larger along an axis (binning, a projection), output
+    voxel 0 covers input voxels ``0 .. k-1``, so its centre lies half the
+    difference of the voxel sizes further on: ``t + (new - old) / 2``, as
+    ngff-zarr places the levels of its pyramids. An axis whose voxel size is
+    unchanged keeps its translation.
+
+    Examples
+    --------
+    >>> moved_origin((0.0, 10.0, 20.0), (1.0, 0.5, 0.5), (1.0, 1.0, 1.0))
+    (0.0, 10.25, 20.25)
+    """
+    return tuple(
+        float(t) if n == s else float(t) + (float(n) - float(s)) / 2
+        for t, s, n in zip(translation, scale, new_scale, strict=True)
+    )
 
 
 def layout_differences(info: PositionInfo, layout: OutputLayout) -> list[str]:
@@ -217,6 +312,8 @@ def layout_differences(info: PositionInfo, layout: OutputLayout) -> list[str]:
     Nuclei, this run writes Membrane"``.
     """
     found: list[str] = []
+    if info.array_axes != layout.axes:
+        found.append(f"its axes are {info.array_axes}, this run writes {layout.axes}")
     have, want = info.shape, layout.shape
     if have[0] != want[0]:
         found.append(f"it has {have[0]} time points, this run writes {want[0]}")
@@ -237,4 +334,8 @@ def layout_differences(info: PositionInfo, layout: OutputLayout) -> list[str]:
         found.append(f"its voxel size is {info.scale[2:]}, this run writes {layout.scale[2:]}")
     if info.levels != layout.levels:
         found.append(f"it has {info.levels} resolution level(s), this run writes {layout.levels}")
+    if not np.allclose(info.translation[2:], layout.translation[2:], rtol=1e-9, atol=1e-12):
+        found.append(
+            f"its translation is {info.translation[2:]}, this run writes {layout.translation[2:]}"
+        )
     return found

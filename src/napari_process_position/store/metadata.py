@@ -1,8 +1,8 @@
 """Reading OME-Zarr metadata: plates, wells and positions, v0.4 (Zarr v2) and v0.5 (Zarr v3).
 
 We read the JSON ourselves (so a missing or broken file gets one line naming
-it), check what this package needs that the specification leaves open (five
-axes in TCZYX order, array ``0`` with five dimensions), and let yaozarrs's
+it), check what this package needs that the specification leaves open (axes in
+TCZYX order, some of t, c, z possibly missing: :mod:`.axes`), and let yaozarrs's
 pydantic models of the specification validate the plate, well and image
 attributes; the values come from the validated models. Not imported by
 spawned workers (pydantic).
@@ -20,7 +20,8 @@ import numpy as np
 
 from napari_process_position.core.errors import InvalidStoreError, StoreNotFoundError
 from napari_process_position.core.records import ChunkGrid
-from napari_process_position.store.layout import TCZYX_TYPES, PositionInfo, StoreInfo
+from napari_process_position.store.axes import check_axes
+from napari_process_position.store.layout import PositionInfo, StoreInfo, to_tczyx
 
 __all__ = ["group_attrs", "is_zarr_group", "open_store", "read_position"]
 
@@ -259,37 +260,6 @@ def _parse_array_meta(array_path: Path) -> dict[str, Any]:
 # -- positions -------------------------------------------------------------------------------
 
 
-def _check_tczyx(root: Path, multiscale: Mapping[str, Any]) -> None:
-    """Check what this package needs beyond the specification: TCZYX axes, numeric scales."""
-    axes = multiscale.get("axes")
-    if not isinstance(axes, list) or not axes:
-        raise InvalidStoreError(f"{root}: multiscales metadata has no axes")
-    names = tuple(str(a.get("name", "")).lower() if isinstance(a, dict) else str(a) for a in axes)
-    types = tuple(a.get("type") if isinstance(a, dict) else None for a in axes)
-    types_ok = len(types) == 5 and all(
-        t is None or t == e for t, e in zip(types, TCZYX_TYPES, strict=True)
-    )
-    if names != ("t", "c", "z", "y", "x") or not types_ok:
-        shown = "/".join(names)
-        if names == ("t", "c", "z", "y", "x"):
-            shown += " of types " + ", ".join(str(t) for t in types)
-        raise InvalidStoreError(
-            f"{root}: axes are {shown}, expected t/c/z/y/x (time, channel, space, space, space)"
-        )
-    for dataset in multiscale.get("datasets") or []:
-        for transform in (dataset or {}).get("coordinateTransformations") or []:
-            values = transform.get("scale") if isinstance(transform, dict) else None
-            if values is not None and (
-                not isinstance(values, list)
-                or len(values) != 5
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-            ):
-                raise InvalidStoreError(
-                    f"{root}: the scale of dataset {dataset.get('path', '?')!r} is not five "
-                    f"numbers: {values!r}"
-                )
-
-
 def _channel_names(omero: Any, zarr_format: int, n_channels: int) -> list[str]:
     """Channel labels from the omero metadata (lenient: it is optional and often partial)."""
     from pydantic import ValidationError
@@ -366,7 +336,8 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
         The folder does not exist (also a ``FileNotFoundError``).
     InvalidStoreError
         The metadata is missing or malformed or breaks the specification, the
-        axes are not TCZYX, or array ``0`` is missing or not five-dimensional.
+        axes are not t, c, z, y, x in this order (any of t, c, z may be
+        missing), or level 0's array is missing or has another dimensionality.
     """
     root = Path(path).expanduser().resolve()
     if key is not None and not root.exists():
@@ -375,39 +346,54 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
     raw = attrs.get("multiscales")
     if not isinstance(raw, list) or not raw or not isinstance(raw[0], dict):
         raise InvalidStoreError(f"{root} has no OME-Zarr 'multiscales' metadata")
-    _check_tczyx(root, raw[0])
+    axes = check_axes(root, raw[0])
     image = _validated(
         _models(zarr_format).Image, {k: v for k, v in attrs.items() if k != "omero"}, root
     )
     multiscale = image.multiscales[0]
     level0 = multiscale.datasets[0]
     array_name = str(level0.path)
-    scale = [1.0] * 5
+    scale: tuple[float, ...] = (1.0,) * 5
+    translation: tuple[float, ...] = (0.0,) * 5
     for transform in level0.coordinateTransformations:
         if getattr(transform, "type", None) == "scale":
-            scale = [float(v) for v in transform.scale]
+            scale = to_tczyx([float(v) for v in transform.scale], axes, 1.0)
+        elif getattr(transform, "type", None) == "translation":
+            translation = to_tczyx([float(v) for v in transform.translation], axes, 0.0)
     meta = _array_meta(root / array_name)
-    if len(meta["shape"]) != 5:
+    if len(meta["shape"]) != len(axes):
         raise InvalidStoreError(
-            f"{root / array_name}: array has {len(meta['shape'])} dimensions, expected 5 (TCZYX)"
+            f"{root / array_name}: array has {len(meta['shape'])} dimensions, expected "
+            f"{len(axes)} ({axes.upper()})"
         )
+    shared = tuple(
+        (
+            str(t.type),
+            to_tczyx([float(v) for v in getattr(t, str(t.type))], axes, float(t.type == "scale")),
+        )
+        for t in multiscale.coordinateTransformations or ()
+        if getattr(t, "type", None) in ("scale", "translation")
+    )
+    shape = to_tczyx(meta["shape"], axes, 1)
     version = getattr(multiscale, "version", None) or getattr(image, "version", None)
     return PositionInfo(
         level_grids=_level_grids(root, [str(d.path) for d in multiscale.datasets[1:]], meta),
         path=str(root),
         key=key if key is not None else root.name,
-        shape=meta["shape"],
+        shape=shape,
         dtype=meta["dtype"],
-        chunks=meta["chunks"],
-        shards=meta["shards"],
-        axes=tuple(a.name.lower() for a in multiscale.axes),
-        units=tuple(getattr(a, "unit", None) for a in multiscale.axes),
-        scale=tuple(scale),
-        channel_names=tuple(_channel_names(attrs.get("omero"), zarr_format, meta["shape"][1])),
+        chunks=to_tczyx(meta["chunks"], axes, 1),
+        shards=to_tczyx(meta["shards"], axes, 1) if meta["shards"] else None,
+        axes=tuple(axes),
+        units=to_tczyx([getattr(a, "unit", None) for a in multiscale.axes], axes, None),
+        scale=scale,
+        channel_names=tuple(_channel_names(attrs.get("omero"), zarr_format, shape[1])),
         zarr_format=meta["zarr_format"],
         ome_version=str(version or ("0.5" if zarr_format == 3 else "0.4")),
         fill_value=meta["fill_value"],
         array_name=array_name,
         key_prefix=meta["key_prefix"],
         key_separator=meta["key_separator"],
+        translation=tuple(translation),
+        shared_transforms=shared,
     )

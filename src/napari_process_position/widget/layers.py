@@ -54,10 +54,17 @@ class Outputs:
     layers: list[Image | None] = field(default_factory=list)
     #: How many of the layers are new (added to the viewer, not reused).
     adding: int = 0
+    #: Where voxel 0 sits (t, z, y, x), so that outputs overlay their input.
+    translate: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
 
     def ready(self, index: int) -> bool:
         """Tell whether the layer of output ``index`` exists."""
         return self.layers[index] is not None
+
+
+def tzyx(values: tuple[float, ...]) -> tuple[float, ...]:
+    """Return the (t, z, y, x) entries of per-axis TCZYX ``values`` (a scale, a translation)."""
+    return (values[0], *values[2:])
 
 
 def has(viewer: napari.viewer.Viewer, layer: Image) -> bool:
@@ -111,12 +118,13 @@ def set_input(
     data = CachedInput(info, c, meta["times"])
     if clim is None and (layer is None or layer_meta(layer).get("path") != info.path):
         clim = input_limits(info, [c], 0).get(c, (0.0, 1.0))
-    scale = (info.scale[0], *info.scale[2:])
+    scale, translate = (tzyx(values) for values in info.world())
     if layer is None or not has(viewer, layer):
         viewer.add_image(
             data,
             name=name,
             scale=scale,
+            translate=translate,
             contrast_limits=clim,
             metadata={METADATA_KEY: meta},
             colormap=channel_color(c, info.shape[1]).colormap,
@@ -134,6 +142,8 @@ def set_input(
     layer.data = data
     if not np.allclose(layer.scale, scale):
         layer.scale = scale
+    if not np.allclose(layer.translate, translate):
+        layer.translate = translate
     if clim is not None:
         layer.contrast_limits_range = clim
         layer.contrast_limits = clim
@@ -153,6 +163,7 @@ def set_output(viewer: napari.viewer.Viewer, outputs: Outputs, i: int, layer: Im
             data,
             name=outputs.names[i],
             scale=outputs.scale,
+            translate=outputs.translate,
             contrast_limits=(0.0, 1.0),
             metadata=meta,
             colormap=channel_color(i, len(outputs.names)).colormap,
@@ -166,6 +177,8 @@ def set_output(viewer: napari.viewer.Viewer, outputs: Outputs, i: int, layer: Im
             layer.metadata = meta
         if not np.allclose(layer.scale, outputs.scale):
             layer.scale = outputs.scale
+        if not np.allclose(layer.translate, outputs.translate):
+            layer.translate = outputs.translate
         layer.data = data  # the previous run's array is released
         colormap = channel_color(i, len(outputs.names)).colormap
         if layer.colormap.name != colormap:  # (a new colormap costs a shader build)
@@ -197,9 +210,10 @@ def existing_outputs(
         names,
         shape,
         np.dtype(layout.dtype),
-        (layout.scale[0], *layout.scale[2:]),
+        tzyx(layout.world()[0]),
         [layer_meta(layer) for layer in layers],
         layers,
+        translate=tzyx(layout.world()[1]),
     )
 
 

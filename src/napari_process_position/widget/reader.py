@@ -41,6 +41,7 @@ def layer_data(path: str | os.PathLike[str], key: str | None = None) -> list[Lay
     key = key or store.position_keys[0]
     info = read_position(store.position_path(key), key)
     source = info.open_array()
+    scale, translate = info.world()
     prefix = f"{key} " if store.kind == "plate" and len(store.position_keys) > 1 else ""
     layers: list[LayerData] = []
     for c, name in enumerate(info.channel_names):
@@ -49,7 +50,8 @@ def layer_data(path: str | os.PathLike[str], key: str | None = None) -> list[Lay
                 source[:, c],
                 {
                     "name": f"{prefix}{name}",
-                    "scale": (info.scale[0], *info.scale[2:]),
+                    "scale": (scale[0], *scale[2:]),
+                    "translate": (translate[0], *translate[2:]),
                     "contrast_limits": _contrast(source, info, c),
                     "colormap": channel_color(c, info.shape[1]).colormap,
                     "blending": "additive",

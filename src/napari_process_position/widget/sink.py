@@ -190,9 +190,10 @@ class LayerSink:
             names,
             (layout.shape[0], *layout.shape[2:]),
             np.dtype(layout.dtype),
-            (layout.scale[0], *layout.scale[2:]),
+            layers.tzyx(layout.world()[0]),
             meta,
             [None] * len(names),
+            translate=layers.tzyx(layout.world()[1]),
         )
         # A new run or preview replaces what was pending for the old layers.
         self._drop_changes("output")
