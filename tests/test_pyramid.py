@@ -137,19 +137,35 @@ def test_more_levels_than_the_output_has_is_refused(tmp_path):
         stream_position("npp_test_transforms:scale_offset", src, out, pyramid_levels=3)
 
 
+VALIDATE = """
+import importlib, json, sys
+import zarr
+image = importlib.import_module(f"ome_zarr_models.v0{sys.argv[2][-1]}.image").Image
+model = image.from_zarr(zarr.open_group(sys.argv[1], mode="r"))
+datasets = model.ome_attributes.multiscales[0].datasets
+print(json.dumps([[d.path, list(d.coordinateTransformations[0].scale)] for d in datasets]))
+"""
+
+
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
 def test_multiscale_metadata_validates_with_ome_zarr_models(tmp_path, version):
-    import importlib
-
-    import zarr
+    import json
+    import subprocess
+    import sys
 
     _src, out = _output(tmp_path, version, "uint16")
-    group = zarr.open_group(str(out), mode="r")
-    image = importlib.import_module(f"ome_zarr_models.v0{version[-1]}.image").Image
-    model = image.from_zarr(group)
-    datasets = model.ome_attributes.multiscales[0].datasets
-    assert [d.path for d in datasets] == ["0", "1", "2"]
-    scales = [list(d.coordinateTransformations[0].scale) for d in datasets]
+    # In a fresh interpreter: once ngio is imported (the peer tests), ome-zarr-models rejects
+    # valid v0.4 metadata in the same process.
+    proc = subprocess.run(
+        [sys.executable, "-c", VALIDATE, str(out), version],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    datasets = json.loads(proc.stdout)
+    assert [path for path, _ in datasets] == ["0", "1", "2"]
+    scales = [scale for _, scale in datasets]
     assert scales == [[1, 1, 2, 0.5, 0.5], [1, 1, 4, 1, 1], [1, 1, 8, 2, 2]]
 
 
