@@ -201,9 +201,10 @@ class Controller:
         self.launcher.stop(getattr(run, "worker", None))
         self._cancelling = run
         if run.pool is not None and run.pool is self.pool:
-            # The engine stops (kills) the cancelled run's workers from its own thread;
-            # the next run gets a fresh pool, warmed now, so the two never share one.
-            run.pool.closed = True  # nothing may start workers in it again
+            # The cancelled run's workers are killed off the main thread (the engine would
+            # kill them too, but a run cancelled before its first task never reaches the
+            # engine); the next run gets a fresh pool, warmed now, so the two never share one.
+            self.launcher.start(run.pool.close)
             self.pool = None
             if rewarm and not self.closed and self.mode(run.config) == "processes":
                 self.ensure_pool(run.config.num_workers, warm=True, transform=run.config.transform)
