@@ -17,7 +17,7 @@ import numpy as np
 
 from napari_process_position.store.colors import channel_color
 from napari_process_position.store.layout import OutputLayout, PositionInfo
-from napari_process_position.widget.cached_input import CachedInput
+from napari_process_position.widget.cached_array import CachedArray
 from napari_process_position.widget.helpers import METADATA_KEY, layer_meta
 from napari_process_position.widget.jobs import input_limits
 
@@ -31,6 +31,7 @@ __all__ = [
     "find_input",
     "has",
     "input_layers",
+    "keep_on_screen",
     "move_to",
     "output_layers",
     "output_names",
@@ -54,6 +55,8 @@ class Outputs:
     layers: list[Image | None] = field(default_factory=list)
     #: How many of the layers are new (added to the viewer, not reused).
     adding: int = 0
+    #: The output position the run writes (its layers show it lazily), or None (in memory).
+    store: PositionInfo | None = None
 
     def ready(self, index: int) -> bool:
         """Tell whether the layer of output ``index`` exists."""
@@ -108,7 +111,7 @@ def set_input(
     clim: tuple[float, float] | None,
 ) -> None:
     """Show channel ``c`` of ``info`` in ``layer`` (refitted), or in a new layer."""
-    data = CachedInput(info, c, meta["times"])
+    data = CachedArray(info, c, meta["times"])
     if clim is None and (layer is None or layer_meta(layer).get("path") != info.path):
         clim = input_limits(info, [c], 0).get(c, (0.0, 1.0))
     scale = (info.scale[0], *info.scale[2:])
@@ -145,8 +148,17 @@ def output_names(layout: OutputLayout, display: str) -> list[str]:
 
 
 def set_output(viewer: napari.viewer.Viewer, outputs: Outputs, i: int, layer: Image | None) -> None:
-    """Make output ``i`` of ``outputs``: refit ``layer`` (renamed, new zeros) or add one."""
-    data = np.zeros(outputs.shape, outputs.dtype)  # calloc: pages appear as volumes do
+    """Make output ``i`` of ``outputs``: refit ``layer`` (renamed, new data) or add one.
+
+    Over a store, the data is a lazy view of channel ``i`` of the output array
+    (it costs what is on screen); without one, zeros in memory that the volumes
+    fill.
+    """
+    data: Any
+    if outputs.store is not None:
+        data = CachedArray(outputs.store, i, None)
+    else:
+        data = np.zeros(outputs.shape, outputs.dtype)  # calloc: pages appear as volumes do
     meta = {METADATA_KEY: outputs.meta[i]}
     if layer is None or not has(viewer, layer):
         layer = viewer.add_image(
@@ -171,6 +183,20 @@ def set_output(viewer: napari.viewer.Viewer, outputs: Outputs, i: int, layer: Im
         if layer.colormap.name != colormap:  # (a new colormap costs a shader build)
             layer.colormap = colormap
     outputs.layers[i] = layer
+
+
+def keep_on_screen(viewer: napari.viewer.Viewer, layer: Image, t: int, volume: np.ndarray) -> None:
+    """Have ``layer`` (over a store) hold the slice of ``volume`` it shows at ``t``.
+
+    A plane in 2D (a copy: the volume is released), the whole volume in 3D.
+    """
+    if viewer.dims.ndisplay == 3:
+        layer.data.keep(t, (), volume)
+        return
+    step = viewer.dims.current_step
+    z_axis = time_axis(viewer, layer) + 1
+    z = min(int(step[z_axis]) if z_axis < len(step) else 0, len(volume) - 1)
+    layer.data.keep(t, (z,), np.array(volume[z]))
 
 
 def existing_outputs(
