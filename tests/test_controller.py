@@ -138,6 +138,7 @@ class ArraySink:
         shown=None,
         follow=True,
         stored=False,
+        plane=None,
     ):
         if not valid():
             return
@@ -152,6 +153,9 @@ class ArraySink:
 
     def when_shown(self, callback):
         callback()
+
+    def plane_on_screen(self):
+        return None  # (whole volumes, as in 3D)
 
     def drop_pending(self):
         pass

@@ -406,3 +406,14 @@ def test_a_run_s_layers_are_lazy_views_of_its_output_store(widget, qtbot, demo, 
         other = (t + 1) % written.shape[0]  # the run's, from the store
         np.testing.assert_array_equal(layer.data[other], written[other, c])
     np.testing.assert_array_equal(store.read().result(), written)
+
+    # In 3D the layers are redrawn from whole volumes, read back from the store.
+    w.viewer.dims.ndisplay = 3
+    w.overwrite.value = True
+    assert run(qtbot, w)["outcome"] == "done", w.status.value
+    written = store.read().result()  # (sigma_y 3 now)
+    t = int(w.viewer.dims.current_step[0])
+    for c, layer in enumerate(output_layers(w)):
+        assert layer.data.held_bytes() <= 4 * written[0, c].nbytes
+        np.testing.assert_array_equal(np.asarray(layer._data_view), written[t, c])
+        np.testing.assert_array_equal(np.asarray(layer.data), written[:, c])

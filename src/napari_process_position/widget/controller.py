@@ -225,6 +225,7 @@ class Controller:
     def _on_prepared(self, run: Run, event: RunPrepared) -> None:
         batch, limits = event.batch, event.input_limits
         run.prepared_at = time.perf_counter()
+        run.plane = self.sink.plane_on_screen()
         run.total = batch.total
         key = batch.keys[0]
         info = batch.inputs[key]
@@ -267,7 +268,9 @@ class Controller:
                 valid=lambda: run.outcome != "cancelled",
                 shown=shown,
                 stored=event.result.status in ("written", "resumed"),
+                plane=event.plane,
             )
+            run.plane = self.sink.plane_on_screen()  # (what the next volume is read back for)
         run.shown_times.add(t)
         self.view.show_progress(run.done, run.total)
         if run.total:

@@ -53,10 +53,12 @@ class VolumeFinished:
     result: Result
     #: The output channel (index into the run's channels).
     channel: int
-    #: The ZYX volume to show (None: nothing to show, the layer keeps zeros).
+    #: The ZYX volume to show (None: nothing to show, the layer keeps zeros), or one plane.
     volume: np.ndarray | None
     #: Contrast limits, sent with the first volume of each channel.
     limits: Limits | None
+    #: The Z index of ``volume`` when it is one YX plane of a volume written to the store.
+    plane: int | None = None
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,8 @@ class Run:
     done: int = 0
     outputs: Any = None
     worker: Any = None
+    #: The Z plane the output layers show (None in 3D): what is read back of a written volume.
+    plane: int | None = None
     #: The end of the run is decided (it waits for its volumes to be on screen).
     ending: bool = False
     clim_set: set[int] = field(default_factory=set)
@@ -203,16 +205,21 @@ def run_events(run: Run) -> Iterator[Event]:
         for _key, result in batch:
             out_c = result.output_channels
             index = out_c[0] if isinstance(out_c, tuple) else int(out_c)  # type: ignore[arg-type]
-            volume = result.volume
+            volume, plane = result.volume, None
             if volume is None and result.status in ("written", "resumed") and reader is not None:
-                volume = reader[result.output_time_index, index].read().result()
+                # Read back what the layers show: the plane on screen (the volume in 3D).
+                where: tuple[int, ...] = (result.output_time_index, index)
+                if run.plane is not None:
+                    plane = min(run.plane, written.shape[2] - 1)  # type: ignore[union-attr]
+                    where = (*where, plane)
+                volume = reader[where].read().result()
             elif volume is not None and volume.ndim == 4:
                 volume = volume[0]
             limits = None
             if volume is not None and index not in seen:
                 seen.add(index)
                 limits = display_limits(volume)
-            yield VolumeFinished(result, index, volume, limits)
+            yield VolumeFinished(result, index, volume, limits, plane)
         yield RunEnded(batch)
     except Exception as exc:  # reported by the widget, with the (t, c) when known
         yield Failed(exc)

@@ -185,11 +185,17 @@ def set_output(viewer: napari.viewer.Viewer, outputs: Outputs, i: int, layer: Im
     outputs.layers[i] = layer
 
 
-def keep_on_screen(viewer: napari.viewer.Viewer, layer: Image, t: int, volume: np.ndarray) -> None:
+def keep_on_screen(
+    viewer: napari.viewer.Viewer, layer: Image, t: int, volume: np.ndarray, plane: int | None
+) -> None:
     """Have ``layer`` (over a store) hold the slice of ``volume`` it shows at ``t``.
 
-    A plane in 2D (a copy: the volume is released), the whole volume in 3D.
+    A plane in 2D (a copy: the volume is released), the whole volume in 3D;
+    ``volume`` may be Z plane ``plane`` only, which is held as it is.
     """
+    if plane is not None:
+        layer.data.keep(t, (plane,), volume)
+        return
     if viewer.dims.ndisplay == 3:
         layer.data.keep(t, (), volume)
         return

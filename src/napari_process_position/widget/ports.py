@@ -104,11 +104,16 @@ class Sink(Protocol):
         shown: Callable[[], None] | None = None,
         follow: bool = True,
         stored: bool = False,
+        plane: int | None = None,
     ) -> None:
         """Copy ``volume`` into output ``index`` at time ``t``; ``shown()`` once it is on screen.
 
-        ``stored``: it is in the output store already; layers over it only show it.
+        ``stored``: it is in the output store already; layers over it only show it
+        (``volume`` may then be its Z plane ``plane``).
         """
+
+    def plane_on_screen(self) -> int | None:
+        """Return the Z index the output layers show (None in 3D: they show whole volumes)."""
 
     def when_shown(self, callback: Callable[[], None]) -> None:
         """Call back once every volume handed over is copied in and refreshed."""

@@ -76,6 +76,8 @@ class _Copy:
     follow: bool
     #: The volume is in the layer's store already (a run's): keep what is on screen.
     stored: bool = False
+    #: ``volume`` is this Z plane of the volume (a stored one), not the volume.
+    plane: int | None = None
     z0: int = 0
 
 
@@ -265,16 +267,25 @@ class LayerSink:
         shown: Callable[[], None] | None = None,
         follow: bool = True,
         stored: bool = False,
+        plane: int | None = None,
     ) -> None:
         """Queue ``volume`` for output ``index`` at time ``t``; ``shown()`` once on screen.
 
         ``stored``: the volume is in the output store already (a run's); a layer
-        over that store keeps only the slice on screen, nothing is copied.
+        over that store keeps only the slice on screen, nothing is copied; ``volume``
+        may then be its Z plane ``plane`` only.
         """
         self._copies.append(
-            _Copy(outputs, index, t, volume, where, limits, valid, shown, follow, stored)
+            _Copy(outputs, index, t, volume, where, limits, valid, shown, follow, stored, plane)
         )
         self._schedule(0)
+
+    def plane_on_screen(self) -> int | None:
+        """Return the Z index the output layers show (None in 3D: they show whole volumes)."""
+        dims = self._viewer.dims
+        if dims.ndisplay == 3:
+            return None
+        return int(dims.current_step[dims.ndim - 3]) if dims.ndim >= 3 else 0
 
     def when_shown(self, callback: Callable[[], None]) -> None:
         """Call back once every queued change and volume is in and refreshed."""
@@ -343,7 +354,7 @@ class LayerSink:
                 continue
             volume, z0, z1 = item.volume, item.z0, len(item.volume)
             if item.stored and isinstance(layer.data, CachedArray):
-                layers.keep_on_screen(self._viewer, layer, item.t, volume)
+                layers.keep_on_screen(self._viewer, layer, item.t, volume, item.plane)
             else:  # a slab of planes (into a region, for a region preview)
                 per_plane = max(1, volume[0].nbytes if volume.ndim else 1)
                 z1 = min(len(volume), z0 + max(1, COPY_SLAB_BYTES // per_plane))
