@@ -33,9 +33,11 @@ __all__ = [
     "input_layers",
     "keep_on_screen",
     "move_to",
+    "new_outputs",
     "output_layers",
     "output_names",
     "remove",
+    "reusable_outputs",
     "set_input",
     "set_output",
     "time_axis",
@@ -145,6 +147,43 @@ def set_input(
 def output_names(layout: OutputLayout, display: str) -> list[str]:
     """Return the output layers' names: ``<channel> [<transform>]``."""
     return [f"{channel} [{display}]" for channel in layout.channel_names]
+
+
+def new_outputs(
+    layout: OutputLayout,
+    display: str,
+    output: str | None,
+    source: str,
+    store: PositionInfo | None,
+) -> Outputs:
+    """Return the record of a run's or preview's output layers, none made yet."""
+    names = output_names(layout, display)
+    meta = [
+        {"role": "output", "output": output, "channel": i, "input": source}
+        for i in range(len(names))
+    ]
+    return Outputs(
+        names,
+        (layout.shape[0], *layout.shape[2:]),
+        np.dtype(layout.dtype),
+        (layout.scale[0], *layout.scale[2:]),
+        meta,
+        [None] * len(names),
+        store=store,
+    )
+
+
+def reusable_outputs(
+    viewer: napari.viewer.Viewer, names: list[str]
+) -> tuple[list[Image | None], list[Image]]:
+    """Pick an existing output layer for each name (same name first), and those left over."""
+    existing = sorted(
+        (layer for layer in viewer.layers if layer_meta(layer).get("role") == "output"),
+        key=lambda layer: (layer.name not in names, layer_meta(layer).get("channel", 0)),
+    )
+    by_name = {layer.name: layer for layer in existing}
+    spare = [layer for layer in existing if layer.name not in names]
+    return [by_name.get(name) or (spare.pop(0) if spare else None) for name in names], spare
 
 
 def set_output(viewer: napari.viewer.Viewer, outputs: Outputs, i: int, layer: Image | None) -> None:

@@ -198,33 +198,14 @@ class LayerSink:
         made (or renamed and given their new data) one per turn; volumes for a
         layer not made yet wait for it.
         """
-        names = layers.output_names(layout, display)
-        meta = [
-            {"role": "output", "output": output, "channel": i, "input": source}
-            for i in range(len(names))
-        ]
-        outputs = Outputs(
-            names,
-            (layout.shape[0], *layout.shape[2:]),
-            np.dtype(layout.dtype),
-            (layout.scale[0], *layout.scale[2:]),
-            meta,
-            [None] * len(names),
-            store=store,
-        )
+        outputs = layers.new_outputs(layout, display, output, source, store)
         # A new run or preview replaces what was pending for the old layers.
         self._drop_changes("output")
         self._copies.clear()
         self._dirty.clear()
         self._follower.clear()
-        existing = sorted(
-            (layer for layer in self._viewer.layers if layer_meta(layer).get("role") == "output"),
-            key=lambda layer: (layer.name not in names, layer_meta(layer).get("channel", 0)),
-        )
-        by_name = {layer.name: layer for layer in existing}
-        spare = [layer for layer in existing if layer.name not in names]
-        for i, name in enumerate(names):
-            layer = by_name.get(name) or (spare.pop(0) if spare else None)
+        reused, spare = layers.reusable_outputs(self._viewer, outputs.names)
+        for i, layer in enumerate(reused):
             outputs.adding += layer is None
             self._changes.append(
                 ("output", partial(layers.set_output, self._viewer, outputs, i, layer))
