@@ -27,7 +27,7 @@ from napari_process_position.batch.preview import open_source, preview_volume, r
 from napari_process_position.batch.run import BatchRun
 from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.core.identity import digest_value
-from napari_process_position.core.memory import MemoryBudget, memory_budget
+from napari_process_position.core.memory import MemoryBudget, memory_budget, trim_heap
 from napari_process_position.core.sizes import size_text
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.layout import OutputLayout, PositionInfo
@@ -226,6 +226,9 @@ def run_events(run: Run) -> Iterator[Event]:
     finally:
         if batch is not None:
             batch.close()  # (ended before iterating: its output's locks go now)
+        # The run's threads freed their volumes into heaps glibc keeps: napari would hold
+        # the run's peak for as long as it lives.
+        trim_heap()
 
 
 def warm_pool(pool: ProcessPool, transform_ref: str | None) -> None:
