@@ -103,13 +103,15 @@ class ArraySink:
         self.made = 0
         self.arrays: dict[str, np.ndarray] = {}
         self.region = None
+        self.stores: list[Any] = []
 
     def show_inputs(self, info, times=None, limits=None, *, now=False):
         self.inputs_shown.append((info.path, times))
         return True
 
-    def outputs(self, layout, display, output, source):
+    def outputs(self, layout, display, output, source, *, store=None):
         self.made += 1
+        self.stores.append(store)
         shape = (layout.shape[0], *layout.shape[2:])
         names = [f"{c} [{display}]" for c in layout.channel_names]
         for name in names:
@@ -124,7 +126,19 @@ class ArraySink:
         return None
 
     def put(
-        self, outputs, index, t, volume, *, where=None, limits=None, valid, shown=None, follow=True
+        self,
+        outputs,
+        index,
+        t,
+        volume,
+        *,
+        where=None,
+        limits=None,
+        valid,
+        shown=None,
+        follow=True,
+        stored=False,
+        plane=None,
     ):
         if not valid():
             return
@@ -139,6 +153,9 @@ class ArraySink:
 
     def when_shown(self, callback):
         callback()
+
+    def plane_on_screen(self):
+        return None  # (whole volumes, as in 3D)
 
     def drop_pending(self):
         pass
@@ -408,12 +425,12 @@ def test_the_controller_side_imports_no_qt():
     assert out.stdout.strip() == "[]"
 
 
-def test_cached_input_serves_kept_planes_for_points_and_one_plane_slabs(plate):
-    from napari_process_position.widget.cached_input import CachedInput
+def test_cached_array_serves_kept_planes_for_points_and_one_plane_slabs(plate):
+    from napari_process_position.widget.cached_array import CachedArray
 
     store, data = plate
     info = read_position(str(store / "A/1/0"), "A/1/0")
-    layer_data = CachedInput(info, 1, [0, 2])  # the layer shows input times 0 and 2
+    layer_data = CachedArray(info, 1, [0, 2])  # the layer shows input times 0 and 2
     assert layer_data.shape == (2, 4, 16, 16)
     np.testing.assert_array_equal(layer_data[1, 3], data[2, 1, 3])  # from the store
     np.testing.assert_array_equal(layer_data[1:2, 3:4], data[2:3, 1, 3:4])
@@ -423,3 +440,71 @@ def test_cached_input_serves_kept_planes_for_points_and_one_plane_slabs(plate):
     np.testing.assert_array_equal(layer_data[1:2, 3:4], kept[np.newaxis, np.newaxis])
     np.testing.assert_array_equal(layer_data[1, 3, 2:5], kept[2:5])
     np.testing.assert_array_equal(layer_data[0, 3], data[0, 1, 3])  # not kept: read
+
+
+def test_cached_array_holds_written_regions_in_memory_and_leaves_the_store(plate):
+    from napari_process_position.widget.cached_array import CachedArray
+
+    store, data = plate
+    info = read_position(str(store / "A/1/0"), "A/1/0")
+    layer_data = CachedArray(info, 0, None)
+    layer_data[1, :, 2:5, 3:7] = -2.0  # (a region preview over a run's layer)
+    expected = data[:, 0].copy()
+    expected[1, :, 2:5, 3:7] = -2.0
+    np.testing.assert_array_equal(np.asarray(layer_data), expected)
+    np.testing.assert_array_equal(layer_data[1, 2], expected[1, 2])
+    assert layer_data.held_bytes() == expected[1].nbytes  # one volume, not the array
+    np.testing.assert_array_equal(info.open_array()[:, 0].read().result(), data[:, 0])
+
+
+def test_cached_array_keeps_a_bounded_number_of_bytes(plate, monkeypatch):
+    from napari_process_position.widget import cached_array
+
+    store, _data = plate
+    info = read_position(str(store / "A/1/0"), "A/1/0")
+    layer_data = cached_array.CachedArray(info, 0, None)
+    volume = np.zeros((4, 16, 16), np.float32)
+    monkeypatch.setattr(cached_array, "CACHE_BYTES", volume.nbytes)
+    layer_data.keep(0, (), volume)
+    layer_data.keep(1, (), volume + 1)
+    assert not layer_data.has(0, ()) and layer_data.has(1, ())
+    assert layer_data.held_bytes() == volume.nbytes
+    monkeypatch.setattr(cached_array, "CACHE_BYTES", 1)  # the newest is always kept
+    layer_data.keep(2, (), volume + 2)
+    assert layer_data.has(2, ()) and layer_data.held_bytes() == volume.nbytes
+
+
+def test_a_run_with_an_output_hands_its_store_to_the_layers(plate, tmp_path):
+    controller, _view, sink, launcher = make(plate, output=str(tmp_path / "out.zarr"))
+    controller.run()
+    launcher.finish_all()
+    assert controller.last_run["outcome"] == "done"
+    (store,) = sink.stores
+    assert store is not None and store.path == str(tmp_path / "out.zarr" / "A" / "1" / "0")
+
+
+def test_a_run_without_an_output_that_would_not_fit_in_memory_is_refused(plate, monkeypatch):
+    from napari_process_position.core.memory import MemoryBudget
+    from napari_process_position.widget import jobs
+
+    tight = MemoryBudget(available=20_000, source="a test's budget")  # the run needs 24 KiB
+    monkeypatch.setattr(jobs, "memory_budget", lambda: tight)
+    controller, view, sink, launcher = make(plate)
+    controller.run()
+    launcher.finish_all()
+    assert controller.state == "idle" and controller.last_run["outcome"] == "failed"
+    assert sink.made == 0 and sink.puts == 0, "nothing was computed or shown"
+    text, error = view.statuses[-1]
+    assert error and "every volume stays in memory: 24 KiB" in text
+    assert "a test's budget" in text and "choose an output store" in text
+
+
+def test_the_in_memory_check_passes_what_fits_and_unknown_budgets():
+    from napari_process_position.core.memory import MemoryBudget
+    from napari_process_position.store.layout import OutputLayout
+    from napari_process_position.widget.jobs import check_in_memory
+
+    layout = OutputLayout((2, 1, 4, 16, 16), "uint16", (1.0,) * 5, ("a",))  # 4 KiB
+    check_in_memory(layout, MemoryBudget(available=8192, source="x"))
+    with pytest.raises(ValueError, match="4 KiB"):
+        check_in_memory(layout, MemoryBudget(available=8191, source="x"))

@@ -368,3 +368,52 @@ def test_region_is_the_field_of_view_without_a_rectangle(make_napari_viewer, qtb
     assert not layer.data[0, :, :, x1:].any()
     w.close_pool()
     assert w.wait_for_background(10)
+
+
+# -- layers over the output store (#17) ------------------------------------------------------
+
+
+def test_a_run_s_layers_are_lazy_views_of_its_output_store(widget, qtbot, demo, tmp_path):
+    """No layer holds the run's array: napari shows the store, and a preview stays in memory."""
+    w = widget
+    w.transform.value = "gaussian_blur"
+    w.output_path.value = tmp_path / "out.zarr"
+    set_mode(w, "serial")
+    assert run(qtbot, w)["outcome"] == "done", w.status.value
+    store = read_position(tmp_path / "out.zarr" / "A" / "1" / "0").open_array()
+    written = store.read().result()
+    np.testing.assert_array_equal(written, engine_output(demo, tmp_path, w))
+    t, z = (int(step) for step in w.viewer.dims.current_step[:2])
+    for c, layer in enumerate(output_layers(w)):
+        assert not isinstance(layer.data, np.ndarray), "a layer holds an in-memory array"
+        assert layer.data.shape == written[:, c].shape
+        # It holds what is on screen (a plane or a few), not the channel's volumes.
+        assert layer.data.held_bytes() <= 4 * written[0, c, 0].nbytes
+        np.testing.assert_array_equal(np.asarray(layer._data_view), written[t, c, z])
+        np.testing.assert_array_equal(np.asarray(layer.data), written[:, c])
+        assert layer.contrast_limits[1] > 100  # from the data
+
+    # A preview over the run's layers shows its volume; the store keeps the run's.
+    before = shown_previews(w)
+    w.transform_params.sigma_y.value = 3.0
+    w.preview_button.clicked()
+    wait_for_preview(qtbot, w, before)
+    spec = get_transform("gaussian_blur")
+    params = spec.check_params(w.current_config().params)
+    for c, layer in enumerate(output_layers(w)):
+        expected = np.asarray(spec.func(raw_volume(demo, "A/1/0", t, c), **params))[0]
+        np.testing.assert_array_equal(layer.data[t], expected.astype(layer.data.dtype))
+        other = (t + 1) % written.shape[0]  # the run's, from the store
+        np.testing.assert_array_equal(layer.data[other], written[other, c])
+    np.testing.assert_array_equal(store.read().result(), written)
+
+    # In 3D the layers are redrawn from whole volumes, read back from the store.
+    w.viewer.dims.ndisplay = 3
+    w.overwrite.value = True
+    assert run(qtbot, w)["outcome"] == "done", w.status.value
+    written = store.read().result()  # (sigma_y 3 now)
+    t = int(w.viewer.dims.current_step[0])
+    for c, layer in enumerate(output_layers(w)):
+        assert layer.data.held_bytes() <= 4 * written[0, c].nbytes
+        np.testing.assert_array_equal(np.asarray(layer._data_view), written[t, c])
+        np.testing.assert_array_equal(np.asarray(layer.data), written[:, c])

@@ -29,6 +29,7 @@ __all__ = [
     "memory_budget",
     "memory_budgets",
     "rss_bytes",
+    "trim_heap",
 ]
 
 #: Each task is counted as its measured peak times this (a volume that compresses
@@ -79,6 +80,27 @@ def rss_bytes() -> int:
         return pages * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError, AttributeError):
         return 0
+
+
+def trim_heap() -> bool:
+    """Give the heap memory freed by this process back to the system (glibc's ``malloc_trim``).
+
+    glibc keeps what threads free in per-thread heaps: a long-lived process
+    (napari) that ran tasks in threads keeps the peak of their volumes resident
+    after they are freed, until it trims. Elsewhere (no glibc) this does nothing.
+
+    Returns
+    -------
+    bool
+        True when memory was given back.
+    """
+    import ctypes
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return False
+    return bool(trim(0))
 
 
 def _cgroup_budgets(cgroup_root: Path | None, proc_cgroup: Path | None) -> list[MemoryBudget]:

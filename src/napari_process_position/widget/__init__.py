@@ -13,7 +13,7 @@ smooth. It is three parts, in the shape ndv uses:
 - the **view** (``view``, ``controls``, ``params``, ``status``, ``watch``,
   ``settings``): the magicgui Container napari docks, its children, and the
   signals bound to the controller;
-- the **layer sink** (``sink``, ``layers``, ``follow``, ``cached_input``,
+- the **layer sink** (``sink``, ``layers``, ``follow``, ``cached_array``,
   ``region``): every napari layer operation, spread over the event loop.
 
 Also: ``reader`` and ``sample_data`` (napari's reader and sample data),

@@ -215,7 +215,7 @@ class Controller:
         if run is not self.current:
             return  # a cancelled or replaced run: drop its stale results
         if isinstance(event, RunPrepared):
-            self._on_prepared(run, event.batch, event.input_limits)
+            self._on_prepared(run, event)
         elif isinstance(event, VolumeFinished):
             self._on_volume(run, event)
         elif isinstance(event, RunEnded):
@@ -223,14 +223,18 @@ class Controller:
         elif isinstance(event, Failed):
             self._on_failed(run, event.error)
 
-    def _on_prepared(self, run: Run, batch: BatchRun, limits: dict[int, Any]) -> None:
+    def _on_prepared(self, run: Run, event: RunPrepared) -> None:
+        batch, limits = event.batch, event.input_limits
         run.prepared_at = time.perf_counter()
+        run.plane = self.sink.plane_on_screen()
         run.total = batch.total
         key = batch.keys[0]
         info = batch.inputs[key]
         display = batch.spec.display_name
         self.sink.show_inputs(info, batch.times, limits)
-        run.outputs = self.sink.outputs(batch.layouts[key], display, batch.config.output, info.path)
+        run.outputs = self.sink.outputs(
+            batch.layouts[key], display, batch.config.output, info.path, store=event.output
+        )
         if getattr(run.outputs, "adding", 0):
             self.sink.when_shown(run.layers_ready.set)  # the workers start once they exist
         else:
@@ -264,7 +268,10 @@ class Controller:
                 limits=event.limits if first else None,
                 valid=lambda: run.outcome != "cancelled",
                 shown=shown,
+                stored=event.result.status in ("written", "resumed"),
+                plane=event.plane,
             )
+            run.plane = self.sink.plane_on_screen()  # (what the next volume is read back for)
         run.shown_times.add(t)
         self.view.show_progress(run.done, run.total)
         if run.total:

@@ -16,7 +16,7 @@ import numpy as np
 from napari_process_position.batch.preview import PreviewResult
 from napari_process_position.batch.run import BatchRun
 from napari_process_position.core.tasks import Result
-from napari_process_position.store.layout import OutputLayout
+from napari_process_position.store.layout import OutputLayout, PositionInfo
 
 __all__ = [
     "Failed",
@@ -42,6 +42,8 @@ class RunPrepared:
     batch: BatchRun
     #: Contrast limits of the input channels (channel index -> limits).
     input_limits: dict[int, Limits]
+    #: The output position written (the output layers show it lazily); None for a preview.
+    output: PositionInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,12 @@ class VolumeFinished:
     result: Result
     #: The output channel (index into the run's channels).
     channel: int
-    #: The ZYX volume to show (None: nothing to show, the layer keeps zeros).
+    #: The ZYX volume to show (None: nothing to show, the layer keeps zeros), or one plane.
     volume: np.ndarray | None
     #: Contrast limits, sent with the first volume of each channel.
     limits: Limits | None
+    #: The Z index of ``volume`` when it is one YX plane of a volume written to the store.
+    plane: int | None = None
 
 
 @dataclass(frozen=True)

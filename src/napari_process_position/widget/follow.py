@@ -1,8 +1,9 @@
 """Following the newest time point while a run streams, never reading disk on the main thread.
 
-Before the time slider moves to a new time point, the input slices it would
-show are read by a background job (:func:`.jobs.read_inputs`) into the input
-layers' memory (:class:`.cached_input.CachedInput`); the slider moves once
+Before the time slider moves to a new time point, the slices it would show
+(of the input layers, and of output layers over a store) are read by a
+background job (:func:`.jobs.read_slices`) into the layers' memory
+(:class:`.cached_array.CachedArray`); the slider moves once
 they are there, at most every :data:`.helpers.FOLLOW_INTERVAL_MS`. In 3D the
 slider is not moved (that would upload every layer's volume at once).
 """
@@ -15,9 +16,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from napari_process_position.widget import layers
-from napari_process_position.widget.cached_input import CachedInput
+from napari_process_position.widget.cached_array import CachedArray
 from napari_process_position.widget.helpers import FOLLOW_INTERVAL_MS
-from napari_process_position.widget.jobs import read_inputs
+from napari_process_position.widget.jobs import read_slices
 from napari_process_position.widget.layers import Outputs
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class TimeFollower:
         self.target = None
 
     def step(self, now: float) -> bool:
-        """Move the slider to the target if it is due and its input slices are in memory.
+        """Move the slider to the target if it is due and the slices it would show are in memory.
 
         Returns True when the slider moved (napari re-slices and redraws).
         """
@@ -95,18 +96,18 @@ class TimeFollower:
         if layers.time_on_screen(self._viewer, layer) == t:
             self.target = None
             return False
-        missing = self._unread_inputs(layer, t)
+        missing = self._unread(layer, t)
         if missing:
             if self._reading is None:  # read them in the background, then move
                 self._reading = t
-                info = missing[0][0].info
-                requests = [(data.input_time(t), data.channel, where) for data, where in missing]
+                requests = [
+                    (data.info, data.store_time(t), data.channel, where) for data, where in missing
+                ]
                 self._launcher.start(
-                    read_inputs,
-                    info,
+                    read_slices,
                     requests,
-                    on_event=partial(self._keep_input, t, missing),
-                    on_finished=self._inputs_read,
+                    on_event=partial(self._keep, t, missing),
+                    on_finished=self._read_done,
                 )
             return False
         self.target = None
@@ -114,27 +115,26 @@ class TimeFollower:
         layers.move_to(self._viewer, layer, t)
         return True
 
-    def _unread_inputs(self, layer: Image, t: int) -> list[tuple[CachedInput, tuple[int, ...]]]:
-        """List the input slices that the slider's move to ``t`` would read from disk."""
+    def _unread(self, layer: Image, t: int) -> list[tuple[CachedArray, tuple[int, ...]]]:
+        """List the slices that the slider's move to ``t`` would read from disk."""
         step = self._viewer.dims.current_step
         z_axis = layers.time_axis(self._viewer, layer) + 1
         z = int(step[z_axis]) if z_axis < len(step) else 0
-        missing: list[tuple[CachedInput, tuple[int, ...]]] = []
+        missing: list[tuple[CachedArray, tuple[int, ...]]] = []
         for other in self._viewer.layers:
             data = getattr(other, "data", None)
-            if isinstance(data, CachedInput) and other.visible and not data.has(t, (z,)):
-                missing.append((data, (min(z, data.shape[1] - 1),)))
+            if isinstance(data, CachedArray) and other.visible:
+                where = (min(z, data.shape[1] - 1),)  # (a projection's output has one plane)
+                if not data.has(t, where):
+                    missing.append((data, where))
         return missing
 
-    def _keep_input(
-        self, t: int, missing: list[tuple[CachedInput, tuple[int, ...]]], item: Any
-    ) -> None:
-        t_in, channel, where, array = item
-        for data, wanted in missing:
-            if data.channel == channel and wanted == where and data.input_time(t) == t_in:
-                data.keep(t, where, array)
+    def _keep(self, t: int, missing: list[tuple[CachedArray, tuple[int, ...]]], item: Any) -> None:
+        i, array = item
+        data, where = missing[i]
+        data.keep(t, where, array)
 
-    def _inputs_read(self) -> None:
+    def _read_done(self) -> None:
         self._reading = None
         self._last = 0.0
         self._wake()

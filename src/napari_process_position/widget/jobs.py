@@ -2,7 +2,7 @@
 
 :func:`run_events` prepares a run and streams its volumes; :func:`preview_events`
 computes a preview one channel at a time; :func:`warm_pool` starts a process
-pool ahead of the first run; :func:`read_inputs` reads input volumes for the
+pool ahead of the first run; :func:`read_slices` reads slices for the
 layers before the time slider moves to them. Each is a plain generator or
 function: the widget runs them in napari thread workers, tests call them
 directly. Qt-free.
@@ -25,7 +25,10 @@ from napari_process_position.batch.plan import output_layout
 from napari_process_position.batch.prepare import prepare_run
 from napari_process_position.batch.preview import open_source, preview_volume, region_fallback
 from napari_process_position.batch.run import BatchRun
+from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.core.identity import digest_value
+from napari_process_position.core.memory import MemoryBudget, memory_budget, trim_heap
+from napari_process_position.core.sizes import size_text
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.layout import OutputLayout, PositionInfo
 from napari_process_position.store.metadata import read_position
@@ -44,12 +47,14 @@ from napari_process_position.widget.events import (
 from napari_process_position.widget.helpers import display_limits
 
 __all__ = [
+    "IN_MEMORY_SHARE",
     "WORKER_NICENESS",
     "PreviewJob",
     "Run",
+    "check_in_memory",
     "input_limits",
     "preview_events",
-    "read_inputs",
+    "read_slices",
     "run_events",
     "settings_key",
     "warm_pool",
@@ -63,6 +68,9 @@ LAYERS_WAIT_S = 5.0
 #: A run waits at most this long for another run writing its output to end (a run
 #: cancelled a moment ago releases it within a second), then fails naming it.
 OUTPUT_WAIT_S = 5.0
+
+#: A run without an output may hold at most this share of the available memory in its layers.
+IN_MEMORY_SHARE = 0.5
 
 #: The widget's workers run at a lower CPU priority: napari's window keeps its share of the
 #: cores (the workers lose nothing when the window is idle).
@@ -89,6 +97,8 @@ class Run:
     done: int = 0
     outputs: Any = None
     worker: Any = None
+    #: The Z plane the output layers show (None in 3D): what is read back of a written volume.
+    plane: int | None = None
     #: The end of the run is decided (it waits for its volumes to be on screen).
     ending: bool = False
     clim_set: set[int] = field(default_factory=set)
@@ -139,6 +149,32 @@ def input_limits(
     return limits
 
 
+def check_in_memory(layout: OutputLayout, budget: MemoryBudget | None = None) -> None:
+    """Refuse a run without an output whose volumes would not fit in memory.
+
+    Such a run's layers hold every volume in napari's memory (there is no store
+    to read them back from). It is refused when that is more than
+    :data:`IN_MEMORY_SHARE` of the memory this process may still use
+    (:func:`.core.memory.memory_budget`; the rest is for its workers).
+
+    Raises
+    ------
+    InvalidArgumentError
+        It would not fit; the message says how much it needs, what is available
+        and what to do.
+    """
+    budget = budget if budget is not None else memory_budget()
+    needed = int(np.prod(layout.shape, dtype=np.int64)) * np.dtype(layout.dtype).itemsize
+    if budget is None or needed <= budget.available * IN_MEMORY_SHARE:
+        return
+    raise InvalidArgumentError(
+        f"without an output, every volume stays in memory: {size_text(needed)}, more than "
+        f"{IN_MEMORY_SHARE:.0%} of the {size_text(budget.available)} available "
+        f"({budget.source}); choose an output store (its layers are read from disk as they "
+        "are shown), or fewer time points or channels"
+    )
+
+
 def run_events(run: Run) -> Iterator[Event]:
     """Prepare the run, then yield each finished volume (the body of the run's thread worker).
 
@@ -155,33 +191,44 @@ def run_events(run: Run) -> Iterator[Event]:
         batch.niceness = WORKER_NICENESS
         key = batch.keys[0]
         run.attach(batch)
-        yield RunPrepared(batch, input_limits(batch.inputs[key], batch.channels, batch.times[0]))
+        shown_limits = input_limits(batch.inputs[key], batch.channels, batch.times[0])
+        output_path = batch.output_paths[key]
+        written = read_position(str(output_path)) if output_path is not None else None
+        if written is None:
+            check_in_memory(batch.layouts[key])
+        yield RunPrepared(batch, shown_limits, written)
         # The workers start once the main thread has added the output layers: adding a
         # layer is napari's dearest call, and it would share the cores with them.
         run.layers_ready.wait(LAYERS_WAIT_S)
-        reader = None
+        reader = written.open_array() if written is not None else None
         seen: set[int] = set()
-        for key, result in batch:
+        for _key, result in batch:
             out_c = result.output_channels
             index = out_c[0] if isinstance(out_c, tuple) else int(out_c)  # type: ignore[arg-type]
-            volume = result.volume
-            if volume is None and result.status in ("written", "resumed"):
-                if reader is None:
-                    reader = read_position(str(batch.output_paths[key])).open_array()
-                volume = reader[result.output_time_index, index].read().result()
+            volume, plane = result.volume, None
+            if volume is None and result.status in ("written", "resumed") and reader is not None:
+                # Read back what the layers show: the plane on screen (the volume in 3D).
+                where: tuple[int, ...] = (result.output_time_index, index)
+                if run.plane is not None:
+                    plane = min(run.plane, written.shape[2] - 1)  # type: ignore[union-attr]
+                    where = (*where, plane)
+                volume = reader[where].read().result()
             elif volume is not None and volume.ndim == 4:
                 volume = volume[0]
             limits = None
             if volume is not None and index not in seen:
                 seen.add(index)
                 limits = display_limits(volume)
-            yield VolumeFinished(result, index, volume, limits)
+            yield VolumeFinished(result, index, volume, limits, plane)
         yield RunEnded(batch)
     except Exception as exc:  # reported by the widget, with the (t, c) when known
         yield Failed(exc)
     finally:
         if batch is not None:
             batch.close()  # (ended before iterating: its output's locks go now)
+        # The run's threads freed their volumes into heaps glibc keeps: napari would hold
+        # the run's peak for as long as it lives.
+        trim_heap()
 
 
 def warm_pool(pool: ProcessPool, transform_ref: str | None) -> None:
@@ -190,17 +237,20 @@ def warm_pool(pool: ProcessPool, transform_ref: str | None) -> None:
         pool.warm(transform_ref)
 
 
-def read_inputs(
-    info: PositionInfo, requests: Sequence[tuple[int, int, Any]]
-) -> Iterator[tuple[int, int, Any, np.ndarray]]:
-    """Read input slices ``(t, c, index within the ZYX volume)`` for the input layers.
+def read_slices(
+    requests: Sequence[tuple[PositionInfo, int, int, Any]],
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Read slices ``(position, t, c, index within the ZYX volume)`` for the layers.
 
-    Yields ``(t, c, index, array)``: what the layers will show once the time
-    slider moves to ``t``, read here rather than by napari on the main thread.
+    Yields ``(i, array)`` for request ``i``: what a layer will show once the time
+    slider moves, read here rather than by napari on the main thread.
     """
-    source = info.open_array()
-    for t, c, where in requests:
-        yield t, c, where, np.asarray(source[(t, c, *where)].read().result())
+    opened: dict[str, Any] = {}
+    for i, (info, t, c, where) in enumerate(requests):
+        source = opened.get(info.path)
+        if source is None:
+            source = opened[info.path] = info.open_array()
+        yield i, np.asarray(source[(t, c, *where)].read().result())
 
 
 @dataclass(eq=False)

@@ -17,7 +17,7 @@ import numpy as np
 
 from napari_process_position.store.colors import channel_color
 from napari_process_position.store.layout import OutputLayout, PositionInfo
-from napari_process_position.widget.cached_input import CachedInput
+from napari_process_position.widget.cached_array import CachedArray
 from napari_process_position.widget.helpers import METADATA_KEY, layer_meta
 from napari_process_position.widget.jobs import input_limits
 
@@ -31,10 +31,13 @@ __all__ = [
     "find_input",
     "has",
     "input_layers",
+    "keep_on_screen",
     "move_to",
+    "new_outputs",
     "output_layers",
     "output_names",
     "remove",
+    "reusable_outputs",
     "set_input",
     "set_output",
     "time_axis",
@@ -56,6 +59,8 @@ class Outputs:
     adding: int = 0
     #: Where voxel 0 sits (t, z, y, x), so that outputs overlay their input.
     translate: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
+    #: The output position the run writes (its layers show it lazily), or None (in memory).
+    store: PositionInfo | None = None
 
     def ready(self, index: int) -> bool:
         """Tell whether the layer of output ``index`` exists."""
@@ -115,7 +120,7 @@ def set_input(
     clim: tuple[float, float] | None,
 ) -> None:
     """Show channel ``c`` of ``info`` in ``layer`` (refitted), or in a new layer."""
-    data = CachedInput(info, c, meta["times"])
+    data = CachedArray(info, c, meta["times"])
     if clim is None and (layer is None or layer_meta(layer).get("path") != info.path):
         clim = input_limits(info, [c], 0).get(c, (0.0, 1.0))
     scale, translate = (tzyx(values) for values in info.world())
@@ -154,9 +159,57 @@ def output_names(layout: OutputLayout, display: str) -> list[str]:
     return [f"{channel} [{display}]" for channel in layout.channel_names]
 
 
+def new_outputs(
+    layout: OutputLayout,
+    display: str,
+    output: str | None,
+    source: str,
+    store: PositionInfo | None,
+) -> Outputs:
+    """Return the record of a run's or preview's output layers, none made yet."""
+    names = output_names(layout, display)
+    meta = [
+        {"role": "output", "output": output, "channel": i, "input": source}
+        for i in range(len(names))
+    ]
+    scale, translate = (tzyx(values) for values in layout.world())
+    return Outputs(
+        names,
+        (layout.shape[0], *layout.shape[2:]),
+        np.dtype(layout.dtype),
+        scale,
+        meta,
+        [None] * len(names),
+        translate=translate,
+        store=store,
+    )
+
+
+def reusable_outputs(
+    viewer: napari.viewer.Viewer, names: list[str]
+) -> tuple[list[Image | None], list[Image]]:
+    """Pick an existing output layer for each name (same name first), and those left over."""
+    existing = sorted(
+        (layer for layer in viewer.layers if layer_meta(layer).get("role") == "output"),
+        key=lambda layer: (layer.name not in names, layer_meta(layer).get("channel", 0)),
+    )
+    by_name = {layer.name: layer for layer in existing}
+    spare = [layer for layer in existing if layer.name not in names]
+    return [by_name.get(name) or (spare.pop(0) if spare else None) for name in names], spare
+
+
 def set_output(viewer: napari.viewer.Viewer, outputs: Outputs, i: int, layer: Image | None) -> None:
-    """Make output ``i`` of ``outputs``: refit ``layer`` (renamed, new zeros) or add one."""
-    data = np.zeros(outputs.shape, outputs.dtype)  # calloc: pages appear as volumes do
+    """Make output ``i`` of ``outputs``: refit ``layer`` (renamed, new data) or add one.
+
+    Over a store, the data is a lazy view of channel ``i`` of the output array
+    (it costs what is on screen); without one, zeros in memory that the volumes
+    fill.
+    """
+    data: Any
+    if outputs.store is not None:
+        data = CachedArray(outputs.store, i, None)
+    else:
+        data = np.zeros(outputs.shape, outputs.dtype)  # calloc: pages appear as volumes do
     meta = {METADATA_KEY: outputs.meta[i]}
     if layer is None or not has(viewer, layer):
         layer = viewer.add_image(
@@ -184,6 +237,26 @@ def set_output(viewer: napari.viewer.Viewer, outputs: Outputs, i: int, layer: Im
         if layer.colormap.name != colormap:  # (a new colormap costs a shader build)
             layer.colormap = colormap
     outputs.layers[i] = layer
+
+
+def keep_on_screen(
+    viewer: napari.viewer.Viewer, layer: Image, t: int, volume: np.ndarray, plane: int | None
+) -> None:
+    """Have ``layer`` (over a store) hold the slice of ``volume`` it shows at ``t``.
+
+    A plane in 2D (a copy: the volume is released), the whole volume in 3D;
+    ``volume`` may be Z plane ``plane`` only, which is held as it is.
+    """
+    if plane is not None:
+        layer.data.keep(t, (plane,), volume)
+        return
+    if viewer.dims.ndisplay == 3:
+        layer.data.keep(t, (), volume)
+        return
+    step = viewer.dims.current_step
+    z_axis = time_axis(viewer, layer) + 1
+    z = min(int(step[z_axis]) if z_axis < len(step) else 0, len(volume) - 1)
+    layer.data.keep(t, (z,), np.array(volume[z]))
 
 
 def existing_outputs(

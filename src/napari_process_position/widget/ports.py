@@ -77,8 +77,16 @@ class Sink(Protocol):
     ) -> bool:
         """Show a position's channels (``times`` only); True when a layer changes."""
 
-    def outputs(self, layout: OutputLayout, display: str, output: str | None, source: str) -> Any:
-        """Zero-filled output layers for ``layout`` (reused where they can be)."""
+    def outputs(
+        self,
+        layout: OutputLayout,
+        display: str,
+        output: str | None,
+        source: str,
+        *,
+        store: PositionInfo | None = None,
+    ) -> Any:
+        """Output layers for ``layout`` (reused where they can be); lazy over ``store``."""
 
     def existing_outputs(self, layout: OutputLayout, display: str, source: str) -> Any | None:
         """Return the output layers of ``layout`` if they all exist already."""
@@ -95,8 +103,17 @@ class Sink(Protocol):
         valid: Callable[[], bool],
         shown: Callable[[], None] | None = None,
         follow: bool = True,
+        stored: bool = False,
+        plane: int | None = None,
     ) -> None:
-        """Copy ``volume`` into output ``index`` at time ``t``; ``shown()`` once it is on screen."""
+        """Copy ``volume`` into output ``index`` at time ``t``; ``shown()`` once it is on screen.
+
+        ``stored``: it is in the output store already; layers over it only show it
+        (``volume`` may then be its Z plane ``plane``).
+        """
+
+    def plane_on_screen(self) -> int | None:
+        """Return the Z index the output layers show (None in 3D: they show whole volumes)."""
 
     def when_shown(self, callback: Callable[[], None]) -> None:
         """Call back once every volume handed over is copied in and refreshed."""

@@ -13,9 +13,13 @@ a little per turn of the event loop, so the window never waits long:
   :data:`REFRESH_INTERVAL_MS`, without recomputing its thumbnail (that is done
   once, when the run is shown); in 3D at most one layer per turn (each refresh
   uploads a whole volume);
-- following the newest time point never reads the input from disk on the main
-  thread: its slices are read by a background job first (:func:`.jobs.read_inputs`),
-  and the input layers serve them from memory (:class:`CachedInput`). In 3D the
+- the output layers of a run that writes a store are lazy views of it
+  (:class:`.cached_array.CachedArray`): a finished volume, read back by the
+  run's job, is not copied in; the layer keeps the slice on screen (the whole
+  volume in 3D) and is refreshed;
+- following the newest time point never reads from disk on the main thread:
+  the slices it would show are read by a background job first
+  (:func:`.jobs.read_slices`), and the layers serve them from memory. In 3D the
   slider is not moved (that would upload every layer's volume at once).
 """
 
@@ -34,6 +38,7 @@ import numpy as np
 from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.store.layout import OutputLayout, PositionInfo
 from napari_process_position.widget import layers, region
+from napari_process_position.widget.cached_array import CachedArray
 from napari_process_position.widget.events import Region
 from napari_process_position.widget.follow import TimeFollower
 from napari_process_position.widget.helpers import (
@@ -69,6 +74,10 @@ class _Copy:
     valid: Callable[[], bool]
     shown: Callable[[], None] | None
     follow: bool
+    #: The volume is in the layer's store already (a run's): keep what is on screen.
+    stored: bool = False
+    #: ``volume`` is this Z plane of the volume (a stored one), not the volume.
+    plane: int | None = None
     z0: int = 0
 
 
@@ -173,41 +182,30 @@ class LayerSink:
 
     # -- output layers -----------------------------------------------------------------
     def outputs(
-        self, layout: OutputLayout, display: str, output: str | None, source: str
+        self,
+        layout: OutputLayout,
+        display: str,
+        output: str | None,
+        source: str,
+        *,
+        store: PositionInfo | None = None,
     ) -> Outputs:
-        """Zero-filled output layers, one per output channel; existing ones are reused.
+        """Output layers, one per output channel; existing ones are reused.
 
         ``output`` is the store written (None for a preview), ``source`` the
-        input position. The layers are made (or renamed and given their new
-        data) one per turn; volumes for a layer not made yet wait for it.
+        input position, ``store`` the output position written: the layers are
+        lazy views of it; without one they are zeros in memory. The layers are
+        made (or renamed and given their new data) one per turn; volumes for a
+        layer not made yet wait for it.
         """
-        names = layers.output_names(layout, display)
-        meta = [
-            {"role": "output", "output": output, "channel": i, "input": source}
-            for i in range(len(names))
-        ]
-        outputs = Outputs(
-            names,
-            (layout.shape[0], *layout.shape[2:]),
-            np.dtype(layout.dtype),
-            layers.tzyx(layout.world()[0]),
-            meta,
-            [None] * len(names),
-            translate=layers.tzyx(layout.world()[1]),
-        )
+        outputs = layers.new_outputs(layout, display, output, source, store)
         # A new run or preview replaces what was pending for the old layers.
         self._drop_changes("output")
         self._copies.clear()
         self._dirty.clear()
         self._follower.clear()
-        existing = sorted(
-            (layer for layer in self._viewer.layers if layer_meta(layer).get("role") == "output"),
-            key=lambda layer: (layer.name not in names, layer_meta(layer).get("channel", 0)),
-        )
-        by_name = {layer.name: layer for layer in existing}
-        spare = [layer for layer in existing if layer.name not in names]
-        for i, name in enumerate(names):
-            layer = by_name.get(name) or (spare.pop(0) if spare else None)
+        reused, spare = layers.reusable_outputs(self._viewer, outputs.names)
+        for i, layer in enumerate(reused):
             outputs.adding += layer is None
             self._changes.append(
                 ("output", partial(layers.set_output, self._viewer, outputs, i, layer))
@@ -249,10 +247,26 @@ class LayerSink:
         valid: Callable[[], bool],
         shown: Callable[[], None] | None = None,
         follow: bool = True,
+        stored: bool = False,
+        plane: int | None = None,
     ) -> None:
-        """Queue ``volume`` for output ``index`` at time ``t``; ``shown()`` once on screen."""
-        self._copies.append(_Copy(outputs, index, t, volume, where, limits, valid, shown, follow))
+        """Queue ``volume`` for output ``index`` at time ``t``; ``shown()`` once on screen.
+
+        ``stored``: the volume is in the output store already (a run's); a layer
+        over that store keeps only the slice on screen, nothing is copied; ``volume``
+        may then be its Z plane ``plane`` only.
+        """
+        self._copies.append(
+            _Copy(outputs, index, t, volume, where, limits, valid, shown, follow, stored, plane)
+        )
         self._schedule(0)
+
+    def plane_on_screen(self) -> int | None:
+        """Return the Z index the output layers show (None in 3D: they show whole volumes)."""
+        dims = self._viewer.dims
+        if dims.ndisplay == 3:
+            return None
+        return int(dims.current_step[dims.ndim - 3]) if dims.ndim >= 3 else 0
 
     def when_shown(self, callback: Callable[[], None]) -> None:
         """Call back once every queued change and volume is in and refreshed."""
@@ -319,14 +333,13 @@ class LayerSink:
             if layer is None:
                 blocked.append(item)  # its layer is made in a coming turn
                 continue
-            volume = item.volume
-            per_plane = max(1, volume[0].nbytes if volume.ndim else 1)
-            z0 = item.z0
-            z1 = min(len(volume), z0 + max(1, COPY_SLAB_BYTES // per_plane))
-            if item.where is None:
-                layer.data[item.t, z0:z1] = volume[z0:z1]
-            else:
-                wz, wy, wx = item.where
+            volume, z0, z1 = item.volume, item.z0, len(item.volume)
+            if item.stored and isinstance(layer.data, CachedArray):
+                layers.keep_on_screen(self._viewer, layer, item.t, volume, item.plane)
+            else:  # a slab of planes (into a region, for a region preview)
+                per_plane = max(1, volume[0].nbytes if volume.ndim else 1)
+                z1 = min(len(volume), z0 + max(1, COPY_SLAB_BYTES // per_plane))
+                wz, wy, wx = item.where or (slice(0, None), slice(None), slice(None))
                 layer.data[item.t, wz.start + z0 : wz.start + z1, wy, wx] = volume[z0:z1]
             if z1 < len(volume):
                 item.z0 = z1

@@ -1,0 +1,224 @@
+"""napari's memory and time for a large run from the dock widget, against the command line.
+
+One position of random ``uint16`` data (written fast with tensorstore, not the
+demo generator), Gaussian blur (sigma 1, 2, 2) into an output store with 2
+threads, run twice:
+
+- by ``process-position run`` (a child process; its wall time and peak RSS,
+  from ``wait4``);
+- from the dock widget in a shown napari viewer (a child process under Xvfb):
+  napari's RSS before Run is pressed, its peak during the run (sampled every
+  20 ms), and after the run (once the layers show it), and the run's time from
+  the click to the end.
+
+``--src`` picks the source tree both children import (``PYTHONPATH``), so the
+same script measures another checkout, e.g. main's::
+
+    git -C /work/main worktree add --detach /tmp/wt-main-bench main
+    xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/bench_scale.py \
+        --src /tmp/wt-main-bench/src --label main
+    xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/bench_scale.py --label issue-17a
+
+Targets (#17): napari's RSS after a run at most 300 MiB above before it; its
+peak at most 300 MiB above the command line's peak; the widget's run at most
+1.15 x the command line's time. The input and the outputs live in ``--workdir``
+(default a folder under the system's temporary directory, kept for the next
+call: delete it yourself); results are appended to
+``benchmarks/results/scale.txt`` and ``scale.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+SRC = Path(__file__).resolve().parents[1] / "src"
+PARAMS = {"sigma_z": 1.0, "sigma_y": 2.0, "sigma_x": 2.0}
+MIB = 2**20
+
+
+def make_input(path: Path, shape: tuple[int, ...]) -> Path:
+    """Write a one-position plate of random uint16 data with tensorstore (once)."""
+    from napari_process_position.store.create import write_empty_plate
+    from napari_process_position.store.layout import OutputLayout
+    from napari_process_position.store.metadata import read_position
+
+    if (path / "zarr.json").exists():
+        return path
+    layout = OutputLayout(
+        shape=shape,  # type: ignore[arg-type]
+        dtype="<u2",
+        scale=(1.0, 1.0, 2.0, 0.65, 0.65),
+        channel_names=tuple(f"Channel {c}" for c in range(shape[1])),
+    )
+    store = write_empty_plate(path, {"A/1/0": layout})
+    array = read_position(store.position_path("A/1/0")).open_array(write=True)
+    rng = np.random.default_rng(0)
+    for t in range(shape[0]):
+        for c in range(shape[1]):
+            volume = rng.integers(100, 4000, size=shape[2:], dtype=np.uint16)
+            array[t, c].write(volume).result()
+    return path
+
+
+def child_env(src: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(src)}
+
+
+def run_cli(src: Path, input_path: Path, output: Path) -> dict:
+    """Run the command line in a child; its wall time and peak RSS."""
+    shutil.rmtree(output, ignore_errors=True)
+    command = [sys.executable, "-m", "napari_process_position.cli", "run"]
+    command += [str(input_path), str(output), "-t", "gaussian_blur", "-w", "2", "--threads"]
+    for key, value in PARAMS.items():
+        command += ["-p", f"{key}={value}"]
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as log:
+        child = subprocess.Popen(command, env=child_env(src), stdout=log, stderr=log)
+        _pid, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        log.seek(0)
+        said = log.read()
+    if status != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({status}):\n{said[-3000:]}")
+    found = re.search(r"done in ([0-9.]+) s", said)
+    return {
+        "cli_s": round(wall, 2),  # the process: Python's start and imports included
+        "cli_run_s": float(found.group(1)) if found else None,  # what it reports: the run
+        "cli_peak_mib": round(usage.ru_maxrss / 1024),
+    }
+
+
+def run_widget(src: Path, input_path: Path, output: Path) -> dict:
+    """Run the widget in a child (under the display this process has); what it measured."""
+    shutil.rmtree(output, ignore_errors=True)
+    command = [sys.executable, __file__, "--child", str(input_path), str(output)]
+    out = subprocess.run(command, env=child_env(src), capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"the widget's run failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def child(input_path: str, output: str) -> None:
+    """In the child: napari with the widget docked, one run, napari's memory and the time."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    import napari_process_position
+
+    def settle(seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            QApplication.processEvents()
+            time.sleep(0.01)
+
+    viewer = napari.Viewer(title="bench scale")
+    _dock, widget = viewer.window.add_plugin_dock_widget(
+        "napari-process-position", "Process position"
+    )
+    widget.input_path.value = input_path
+    widget.position.value = "A/1/0"
+    widget.transform.value = "gaussian_blur"
+    for key, value in PARAMS.items():
+        getattr(widget.transform_params, key).value = value
+    widget.num_workers.value = 2
+    widget.use_threads.value = True
+    widget.output_path.value = output
+    settle(2.0)
+    gc.collect()
+    before = rss()
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], rss())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    widget.run_button.clicked()
+    while widget.running:
+        QApplication.processEvents()
+        time.sleep(0.005)
+    stats = widget.last_run
+    settle(1.5)
+    gc.collect()
+    after = rss()
+    done.set()
+    sampler.join()
+    if stats["outcome"] != "done":
+        raise RuntimeError(f"the run ended {stats['outcome']}: {widget.status.value}")
+    layer_types = sorted(
+        {type(layer.data).__name__ for layer in viewer.layers if layer.name.endswith("]")}
+    )
+    print(
+        json.dumps(
+            {
+                "napari_before_mib": round(before / MIB),
+                "napari_peak_mib": round(peak[0] / MIB),
+                "napari_after_mib": round(after / MIB),
+                "widget_s": round(stats["finished"] - stats["started"], 2),
+                "volumes": stats["done"],
+                "output_layer_data": layer_types,
+                "package": str(Path(napari_process_position.__file__).parents[1]),
+            }
+        )
+    )
+    viewer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="6,2,48,1024,1024", help="TCZYX of the input")
+    parser.add_argument("--src", type=Path, default=SRC, help="the source tree to measure")
+    parser.add_argument("--label", default="", help="names the tree in the results")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "npp-scale")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    shape = tuple(int(n) for n in args.shape.split(","))
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    name = "x".join(map(str, shape))
+    input_path = make_input(args.workdir / f"input-{name}.zarr", shape)
+    size_gb = np.prod(shape) * 2 / 1e9
+    row: dict = {"label": args.label, "shape": name, "input_gb": round(float(size_gb), 2)}
+    row.update(run_cli(args.src, input_path, args.workdir / "cli.zarr"))
+    row.update(run_widget(args.src, input_path, args.workdir / "widget.zarr"))
+    row["after_minus_before_mib"] = row["napari_after_mib"] - row["napari_before_mib"]
+    row["peak_minus_cli_peak_mib"] = row["napari_peak_mib"] - row["cli_peak_mib"]
+    row["widget_over_cli"] = round(row["widget_s"] / row["cli_s"], 2)
+    if row["cli_run_s"]:
+        row["widget_over_cli_run"] = round(row["widget_s"] / row["cli_run_s"], 2)
+    shutil.rmtree(args.workdir / "cli.zarr", ignore_errors=True)
+    shutil.rmtree(args.workdir / "widget.zarr", ignore_errors=True)
+    text = " ".join(f"{key}={value}" for key, value in row.items())
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    with open(RESULTS / "scale.txt", "a") as out:
+        out.write(text + "\n")
+    with open(RESULTS / "scale.json", "a") as out:
+        out.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
