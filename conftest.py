@@ -36,13 +36,19 @@ from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
 ROOT = Path(__file__).resolve().parent
 #: The folder the docs' printed outputs were recorded in; replaced by the scratch folder.
 DOCS_SCRATCH = "/tmp/scratch/example"
-#: The pages whose examples run (the others are listed in CONTRIBUTING.md).
+#: The pages whose examples run.
 PAGES = [
     "README.md",
     "docs/getting-started.md",
     "docs/batch.md",
     "docs/transforms.md",
+    "docs/widget.md",
+    "docs/iohub.md",
+    "docs/api.md",
+    "docs/formats.md",
 ]
+#: Pages whose examples do not run yet (tests/test_docs.py checks that the two lists cover docs/).
+NOT_YET = ["docs/failures.md", "docs/sizing.md"]
 
 
 def _shell(command: str, cwd: Path, *, check: bool = True) -> str:
