@@ -168,3 +168,32 @@ def test_sizing_page_is_in_the_nav_and_its_report_is_the_command_s() -> None:
     resources = json.loads(report[-1].removeprefix("RESOURCES:"))
     assert set(resources) == {"cpus", "mem_gb", "time_minutes"}
     assert all(isinstance(v, int) for v in resources.values())
+
+
+def test_every_page_s_examples_run_or_are_listed_as_not_yet() -> None:
+    """Each page with shell or Python blocks is run by the root conftest.py (Sybil) or named.
+
+    The examples themselves run as the items of ``pytest README.md docs/`` (``testpaths``).
+    """
+    spec = importlib.util.spec_from_file_location("npp_docs_conftest", ROOT / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    fence = re.compile(r"^ *```(bash|console|python)\b", re.MULTILINE)
+    pages = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+    with_examples = {str(p.relative_to(ROOT)) for p in pages if fence.search(p.read_text("utf-8"))}
+    assert with_examples <= set(conftest.PAGES) | set(conftest.NOT_YET)
+    assert not set(conftest.PAGES) & set(conftest.NOT_YET)
+    for page in conftest.PAGES:
+        text = (ROOT / page).read_text(encoding="utf-8")
+        for reason in re.findall(r"<!-- skip: next (.*?) -->", text):
+            assert reason.startswith('"') and len(reason) > 10, (page, reason)
+
+
+def test_the_quick_start_is_not_run_by_the_docs_tests() -> None:
+    """It installs .venv and runs scripts/test.sh: the docs tests start from what it writes."""
+    for page in (ROOT / "README.md", DOCS / "getting-started.md"):
+        text = page.read_text(encoding="utf-8")
+        block = text.rfind("```bash", 0, text.index("bash scripts/setup.sh"))
+        assert text[:block].rstrip().endswith("-->")
+        assert "<!-- skip: next " in text[:block].rstrip().rsplit("\n", 1)[-1]
