@@ -90,7 +90,7 @@ def check_output(config: RunConfig, store: StoreInfo) -> None:
         The output is the input, inside its store, or holds it.
     OutputExistsError
         The output exists and neither overwrite nor resume was asked for, or
-        overwrite was asked for but this package did not write what is there.
+        either was asked for but this package did not write what is there.
     """
     if not config.output:
         return
