@@ -12,7 +12,7 @@ from elsewhere on a shared machine hits all of them alike; ratios are taken
 within a round and their medians quoted):
 
 - ``ours``: this working tree (``src/`` first on ``PYTHONPATH``);
-- ``ref``: with ``--against REF``, that commit of this repository, checked out
+- ``REF``: with ``--against REF`` (repeatable), that commit of this repository, checked out
   in a git worktree under the temp dir (made once, reused);
 - ``iohub``: iohub 0.3.11's own ``process_single_position`` in its venv.
 
@@ -22,7 +22,7 @@ default 2). ``--cli`` adds the command line's start-up for ours and the ref:
 
 Run::
 
-    python benchmarks/bench_dropin.py --rounds 7 --against 7678a82
+    python benchmarks/bench_dropin.py --rounds 7 --against main --against 7678a82
     python benchmarks/bench_dropin.py --rounds 5 --no-iohub --against main --cli
 
 The table is printed and written to ``benchmarks/results/dropin.txt``. Every
@@ -176,7 +176,9 @@ def main() -> None:
         help="TCZYX of the input, comma-separated",
     )
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    parser.add_argument("--against", metavar="REF", help="a git ref of this repository")
+    parser.add_argument(
+        "--against", metavar="REF", action="append", default=[], help="a git ref (repeatable)"
+    )
     parser.add_argument("--no-iohub", action="store_true")
     parser.add_argument("--cli", action="store_true", help="also time the CLI's start-up")
     parser.add_argument("--iohub-python", default=IOHUB_PYTHON)
@@ -186,8 +188,8 @@ def main() -> None:
     say = Tee()
     say(f"# drop-in benchmark: {machine_summary()}")
     impls: dict[str, tuple[str, dict[str, str]]] = {"ours": (sys.executable, env_for(REPO / "src"))}
-    if args.against:
-        impls["ref"] = (sys.executable, env_for(ref_tree(args.against) / "src"))
+    for ref in args.against:
+        impls[ref] = (sys.executable, env_for(ref_tree(ref) / "src"))
     for name, (python, env) in impls.items():
         say(f"# {name}: {imported_from(python, env)}")
     if not args.no_iohub:
@@ -243,7 +245,7 @@ def main() -> None:
         for impl in impls:
             w = walls.get((impl, mode))
             row.append(f"{median(w):.2f} ({min(w):.2f}-{max(w):.2f})" if w else "-")
-        for other in ("ref", "iohub"):
+        for other in [*args.against, "iohub"]:
             if other in impls and (other, mode) in walls:
                 ratios = [
                     a / b for a, b in zip(walls[("ours", mode)], walls[(other, mode)], strict=True)
@@ -253,14 +255,14 @@ def main() -> None:
                 row.append("-")
         rows.append(row)
     headers = ["mode", *(f"{i} s (range)" for i in impls)]
-    headers += [f"ours/{o}" for o in ("ref", "iohub") if o in impls]
+    headers += [f"ours/{o}" for o in [*args.against, "iohub"] if o in impls]
     say()
     say(format_table(headers, rows))
     say()
     say(
         f"wall seconds of a fresh interpreter that imports process_single_position and calls it "
         f"once (medians of {args.rounds} rounds; ratios are medians of per-round ratios); "
-        f"{outputs}" + (f"; ref = {args.against}" if args.against else "")
+        f"{outputs}"
     )
     say(f"# command: python benchmarks/bench_dropin.py {' '.join(sys.argv[1:])}")
     say.save(args.results)

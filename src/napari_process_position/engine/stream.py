@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import os
+import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -178,6 +179,7 @@ def stream_position(
         identity=identity,
         output_grid=grid,
         strict_dtype=strict_dtype,
+        run_id=uuid.uuid4().hex,
     )
     mode: Mode
     if executor is not None:
