@@ -18,7 +18,10 @@ within a round and their medians quoted):
 
 Modes: ``serial`` (num_workers=1), ``threads`` and ``processes`` (``--workers``,
 default 2). ``--cli`` adds the command line's start-up for ours and the ref:
-``process-position --help`` and ``process-position positions INPUT``.
+``process-position --help`` and ``process-position positions INPUT``;
+``--plate N`` adds ``process-position run --no-progress`` over a plate of N
+small positions written by iohub (1536: 96 wells x 16 fields), and the number
+of lines it prints.
 
 Run::
 
@@ -47,6 +50,25 @@ REPO = BENCH_DIR.parent
 IOHUB_PYTHON = os.environ.get("NPP_IOHUB_PYTHON", "/work/main/.venv-iohub/bin/python")
 MODES = ("serial", "threads", "processes")
 CLI_MODES = ("cli-help", "cli-positions")
+PLATE_MODE = "cli-plate"
+
+#: Run by iohub's interpreter: a plate of small positions, 16 fields per well (argv: path, N).
+MAKE_PLATE = r"""
+import sys
+from pathlib import Path
+import numpy as np
+from iohub import open_ome_zarr
+from iohub.ngff.utils import create_empty_plate
+path, n = Path(sys.argv[1]), int(sys.argv[2])
+shape = (1, 1, 8, 64, 64)
+wells = [(r, str(c)) for r in "ABCDEFGHIJKLMNOP" for c in range(1, 25)]
+keys = [(*wells[i // 16], str(i % 16)) for i in range(n)]
+create_empty_plate(path, keys, ["c0"], shape, dtype=np.uint16)
+rng = np.random.default_rng(0)
+with open_ome_zarr(path, mode="r+") as plate:
+    for _, pos in plate.positions():
+        pos["0"][:] = rng.integers(1, 4000, shape, dtype=np.uint16)
+"""
 
 #: Run by iohub's interpreter: the input plate (argv: path, T, C, Z, Y, X).
 MAKE_INPUT = r"""
@@ -156,13 +178,14 @@ def imported_from(python: str, env: dict[str, str]) -> str:
     return out.stdout.strip()
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Wall seconds of the command, and the lines it printed (both streams)."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.run(cmd, env=env, capture_output=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} failed ({proc.returncode}):\n{proc.stderr.decode()[-3000:]}")
-    return wall
+    return wall, len(proc.stdout.splitlines()) + len(proc.stderr.splitlines())
 
 
 def main() -> None:
@@ -181,6 +204,14 @@ def main() -> None:
     )
     parser.add_argument("--no-iohub", action="store_true")
     parser.add_argument("--cli", action="store_true", help="also time the CLI's start-up")
+    parser.add_argument(
+        "--plate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time 'process-position run --no-progress' over a plate of N small positions "
+        "(1x1x8x64x64 uint16, written by iohub; 1536 = 96 wells x 16 fields)",
+    )
     parser.add_argument("--iohub-python", default=IOHUB_PYTHON)
     parser.add_argument("--results", type=Path, default=RESULTS_DIR / "dropin.txt")
     args = parser.parse_args()
@@ -205,10 +236,18 @@ def main() -> None:
         cmd = [iohub_python, "-c", MAKE_INPUT, str(plate), *map(str, shape)]
         subprocess.run(cmd, env=iohub_env, check=True, stderr=subprocess.DEVNULL)
         inp = str(plate / "A/1/0")
+        big = work / "big.zarr"
+        if args.plate:
+            say(f"# plate: {args.plate} positions of 1x1x8x64x64 uint16 written by iohub")
+            cmd = [iohub_python, "-c", MAKE_PLATE, str(big), str(args.plate)]
+            subprocess.run(cmd, env=iohub_env, check=True, stderr=subprocess.DEVNULL)
         jobs = [(i, m) for m in args.modes for i in impls]
         if args.cli:
             jobs += [(i, m) for m in CLI_MODES for i in impls if i != "iohub"]
+        if args.plate:
+            jobs += [(i, PLATE_MODE) for i in impls if i != "iohub"]
         walls: dict[tuple[str, str], list[float]] = {j: [] for j in jobs}
+        printed: dict[tuple[str, str], int] = {}
         checked: list[str] = []
         for r in range(args.rounds):
             order = jobs[r % len(jobs) :] + jobs[: r % len(jobs)]
@@ -221,11 +260,18 @@ def main() -> None:
                     cmd = [python, "-m", "napari_process_position.cli", "--help"]
                 elif mode == "cli-positions":
                     cmd = [python, "-m", "napari_process_position.cli", "positions", str(plate)]
+                elif mode == PLATE_MODE:
+                    out = str(work / f"r{r}-{impl}-plate.zarr")
+                    cmd = [python, "-m", "napari_process_position.cli", "run", str(big), out]
+                    cmd += ["-t", "soft_magnitude", "--no-progress"]
                 else:
                     out = str(outs[(impl, mode)] / "A/1/0")
                     cmd = [python, "-c", CALL, impl, mode, inp, out, str(args.workers)]
                     checked.append(out)
-                walls[(impl, mode)].append(timed(cmd, env))
+                wall, printed[(impl, mode)] = timed(cmd, env)
+                walls[(impl, mode)].append(wall)
+                if mode == PLATE_MODE:
+                    shutil.rmtree(out, ignore_errors=True)
             say(f"  round {r + 1}/{args.rounds} done (load {os.getloadavg()[0]:.2f})")
         check = subprocess.run(
             [iohub_python, "-c", CHECK, inp, *checked],
@@ -240,7 +286,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     rows = []
-    for mode in [m for m in (*MODES, *CLI_MODES) if any(j[1] == m for j in jobs)]:
+    for mode in [m for m in (*MODES, *CLI_MODES, PLATE_MODE) if any(j[1] == m for j in jobs)]:
         row: list[str] = [mode]
         for impl in impls:
             w = walls.get((impl, mode))
@@ -258,6 +304,10 @@ def main() -> None:
     headers += [f"ours/{o}" for o in [*args.against, "iohub"] if o in impls]
     say()
     say(format_table(headers, rows))
+    if args.plate:
+        lines = ", ".join(f"{i} {n}" for (i, m), n in printed.items() if m == PLATE_MODE)
+        say()
+        say(f"lines printed by one run over the plate ({PLATE_MODE}): {lines}")
     say()
     say(
         f"wall seconds of a fresh interpreter that imports process_single_position and calls it "
