@@ -213,7 +213,17 @@ def test_a_failing_position_is_reported_with_its_key_and_others_complete(tmp_pat
     arr[2, 1, 1, 3, 3] = 1.0
     data["A/2/0"][2, 1, 1, 3, 3] = 1.0
     proc = cli(
-        "run", src, out, "-t", transform, "-w", "2", "--processes", "--resume", "--no-progress"
+        "-v",
+        "run",
+        src,
+        out,
+        "-t",
+        transform,
+        "-w",
+        "2",
+        "--processes",
+        "--resume",
+        "--no-progress",
     )
     resumed = {key: proc.stderr.count(f"{key} ") for key in KEYS}
     lines = [line for line in proc.stderr.splitlines() if ": resumed" in line]
@@ -236,6 +246,7 @@ def test_resume_across_positions_after_sigkill(tmp_path):
     transform = f"{TESTS / 'npp_test_transforms.py'}:slow"
     args = [
         *CLI,
+        "-v",
         "run",
         str(src),
         str(out),
@@ -340,7 +351,7 @@ def test_init_output_then_concurrent_per_position_jobs(plate, tmp_path):
         assert_matches(out, key, expected, skipped)
 
     # A job that runs again (requeued) finds its volumes done and rewrites nothing.
-    again = cli("run", "--config", cfg, "--position", "B/1/0", "--no-progress")
+    again = cli("-v", "run", "--config", cfg, "--position", "B/1/0", "--no-progress")
     assert again.stderr.count(": resumed") == 4 * 2
 
 

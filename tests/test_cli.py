@@ -264,6 +264,7 @@ def test_resume_after_sigkill_of_the_caller(tmp_path):
     out = tmp_path / "out.zarr"
     args = [
         *CLI,
+        "-v",
         "run",
         str(src),
         str(out),
@@ -307,3 +308,34 @@ def test_gui_without_napari_message_is_covered_by_help():
     assert result.exit_code == 0
     for command in ("demo-data", "positions", "transforms", "run", "gui"):
         assert command in result.output
+
+
+def test_no_progress_prints_a_line_per_volume_only_with_verbose(plate, tmp_path):
+    quiet = invoke("run", plate, tmp_path / "q.zarr", "-t", "max_projection", "--no-progress")
+    assert quiet.exit_code == 0, quiet.output
+    assert ": written" not in quiet.output
+    loud = invoke("-v", "run", plate, tmp_path / "v.zarr", "-t", "max_projection", "--no-progress")
+    assert loud.exit_code == 0, loud.output
+    assert "A/1/0 t=0, c=0: written" in loud.output
+
+
+def test_summary_of_many_positions_is_compact_unless_asked():
+    from rich.console import Console
+
+    from napari_process_position.batch.run import PositionSummary
+    from napari_process_position.cli.summary import print_summary
+
+    summaries = [
+        PositionSummary(f"A/{i // 16 + 1}/{i % 16}", total=2, written=2, seconds=0.01 * (i % 7))
+        for i in range(1536)
+    ]
+    summaries[100] = PositionSummary("G/7/4", total=2, written=1, error="boom")
+    compact = Console(record=True, width=100)
+    print_summary(compact, summaries)
+    text = compact.export_text()
+    assert len(text.splitlines()) < 40, text
+    assert "1536 positions" in text and "3071 volumes written" in text and "1 failed" in text
+    assert "G/7/4" in text  # every position that did not complete is listed
+    full = Console(record=True, width=100)
+    print_summary(full, summaries, full=True)
+    assert len(full.export_text().splitlines()) > 1536

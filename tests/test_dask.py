@@ -434,6 +434,7 @@ def test_killed_external_worker_fails_clearly_then_resume_completes(external_clu
     out = tmp_path / "out.zarr"
     args = [
         *CLI,
+        "-v",
         "run",
         str(src),
         str(out),

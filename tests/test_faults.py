@@ -292,6 +292,7 @@ def _cli_run(setup: Setup, extra=(), seconds: float = 0.6, **popen):
     out = setup.root / "cli_out.zarr"
     args = [
         *CLI,
+        "-v",
         "run",
         str(setup.input),
         str(out),
@@ -450,6 +451,7 @@ def test_disk_full_while_writing(tmp_path, mechanism):
     with stack:
         args = [
             *CLI,
+            "-v",
             "run",
             str(setup.input),
             str(out),

@@ -38,7 +38,7 @@ def finished(tmp_path):
 
 
 def _run(src, out, *extra):
-    args = ["run", src, out, "-t", "gaussian_blur", "--no-progress", "-w", "1", *extra]
+    args = ["-v", "run", src, out, "-t", "gaussian_blur", "--no-progress", "-w", "1", *extra]
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 

@@ -350,6 +350,7 @@ class BatchRun:
                 params=self.params,
                 niceness=self.niceness,
                 pyramid_levels=self.layouts[key].levels,
+                input_info=self.inputs[key],
             )
             with self._runs_lock:
                 self._runs.add(run)

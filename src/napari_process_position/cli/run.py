@@ -14,6 +14,7 @@ import click
 
 from napari_process_position.cli.main import fail, guard, main
 from napari_process_position.cli.options import _settings_options, build_config
+from napari_process_position.cli.summary import TABLE_LIMIT, print_summary
 
 __all__ = ["SIGTERM_GRACE_S", "init_output", "run"]
 
@@ -52,7 +53,16 @@ def _install_sigterm(run: Any) -> Callable[[], bool]:
 @click.option(
     "--show-schema", is_flag=True, help="Print the JSON schema of the config file and exit."
 )
-@click.option("--no-progress", is_flag=True, help="No progress bar (log lines only).")
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="No progress bar; with -v, a line per volume (for job logs).",
+)
+@click.option(
+    "--full-summary",
+    is_flag=True,
+    help=f"A row per position in the summary even for more than {TABLE_LIMIT} positions.",
+)
 @click.option(
     "--wait",
     is_flag=True,
@@ -60,7 +70,12 @@ def _install_sigterm(run: Any) -> Callable[[], bool]:
     "of refusing.",
 )
 def run(
-    show_schema: bool, print_job_script: bool, no_progress: bool, wait: bool, **opts: Any
+    show_schema: bool,
+    print_job_script: bool,
+    no_progress: bool,
+    full_summary: bool,
+    wait: bool,
+    **opts: Any,
 ) -> None:
     """Apply a transform to every (time, channel) volume of INPUT and write OUTPUT.
 
@@ -82,7 +97,9 @@ def run(
     if print_job_script:
         _print_job_script(opts)
         return
-    raise SystemExit(_run(opts, no_progress, wait))
+    # A line per volume for job logs only when asked (-v): a big plate made thousands.
+    verbose = click.get_current_context().find_root().params.get("verbose") or 0
+    raise SystemExit(_run(opts, no_progress, wait, full_summary, no_progress and verbose > 0))
 
 
 @guard
@@ -97,7 +114,13 @@ def _print_job_script(opts: dict[str, Any]) -> None:
 
 
 @guard
-def _run(opts: dict[str, Any], no_progress: bool, wait: bool) -> int:
+def _run(
+    opts: dict[str, Any],
+    no_progress: bool,
+    wait: bool,
+    full_summary: bool = False,
+    volume_lines: bool = False,
+) -> int:
     from napari_process_position.batch.prepare import prepare_run
 
     config = build_config(opts)
@@ -107,7 +130,7 @@ def _run(opts: dict[str, Any], no_progress: bool, wait: bool) -> int:
     _say_where_a_link_leads(config.output)  # (a refusal names the link itself)
     if opts.get("save_config") is not None:
         config.save(opts["save_config"])
-    return _execute(batch, no_progress)
+    return _execute(batch, no_progress, full_summary, volume_lines)
 
 
 def _grouped(errors: list[str]) -> list[str]:
@@ -197,7 +220,9 @@ def _init_output(opts: dict[str, Any]) -> None:
     click.echo(f"list the keys with: process-position positions {config.input}")
 
 
-def _execute(batch: Any, no_progress: bool) -> int:
+def _execute(
+    batch: Any, no_progress: bool, full_summary: bool = False, volume_lines: bool = False
+) -> int:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -207,7 +232,6 @@ def _execute(batch: Any, no_progress: bool) -> int:
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
-    from rich.table import Table
 
     console = Console(stderr=True)
     cfg = batch.config
@@ -253,7 +277,7 @@ def _execute(batch: Any, no_progress: bool) -> int:
                     rate=f"{done / max(elapsed, 1e-9):.1f} vol/s",
                     description=f"volumes ({key})",
                 )
-                if no_progress:  # one plain line per volume, for job logs
+                if volume_lines:
                     console.print(f"{key} {result.label}: {result.status}", highlight=False)
     except KeyboardInterrupt:
         batch.cancel()
@@ -261,19 +285,7 @@ def _execute(batch: Any, no_progress: bool) -> int:
         return 130
     finally:
         batch.close()
-    table = Table(title="Summary", show_lines=False)
-    for col in ("position", "written", "skipped (empty)", "resumed", "failed", "seconds"):
-        table.add_column(col, justify="right" if col != "position" else "left")
-    for s in batch.summaries.values():
-        table.add_row(
-            s.key,
-            str(s.written + s.preview),
-            str(s.skipped),
-            str(s.resumed),
-            str(s.failed),
-            f"{s.seconds:.1f}",
-        )
-    console.print(table)
+    print_summary(console, list(batch.summaries.values()), full=full_summary)
     for line in _grouped(batch.errors):
         console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
     if batch.not_started and (batch.failed or batch.cancelled or terminated()):

@@ -80,6 +80,9 @@ class Task:
     #: Refuse results that only an unsafe cast fits into the output (our own
     #: outputs, sized from the transform); iohub's call casts as numpy does.
     strict_dtype: bool = False
+    #: Names the run the task belongs to: a worker opens each array once per run
+    #: (:func:`..store.arrays.open_array_once`); "" opens it for every task.
+    run_id: str = ""
 
     def output_channel_list(self) -> list[int]:
         """Return the output channel indices the task writes."""

@@ -177,6 +177,7 @@ def plan_tasks(
     strict_dtype: bool = False,
     input_axes: str = "tczyx",
     output_axes: str = "tczyx",
+    run_id: str = "",
 ) -> list[Task]:
     """Build the list of tasks for one position, channel groups outermost (as iohub).
 
@@ -231,6 +232,7 @@ def plan_tasks(
                 output_grid=output_grid,
                 strict_dtype=strict_dtype,
                 input_channel_count=int(input_shape[1]),
+                run_id=run_id,
             )
         )
     return tasks

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import os
+import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ from napari_process_position.core.transform_ref import TransformRef, check_pickl
 from napari_process_position.engine.plan import plan_tasks
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.engine.run import Mode, PositionRun
+from napari_process_position.store.layout import PositionInfo
 from napari_process_position.store.metadata import read_position
 
 __all__ = ["stream_position"]
@@ -22,10 +24,9 @@ __all__ = ["stream_position"]
 log = logging.getLogger(__name__)
 
 
-def _effective_workers(requested: int, n_tasks: int) -> int:
+def _effective_workers(requested: int, n_tasks: int, cpus: int) -> int:
     if requested < 1:
         return 1
-    cpus = available_cpus()
     capped = min(requested, cpus, max(1, n_tasks))
     if capped < requested:
         reason = f"{cpus} CPUs available" if capped == cpus else f"{n_tasks} tasks"
@@ -55,6 +56,7 @@ def stream_position(
     transform_errors: Literal["wrap", "raise"] = "wrap",
     niceness: int = 0,
     pyramid_levels: int = 1,
+    input_info: PositionInfo | None = None,
     **kwargs: Any,
 ) -> PositionRun:
     """Plan a run over one position; iterate the returned run to get Results as they finish.
@@ -120,6 +122,10 @@ def stream_position(
         the one before, equal to iohub's ``Position.compute_pyramid(levels=N,
         method="mean")``), and resume covers them; the output must have been
         created with at least N levels of those shapes.
+    input_info
+        The input position's metadata when the caller has read it already
+        (a batch's plan), to not read it again; it must be that of
+        ``input_position_path``.
 
     Returns
     -------
@@ -146,7 +152,7 @@ def stream_position(
     """
     all_params = dict(params or {})
     all_params.update(kwargs)
-    in_info = read_position(input_position_path)
+    in_info = input_info if input_info is not None else read_position(input_position_path)
     out_info = read_position(output_position_path) if output_position_path is not None else None
     identity = ""
     grid = None
@@ -178,7 +184,9 @@ def stream_position(
         identity=identity,
         output_grid=grid,
         strict_dtype=strict_dtype,
+        run_id=uuid.uuid4().hex,
     )
+    cpus = available_cpus()  # once: it reads the cgroup files
     mode: Mode
     if executor is not None:
         mode = "executor"
@@ -187,7 +195,7 @@ def stream_position(
         mode = "processes"
         workers = pool.num_workers
     else:
-        workers = _effective_workers(num_workers, len(tasks))
+        workers = _effective_workers(num_workers, len(tasks), cpus)
         if workers > 1 and out_info is not None and out_info.write_grid[1] > 1:
             # Tasks of different channels would rewrite the same files.
             log.warning(
@@ -200,7 +208,6 @@ def stream_position(
         mode = "serial" if workers <= 1 else ("threads" if use_threads else "processes")
     if mode in ("processes", "executor"):
         check_picklable(transform, all_params)
-    cpus = available_cpus()
     inner = max(1, cpus // max(1, workers)) if mode != "serial" else cpus
     return PositionRun(
         transform,

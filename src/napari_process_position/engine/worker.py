@@ -33,7 +33,7 @@ from napari_process_position.core.transform_ref import (
 )
 from napari_process_position.engine.bootstrap import leave_note
 from napari_process_position.engine.shared import to_shared
-from napari_process_position.store.arrays import open_array, selection
+from napari_process_position.store.arrays import open_array_once, selection
 from napari_process_position.store.shards import RowRewrite, lost_text, rewrite_rows
 
 __all__ = [
@@ -230,7 +230,9 @@ def _write_levels(task: Task, grid: ChunkGrid, volumes: dict[int, np.ndarray | N
     for level in grid.levels:
         current = {t: None if v is None else downsample_mean(v) for t, v in current.items()}
         try:
-            target = open_array(level.array_path, task.output_zarr_format, write=True)
+            target = open_array_once(
+                level.array_path, task.output_zarr_format, write=True, run_id=task.run_id
+            )
             rewrite_rows(
                 target,
                 level,
@@ -303,11 +305,17 @@ def run_task(
     func = _load_transform(transform, task)
     name = getattr(func, "__name__", None) or transform_name(transform)
     worker = f"pid {os.getpid()} / {threading.current_thread().name}"
-    source = open_array(task.input_array, task.input_zarr_format, axes=task.input_axes)
+    source = open_array_once(
+        task.input_array, task.input_zarr_format, axes=task.input_axes, run_id=task.run_id
+    )
     target = None
     if task.output_array is not None:
-        target = open_array(
-            task.output_array, task.output_zarr_format, write=True, axes=task.output_axes
+        target = open_array_once(
+            task.output_array,
+            task.output_zarr_format,
+            write=True,
+            axes=task.output_axes,
+            run_id=task.run_id,
         )
     c_in = selection(task.input_channels)
     expected = task.expected_block_shape()

@@ -7,9 +7,16 @@ arrays here. numpy-free and zarr-free: spawned workers import this.
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from typing import Any
 
-__all__ = ["open_array", "selection", "tensorstore_spec"]
+__all__ = ["open_array", "open_array_once", "selection", "tensorstore_spec"]
+
+#: Handles that tasks of a run opened in this process, newest last (a few runs' worth).
+_handles: OrderedDict[tuple[str, str, int | None, bool, str], Any] = OrderedDict()
+_handles_lock = threading.Lock()
+_HANDLES_KEPT = 16
 
 
 def tensorstore_spec(array_path: str | os.PathLike[str], zarr_format: int | None) -> dict[str, Any]:
@@ -70,6 +77,38 @@ def open_array(
     if axes == "tczyx":
         return array
     return array[tuple(slice(None) if a in axes else ts.newaxis for a in "tczyx")]
+
+
+def open_array_once(
+    array_path: str | os.PathLike[str],
+    zarr_format: int | None,
+    *,
+    write: bool = False,
+    axes: str = "tczyx",
+    run_id: str = "",
+) -> Any:
+    """:func:`open_array`, reusing the handle an earlier task of the same run opened here.
+
+    A worker (a thread or a process) then opens each array once per run
+    instead of once per task. Handles hold no data (tensorstore's cache pool
+    is off by default), only the array's metadata, which a run does not
+    change; a new run (another ``run_id``) opens the arrays anew. With no
+    ``run_id`` the array is opened every time.
+    """
+    if not run_id:
+        return open_array(array_path, zarr_format, write=write, axes=axes)
+    key = (run_id, os.fspath(array_path), zarr_format, write, axes)
+    with _handles_lock:
+        handle = _handles.get(key)
+        if handle is not None:
+            _handles.move_to_end(key)
+            return handle
+    handle = open_array(array_path, zarr_format, write=write, axes=axes)
+    with _handles_lock:
+        _handles[key] = handle
+        while len(_handles) > _HANDLES_KEPT:
+            _handles.popitem(last=False)
+    return handle
 
 
 def selection(group: int | tuple[int, ...] | list[int] | slice) -> int | list[int] | slice:

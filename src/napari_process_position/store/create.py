@@ -10,8 +10,10 @@ the same file.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -182,19 +184,37 @@ def well_attrs(fields_of_view: Sequence[str], version: OmeVersion) -> dict[str, 
 # -- groups and arrays -------------------------------------------------------------------------
 
 
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+
+
 def _write_group(
     path: Path, attrs: dict[str, Any], version: OmeVersion, made: str | None = None
 ) -> None:
-    """Write a group with OME attributes ``attrs``; ``made`` marks the root of a new store."""
+    """Write a group with OME attributes ``attrs``; ``made`` marks the root of a new store.
+
+    A new folder gets its metadata file written directly (as zarr-python
+    writes it; a big plate has thousands of groups, and zarr's round trip
+    through its event loop cost milliseconds each); an existing one is
+    replaced through zarr (``mode="w"`` also clears what was inside).
+    """
+    ours = {PROVENANCE_KEY: creation_mark(made)} if made else {}
+    document = {"ome": {"version": "0.5", **attrs}, **ours} if version == "0.5" else attrs | ours
+    if not path.exists():
+        path.mkdir(parents=True)
+        if version == "0.5":
+            _write_json(
+                path / "zarr.json",
+                {"attributes": document, "zarr_format": 3, "node_type": "group"},
+            )
+        else:
+            _write_json(path / ".zgroup", {"zarr_format": 2})
+            _write_json(path / ".zattrs", document)
+        return
     import zarr
 
-    ours = {PROVENANCE_KEY: creation_mark(made)} if made else {}
-    if version == "0.5":
-        group = zarr.open_group(str(path), mode="w", zarr_format=3)
-        group.attrs.put({"ome": {"version": "0.5", **attrs}, **ours})
-    else:
-        group = zarr.open_group(str(path), mode="w", zarr_format=2)
-        group.attrs.put({**attrs, **ours})
+    group = zarr.open_group(str(path), mode="w", zarr_format=3 if version == "0.5" else 2)
+    group.attrs.put(document)
 
 
 def _update_group(path: Path, attrs: dict[str, Any], version: OmeVersion) -> None:
@@ -260,11 +280,33 @@ def _create_array(
 
 
 def _write_position(
-    path: Path, layout: OutputLayout, version: OmeVersion, name: str, made: str | None = None
+    path: Path,
+    layout: OutputLayout,
+    version: OmeVersion,
+    name: str,
+    made: str | None = None,
+    made_arrays: dict[Any, Path] | None = None,
 ) -> None:
+    """Write a position's group and its (empty) arrays.
+
+    ``made_arrays`` (shape and settings -> an array made earlier in this
+    plate) lets a position copy the metadata of an identical array instead of
+    asking zarr again: an empty array is its metadata files alone.
+    """
     _write_group(path, image_attrs(layout, version, name), version, made)
     for k, zyx in enumerate(level_shapes(layout.shape[2:], layout.levels)):
-        _create_array(path / str(k), layout, version, zyx)
+        target = path / str(k)
+        key = (layout.dtype, layout.axes, tuple(layout.shape[:2]), tuple(zyx), version)
+        earlier = made_arrays.get(key) if made_arrays is not None else None
+        if earlier is not None and not target.exists():
+            target.mkdir()
+            for item in earlier.iterdir():
+                if item.is_file():
+                    shutil.copyfile(item, target / item.name)
+            continue
+        _create_array(target, layout, version, zyx)
+        if made_arrays is not None:
+            made_arrays[key] = target
 
 
 def _wells(keys: Sequence[str]) -> dict[str, list[str]]:
@@ -352,8 +394,9 @@ def _write_plate(
         if group_attrs(root / well.split("/")[0]) is None:
             _write_group(root / well.split("/")[0], {}, version)
         _write_group(root / well, well_attrs(fovs, version), version)
+    made_arrays: dict[Any, Path] = {}
     for key, layout in layouts.items():
-        _write_position(root / key, layout, version, key.split("/")[-1])
+        _write_position(root / key, layout, version, key.split("/")[-1], None, made_arrays)
 
 
 def _extend_plate(root: Path, layouts: dict[str, OutputLayout]) -> StoreInfo:
@@ -380,8 +423,9 @@ def _extend_plate(root: Path, layouts: dict[str, OutputLayout]) -> StoreInfo:
         if group_attrs(root / well.split("/")[0]) is None:
             _write_group(root / well.split("/")[0], {}, version)
         _update_group(root / well, well_attrs(fovs, version), version)
+    made_arrays: dict[Any, Path] = {}
     for key in missing:
-        _write_position(root / key, layouts[key], version, key.split("/")[-1])
+        _write_position(root / key, layouts[key], version, key.split("/")[-1], None, made_arrays)
     return open_store(root)
 
 

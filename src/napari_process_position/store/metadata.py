@@ -22,6 +22,7 @@ from napari_process_position.core.errors import InvalidStoreError, StoreNotFound
 from napari_process_position.core.records import ChunkGrid
 from napari_process_position.store.axes import check_axes
 from napari_process_position.store.layout import PositionInfo, StoreInfo, to_tczyx
+from napari_process_position.store.plain_image import plain_image
 
 __all__ = ["group_attrs", "is_zarr_group", "open_store", "read_position"]
 
@@ -260,22 +261,16 @@ def _parse_array_meta(array_path: Path) -> dict[str, Any]:
 # -- positions -------------------------------------------------------------------------------
 
 
-def _channel_names(omero: Any, zarr_format: int, n_channels: int) -> list[str]:
-    """Channel labels from the omero metadata (lenient: it is optional and often partial)."""
-    from pydantic import ValidationError
+def _channel_names(omero: Any, n_channels: int) -> list[str]:
+    """Channel labels from the omero metadata (lenient: it is optional and often partial).
 
+    The labels are taken as they are (a partial omero block, with no window
+    say, still gives its labels), so no model is needed to read them.
+    """
     labels: list[str] = []
-    if isinstance(omero, dict):
-        try:
-            labels = [
-                c.label or "" for c in _models(zarr_format).Omero.model_validate(omero).channels
-            ]
-        except ValidationError:  # a partial omero block (no window, say): take the labels
-            channels = omero.get("channels")
-            if isinstance(channels, list):
-                labels = [
-                    str(c.get("label") or "") if isinstance(c, dict) else "" for c in channels
-                ]
+    channels = omero.get("channels") if isinstance(omero, dict) else None
+    if isinstance(channels, list):
+        labels = [str(c.get("label") or "") if isinstance(c, dict) else "" for c in channels]
     if len(labels) != n_channels or not all(labels):
         labels = [
             labels[i] if i < len(labels) and labels[i] else f"channel {i}"
@@ -347,9 +342,10 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
     if not isinstance(raw, list) or not raw or not isinstance(raw[0], dict):
         raise InvalidStoreError(f"{root} has no OME-Zarr 'multiscales' metadata")
     axes = check_axes(root, raw[0])
-    image = _validated(
-        _models(zarr_format).Image, {k: v for k, v in attrs.items() if k != "omero"}, root
-    )
+    image_attrs = {k: v for k, v in attrs.items() if k != "omero"}
+    image = plain_image(image_attrs, zarr_format)
+    if image is None:
+        image = _validated(_models(zarr_format).Image, image_attrs, root)
     multiscale = image.multiscales[0]
     level0 = multiscale.datasets[0]
     array_name = str(level0.path)
@@ -387,7 +383,7 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
         axes=tuple(axes),
         units=to_tczyx([getattr(a, "unit", None) for a in multiscale.axes], axes, None),
         scale=scale,
-        channel_names=tuple(_channel_names(attrs.get("omero"), zarr_format, shape[1])),
+        channel_names=tuple(_channel_names(attrs.get("omero"), shape[1])),
         zarr_format=meta["zarr_format"],
         ome_version=str(version or ("0.5" if zarr_format == 3 else "0.4")),
         fill_value=meta["fill_value"],
