@@ -173,3 +173,26 @@ def cpu_hog():
     for hog in hogs:
         hog.kill()
         hog.wait()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """End process-pool manager threads left waiting on a pipe whose workers are all dead.
+
+    Interpreter exit joins them: one blocked on half a result (a worker killed mid-send)
+    would keep a suite that passed from ever ending. ``ProcessPool`` ends its own; this
+    catches any other pool a test left, and says so.
+    """
+    import concurrent.futures.process as cf_process
+    import threading
+
+    for thread in threading.enumerate():
+        if not isinstance(thread, cf_process._ExecutorManagerThread) or not thread.is_alive():
+            continue
+        procs = list(getattr(thread, "processes", {}).values())
+        if any(p.is_alive() for p in procs):
+            continue
+        writer = getattr(getattr(thread, "result_queue", None), "_writer", None)
+        if writer is not None:
+            writer.close()
+            thread.join(5)
+            print(f"\nconftest: ended a process pool's manager thread left waiting ({thread.name})")

@@ -115,3 +115,26 @@ def test_worker_killed_then_pool_closed(cpu_hog, no_leftovers):
     time.sleep(0.5)  # the executor sees the death and tries to terminate the others
     pool.close()
     assert not wait_until_gone(pids)
+
+
+def test_a_result_cut_short_by_a_kill_does_not_hang_the_pool_or_exit(no_leftovers):
+    """A worker killed mid-send leaves half a message in the result pipe; kill() must end that.
+
+    The manager thread would otherwise wait for the rest forever, and interpreter exit
+    (which joins it) with it: a suite that passed and never ended.
+    """
+    import struct
+
+    pool = ProcessPool(1)
+    pids = set(pool.warm())
+    executor = pool.executor
+    manager = executor._executor_manager_thread
+    writer = executor._result_queue._writer
+    # What a worker killed after the first bytes of a 100-byte result leaves behind.
+    os.write(writer.fileno(), struct.pack("!i", 100) + b"half")
+    time.sleep(0.5)  # the manager thread is now blocked reading the rest
+    assert manager.is_alive()
+    pool.kill()
+    manager.join(SETTLE_S)
+    assert not manager.is_alive(), "the pool's manager thread still waits for the rest"
+    assert not wait_until_gone(pids)

@@ -215,6 +215,7 @@ class ProcessPool:
         if executor is None:
             return
         table = getattr(executor, "_processes", None)  # the executor's own live dict
+        manager = getattr(executor, "_executor_manager_thread", None)  # (shutdown forgets it)
         _kill_all(seen, table)
         executor.shutdown(wait=False, cancel_futures=True)
         # After shutdown() no submit can start a process: one started meanwhile is here now.
@@ -222,7 +223,7 @@ class ProcessPool:
         for proc in procs:
             with contextlib.suppress(Exception):
                 proc.join(timeout=5)
-        _forget_manager_thread(executor)
+        _forget_manager_thread(manager)
         remove_leftovers(self.share_token)
 
     def shutdown(self, wait: bool = True) -> None:
@@ -244,11 +245,12 @@ class ProcessPool:
         if executor is None:
             return
         table = getattr(executor, "_processes", None)
+        manager = getattr(executor, "_executor_manager_thread", None)  # (shutdown forgets it)
         executor.shutdown(wait=False, cancel_futures=True)
         procs = _processes_of(seen, table)  # complete now: no submit can start one any more
         watcher = threading.Thread(
             target=_see_workers_end,
-            args=(executor, procs, self.share_token),
+            args=(executor, manager, procs, self.share_token),
             name="npp-pool-shutdown",
             daemon=True,
         )
@@ -300,7 +302,9 @@ def _kill_all(seen: dict[int, Any], table: dict[int, Any] | None) -> list[Any]:
     return procs
 
 
-def _see_workers_end(executor: cf.ProcessPoolExecutor, procs: list[Any], share_token: str) -> None:
+def _see_workers_end(
+    executor: cf.ProcessPoolExecutor, manager: Any, procs: list[Any], share_token: str
+) -> None:
     """Wait for a shut-down pool's workers to end; kill the rest once one dies or it breaks."""
     from multiprocessing.connection import wait
 
@@ -321,22 +325,30 @@ def _see_workers_end(executor: cf.ProcessPoolExecutor, procs: list[Any], share_t
         for proc in alive.values():
             with contextlib.suppress(Exception):
                 proc.join(timeout=5)
-        _forget_manager_thread(executor)
+        _forget_manager_thread(manager)
     remove_leftovers(share_token)
 
 
-def _forget_manager_thread(executor: cf.ProcessPoolExecutor) -> None:
+def _forget_manager_thread(thread: Any) -> None:
     """Let a killed pool's manager thread end, then drop it from the exit hook's list.
 
-    At interpreter exit concurrent.futures wakes every pool's manager thread
-    through a pipe; for a pool whose workers were killed that pipe is already
-    closed, and Python 3.11 then prints an OSError traceback after a run that
-    ended cleanly with an error message.
+    Call it once every worker of the pool is dead. A worker killed while it
+    sent a result leaves half a message in the result pipe, and the manager
+    thread would wait for the rest forever (and so would interpreter exit,
+    which joins it): closing this process's copy of the pipe's writing end,
+    the last one open, ends that wait. At interpreter exit concurrent.futures
+    also wakes every pool's manager thread through a pipe; for a pool whose
+    workers were killed that pipe is already closed, and Python 3.11 then
+    prints an OSError traceback after a run that ended cleanly.
     """
-    thread = getattr(executor, "_executor_manager_thread", None)
     if thread is None:
         return
     thread.join(timeout=2)
+    if thread.is_alive():
+        writer = getattr(getattr(thread, "result_queue", None), "_writer", None)
+        with contextlib.suppress(Exception):
+            writer.close()  # type: ignore[union-attr]
+        thread.join(timeout=5)
     if not thread.is_alive():
         import concurrent.futures.process as cf_process
 
