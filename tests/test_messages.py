@@ -23,6 +23,22 @@ from napari_process_position.transforms.builtins import max_projection
 CALL = 'process_single_position(max_projection, "in.zarr/A/1/0", "out.zarr/A/1/0", num_workers=2)'
 
 
+def cli(*args: object, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the command line in a fresh interpreter, as a user's shell does."""
+    return subprocess.run(
+        [sys.executable, "-m", "napari_process_position.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+
+
+def plate(tmp_path, keys=("A/1/0", "B/1/0"), t=2):
+    data = {k: random_tczyx((t, 1, 2, 8, 8), "uint16", empty=(), nan=()) for k in keys}
+    return write_plate(tmp_path / "in.zarr", data)
+
+
 def _script_setup(tmp_path):
     data = random_tczyx((2, 1, 2, 8, 8), "uint16", empty=(), nan=())
     write_plate(tmp_path / "in.zarr", {"A/1/0": data})
@@ -60,29 +76,19 @@ def test_the_same_script_with_the_guard_runs(tmp_path):
 
 
 def test_a_memory_limit_below_a_workers_start_up_is_one_line(tmp_path):
-    data = {
-        k: random_tczyx((2, 1, 2, 8, 8), "uint16", empty=(), nan=()) for k in ("A/1/0", "B/1/0")
-    }
-    src = write_plate(tmp_path / "in.zarr", data)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "napari_process_position.cli",
-            "run",
-            str(src),
-            str(tmp_path / "out.zarr"),
-            "-t",
-            "max_projection",
-            "-w",
-            "2",
-            "--memory-limit",
-            "123456789",
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    src = plate(tmp_path)
+    out = tmp_path / "out.zarr"
+    proc = cli(
+        "run",
+        src,
+        out,
+        "-t",
+        "max_projection",
+        "-w",
+        "2",
+        "--memory-limit",
+        "123456789",
+        "--no-progress",
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -94,27 +100,20 @@ def test_a_memory_limit_below_a_workers_start_up_is_one_line(tmp_path):
 
 
 def test_workers_beyond_the_cpus_are_capped_and_the_line_says_so(tmp_path):
-    data = {"A/1/0": random_tczyx((4, 1, 2, 8, 8), "uint16", empty=(), nan=())}
-    src = write_plate(tmp_path / "in.zarr", data)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "napari_process_position.cli",
-            "run",
-            str(src),
-            str(tmp_path / "out.zarr"),
-            "-t",
-            "max_projection",
-            "-w",
-            "16",
-            "--threads",
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "SLURM_CPUS_PER_TASK": "1", "COLUMNS": "400"},
+    src = plate(tmp_path, keys=("A/1/0",), t=4)
+    out = tmp_path / "out.zarr"
+    proc = cli(
+        "run",
+        src,
+        out,
+        "-t",
+        "max_projection",
+        "-w",
+        "16",
+        "--threads",
+        "--no-progress",
+        SLURM_CPUS_PER_TASK="1",
+        COLUMNS="400",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "16 workers asked, 1 used (1 CPUs available)" in proc.stderr, proc.stderr
@@ -122,26 +121,7 @@ def test_workers_beyond_the_cpus_are_capped_and_the_line_says_so(tmp_path):
 
 
 def test_estimate_with_n_workers_sizes_a_job_of_n_cpus(tmp_path):
-    data = {
-        k: random_tczyx((4, 1, 2, 8, 8), "uint16", empty=(), nan=()) for k in ("A/1/0", "B/1/0")
-    }
-    src = write_plate(tmp_path / "in.zarr", data)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "napari_process_position.cli",
-            "estimate",
-            str(src),
-            "-t",
-            "max_projection",
-            "--workers",
-            "8",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = cli("estimate", plate(tmp_path, t=4), "-t", "max_projection", "--workers", "8")
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("RESOURCES:"), proc.stdout
