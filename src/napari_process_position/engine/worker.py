@@ -193,20 +193,7 @@ def _write_volumes(
     grid = task.output_grid
     if grid is None:  # pragma: no cover - every planned task with an output has its grid
         raise OutputWriteError(f"no file layout known for {task.output_array}")
-    try:
-        outcomes = rewrite_rows(
-            target,
-            grid,
-            volumes,
-            selection(task.output_channels),
-            task.output_channel_list(),
-        )
-    except Exception as exc:
-        times = ",".join(str(t) for t in sorted(volumes))
-        raise OutputWriteError(
-            f"writing t={times}, c={channel_label(task.output_channels)} to {task.output_array} "
-            f"failed: {exc}"
-        ) from exc
+    outcomes = _rewrite(target, grid, task, volumes, str(task.output_array))
     if grid.levels:
         _write_levels(task, grid, volumes)
     lost = lost_text(outcomes)
@@ -229,23 +216,35 @@ def _write_levels(task: Task, grid: ChunkGrid, volumes: dict[int, np.ndarray | N
     current = dict(volumes)
     for level in grid.levels:
         current = {t: None if v is None else downsample_mean(v) for t, v in current.items()}
+        where = f"the pyramid level {level.array_path}"
         try:
             target = open_array_once(
                 level.array_path, task.output_zarr_format, write=True, run_id=task.run_id
             )
-            rewrite_rows(
-                target,
-                level,
-                current,
-                selection(task.output_channels),
-                task.output_channel_list(),
-            )
         except Exception as exc:
-            times = ",".join(str(t) for t in sorted(volumes))
-            raise OutputWriteError(
-                f"writing t={times}, c={channel_label(task.output_channels)} to the pyramid "
-                f"level {level.array_path} failed: {exc}"
-            ) from exc
+            raise _write_error(task, volumes, where, exc) from exc
+        _rewrite(target, level, task, current, where)
+
+
+def _rewrite(
+    target: Any, grid: ChunkGrid, task: Task, volumes: dict[int, np.ndarray | None], where: str
+) -> list[RowRewrite]:
+    """Write volumes whole into one array (level 0 or a pyramid level); a failure names them."""
+    try:
+        return rewrite_rows(
+            target, grid, volumes, selection(task.output_channels), task.output_channel_list()
+        )
+    except Exception as exc:
+        raise _write_error(task, volumes, where, exc) from exc
+
+
+def _write_error(
+    task: Task, volumes: dict[int, np.ndarray | None], where: str, exc: BaseException
+) -> OutputWriteError:
+    times = ",".join(str(t) for t in sorted(volumes))
+    return OutputWriteError(
+        f"writing t={times}, c={channel_label(task.output_channels)} to {where} failed: {exc}"
+    )
 
 
 def _record(task: Task, volumes: dict[int, np.ndarray | None], outcomes: list[RowRewrite]) -> None:
