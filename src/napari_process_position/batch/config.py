@@ -70,6 +70,14 @@ class RunConfig(BaseModel):
         default=None,
         description="Position keys ('A/1/0') or glob patterns ('A/*/0'); all positions when empty.",
     )
+    sample: int | None = Field(
+        default=None, ge=1, description="Run on this many of those positions, picked at random."
+    )
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        description="Seed of the sample's pick (a new one is recorded when empty).",
+    )
     transform: str = Field(description="Transform name, 'module:function' or 'file.py:function'.")
     params: dict[str, Any] = Field(default_factory=dict, description="Transform parameters.")
     channels: list[int] | None = Field(
@@ -242,6 +250,15 @@ class RunConfig(BaseModel):
         if len(set(value)) != len(value):
             raise ConfigError(f"indices repeat: {value}")
         return value
+
+    @model_validator(mode="after")
+    def _seeded(self) -> RunConfig:
+        # A sample without a seed gets one now, so that the recorded settings pick it again.
+        if self.sample is not None and self.seed is None:
+            from napari_process_position.batch.sampling import new_seed
+
+            self.seed = new_seed()
+        return self
 
     @model_validator(mode="after")
     def _resume_or_overwrite(self) -> RunConfig:

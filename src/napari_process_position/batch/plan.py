@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from napari_process_position.batch.config import RunConfig
+from napari_process_position.batch.sampling import sample_positions
 from napari_process_position.core.apply import is_empty
 from napari_process_position.core.errors import (
     InvalidArgumentError,
@@ -240,6 +241,8 @@ def plan_run(
     if store is None:
         store = open_store(config.input)
     keys = select_positions(store, config.positions)
+    if config.sample is not None and config.seed is not None:
+        keys = sample_positions(keys, config.sample, config.seed)
     spec = get_transform(config.transform) if sized_by_transform else None
     params = spec.check_params(dict(config.params)) if spec is not None else {}
     inputs = {k: read_position(store.position_path(k), k) for k in keys}

@@ -102,6 +102,18 @@ _SETTINGS_OPTIONS = [
         metavar="KEY",
         help="Position key or glob (repeatable); default all.",
     ),
+    click.option(
+        "--sample",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="Run on N of the positions (those --position picks), picked at random.",
+    ),
+    click.option(
+        "--seed",
+        type=click.IntRange(min=0),
+        metavar="S",
+        help="Seed of --sample's pick (default: a new one, printed and recorded).",
+    ),
     click.option("--channels", help="Input channel indices, e.g. 0,2 or 0-1; default all."),
     click.option("--times", help="Input time indices, e.g. 0-3,7; default all."),
     click.option(
@@ -248,6 +260,8 @@ def build_config(opts: dict[str, Any], *, need_output: bool = True) -> Any:
         "output": opts.get("output_path"),
         "transform": opts.get("transform_name"),
         "positions": list(opts.get("positions") or ()) or None,
+        "sample": opts.get("sample"),
+        "seed": opts.get("seed"),
         "channels": parse_ranges(opts.get("channels"), "channel"),
         "times": parse_ranges(opts.get("times"), "time point"),
         "num_workers": opts.get("workers"),

@@ -243,6 +243,12 @@ def _execute(
         f"-> {cfg.output}  (on {where})",
         highlight=False,
     )
+    if cfg.sample is not None:
+        console.print(
+            f"positions picked at random: --sample {cfg.sample} --seed {cfg.seed} "
+            f"({', '.join(batch.keys[:6])}{' ...' if len(batch.keys) > 6 else ''})",
+            highlight=False,
+        )
     if batch.workers_reason and not logging.getLogger("napari_process_position").isEnabledFor(
         logging.INFO
     ):
