@@ -21,8 +21,9 @@ from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.errors import ProcessPositionError, TransformError
 from napari_process_position.core.transform_ref import check_picklable
 from napari_process_position.engine.pool import ProcessPool
-from napari_process_position.store.layout import PositionInfo
+from napari_process_position.store.layout import PositionInfo, StoreInfo
 from napari_process_position.transforms import TransformSpec, get_transform
+from napari_process_position.widget.compare import Comparison, MosaicPort, NoMosaic
 from napari_process_position.widget.events import Failed, RunEnded, RunPrepared, VolumeFinished
 from napari_process_position.widget.helpers import seconds_text
 from napari_process_position.widget.jobs import (
@@ -49,7 +50,14 @@ class Controller:
         The form, the layers and the background (see the protocols).
     """
 
-    def __init__(self, view: ViewPort, sink: Sink, launcher: Launcher) -> None:
+    def __init__(
+        self,
+        view: ViewPort,
+        sink: Sink,
+        launcher: Launcher,
+        mosaic: MosaicPort | None = None,
+        store: Callable[[], StoreInfo | None] = lambda: None,
+    ) -> None:
         self.view = view
         self.sink = sink
         self.launcher = launcher
@@ -65,9 +73,20 @@ class Controller:
             view,
             sink,
             launcher,
-            blocked=lambda: self.current is not None or self.closed,
+            blocked=lambda: self.current is not None or self.closed or self.comparison.active,
             info=lambda: self.info,
             spec=self.spec,
+        )
+        #: Compare positions of the plate (the widget's mosaic shows them).
+        self.comparison = Comparison(
+            view,
+            launcher,
+            mosaic if mosaic is not None else NoMosaic(),
+            store=store,
+            info=lambda: self.info,
+            spec=self.spec,
+            time_on_screen=sink.input_time_on_screen,
+            blocked=lambda: self.current is not None or self.closed,
         )
 
     # -- state -------------------------------------------------------------------------
@@ -179,6 +198,7 @@ class Controller:
             if not config.auto_workers:
                 pool = self.ensure_pool(config.num_workers, warm=False)
         self.previews.stop()  # a preview's late result must not land in the run's layers
+        self.comparison.stop()  # (its layers hide the run's)
         run = Run(config, pool)
         self.current = run
         self.view.set_busy(True)
@@ -362,6 +382,7 @@ class Controller:
         """Drop previews, cancel the run, kill the pool: the widget is gone."""
         self.closed = True
         self.previews.close()  # drops the preview in flight
+        self.comparison.stop()
         run = self.current
         if run is not None:
             run.cancel()

@@ -10,15 +10,19 @@ from napari_process_position.batch.config import RunConfig, command_line
 __all__ = ["ask_for_settings_file", "save_settings"]
 
 
-def save_settings(config: RunConfig, path: str | os.PathLike[str]) -> tuple[Path, str]:
-    """Save ``config`` for every position (``.yaml`` added), and return the file and its command.
+def save_settings(
+    config: RunConfig, path: str | os.PathLike[str], positions: list[str] | None = None
+) -> tuple[Path, str]:
+    """Save ``config`` for ``positions`` (None: every position; ``.yaml`` added).
+
+    Returns the file and the command that runs it.
 
     Raises
     ------
     OutputWriteError
         The file cannot be written.
     """
-    batch = config.model_copy(update={"positions": None})
+    batch = config.model_copy(update={"positions": list(positions) if positions else None})
     target = batch.save(Path(path).expanduser().with_suffix(".yaml"))
     command = command_line(target)
     if batch.output is None:

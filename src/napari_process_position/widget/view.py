@@ -30,8 +30,13 @@ from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.layout import StoreInfo
 from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.transforms import TransformSpec, list_transforms
+from napari_process_position.widget.compare_controls import (
+    add_compare_controls,
+    compared_positions,
+)
 from napari_process_position.widget.controller import Controller, State
 from napari_process_position.widget.controls import build_controls
+from napari_process_position.widget.mosaic import Mosaic
 from napari_process_position.widget.params import param_value, param_widget
 from napari_process_position.widget.qt import CloseWatcher, QtLauncher
 from napari_process_position.widget.settings import ask_for_settings_file, save_settings
@@ -75,8 +80,12 @@ class ProcessPositionWidget(Container):
         self._sink = LayerSink(
             viewer, self._launcher, follow=lambda: bool(self.follow.value), parent=self.native
         )
-        self.controller = Controller(self, self._sink, self._launcher)
+        self._mosaic = Mosaic(viewer)
+        self.controller = Controller(
+            self, self._sink, self._launcher, self._mosaic, store=lambda: self._store
+        )
         build_controls(self)
+        add_compare_controls(self, self.controller.comparison, viewer)
         self._painter = StatusPainter(self.status, self.progress, self.native)
 
         self.input_path.changed.connect(self._on_input_changed)
@@ -211,12 +220,12 @@ class ProcessPositionWidget(Container):
         }
         return RunConfig.model_validate(settings)
 
-    def save_config(self, path: str | os.PathLike[str]) -> Path:
+    def save_config(self, path: str | os.PathLike[str], positions: list[str] | None = None) -> Path:
         """Save the settings for a batch run over every position, and return the file.
 
         The preview ran one position; the saved :class:`RunConfig` selects all of
-        them (edit ``positions`` in the file to narrow it down). The status line
-        shows the command that runs it.
+        them, or ``positions`` (the **save for** choice "compared positions"
+        gives the compared ones). The status line shows the command that runs it.
 
         Returns
         -------
@@ -230,7 +239,7 @@ class ProcessPositionWidget(Container):
         OutputWriteError
             The file cannot be written.
         """
-        target, command = save_settings(self.current_config(), path)
+        target, command = save_settings(self.current_config(), path, positions)
         self.show_status(f"Saved {target}. Run every position with: {command}")
         return target
 
@@ -421,7 +430,7 @@ class ProcessPositionWidget(Container):
         if not chosen:
             return
         try:
-            self.save_config(chosen)
+            self.save_config(chosen, compared_positions(self))
         except (ValueError, ProcessPositionError) as exc:
             self.show_status(f"cannot save the settings: {exc}", error=True)
 

@@ -1,0 +1,134 @@
+"""The widget's **compare** controls: pick positions of the plate, compare them, step through.
+
+A row of its own below the preview: the positions to compare (keys or globs,
+comma-separated), a quick pick (one field per well, a row, a column, N at
+random) with its value, **live**, **Compare** and **End**; and **save for**
+(every position, or the compared ones) beside the batch settings. PageDown and
+PageUp step through the tiles. The decisions are the controller's
+:class:`~.compare.Comparison`; this module only binds the controls to it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, PushButton
+
+from napari_process_position.core.errors import ProcessPositionError
+from napari_process_position.widget.compare import QUICK_PICKS, Comparison
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["EVERY_POSITION", "add_compare_controls", "compared_positions"]
+
+EVERY_POSITION = "every position"
+COMPARED_POSITIONS = "compared positions"
+_NO_PICK = "quick pick…"
+
+
+def _shown(keys: list[str]) -> str:
+    return ", ".join(keys)
+
+
+def add_compare_controls(w: Any, comparison: Comparison, viewer: napari.viewer.Viewer) -> None:
+    """Add the compare row to the view ``w`` (below the Z range) and bind it to ``comparison``."""
+    w.compare_positions = LineEdit(
+        name="compare_positions",
+        label="compare",
+        tooltip="Positions to compare side by side: keys or globs, comma-separated ('A/*/0')",
+    )
+    w.compare_positions.native.setPlaceholderText("A/1/0, B/*/0 … or a quick pick")
+    w.compare_pick = ComboBox(
+        name="compare_pick",
+        choices=[_NO_PICK, *QUICK_PICKS],
+        value=_NO_PICK,
+        tooltip="Pick positions quickly; a row, a column or N goes in the box beside",
+    )
+    w.compare_value = LineEdit(
+        name="compare_value", tooltip="The row (B), the column (3) or N (9) of the quick pick"
+    )
+    w.compare_value.native.setMaximumWidth(48)
+    w.compare_live = CheckBox(
+        name="compare_live",
+        value=False,
+        text="live",
+        tooltip="Recompute every tile when a parameter, the channels or the time point change",
+    )
+    w.compare_button = PushButton(
+        name="compare_button",
+        text="Compare",
+        tooltip="Compute the time point on screen for every picked position, side by side",
+    )
+    w.compare_end = PushButton(name="compare_end", text="End", tooltip="Remove the tiles")
+    w.compare_row = Container(
+        name="compare_row",
+        label=" ",
+        layout="horizontal",
+        labels=False,
+        widgets=[w.compare_pick, w.compare_value, w.compare_live, w.compare_button, w.compare_end],
+    )
+    w.compare_row.margins = (0, 0, 0, 0)
+    w.save_for = ComboBox(
+        name="save_for",
+        label="save for",
+        choices=[EVERY_POSITION, COMPARED_POSITIONS],
+        value=EVERY_POSITION,
+        tooltip="The positions the saved batch settings run on",
+    )
+    at = list(w).index(w.z_range) + 1
+    w.insert(at, w.compare_positions)
+    w.insert(at + 1, w.compare_row)
+    w.insert(list(w).index(w.save_button), w.save_for)
+
+    def picked(keys: list[str]) -> None:
+        w.compare_positions.value = _shown(keys)
+        seed = f" at random (seed {comparison.seed})" if comparison.seed is not None else ""
+        w.show_status(f"{len(keys)} position(s) picked{seed}; press Compare")
+
+    def on_quick(*_: Any) -> None:
+        kind = w.compare_pick.value
+        if kind == _NO_PICK:
+            return
+        try:
+            picked(comparison.quick_pick(kind, str(w.compare_value.value)))
+        except ProcessPositionError as exc:
+            w.show_status(f"cannot pick: {exc}")
+        w.compare_pick.value = _NO_PICK
+
+    def on_typed(*_: Any) -> None:
+        text = str(w.compare_positions.value)
+        if text == _shown(comparison.picks):
+            return
+        try:
+            comparison.pick([p.strip() for p in text.split(",")])
+        except ProcessPositionError as exc:
+            w.show_status(f"cannot pick: {exc}")
+
+    def on_compare(*_: Any) -> None:
+        on_typed()
+        comparison.live = bool(w.compare_live.value)
+        comparison.start()
+
+    def on_live(*_: Any) -> None:
+        comparison.live = bool(w.compare_live.value)
+        comparison.request()
+
+    w.compare_pick.changed.connect(on_quick)
+    w.compare_positions.native.editingFinished.connect(on_typed)
+    w.compare_button.clicked.connect(on_compare)
+    w.compare_end.clicked.connect(comparison.stop)
+    w.compare_live.changed.connect(on_live)
+    for widget in (w.transform, w.transform_params, w.channels):
+        widget.changed.connect(comparison.request)
+    viewer.dims.events.current_step.connect(lambda *_: comparison.request())
+    viewer.bind_key("PageDown", lambda _v: comparison.step(1), overwrite=True)
+    viewer.bind_key("PageUp", lambda _v: comparison.step(-1), overwrite=True)
+    w._settings.extend([w.compare_positions, w.compare_row])
+
+
+def compared_positions(w: Any) -> list[str] | None:
+    """Return the positions saved settings run on: the compared ones, or None (every one)."""
+    if w.save_for.value != COMPARED_POSITIONS:
+        return None
+    return list(w.controller.comparison.picks) or None
