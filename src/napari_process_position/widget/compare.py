@@ -205,6 +205,18 @@ class Comparison:
         self._cancel_timer()
         self._timer = self.launcher.call_later(COMPARE_DEBOUNCE_MS, self.start)
 
+    def time_moved(self) -> None:
+        """Compare again (live only) if the time point on screen is no longer the tiles' one.
+
+        The viewer's slider moves for other reasons too (a Z step, layers added):
+        those recompute nothing, since every tile holds its whole volume.
+        """
+        job, info = self.job, self._info()
+        if not (self.active and self.live) or job is None or info is None:
+            return
+        if self._time_on_screen(info, list(job.channels)) != job.time_index:
+            self.request()
+
     def is_current(self, generation: int) -> bool:
         """Tell whether comparison ``generation`` is the one wanted (read from its job's thread)."""
         return self.generation == generation

@@ -10,6 +10,8 @@ PageUp step through the tiles. The decisions are the controller's
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit, PushButton
@@ -31,8 +33,13 @@ def _shown(keys: list[str]) -> str:
     return ", ".join(keys)
 
 
-def add_compare_controls(w: Any, comparison: Comparison, viewer: napari.viewer.Viewer) -> None:
-    """Add the compare row to the view ``w`` (below the Z range) and bind it to ``comparison``."""
+def add_compare_controls(
+    w: Any, comparison: Comparison, viewer: napari.viewer.Viewer
+) -> _ViewerBindings:
+    """Add the compare row to the view ``w`` (below the Z range) and bind it to ``comparison``.
+
+    Returns the hooks in the viewer; close them when the widget goes.
+    """
     w.compare_positions = LineEdit(
         name="compare_positions",
         label="compare",
@@ -121,10 +128,53 @@ def add_compare_controls(w: Any, comparison: Comparison, viewer: napari.viewer.V
     w.compare_live.changed.connect(on_live)
     for widget in (w.transform, w.transform_params, w.channels):
         widget.changed.connect(comparison.request)
-    viewer.dims.events.current_step.connect(lambda *_: comparison.request())
-    viewer.bind_key("PageDown", lambda _v: comparison.step(1), overwrite=True)
-    viewer.bind_key("PageUp", lambda _v: comparison.step(-1), overwrite=True)
     w._settings.extend([w.compare_positions, w.compare_row])
+    return _ViewerBindings(viewer, comparison)
+
+
+def _weakly(method: Callable[[Any], None]) -> Callable[[Any], None]:
+    ref = weakref.WeakMethod(method)
+
+    def call(viewer: Any) -> None:
+        found = ref()
+        if found is not None:
+            found(viewer)
+
+    return call
+
+
+class _ViewerBindings:
+    """The comparison's hooks in the viewer: the time slider and PageDown/PageUp.
+
+    Bound methods (napari holds event callbacks weakly); :meth:`close` removes
+    them all, so the viewer keeps nothing of a closed widget.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer, comparison: Comparison) -> None:
+        self.viewer = viewer
+        self.comparison = comparison
+        viewer.dims.events.current_step.connect(self.stepped)
+        # The viewer's keymap holds its functions strongly: these hold the hooks weakly.
+        viewer.bind_key("PageDown", _weakly(self.next_tile), overwrite=True)
+        viewer.bind_key("PageUp", _weakly(self.previous_tile), overwrite=True)
+
+    def stepped(self, *_: Any) -> None:
+        """Recompute a live comparison if the time point moved."""
+        self.comparison.time_moved()
+
+    def next_tile(self, *_: Any) -> None:
+        """Move the view to the next tile."""
+        self.comparison.step(1)
+
+    def previous_tile(self, *_: Any) -> None:
+        """Move the view to the tile before."""
+        self.comparison.step(-1)
+
+    def close(self) -> None:
+        """Disconnect from the viewer."""
+        self.viewer.dims.events.current_step.disconnect(self.stepped)
+        self.viewer.bind_key("PageDown", None, overwrite=True)
+        self.viewer.bind_key("PageUp", None, overwrite=True)
 
 
 def compared_positions(w: Any) -> list[str] | None:

@@ -124,6 +124,7 @@ class Mosaic:
         )
         self._signature = signature
         self._focus = None
+        self.viewer.layers.selection.active = self.outputs[0]  # its contrast, not the labels'
         self.viewer.reset_view()
 
     def tile(self, tile: TileReady) -> None:
@@ -164,8 +165,9 @@ class Mosaic:
         y, x = grid.origin(index)
         center = (y + grid.cell[0] / 2, x + grid.cell[1] / 2)
         self.viewer.reset_view()
-        zoom = self.viewer.camera.zoom * 0.95 * min(grid.rows, grid.cols)
-        camera = self.viewer.camera
+        scene = getattr(self.viewer, "scene", None)  # napari >= 0.9; viewer.camera before
+        camera = scene.camera if scene is not None else self.viewer.camera
+        zoom = camera.zoom * 0.95 * min(grid.rows, grid.cols)
         camera.center = (*camera.center[:-2], *center)
         camera.zoom = zoom
         self._focus = index

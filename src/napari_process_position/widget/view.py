@@ -85,7 +85,7 @@ class ProcessPositionWidget(Container):
             self, self._sink, self._launcher, self._mosaic, store=lambda: self._store
         )
         build_controls(self)
-        add_compare_controls(self, self.controller.comparison, viewer)
+        self._compare_hooks = add_compare_controls(self, self.controller.comparison, viewer)
         self._painter = StatusPainter(self.status, self.progress, self.native)
 
         self.input_path.changed.connect(self._on_input_changed)
@@ -455,6 +455,7 @@ class ProcessPositionWidget(Container):
     def _on_destroyed(self, *_: Any) -> None:
         self._closed = True
         self._watch.close()
+        self._compare_hooks.close()
         self._painter.close()
         self._sink.close()
         self.controller.close()
