@@ -22,9 +22,15 @@ __all__ = ["demo_data", "positions", "transforms"]
 @click.option(
     "--shape", default="5,2,16,128,128", show_default=True, help="T,C,Z,Y,X of each position."
 )
+@click.option(
+    "--wells",
+    metavar="ROWSxCOLS",
+    help="A plate of ROWS x COLS wells with one field each (e.g. 3x3); "
+    "default: wells A/1, A/2 and B/1.",
+)
 @click.option("--ome-version", type=click.Choice(["0.4", "0.5"]), default="0.5", show_default=True)
 @guard
-def demo_data(out: Path, overwrite: bool, shape: str, ome_version: str) -> None:
+def demo_data(out: Path, overwrite: bool, shape: str, wells: str | None, ome_version: str) -> None:
     """Write a synthetic HCS plate (drifting cells, two channels, noise) to OUT."""
     from napari_process_position.core.errors import InvalidArgumentError
     from napari_process_position.store.demo import check_demo_shape, make_demo_plate
@@ -34,8 +40,18 @@ def demo_data(out: Path, overwrite: bool, shape: str, ome_version: str) -> None:
     except (ValueError, InvalidArgumentError) as exc:
         reason = str(exc) if isinstance(exc, InvalidArgumentError) else "not integers"
         fail(f"--shape {shape!r}: {reason}")
+    keys = {}
+    if wells is not None:
+        rows, _, cols = wells.lower().partition("x")
+        if not (
+            rows.isdigit() and cols.isdigit() and 1 <= int(rows) <= 26 and 1 <= int(cols) <= 99
+        ):
+            fail(f"--wells {wells!r}: give ROWSxCOLS, e.g. 3x3 (1 to 26 rows, 1 to 99 columns)")
+        keys["positions"] = tuple(
+            f"{chr(65 + r)}/{c + 1}/0" for r in range(int(rows)) for c in range(int(cols))
+        )
     try:
-        store = make_demo_plate(out, shape=dims, version=ome_version, overwrite=overwrite)
+        store = make_demo_plate(out, shape=dims, version=ome_version, overwrite=overwrite, **keys)
     except ProcessPositionError:
         raise  # one line, from guard (an existing OUT is an OSError too)
     except OSError as exc:

@@ -46,17 +46,20 @@ class _Grid:
         out_h, out_w = (self.out_shape[i] * self.out_scale[i] for i in (1, 2))
         gap = 0.06 * max(in_h, in_w)
         self.inner = in_w + gap / 2  # the output's x offset within a tile
-        self.cell = (max(in_h, out_h) + gap, in_w + gap / 2 + out_w + gap)
+        # Room above each tile for its label.
+        self.cell = (max(in_h, out_h) + 2.5 * gap, in_w + gap / 2 + out_w + gap)
+        self.label_room = 1.5 * gap
 
     def origin(self, index: int) -> tuple[float, float]:
-        """Return the tile's top left corner, world Y and X."""
+        """Return the top left corner of the tile's images, world Y and X."""
         row, col = divmod(index, self.cols)
-        return row * self.cell[0], col * self.cell[1]
+        return row * self.cell[0] + self.label_room, col * self.cell[1]
 
     def mosaic_shape(self, zyx: tuple[int, ...], scale: tuple[float, ...]) -> tuple[int, ...]:
-        height = math.ceil(self.rows * self.cell[0] / scale[1]) + zyx[1]
-        width = math.ceil(self.cols * self.cell[1] / scale[2]) + zyx[2]
-        return (zyx[0], height, width)
+        """Return the shape of a mosaic of volumes ``zyx`` at ``scale``, the last tile included."""
+        y, _ = self.pixel((self.rows - 1) * self.cols, scale)  # the last row
+        _, x = self.pixel(min(self.n, self.cols) - 1, scale)  # the last column
+        return (zyx[0], y + zyx[1], x + zyx[2])
 
     def pixel(self, index: int, scale: tuple[float, ...], shift: float = 0.0) -> tuple[int, int]:
         y, x = self.origin(index)
@@ -114,12 +117,18 @@ class Mosaic:
                 )
                 (self.inputs if kind == "input" else self.outputs).append(layer)
         corners = np.array([grid.origin(i) for i in range(grid.n)], dtype=float)
+        corners[:, 0] -= grid.label_room  # the label above the images
         self.labels = self.viewer.add_points(
             corners,
             name="compare positions",
             size=0.0,
             features={"key": list(job.keys)},
-            text={"string": "{key}", "anchor": "upper_left", "color": "white", "size": 10},
+            text={
+                "string": "{key}",
+                "anchor": "upper_left",
+                "color": "white",
+                "size": 9,
+            },
             metadata={COMPARE_TAG: {"kind": "labels"}},
         )
         self._signature = signature
