@@ -77,9 +77,7 @@ def _squash(text: str) -> str:
     return " ".join(text.split())
 
 
-def _missing_lines(
-    expected: str, actual: str, cwd: Path, *, any_number: bool = False
-) -> list[str]:
+def _missing_lines(expected: str, actual: str, cwd: Path, *, any_number: bool = False) -> list[str]:
     """Return the expected lines that the actual output lacks (see the module docstring)."""
     haystack = _squash(actual)
     missing = []
