@@ -7,7 +7,8 @@ start leaves (``demo.zarr`` and ``demo-blur.zarr``); ``process-position``, ``pyt
 - ``bash``: run with ``bash -e -o pipefail``; it must exit 0.
 - ``console``: each ``$ command`` is run; the lines after it are its output, checked loosely
   (whitespace squashed, ``...`` elides, decimal numbers such as timings match any, lines of
-  box drawing are ignored). A command whose output starts with ``error:`` must fail.
+  box drawing are ignored). A command whose output starts with ``error:`` or ``Traceback``
+  must fail.
 - ``python``: run as a script in a fresh interpreter. ``python title="FILE"`` is written to
   FILE instead, for a later block to import or run.
 - ``text`` right after a ``bash`` or ``python`` block: that block's output, checked as above.
@@ -55,8 +56,11 @@ PAGES = [
 NUMBERS_VARY = "<!-- numbers vary -->"
 
 
-def _shell(command: str, cwd: Path, *, check: bool = True) -> str:
-    """Run ``command`` with bash in ``cwd``; return stdout and stderr (a failure raises)."""
+def _shell(command: str, cwd: Path, *, fails: bool = False) -> str:
+    """Run ``command`` with bash in ``cwd``; return stdout and stderr.
+
+    An exit code other than 0 raises, or with ``fails`` an exit code of 0 does.
+    """
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "NO_COLOR": "1", "COLUMNS": "100"}
     env["PATH"] = f"{cwd / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
     done = subprocess.run(
@@ -68,8 +72,12 @@ def _shell(command: str, cwd: Path, *, check: bool = True) -> str:
         text=True,
         timeout=300,
     )
-    if check and done.returncode != 0:
-        raise AssertionError(f"exit {done.returncode} from:\n{command}\n--- output:\n{done.stdout}")
+    if (done.returncode != 0) != fails:
+        expected = "a failure" if fails else "exit 0"
+        raise AssertionError(
+            f"exit {done.returncode} ({expected} expected) from:\n{command}\n"
+            f"--- output:\n{done.stdout}"
+        )
     return done.stdout
 
 
@@ -162,8 +170,8 @@ def _run_console(example: Example) -> str | None:
             sessions[-1][1].append(line)
     for command, lines in sessions:
         expected = "\n".join(lines)
-        fails = expected.startswith("error:")
-        output = _shell(command, scratch, check=not fails)
+        fails = expected.startswith(("error:", "Traceback"))
+        output = _shell(command, scratch, fails=fails)
         missing = _missing_lines(expected, output, scratch)
         if missing:
             lines = "\n".join(missing)
