@@ -7,10 +7,13 @@ start leaves (``demo.zarr`` and ``demo-blur.zarr``); ``process-position``, ``pyt
 - ``bash``: run with ``bash -e -o pipefail``; it must exit 0.
 - ``console``: each ``$ command`` is run; the lines after it are its output, checked loosely
   (whitespace squashed, ``...`` elides, decimal numbers such as timings match any, lines of
-  box drawing are ignored). A command whose output starts with ``error:`` must fail.
+  box drawing are ignored). A command whose output starts with ``error:`` or ``Traceback``
+  must fail.
 - ``python``: run as a script in a fresh interpreter. ``python title="FILE"`` is written to
   FILE instead, for a later block to import or run.
 - ``text`` right after a ``bash`` or ``python`` block: that block's output, checked as above.
+  With ``<!-- numbers vary -->`` between the two (a measurement: sizes, counts of CPUs or
+  workers), every number in it matches any number.
 - ``<!-- skip: next "reason" -->`` before a block skips it, visibly, with the reason.
 """
 
@@ -46,13 +49,18 @@ PAGES = [
     "docs/iohub.md",
     "docs/api.md",
     "docs/formats.md",
+    "docs/failures.md",
+    "docs/sizing.md",
 ]
-#: Pages whose examples do not run yet (tests/test_docs.py checks that the two lists cover docs/).
-NOT_YET = ["docs/failures.md", "docs/sizing.md"]
+#: Between a block and its ``text`` output: the output's numbers are measurements.
+NUMBERS_VARY = "<!-- numbers vary -->"
 
 
-def _shell(command: str, cwd: Path, *, check: bool = True) -> str:
-    """Run ``command`` with bash in ``cwd``; return stdout and stderr (a failure raises)."""
+def _shell(command: str, cwd: Path, *, fails: bool = False) -> str:
+    """Run ``command`` with bash in ``cwd``; return stdout and stderr.
+
+    An exit code other than 0 raises, or with ``fails`` an exit code of 0 does.
+    """
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "NO_COLOR": "1", "COLUMNS": "100"}
     env["PATH"] = f"{cwd / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
     done = subprocess.run(
@@ -64,8 +72,12 @@ def _shell(command: str, cwd: Path, *, check: bool = True) -> str:
         text=True,
         timeout=300,
     )
-    if check and done.returncode != 0:
-        raise AssertionError(f"exit {done.returncode} from:\n{command}\n--- output:\n{done.stdout}")
+    if (done.returncode != 0) != fails:
+        expected = "a failure" if fails else "exit 0"
+        raise AssertionError(
+            f"exit {done.returncode} ({expected} expected) from:\n{command}\n"
+            f"--- output:\n{done.stdout}"
+        )
     return done.stdout
 
 
@@ -73,7 +85,7 @@ def _squash(text: str) -> str:
     return " ".join(text.split())
 
 
-def _missing_lines(expected: str, actual: str, cwd: Path) -> list[str]:
+def _missing_lines(expected: str, actual: str, cwd: Path, *, any_number: bool = False) -> list[str]:
     """Return the expected lines that the actual output lacks (see the module docstring)."""
     haystack = _squash(actual)
     missing = []
@@ -82,7 +94,8 @@ def _missing_lines(expected: str, actual: str, cwd: Path) -> list[str]:
         if not re.search(r"\w", line) or line.startswith("..."):
             continue
         pattern = re.escape(line).replace(r"\.\.\.", ".*")
-        pattern = re.sub(r"\d+\\\.\d+", r"[\\d.]+", pattern)
+        number = r"\d+(\\\.\d+)?" if any_number else r"\d+\\\.\d+"
+        pattern = re.sub(number, r"[\\d.]+", pattern)
         if not re.search(pattern, haystack):
             missing.append(line)
     return missing
@@ -157,8 +170,8 @@ def _run_console(example: Example) -> str | None:
             sessions[-1][1].append(line)
     for command, lines in sessions:
         expected = "\n".join(lines)
-        fails = expected.startswith("error:")
-        output = _shell(command, scratch, check=not fails)
+        fails = expected.startswith(("error:", "Traceback"))
+        output = _shell(command, scratch, fails=fails)
         missing = _missing_lines(expected, output, scratch)
         if missing:
             lines = "\n".join(missing)
@@ -170,10 +183,11 @@ def _check_text(example: Example) -> str | None:
     """Check a ``text`` block right after a block that ran: it is that block's output."""
     source, _ = example.parsed
     end, output = example.namespace.get("last_output", (-1, ""))
-    between = example.document.text[end : example.region.start]
-    if end < 0 or between.strip():
+    between = example.document.text[end : example.region.start].strip()
+    if end < 0 or between not in ("", NUMBERS_VARY):
         return None  # not an output: text of its own
-    missing = _missing_lines(source, output, example.namespace["scratch"])
+    scratch = example.namespace["scratch"]
+    missing = _missing_lines(source, output, scratch, any_number=between == NUMBERS_VARY)
     if missing:
         return "expected lines not in the output:\n" + "\n".join(missing) + f"\n---\n{output}"
     return None

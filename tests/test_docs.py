@@ -170,8 +170,8 @@ def test_sizing_page_is_in_the_nav_and_its_report_is_the_command_s() -> None:
     assert all(isinstance(v, int) for v in resources.values())
 
 
-def test_every_page_s_examples_run_or_are_listed_as_not_yet() -> None:
-    """Each page with shell or Python blocks is run by the root conftest.py (Sybil) or named.
+def test_every_page_s_examples_run() -> None:
+    """Each page with shell or Python blocks is run by the root conftest.py (Sybil).
 
     The examples themselves run as the items of ``pytest README.md docs/`` (``testpaths``).
     """
@@ -182,8 +182,7 @@ def test_every_page_s_examples_run_or_are_listed_as_not_yet() -> None:
     fence = re.compile(r"^ *```(bash|console|python)\b", re.MULTILINE)
     pages = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
     with_examples = {str(p.relative_to(ROOT)) for p in pages if fence.search(p.read_text("utf-8"))}
-    assert with_examples <= set(conftest.PAGES) | set(conftest.NOT_YET)
-    assert not set(conftest.PAGES) & set(conftest.NOT_YET)
+    assert with_examples <= set(conftest.PAGES)
     for page in conftest.PAGES:
         text = (ROOT / page).read_text(encoding="utf-8")
         for reason in re.findall(r"<!-- skip: next (.*?) -->", text):
