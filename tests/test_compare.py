@@ -38,8 +38,9 @@ class RecordingMosaic:
         self.focus_at: int | None = None
         self.ended = 0
 
-    def begin(self, job, layout, channel_names):
-        self.begun.append((job, layout))
+    def begin(self, job, canvas, channel_names, title):
+        self.begun.append((job, canvas))
+        self.canvas = canvas
         self.tiles = {}
 
     def tile(self, tile):
@@ -125,9 +126,9 @@ def test_each_tile_is_the_transform_of_its_position_and_the_form_s_comes_first(p
     for index, tile in h.mosaic.tiles.items():
         key = picks[index]
         assert tile.key == key
-        np.testing.assert_array_equal(tile.inputs[0], data[key][2, 1])
+        np.testing.assert_array_equal(h.mosaic.canvas.tile_input(index, 0), data[key][2, 1])
         np.testing.assert_array_equal(
-            tile.outputs[0], tt.scale_offset(data[key][2, [1]], 3.0, 0.5)[0]
+            h.mosaic.canvas.tile_output(index, 0), tt.scale_offset(data[key][2, [1]], 3.0, 0.5)[0]
         )
     assert "compared 8 positions at t=2" in h.view.statuses[-1][0]
     stats = h.controller.comparison.stats()
@@ -150,10 +151,10 @@ def test_a_newer_comparison_drops_the_older_one_s_tiles(plate) -> None:
     h.launcher.finish_all()
     assert len(h.mosaic.begun) == 2
     _path, data = plate
-    for index, tile in h.mosaic.tiles.items():
+    for index in h.mosaic.tiles:
         key = comparison.picks[index]
         np.testing.assert_array_equal(
-            tile.outputs[0], tt.scale_offset(data[key][0, [0]], 5.0, 0.0)[0]
+            h.mosaic.canvas.tile_output(index, 0), tt.scale_offset(data[key][0, [0]], 5.0, 0.0)[0]
         )
 
 
@@ -223,3 +224,50 @@ def test_positions_of_other_sizes_and_runs_in_flight_are_refused(plate, tmp_path
     h.controller.comparison.start()
     assert h.view.statuses[-1][0] == "cannot compare while a run is in flight"
     h.launcher.finish_all()
+
+
+def test_the_canvas_places_tiles_apart_and_refuses_stale_writes(plate) -> None:
+    from napari_process_position.store.layout import OutputLayout
+    from napari_process_position.widget.tiles import TileCanvas, TileGrid
+
+    path, data = plate
+    info = read_position(str(path / "A/1/0"), "A/1/0")
+    # A 2x binned output: half the pixels at twice the scale, lined up in world units.
+    binned = OutputLayout(
+        shape=(3, 2, 4, 6, 6),
+        dtype="float32",
+        scale=(1.0, 1.0, 2.0, 1.0, 1.0),
+        channel_names=("a", "b"),
+    )
+    grid = TileGrid(5, info, binned)
+    assert (grid.rows, grid.cols) == (2, 3)
+    canvas = TileCanvas(grid, 2, info.dtype, binned.dtype)
+    for index in range(5):
+        assert canvas.put(
+            index, 1, data[KEYS[index]][0, 1], np.full((4, 6, 6), index + 1.0), lambda: True
+        )
+    assert not canvas.put(0, 1, data[KEYS[0]][0, 1] * 0, None, lambda: False)
+    for index in range(5):
+        np.testing.assert_array_equal(canvas.tile_input(index, 1), data[KEYS[index]][0, 1])
+        assert (canvas.tile_output(index, 1) == index + 1).all()
+    # Tiles do not overlap: every written value is one tile's.
+    dense = np.asarray(canvas.outputs[1])
+    assert dense.shape == canvas.outputs[1].shape
+    assert dense.sum() == sum((i + 1) * 4 * 36 for i in range(5))
+    assert not np.asarray(canvas.inputs[0]).any()  # channel 0 never written
+    # napari's slices of the mosaic are those of the dense array.
+    mosaic = canvas.inputs[1]
+    whole = np.asarray(mosaic)
+    for key in [
+        (2,),
+        (-1, slice(None), slice(3, 30)),
+        (slice(1, 3), slice(5, 20)),
+        (slice(None), 7),
+    ]:
+        np.testing.assert_array_equal(mosaic[key], whole[key])
+    np.testing.assert_array_equal(mosaic[:, ::2, ::3], whole[:, ::2, ::3])
+    in_y, in_x = grid.pixel(4, grid.in_scale)
+    out_y, out_x = grid.pixel(4, grid.out_scale)
+    assert (in_y * grid.in_scale[1], in_x * grid.in_scale[2]) == pytest.approx(
+        (out_y * grid.out_scale[1], out_x * grid.out_scale[2]), abs=1.0
+    )

@@ -86,7 +86,7 @@ def test_a_3x3_comparison_shows_each_position_s_input_and_output(widget, qtbot, 
     assert widget.compare_positions.value == ", ".join(KEYS)
     widget.compare_button.clicked()
     comparison = widget.controller.comparison
-    wait_for(qtbot, lambda: comparison.stats()["done"] is not None)
+    wait_for(qtbot, lambda: comparison.stats()["done"] is not None and widget._mosaic.settled)
     assert "compared 9 positions at t=1" in widget.status.value
     inputs, outputs = _layers(viewer, "input"), _layers(viewer, "output")
     assert len(inputs) == len(outputs) == 2  # one layer per channel: one contrast across tiles
@@ -132,7 +132,7 @@ def test_live_comparison_follows_a_parameter_and_saving_keeps_the_picks(
     widget.compare_live.value = True
     widget.compare_button.clicked()
     comparison = widget.controller.comparison
-    wait_for(qtbot, lambda: comparison.stats()["done"] is not None)
+    wait_for(qtbot, lambda: comparison.stats()["done"] is not None and widget._mosaic.settled)
     first = comparison.generation
     params = {p.name: p for p in widget.transform_params}
     params["sigma_y"].value = params["sigma_x"].value = 1.5

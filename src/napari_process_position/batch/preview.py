@@ -86,6 +86,7 @@ def preview_volume(
     region: Region | None = None,
     output_dtype: Any = None,
     source: Any = None,
+    block: np.ndarray | None = None,
 ) -> PreviewResult:
     """Transform one (t, c) volume of a position, or a region of it, as a run does.
 
@@ -106,6 +107,9 @@ def preview_volume(
         The output layout's dtype; the result is cast to it as a worker casts.
     source
         The position's array from :func:`open_source` (opened here when None).
+    block
+        The whole input volume ``(1, Z, Y, X)``, when the caller has read it
+        already (then nothing is read here; not with ``region``).
 
     Raises
     ------
@@ -124,7 +128,8 @@ def preview_volume(
     where = (z, y, x)
     start = time.perf_counter()
     # (t, [c], z, y, x): the (1, Z, Y, X) block a one-channel task reads.
-    block = source[time_index, [channel], read[0], read[1], read[2]].read().result()
+    if block is None or region is not None:
+        block = source[time_index, [channel], read[0], read[1], read[2]].read().result()
     if is_empty(block) and (
         read == full or is_empty(source[time_index, [channel]].read().result())
     ):

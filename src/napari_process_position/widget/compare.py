@@ -26,7 +26,7 @@ from napari_process_position.batch.sampling import (
     sample_positions,
 )
 from napari_process_position.core.errors import InvalidArgumentError, ProcessPositionError
-from napari_process_position.store.layout import OutputLayout, PositionInfo, StoreInfo
+from napari_process_position.store.layout import PositionInfo, StoreInfo
 from napari_process_position.store.metadata import read_position
 from napari_process_position.transforms import TransformSpec
 from napari_process_position.widget.compare_job import (
@@ -39,6 +39,7 @@ from napari_process_position.widget.compare_job import (
 from napari_process_position.widget.events import Failed
 from napari_process_position.widget.helpers import seconds_text
 from napari_process_position.widget.ports import Launcher, ViewPort
+from napari_process_position.widget.tiles import TileCanvas
 
 __all__ = ["QUICK_PICKS", "Comparison", "MosaicPort", "NoMosaic"]
 
@@ -57,11 +58,13 @@ COMPARE_DEBOUNCE_MS = 150
 class MosaicPort(Protocol):
     """Shows a comparison: the tiles of the picked positions (the widget's mosaic layers)."""
 
-    def begin(self, job: CompareJob, layout: OutputLayout, channel_names: list[str]) -> None:
-        """Make (or reuse) the layers for ``job``'s tiles; other layers are hidden meanwhile."""
+    def begin(
+        self, job: CompareJob, canvas: TileCanvas, channel_names: list[str], title: str
+    ) -> None:
+        """Show ``canvas`` (the same as before: keep the layers); other layers are hidden."""
 
     def tile(self, tile: TileReady) -> None:
-        """Show one position's input and output in its tile."""
+        """Refresh the layers: one position's input and output are in the canvas."""
 
     def focus(self, index: int) -> None:
         """Move the view to tile ``index``."""
@@ -76,7 +79,9 @@ class MosaicPort(Protocol):
 class NoMosaic:
     """A mosaic that shows nothing (a controller without a viewer)."""
 
-    def begin(self, job: CompareJob, layout: OutputLayout, channel_names: list[str]) -> None:
+    def begin(
+        self, job: CompareJob, canvas: TileCanvas, channel_names: list[str], title: str
+    ) -> None:
         """Show nothing."""
 
     def tile(self, tile: TileReady) -> None:
@@ -142,6 +147,8 @@ class Comparison:
         self._timer: Any = None
         self._infos: dict[str, PositionInfo] = {}
         self.shown: dict[int, TileReady] = {}
+        #: Where the latest comparison's tiles are (kept for the next, live one).
+        self.canvas: TileCanvas | None = None
         self.first_tile_at: float | None = None
         self.done_at: float | None = None
         self.dropped = 0
@@ -249,6 +256,7 @@ class Comparison:
             workers=max(1, int(config.num_workers)),
             requested=time.perf_counter(),
             order=tuple(self.picks.index(k) for k in keys),
+            canvas=self.canvas,
         )
 
     def _order(self, keys: list[str]) -> list[str]:
@@ -268,7 +276,8 @@ class Comparison:
             return
         if isinstance(event, CompareLayout):
             names = [job.infos[0].channel_names[c] for c in job.channels]
-            self.mosaic.begin(job, event.layout, names)
+            self.canvas = event.canvas
+            self.mosaic.begin(job, event.canvas, names, job.spec.display_name)
         elif isinstance(event, TileReady):
             if self.first_tile_at is None:
                 self.first_tile_at = time.perf_counter()
@@ -310,6 +319,7 @@ class Comparison:
         if self.active:
             self.mosaic.end()
         self.active = False
+        self.canvas = None  # (its memory goes with the layers)
         self.job = None
         self.shown = {}
 

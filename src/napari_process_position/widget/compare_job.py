@@ -4,7 +4,8 @@
 picked position (input and output, every selected channel) fits in the memory
 budget, then computes the positions' tiles in parallel on the comparison's
 workers (threads: the transforms and tensorstore release the GIL), first the
-position the form shows, and yields each tile as it is done. Each volume is
+position the form shows, and yields each tile as it is done; the workers write the tiles into a
+:class:`.tiles.TileCanvas` that the mosaic's layers show. Each volume is
 computed as a run computes it (:func:`.batch.preview.preview_volume`), so a
 tile equals that position's volume in a run. Qt-free.
 """
@@ -28,6 +29,7 @@ from napari_process_position.store.layout import OutputLayout, PositionInfo
 from napari_process_position.transforms import TransformSpec
 from napari_process_position.widget.events import Failed
 from napari_process_position.widget.helpers import display_limits
+from napari_process_position.widget.tiles import TileCanvas, TileGrid
 
 __all__ = [
     "COMPARE_MEMORY_SHARE",
@@ -60,6 +62,8 @@ class CompareJob:
     requested: float
     #: Tile indices in the order they are computed (the one in view first).
     order: tuple[int, ...] = ()
+    #: The canvas the comparison before wrote (reused when the tiles keep their sizes).
+    canvas: TileCanvas | None = None
 
 
 @dataclass(frozen=True)
@@ -68,21 +72,21 @@ class CompareLayout:
 
     generation: int
     layout: OutputLayout
+    #: Where the tiles are written (the mosaic's layers show its arrays).
+    canvas: TileCanvas
 
 
 @dataclass(frozen=True)
 class TileReady:
-    """The input and output of one picked position, at the comparison's time point."""
+    """One picked position's input and output are in the canvas, at the comparison's time point."""
 
     generation: int
     #: Index of the position among the picked ones (its tile).
     index: int
     key: str
-    #: Selected channel i -> the input ZYX volume.
-    inputs: dict[int, np.ndarray]
-    #: Selected channel i -> the output ZYX volume (None: an empty input, skipped as a run does).
-    outputs: dict[int, np.ndarray | None]
-    #: Contrast limits of this tile's outputs (the mosaic shares one per channel).
+    #: Contrast limits of this tile's inputs and outputs, per selected channel (the mosaic
+    #: sets one per channel, from the first tile that has data).
+    input_limits: dict[int, Limits]
     limits: dict[int, Limits]
     seconds: float
 
@@ -130,17 +134,22 @@ def _check_alike(job: CompareJob) -> None:
             )
 
 
-def _tile(job: CompareJob, index: int, layout: OutputLayout, generation_is: Any) -> TileReady:
+def _tile(
+    job: CompareJob,
+    index: int,
+    layout: OutputLayout,
+    canvas: TileCanvas,
+    is_current: Callable[[int], bool],
+) -> TileReady:
     start = time.perf_counter()
     info = job.infos[index]
     source = open_source(info)
-    inputs: dict[int, np.ndarray] = {}
-    outputs: dict[int, np.ndarray | None] = {}
+    input_limits: dict[int, Limits] = {}
     limits: dict[int, Limits] = {}
     for i, channel in enumerate(job.channels):
-        if not generation_is(job.generation):
-            break  # stale: the caller drops what was computed
-        inputs[i] = np.asarray(source[job.time_index, channel].read().result())
+        if not is_current(job.generation):
+            break  # stale: the caller drops the tile
+        block = np.asarray(source[job.time_index, [channel]].read().result())
         result = preview_volume(
             info,
             job.spec,
@@ -149,20 +158,43 @@ def _tile(job: CompareJob, index: int, layout: OutputLayout, generation_is: Any)
             channel,
             output_dtype=layout.dtype,
             source=source,
+            block=block,
         )
-        outputs[i] = result.volume
-        found = display_limits(result.volume) if result.volume is not None else None
-        if found is not None:
-            limits[i] = found
+        if not canvas.put(index, i, block[0], result.volume, lambda: is_current(job.generation)):
+            break
+        for kind, volume, into in (
+            ("input", block[0], input_limits),
+            ("output", result.volume, limits),
+        ):
+            # One contrast per channel, from the first tile with data: the rest skip it.
+            if volume is None or not canvas.needs_limits(kind, i):
+                continue
+            found = display_limits(volume)
+            if found is not None:
+                canvas.found_limits(kind, i, found)
+                into[i] = canvas.limits[(kind, i)]
     return TileReady(
-        job.generation,
-        index,
-        job.keys[index],
-        inputs,
-        outputs,
-        limits,
-        time.perf_counter() - start,
+        job.generation, index, job.keys[index], input_limits, limits, time.perf_counter() - start
     )
+
+
+def _canvas(job: CompareJob, layout: OutputLayout) -> TileCanvas:
+    """Return the canvas of the comparison before if the tiles keep their sizes, else a new one."""
+    info = job.infos[0]
+    signature = (
+        job.keys,
+        job.channels,
+        info.volume_shape,
+        info.scale,
+        np.dtype(info.dtype).str,
+        tuple(layout.shape[2:]),
+        tuple(layout.scale),
+        np.dtype(layout.dtype).str,
+    )
+    if job.canvas is not None and job.canvas.signature == signature:
+        return job.canvas
+    grid = TileGrid(len(job.keys), info, layout)
+    return TileCanvas(grid, len(job.channels), info.dtype, layout.dtype, signature)
 
 
 def compare_events(job: CompareJob, is_current: Callable[[int], bool]) -> Iterator[Any]:
@@ -180,7 +212,8 @@ def compare_events(job: CompareJob, is_current: Callable[[int], bool]) -> Iterat
             job.spec, job.infos[0], job.params, list(job.channels), [job.time_index]
         )
         check_comparison_memory(job, layout)
-        yield CompareLayout(job.generation, layout)
+        canvas = _canvas(job, layout)
+        yield CompareLayout(job.generation, layout, canvas)
         pending: set[Future[TileReady]] = set()
         queue = list(job.order or range(len(job.keys)))
         with ThreadPoolExecutor(max_workers=max(1, job.workers)) as pool:
@@ -189,7 +222,7 @@ def compare_events(job: CompareJob, is_current: Callable[[int], bool]) -> Iterat
                     if not is_current(job.generation):
                         queue.clear()
                         break
-                    pending.add(pool.submit(_tile, job, queue.pop(0), layout, is_current))
+                    pending.add(pool.submit(_tile, job, queue.pop(0), layout, canvas, is_current))
                 if not pending:
                     break
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)

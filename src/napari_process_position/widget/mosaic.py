@@ -1,25 +1,27 @@
 """The comparison's layers: the picked positions as tiles, each input beside its output.
 
 One image layer per channel for the inputs and one per channel for the
-outputs, each a mosaic of the tiles (so a channel has one contrast setting
-across every tile: wells compare fairly), and a points layer that names each
-tile by its position key. Tiles are laid out row by row; in each, the input
-is on the left and the output on the right, in world units, so a transform
-that bins or crops still lines up. While a comparison is shown the other
-layers are hidden, and shown again when it ends.
+outputs, each showing an array of the comparison's :class:`.tiles.TileCanvas`
+(so a channel has one contrast setting across every tile: wells compare
+fairly), and a points layer that names each tile by its position key. The
+comparison's workers write the tiles into the canvas; here the layers are
+added (one per turn of the event loop) and refreshed. While a comparison is
+shown the other layers are hidden, and shown again when it ends.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qtpy.QtCore import QTimer
 
 from napari_process_position.store.colors import channel_color
-from napari_process_position.store.layout import OutputLayout
 from napari_process_position.widget.compare_job import CompareJob, TileReady
-from napari_process_position.widget.helpers import display_limits
+from napari_process_position.widget.tiles import TileCanvas, TileGrid
 
 if TYPE_CHECKING:
     import napari
@@ -30,42 +32,6 @@ __all__ = ["COMPARE_TAG", "Mosaic"]
 COMPARE_TAG = "npp_compare"
 
 
-class _Grid:
-    """Where each tile goes, in world units and in each mosaic's pixels."""
-
-    def __init__(self, job: CompareJob, layout: OutputLayout) -> None:
-        info = job.infos[0]
-        self.n = len(job.keys)
-        self.cols = max(1, math.ceil(math.sqrt(self.n)))
-        self.rows = math.ceil(self.n / self.cols)
-        self.in_shape = tuple(int(s) for s in info.volume_shape)
-        self.out_shape = tuple(int(s) for s in layout.shape[2:])
-        self.in_scale = tuple(float(s) for s in info.scale[2:])
-        self.out_scale = tuple(float(s) for s in layout.scale[2:])
-        in_h, in_w = (self.in_shape[i] * self.in_scale[i] for i in (1, 2))
-        out_h, out_w = (self.out_shape[i] * self.out_scale[i] for i in (1, 2))
-        gap = 0.06 * max(in_h, in_w)
-        self.inner = in_w + gap / 2  # the output's x offset within a tile
-        # Room above each tile for its label.
-        self.cell = (max(in_h, out_h) + 2.5 * gap, in_w + gap / 2 + out_w + gap)
-        self.label_room = 1.5 * gap
-
-    def origin(self, index: int) -> tuple[float, float]:
-        """Return the top left corner of the tile's images, world Y and X."""
-        row, col = divmod(index, self.cols)
-        return row * self.cell[0] + self.label_room, col * self.cell[1]
-
-    def mosaic_shape(self, zyx: tuple[int, ...], scale: tuple[float, ...]) -> tuple[int, ...]:
-        """Return the shape of a mosaic of volumes ``zyx`` at ``scale``, the last tile included."""
-        y, _ = self.pixel((self.rows - 1) * self.cols, scale)  # the last row
-        _, x = self.pixel(min(self.n, self.cols) - 1, scale)  # the last column
-        return (zyx[0], y + zyx[1], x + zyx[2])
-
-    def pixel(self, index: int, scale: tuple[float, ...], shift: float = 0.0) -> tuple[int, int]:
-        y, x = self.origin(index)
-        return round(y / scale[1]), round((x + shift) / scale[2])
-
-
 class Mosaic:
     """Shows comparisons in a napari viewer (the controller's :class:`~.compare.MosaicPort`)."""
 
@@ -74,97 +40,132 @@ class Mosaic:
         self.inputs: list[Any] = []
         self.outputs: list[Any] = []
         self.labels: Any = None
-        self.grid: _Grid | None = None
+        self.canvas: TileCanvas | None = None
         self._hidden: list[Any] = []
-        self._signature: tuple[Any, ...] | None = None
-        self._limits_set: set[int] = set()
-        self._input_limits_set: set[int] = set()
+        self._to_add: list[Callable[[], None]] = []
+        self._limits: dict[tuple[str, int], tuple[float, float]] = {}
         self._focus: int | None = None
+        self._refresh_due = False
+        self._to_refresh: list[Any] = []
+        self._stale = False
+
+    @property
+    def grid(self) -> TileGrid | None:
+        """Where the tiles are (None without a comparison)."""
+        return self.canvas.grid if self.canvas is not None else None
+
+    @property
+    def settled(self) -> bool:
+        """True once every layer is added and every tile written so far is refreshed."""
+        return not self._to_add and not self._refresh_due
 
     # -- the port --------------------------------------------------------------------------
-    def begin(self, job: CompareJob, layout: OutputLayout, channel_names: list[str]) -> None:
-        """Make the mosaic layers for ``job`` (reused when the tiles keep their sizes)."""
-        signature = (
-            job.keys,
-            job.channels,
-            job.infos[0].volume_shape,
-            job.infos[0].dtype,
-            tuple(layout.shape[2:]),
-            np.dtype(layout.dtype).str,
-        )
-        if signature == self._signature and self._alive():
-            return  # a live change: the tiles are overwritten as they come
+    def begin(
+        self, job: CompareJob, canvas: TileCanvas, channel_names: list[str], title: str
+    ) -> None:
+        """Show ``canvas``: its layers are added one per turn (the same canvas: kept)."""
+        if canvas is self.canvas and self._alive():
+            return  # a live change: the workers overwrite the tiles in place
         self._remove_layers()
         self._hide_others()
-        grid = self.grid = _Grid(job, layout)
-        self._limits_set, self._input_limits_set = set(), set()
-        n_channels = len(job.channels)
+        self.canvas = canvas
+        self._limits = {}
+        self._focus = None
+        grid = canvas.grid
         for i, name in enumerate(channel_names):
-            color = channel_color(i, n_channels).colormap
-            for kind, zyx, scale, dtype, shift in (
-                ("input", grid.in_shape, grid.in_scale, job.infos[0].dtype, 0.0),
-                ("output", grid.out_shape, grid.out_scale, layout.dtype, grid.inner),
+            color = channel_color(i, len(channel_names)).colormap
+            for kind, data, scale, shift in (
+                ("input", canvas.inputs[i], grid.in_scale, 0.0),
+                ("output", canvas.outputs[i], grid.out_scale, grid.inner),
             ):
-                data = np.zeros(grid.mosaic_shape(zyx, scale), dtype=dtype)
-                layer = self.viewer.add_image(
-                    data,
-                    name=f"compare {kind} {name}",
-                    scale=scale,
-                    translate=(0.0, 0.0, shift),
-                    colormap=color,
-                    blending="additive",
-                    metadata={COMPARE_TAG: {"kind": kind, "channel": i}},
-                )
-                (self.inputs if kind == "input" else self.outputs).append(layer)
+                self._to_add.append(
+                    partial(self._add_image, kind, i, data, f"compare {kind} {name}", scale,
+                            shift, color)
+                )  # fmt: skip
+        self._to_add.append(partial(self._add_labels, list(job.keys), title))
+        # Adding a layer is napari's dearest call: one per turn keeps the window moving.
+        QTimer.singleShot(0, self._add_next)
+
+    def _add_next(self) -> None:
+        if not self._to_add:
+            return
+        self._to_add.pop(0)()
+        if self._to_add:
+            QTimer.singleShot(0, self._add_next)
+        else:
+            self.viewer.layers.selection.active = self.outputs[0]  # its contrast, not labels'
+            self.viewer.reset_view()
+
+    def _add_image(
+        self,
+        kind: str,
+        channel: int,
+        data: np.ndarray,
+        name: str,
+        scale: tuple[float, ...],
+        shift: float,
+        color: Any,
+    ) -> None:
+        layer = self.viewer.add_image(
+            data,
+            name=name,
+            contrast_limits=self._limits.get((kind, channel), (0.0, 1.0)),  # (no scan of zeros)
+            scale=scale,
+            translate=(0.0, 0.0, shift),
+            colormap=color,
+            blending="additive",
+            metadata={COMPARE_TAG: {"kind": kind, "channel": channel}},
+        )
+        (self.inputs if kind == "input" else self.outputs).append(layer)
+
+    def _add_labels(self, keys: list[str], title: str) -> None:
+        grid = self.canvas.grid  # type: ignore[union-attr]
         corners = np.array([grid.origin(i) for i in range(grid.n)], dtype=float)
         corners[:, 0] -= grid.label_room  # the label above the images
         self.labels = self.viewer.add_points(
             corners,
-            name="compare positions",
+            name=f"compare positions ({title})",
             size=0.0,
-            features={"key": list(job.keys)},
-            text={
-                "string": "{key}",
-                "anchor": "upper_left",
-                "color": "white",
-                "size": 9,
-            },
+            features={"key": keys},
+            text={"string": "{key}", "anchor": "upper_left", "color": "white", "size": 9},
             metadata={COMPARE_TAG: {"kind": "labels"}},
         )
-        self._signature = signature
-        self._focus = None
-        self.viewer.layers.selection.active = self.outputs[0]  # its contrast, not the labels'
-        self.viewer.reset_view()
 
     def tile(self, tile: TileReady) -> None:
-        """Copy a position's volumes into its tile, and refresh the layers."""
-        grid = self.grid
-        if grid is None or not self._alive():
-            return
-        for i, volume in tile.inputs.items():
-            self._put(self.inputs[i], volume, grid.pixel(tile.index, grid.in_scale), grid.in_shape)
-        for i, out in tile.outputs.items():
-            where = grid.pixel(tile.index, grid.out_scale)
-            layer = self.outputs[i]
-            if out is None:
-                out = np.zeros(grid.out_shape, dtype=layer.data.dtype)
-            self._put(layer, out, where, grid.out_shape)
-            if i not in self._limits_set and i in tile.limits:
-                # One contrast per channel, from the first tile that has data: later tiles
-                # are shown against it, so a dim well looks dim.
-                layer.contrast_limits = tile.limits[i]
-                self._limits_set.add(i)
-        for i, volume in tile.inputs.items():
-            found = display_limits(volume) if i not in self._input_limits_set else None
-            if found is not None:
-                self.inputs[i].contrast_limits = found
-                self._input_limits_set.add(i)
+        """One tile is in the canvas: set each channel's contrast once, refresh soon."""
+        for kind, limits, layers in (
+            ("input", tile.input_limits, self.inputs),
+            ("output", tile.limits, self.outputs),
+        ):
+            for i, found in limits.items():
+                if (kind, i) in self._limits:
+                    continue
+                # One contrast per channel, from the first tile that has data: later
+                # tiles are shown against it, so a dim well looks dim.
+                self._limits[(kind, i)] = found
+                if i < len(layers):
+                    layers[i].contrast_limits = found
+        self._stale = True
+        if not self._refresh_due:
+            self._refresh_due = True
+            QTimer.singleShot(0, self._refresh_next)
 
-    @staticmethod
-    def _put(layer: Any, volume: np.ndarray, where: tuple[int, int], zyx: tuple[int, ...]) -> None:
-        y, x = where
-        layer.data[: zyx[0], y : y + zyx[1], x : x + zyx[2]] = volume
-        layer.refresh()
+    def _refresh_next(self) -> None:
+        """Refresh one layer per turn (each puts a whole mosaic plane together).
+
+        Tiles that land during a round are shown by one more round.
+        """
+        if not self._to_refresh and self._stale:
+            self._stale = False
+            self._to_refresh = [*self.inputs, *self.outputs]
+        if self._to_refresh:
+            layer = self._to_refresh.pop(0)
+            if layer in self.viewer.layers:
+                layer.refresh()
+        if self._to_refresh or self._stale:
+            QTimer.singleShot(0, self._refresh_next)
+        else:
+            self._refresh_due = False
 
     def focus(self, index: int) -> None:
         """Centre the view on tile ``index`` and zoom to it."""
@@ -187,13 +188,14 @@ class Mosaic:
 
     def end(self) -> None:
         """Remove the comparison's layers and show the layers it hid."""
-        self._remove_layers()
-        for layer in self._hidden:
-            if layer in self.viewer.layers:
-                layer.visible = True
+        self._to_add = []
+        with contextlib.suppress(RuntimeError):  # (a viewer being closed: its canvas is gone)
+            self._remove_layers()
+            for layer in self._hidden:
+                if layer in self.viewer.layers:
+                    layer.visible = True
         self._hidden = []
-        self.grid = None
-        self._signature = None
+        self.canvas = None
 
     # -- helpers ---------------------------------------------------------------------------
     def layers(self) -> list[Any]:
@@ -202,7 +204,8 @@ class Mosaic:
 
     def _alive(self) -> bool:
         layers = self.layers()
-        return bool(layers) and all(layer in self.viewer.layers for layer in layers)
+        pending = bool(self._to_add)
+        return (pending or bool(layers)) and all(layer in self.viewer.layers for layer in layers)
 
     def _hide_others(self) -> None:
         for layer in self.viewer.layers:
