@@ -30,6 +30,7 @@ Targets on a 2-core machine with software GL: press of Run <= 1.3 x one
 ``add_image``; streaming < 100 ms in 2D and <= 1.1 x one texture upload in 3D;
 first volume < 0.5 s + one ``add_image``; the warm pool's first volume no slower
 than threads. Results go to ``benchmarks/results/widget.txt`` and ``.json``.
+``--compare`` runs the comparison of 9 positions instead (:mod:`bench_compare`).
 """
 
 from __future__ import annotations
@@ -345,7 +346,18 @@ def main() -> None:
         action="store_true",
         help="print what the main thread did in each run's longest stalls (slows it a little)",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--compare", action="store_true", help="the 9-position comparison case (bench_compare.py)"
+    )
+    args, rest = parser.parse_known_args()
+    if args.compare:
+        import sys
+
+        import bench_compare
+
+        sys.argv = [sys.argv[0], *rest]
+        bench_compare.main()
+        return
     global PROFILE, MODES_RUN
     MODES_RUN = tuple(args.modes)
     if args.profile:
