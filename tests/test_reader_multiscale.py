@@ -54,9 +54,7 @@ def test_reader_layers_of_a_pyramid_output_are_multiscale(tmp_path):
         for k, level in enumerate(levels):
             assert tuple(level.shape) == (SHAPE[0], *shapes[k])
             assert not isinstance(level, np.ndarray)  # lazy
-            np.testing.assert_array_equal(
-                np.asarray(level), _zarr_level(position, str(k))[:, c]
-            )
+            np.testing.assert_array_equal(np.asarray(level), _zarr_level(position, str(k))[:, c])
         lo, hi = meta["contrast_limits"]
         assert lo < hi
 

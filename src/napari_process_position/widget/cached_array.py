@@ -62,6 +62,7 @@ class CachedArray:
         self.shape = (n_t, *(int(n) for n in grid[2:]))
         self.dtype = np.dtype(info.dtype)
         self.ndim = 4
+        self.size = int(np.prod(self.shape))
         self._cache: collections.OrderedDict[tuple[int, Any], np.ndarray] = (
             collections.OrderedDict()
         )

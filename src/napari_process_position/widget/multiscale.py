@@ -116,8 +116,8 @@ def on_screen(
     """Return what an output layer over ``store`` shows of each time point (see the module).
 
     In 3D the whole volume of the coarsest level; in 2D the plane on screen of
-    the level napari draws (``layer``'s, level 0 before it exists) and of the
-    coarsest level (napari's thumbnail reads it).
+    the level napari draws and of the coarsest level (napari's thumbnail reads
+    it); before ``layer`` exists, of every level (napari picks one as it draws).
     """
     dims = viewer.dims
     levels = store.levels if store is not None else 1
@@ -126,11 +126,12 @@ def on_screen(
     z = int(dims.current_step[dims.ndim - 3]) if dims.ndim >= 3 else 0
     if store is None or levels == 1:
         return (OnScreen(0, z),)
-    level = int(layer.data_level) if layer is not None and layer.multiscale else 0
+    if layer is not None and layer.multiscale:
+        picked = dict.fromkeys((int(layer.data_level), levels - 1))
+    else:
+        picked = dict.fromkeys(range(levels))
     sizes = _z_sizes(store)
-    return tuple(
-        dict.fromkeys(OnScreen(k, level_plane(z, sizes[0], sizes[k])) for k in (level, levels - 1))
-    )
+    return tuple(OnScreen(k, level_plane(z, sizes[0], sizes[k])) for k in picked)
 
 
 def _arrays(layer: Image) -> list[CachedArray]:
