@@ -124,7 +124,8 @@ def test_napari_draws_a_small_level_zoomed_out_and_in_3d(make_napari_viewer, qtb
     viewer.open(str(position), plugin="napari-process-position")
     (layer,) = viewer.layers
     assert layer.multiscale and len(layer.data) == 3
-    viewer.camera.zoom = viewer.camera.zoom / 8  # the whole image in a few screen pixels
+    camera = getattr(viewer, "scene", viewer).camera  # (napari >= 0.9: viewer.scene)
+    camera.zoom = camera.zoom / 8  # the whole image in a few screen pixels
     qtbot.waitUntil(lambda: layer.data_level > 0, timeout=10_000)
     viewer.dims.ndisplay = 3
     qtbot.waitUntil(lambda: layer.data_level == 2, timeout=10_000)  # the coarsest level

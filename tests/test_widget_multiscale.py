@@ -15,7 +15,9 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
+from napari_process_position.core.pyramid import pyramid
 from napari_process_position.store.metadata import read_position
+from napari_process_position.transforms import get_transform
 from napari_process_position.widget.form import form_config
 from napari_process_position.widget.multiscale import level_plane
 
@@ -72,10 +74,29 @@ def test_a_run_with_pyramid_levels_shows_multiscale_layers_over_the_store(
             np.testing.assert_array_equal(np.asarray(data), levels[k][:, c])
         assert layer.contrast_limits[1] > 100
 
+    # A preview over the run's layers shows its volume at every level (in memory, derived
+    # as a run derives them); the store keeps the run's.
+    from test_widget_preview import raw_volume, shown_previews, wait_for_preview
+
+    before = shown_previews(w)
+    w.transform_params.sigma_y.value = 3.0
+    w.preview_button.clicked()
+    wait_for_preview(qtbot, w, before)
+    spec = get_transform("gaussian_blur")
+    params = spec.check_params(w.current_config().params)
+    for c, layer in enumerate(output_layers(w)):
+        volume = np.asarray(spec.func(raw_volume(demo, "A/1/0", t, c), **params))[0]
+        volume = volume.astype(levels[0].dtype)
+        for k, expected in enumerate([volume, *pyramid(volume, 3)]):
+            np.testing.assert_array_equal(layer.data[k][t], expected)
+            other = (t + 1) % levels[k].shape[0]  # the run's, from the store
+            np.testing.assert_array_equal(layer.data[k][other], levels[k][other, c])
+    for k in range(3):
+        np.testing.assert_array_equal(_level(position, k), levels[k])
+
     # In 3D napari draws the coarsest level: only its volumes are read back for the layers.
     w.viewer.dims.ndisplay = 3
     w.overwrite.value = True
-    w.transform_params.sigma_y.value = 3.0
     assert run(qtbot, w)["outcome"] == "done", w.status.value
     levels = [_level(position, k) for k in range(3)]
     t = int(w.viewer.dims.current_step[0])
@@ -112,7 +133,8 @@ def test_zoomed_out_a_run_reads_back_the_level_napari_draws(widget, qtbot, tmp_p
     w.viewer.window.show()  # (napari picks a 2D level when its canvas draws)
     qtbot.waitUntil(lambda: len(_input_layers(w)) == 1, timeout=10_000)
     w.viewer.reset_view()
-    w.viewer.camera.zoom = w.viewer.camera.zoom / 2
+    camera = getattr(w.viewer, "scene", w.viewer).camera  # (napari >= 0.9: viewer.scene)
+    camera.zoom = camera.zoom / 2
     set_mode(w, "serial")
     assert run(qtbot, w)["outcome"] == "done", w.status.value
     (layer,) = output_layers(w)
