@@ -138,7 +138,7 @@ class ArraySink:
         shown=None,
         follow=True,
         stored=False,
-        plane=None,
+        read_back=(),
     ):
         if not valid():
             return
@@ -154,8 +154,10 @@ class ArraySink:
     def when_shown(self, callback):
         callback()
 
-    def plane_on_screen(self):
-        return None  # (whole volumes, as in 3D)
+    def on_screen(self, outputs):
+        from napari_process_position.widget.events import OnScreen
+
+        return (OnScreen(0, None),)  # (whole volumes, as in 3D)
 
     def drop_pending(self):
         pass
@@ -199,6 +201,9 @@ class RecordingView:
 
     def current_config(self):
         return self.config
+
+    def run_settings(self):
+        return self.config, None
 
     def preview_options(self):
         return self.live, self.region, "all"
@@ -313,7 +318,7 @@ def test_bad_settings_do_not_start_a_run(plate):
     def broken():
         raise ValueError("select at least one channel")
 
-    view.current_config = broken
+    view.run_settings = broken
     assert controller.run() is None
     assert launcher.jobs == []
     assert view.statuses[-1] == ("cannot run: select at least one channel", True)

@@ -97,8 +97,11 @@ def test_ome_zarr_py_czyx_image_is_processed(tmp_path, version):
     write_image(czyx, group, axes="czyx", fmt=fmt, scale_factors=[2])  # levels s0, s1
     info = read_position(tmp_path / "in.zarr")
     assert (info.array_axes, info.array_name, info.shape) == ("czyx", "s0", (1, 2, 4, 32, 32))
-    # The reader shows each channel as (t, z, y, x): a time slider of one step.
-    assert np.asarray(layer_data(tmp_path / "in.zarr")[1][0]).shape == (1, 4, 32, 32)
+    # The reader shows each channel as (t, z, y, x): a time slider of one step; both of
+    # ome-zarr-py's levels (a multiscale layer).
+    levels, meta, _ = layer_data(tmp_path / "in.zarr")[1]
+    assert meta["multiscale"] and len(levels) == 2
+    assert np.asarray(levels[0]).shape == (1, 4, 32, 32)
     _cli(
         "run", tmp_path / "in.zarr", tmp_path / "out.zarr", "-t", "max_projection", "--no-progress"
     )

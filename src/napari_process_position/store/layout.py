@@ -68,7 +68,8 @@ class PositionInfo:
         The array's fill value: what a skipped (empty) volume reads back as.
     level_grids
         Where the arrays of pyramid levels 1, 2, ... are (the multiscale's
-        further datasets, each TCZYX with the same T and C); empty without a pyramid.
+        further datasets, with level 0's axes, T and C; shapes TCZYX as above);
+        empty without a pyramid.
     translation
         The per-axis translation of level 0 (zeros when it has none): where
         the centre of voxel 0 sits in physical space.
@@ -164,6 +165,15 @@ class PositionInfo:
         from napari_process_position.store.arrays import open_array
 
         return open_array(self.array_path, self.zarr_format, write=write, axes=self.array_axes)
+
+    def open_level(self, level: int) -> Any:
+        """Open resolution level ``level`` (0: full resolution; see :attr:`level_grids`)."""
+        from napari_process_position.store.arrays import open_array
+
+        if level == 0:
+            return self.open_array()
+        path = self.level_grids[level - 1].array_path
+        return open_array(path, self.zarr_format, axes=self.array_axes)
 
     @property
     def write_grid(self) -> tuple[int, ...]:

@@ -279,13 +279,16 @@ def _channel_names(omero: Any, n_channels: int) -> list[str]:
     return labels
 
 
-def _level_grids(root: Path, paths: list[str], level0: dict[str, Any]) -> tuple[ChunkGrid, ...]:
-    """Where the pyramid levels' arrays are: TCZYX with level 0's T, C and format.
+def _level_grids(
+    root: Path, paths: list[str], level0: dict[str, Any], axes: str
+) -> tuple[ChunkGrid, ...]:
+    """Where the pyramid levels' arrays are: level 0's axes, T, C and format (shapes TCZYX).
 
     Lenient (inputs may carry levels we never write): the levels stop at the
     first one that is missing, malformed or unlike level 0.
     """
     grids: list[ChunkGrid] = []
+    lead = len(axes) - 3  # the t and c axes the array has
     for name in paths:
         try:
             meta = _array_meta(root / name)
@@ -293,19 +296,20 @@ def _level_grids(root: Path, paths: list[str], level0: dict[str, Any]) -> tuple[
             break
         shape = meta["shape"]
         if (
-            len(shape) != 5
-            or shape[:2] != level0["shape"][:2]
+            len(shape) != len(axes)
+            or shape[:lead] != level0["shape"][:lead]
             or meta["zarr_format"] != level0["zarr_format"]
         ):
             break
         grids.append(
             ChunkGrid(
                 os.path.join(str(root), *name.split("/")),
-                shape,
-                meta["shards"] or meta["chunks"],
+                to_tczyx(shape, axes, 1),
+                to_tczyx(meta["shards"] or meta["chunks"], axes, 1),
                 meta["key_prefix"],
                 meta["key_separator"],
                 "zarr.json" if meta["zarr_format"] == 3 else ".zarray",
+                axes=axes,
             )
         )
     return tuple(grids)
@@ -373,7 +377,7 @@ def read_position(path: str | os.PathLike[str], key: str | None = None) -> Posit
     shape = to_tczyx(meta["shape"], axes, 1)
     version = getattr(multiscale, "version", None) or getattr(image, "version", None)
     return PositionInfo(
-        level_grids=_level_grids(root, [str(d.path) for d in multiscale.datasets[1:]], meta),
+        level_grids=_level_grids(root, [str(d.path) for d in multiscale.datasets[1:]], meta, axes),
         path=str(root),
         key=key if key is not None else root.name,
         shape=shape,

@@ -45,17 +45,24 @@ class CachedArray:
         The channel shown.
     times
         The store's time points that the layer's first axis shows (None: all).
+    level
+        The resolution level shown (0: full resolution; see :mod:`.multiscale`).
     """
 
-    def __init__(self, info: PositionInfo, channel: int, times: list[int] | None) -> None:
+    def __init__(
+        self, info: PositionInfo, channel: int, times: list[int] | None, level: int = 0
+    ) -> None:
         self.info = info
         self.channel = channel
         self.times = times
-        self._source = info.open_array()[:, channel]
+        self.level = level
+        self._source = info.open_level(level)[:, channel]
         n_t = len(times) if times is not None else info.shape[0]
-        self.shape = (n_t, *info.volume_shape)
+        grid = info.level_grids[level - 1].shape if level else info.shape
+        self.shape = (n_t, *(int(n) for n in grid[2:]))
         self.dtype = np.dtype(info.dtype)
         self.ndim = 4
+        self.size = int(np.prod(self.shape))
         self._cache: collections.OrderedDict[tuple[int, Any], np.ndarray] = (
             collections.OrderedDict()
         )
@@ -143,6 +150,12 @@ class CachedArray:
             for held in [held for held in self._cache if held[0] == t]:
                 del self._cache[held]
         volume[key[1:]] = value
+
+    def replace(self, t: int, volume: np.ndarray) -> None:
+        """Show ``volume`` at time point ``t`` (in memory: the store is not changed)."""
+        self._written[int(t)] = volume
+        for held in [held for held in self._cache if held[0] == int(t)]:
+            del self._cache[held]
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return np.asarray(self[:], dtype=dtype)

@@ -181,7 +181,7 @@ class Controller:
         if self.current is not None or self.closed:
             return None
         try:
-            config = self.view.current_config()
+            config, note = self.view.run_settings()
         except (ValueError, ProcessPositionError) as exc:
             self.view.show_status(f"cannot run: {exc}", error=True)
             return None
@@ -199,11 +199,12 @@ class Controller:
                 pool = self.ensure_pool(config.num_workers, warm=False)
         self.previews.stop()  # a preview's late result must not land in the run's layers
         self.comparison.stop()  # (its layers hide the run's)
-        run = Run(config, pool)
+        run = Run(config, pool, note=note)
         self.current = run
         self.view.set_busy(True)
         self.view.show_progress(0, 1)
-        self.view.show_status(f"Starting {self.spec(config.transform).display_name}…")
+        note_text = f" ({note})" if note else ""
+        self.view.show_status(f"Starting {self.spec(config.transform).display_name}…{note_text}")
         run.worker = self.launcher.start(
             run_events,
             run,
@@ -246,7 +247,6 @@ class Controller:
     def _on_prepared(self, run: Run, event: RunPrepared) -> None:
         batch, limits = event.batch, event.input_limits
         run.prepared_at = time.perf_counter()
-        run.plane = self.sink.plane_on_screen()
         run.total = batch.total
         key = batch.keys[0]
         info = batch.inputs[key]
@@ -255,14 +255,15 @@ class Controller:
         run.outputs = self.sink.outputs(
             batch.layouts[key], display, batch.config.output, info.path, store=event.output
         )
+        run.shown = self.sink.on_screen(run.outputs)
         if getattr(run.outputs, "adding", 0):
             self.sink.when_shown(run.layers_ready.set)  # the workers start once they exist
         else:
             run.layers_ready.set()
         self.view.show_progress(0, batch.total)
         text = f"0/{batch.total} volumes · running {display} ({self._mode_text(batch.config)})"
-        if batch.workers_reason:
-            text += f"; {batch.workers_reason}"
+        for reason in (batch.workers_reason, run.note):
+            text += f"; {reason}" if reason else ""
         self.view.show_status(text)
 
     def _mode_text(self, config: RunConfig) -> str:
@@ -289,9 +290,9 @@ class Controller:
                 valid=lambda: run.outcome != "cancelled",
                 shown=shown,
                 stored=event.result.status in ("written", "resumed"),
-                plane=event.plane,
+                read_back=event.shown,
             )
-            run.plane = self.sink.plane_on_screen()  # (what the next volume is read back for)
+            run.shown = self.sink.on_screen(run.outputs)  # (what the next one is read back for)
         run.shown_times.add(t)
         self.view.show_progress(run.done, run.total)
         if run.total:
@@ -319,8 +320,8 @@ class Controller:
             f"Done: {run.done}/{run.total} volumes in {seconds_text(elapsed)}{where}; "
             f"{', '.join(counts) or 'nothing to do'}."
         )
-        if batch.workers_reason:
-            text += f" {batch.workers_reason[:1].upper()}{batch.workers_reason[1:]}."
+        for reason in (batch.workers_reason, run.note):
+            text += f" {reason[:1].upper()}{reason[1:]}." if reason else ""
         # The run ends once the volumes it delivered are in their layers.
         run.ending = True
         self.sink.when_shown(lambda: self._finish(run, "done", text))

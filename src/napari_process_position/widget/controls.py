@@ -106,6 +106,15 @@ def build_controls(w: Any) -> None:
         tooltip="Optional OME-Zarr store to write; empty = preview only (kept in memory)",
     )
     w.overwrite = CheckBox(name="overwrite", value=False, text="replace an existing output")
+    w.pyramid_levels = LineEdit(
+        name="pyramid_levels",
+        label="pyramid levels",
+        value="1",
+        enabled=False,
+        tooltip="Resolution levels to write into the output (1: full resolution only): each "
+        "volume's 2x mean downsamplings over Z, Y and X, in the same run; 'auto': until Y and X "
+        "are at most 512 (run --pyramid-levels). Needs an output store with axes t, c, z, y, x",
+    )
     w.num_workers = SpinBox(
         name="num_workers",
         label="workers",
@@ -153,6 +162,7 @@ def build_controls(w: Any) -> None:
             w.z_range,
             w.output_path,
             w.overwrite,
+            w.pyramid_levels,
             w.num_workers,
             w.auto_workers,
             w.use_threads,
@@ -179,6 +189,7 @@ def build_controls(w: Any) -> None:
         w.preview_button,
         w.output_path,
         w.overwrite,
+        w.pyramid_levels,
         w.num_workers,
         w.auto_workers,
         w.use_threads,

@@ -20,12 +20,14 @@ from napari_process_position.store.layout import OutputLayout, PositionInfo
 
 __all__ = [
     "Failed",
+    "OnScreen",
     "PreviewDone",
     "PreviewLayout",
     "PreviewVolume",
     "Region",
     "RunEnded",
     "RunPrepared",
+    "Shown",
     "VolumeFinished",
 ]
 
@@ -47,18 +49,36 @@ class RunPrepared:
 
 
 @dataclass(frozen=True)
+class OnScreen:
+    """What a layer shows of a time point: Z plane ``plane`` of level ``level`` (None: all)."""
+
+    level: int = 0
+    plane: int | None = None
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A slice of a finished volume read back for the layer: what it shows, and the data."""
+
+    level: int
+    plane: int | None
+    data: np.ndarray
+
+
+@dataclass(frozen=True)
 class VolumeFinished:
     """One (t, c) volume of a run is done: written, skipped or computed for a preview."""
 
     result: Result
     #: The output channel (index into the run's channels).
     channel: int
-    #: The ZYX volume to show (None: nothing to show, the layer keeps zeros), or one plane.
+    #: The ZYX volume to show (None: nothing to show, the layer keeps zeros), or the
+    #: first of ``shown``.
     volume: np.ndarray | None
     #: Contrast limits, sent with the first volume of each channel.
     limits: Limits | None
-    #: The Z index of ``volume`` when it is one YX plane of a volume written to the store.
-    plane: int | None = None
+    #: What was read back of a volume written to the store: the slices its layer shows.
+    shown: tuple[Shown, ...] = ()
 
 
 @dataclass(frozen=True)

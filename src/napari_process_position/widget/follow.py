@@ -20,6 +20,7 @@ from napari_process_position.widget.cached_array import CachedArray
 from napari_process_position.widget.helpers import FOLLOW_INTERVAL_MS
 from napari_process_position.widget.jobs import read_slices
 from napari_process_position.widget.layers import Outputs
+from napari_process_position.widget.multiscale import slices_to_read
 
 if TYPE_CHECKING:
     import napari
@@ -101,7 +102,8 @@ class TimeFollower:
             if self._reading is None:  # read them in the background, then move
                 self._reading = t
                 requests = [
-                    (data.info, data.store_time(t), data.channel, where) for data, where in missing
+                    (data.info, data.level, data.store_time(t), data.channel, where)
+                    for data, where in missing
                 ]
                 self._launcher.start(
                     read_slices,
@@ -116,17 +118,18 @@ class TimeFollower:
         return True
 
     def _unread(self, layer: Image, t: int) -> list[tuple[CachedArray, tuple[int, ...]]]:
-        """List the slices that the slider's move to ``t`` would read from disk."""
-        step = self._viewer.dims.current_step
-        z_axis = layers.time_axis(self._viewer, layer) + 1
-        z = int(step[z_axis]) if z_axis < len(step) else 0
+        """List the slices that the slider's move to ``t`` would read from disk.
+
+        Of each visible layer over a store, the plane on screen (of the level
+        napari draws, and of the coarsest one, which its thumbnail reads).
+        """
         missing: list[tuple[CachedArray, tuple[int, ...]]] = []
         for other in self._viewer.layers:
-            data = getattr(other, "data", None)
-            if isinstance(data, CachedArray) and other.visible:
-                where = (min(z, data.shape[1] - 1),)  # (a projection's output has one plane)
-                if not data.has(t, where):
-                    missing.append((data, where))
+            if not other.visible or not hasattr(other, "multiscale"):
+                continue
+            for data, z in slices_to_read(self._viewer, other):
+                if not data.has(t, (z,)):
+                    missing.append((data, (z,)))
         return missing
 
     def _keep(self, t: int, missing: list[tuple[CachedArray, tuple[int, ...]]], item: Any) -> None:

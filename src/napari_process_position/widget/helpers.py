@@ -10,11 +10,13 @@ from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.core.ranges import parse_ranges
 
 __all__ = [
+    "CONTRAST_MIN_PIXELS",
     "COPY_BUDGET_S",
     "COPY_SLAB_BYTES",
     "FOLLOW_INTERVAL_MS",
     "METADATA_KEY",
     "REFRESH_INTERVAL_MS",
+    "contrast_level",
     "display_limits",
     "layer_meta",
     "parse_z_range",
@@ -29,6 +31,8 @@ COPY_BUDGET_S = 0.015
 COPY_SLAB_BYTES = 4 << 20
 #: The follow option moves the time slider (re-slicing every layer) at most this often.
 FOLLOW_INTERVAL_MS = 500
+#: Contrast limits are computed from the coarsest level with at least this many Y*X pixels.
+CONTRAST_MIN_PIXELS = 256 * 256
 #: Marks the layers this widget made, in ``layer.metadata``.
 METADATA_KEY = "napari_process_position"
 
@@ -70,6 +74,15 @@ def display_limits(volume: np.ndarray) -> tuple[float, float] | None:
     if not hi > lo:
         hi = lo + 1.0
     return float(lo), float(hi)
+
+
+def contrast_level(info: Any) -> int:
+    """Return the level of position ``info`` to compute contrast limits from: a small one."""
+    for level in range(info.levels - 1, 0, -1):
+        y, x = info.level_grids[level - 1].shape[3:]
+        if int(y) * int(x) >= CONTRAST_MIN_PIXELS:
+            return level
+    return 0
 
 
 def layer_meta(layer: Any) -> dict[str, Any]:

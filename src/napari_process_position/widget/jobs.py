@@ -36,15 +36,17 @@ from napari_process_position.transforms import TransformSpec
 from napari_process_position.widget.events import (
     Event,
     Failed,
+    OnScreen,
     PreviewDone,
     PreviewLayout,
     PreviewVolume,
     Region,
     RunEnded,
     RunPrepared,
+    Shown,
     VolumeFinished,
 )
-from napari_process_position.widget.helpers import display_limits
+from napari_process_position.widget.helpers import contrast_level, display_limits
 
 __all__ = [
     "IN_MEMORY_SHARE",
@@ -97,8 +99,10 @@ class Run:
     done: int = 0
     outputs: Any = None
     worker: Any = None
-    #: The Z plane the output layers show (None in 3D): what is read back of a written volume.
-    plane: int | None = None
+    #: What the output layers show of a time point: what is read back of a written volume.
+    shown: tuple[OnScreen, ...] = (OnScreen(),)
+    #: What the status lines add about the run's settings (pyramid levels not written, say).
+    note: str | None = None
     #: The end of the run is decided (it waits for its volumes to be on screen).
     ending: bool = False
     clim_set: set[int] = field(default_factory=set)
@@ -138,9 +142,10 @@ class Run:
 def input_limits(
     info: PositionInfo, channels: Sequence[int], t: int
 ) -> dict[int, tuple[float, float]]:
-    """Contrast limits of the input channels from one Z plane each (cheap to read)."""
-    source = info.open_array()
-    z = info.shape[2] // 2
+    """Contrast limits of the input channels from one Z plane each, of a small level if any."""
+    level = contrast_level(info)
+    source = info.open_level(level)
+    z = int(source.shape[2]) // 2
     limits = {}
     for c in channels:
         found = display_limits(source[t, c, z].read().result())
@@ -200,26 +205,24 @@ def run_events(run: Run) -> Iterator[Event]:
         # The workers start once the main thread has added the output layers: adding a
         # layer is napari's dearest call, and it would share the cores with them.
         run.layers_ready.wait(LAYERS_WAIT_S)
-        reader = written.open_array() if written is not None else None
+        readers = [written.open_level(k) for k in range(written.levels)] if written else []
         seen: set[int] = set()
         for _key, result in batch:
             out_c = result.output_channels
             index = out_c[0] if isinstance(out_c, tuple) else int(out_c)  # type: ignore[arg-type]
-            volume, plane = result.volume, None
-            if volume is None and result.status in ("written", "resumed") and reader is not None:
-                # Read back what the layers show: the plane on screen (the volume in 3D).
-                where: tuple[int, ...] = (result.output_time_index, index)
-                if run.plane is not None:
-                    plane = min(run.plane, written.shape[2] - 1)  # type: ignore[union-attr]
-                    where = (*where, plane)
-                volume = reader[where].read().result()
+            volume = result.volume
+            shown: tuple[Shown, ...] = ()
+            if volume is None and result.status in ("written", "resumed") and readers:
+                # Read back what the layers show: planes on screen (a volume in 3D).
+                shown = _read_back(readers, result.output_time_index, index, run.shown)
+                volume = shown[0].data
             elif volume is not None and volume.ndim == 4:
                 volume = volume[0]
             limits = None
             if volume is not None and index not in seen:
                 seen.add(index)
                 limits = display_limits(volume)
-            yield VolumeFinished(result, index, volume, limits, plane)
+            yield VolumeFinished(result, index, volume, limits, shown)
         yield RunEnded(batch)
     except Exception as exc:  # reported by the widget, with the (t, c) when known
         yield Failed(exc)
@@ -231,6 +234,22 @@ def run_events(run: Run) -> Iterator[Event]:
         trim_heap()
 
 
+def _read_back(
+    readers: list[Any], t: int, c: int, wanted: tuple[OnScreen, ...]
+) -> tuple[Shown, ...]:
+    """Read the slices ``wanted`` of volume (t, c) from the output's levels."""
+    found = []
+    for item in wanted:
+        level = min(item.level, len(readers) - 1)
+        source = readers[level]
+        if item.plane is None:
+            found.append(Shown(level, None, source[t, c].read().result()))
+        else:
+            plane = min(item.plane, int(source.shape[2]) - 1)  # (a projection has one plane)
+            found.append(Shown(level, plane, source[t, c, plane].read().result()))
+    return tuple(found)
+
+
 def warm_pool(pool: ProcessPool, transform_ref: str | None) -> None:
     """Start a pool's processes and import the transform in them (run in a thread worker)."""
     with contextlib.suppress(Exception):  # a pool stopped while warming is fine
@@ -238,18 +257,18 @@ def warm_pool(pool: ProcessPool, transform_ref: str | None) -> None:
 
 
 def read_slices(
-    requests: Sequence[tuple[PositionInfo, int, int, Any]],
+    requests: Sequence[tuple[PositionInfo, int, int, int, Any]],
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Read slices ``(position, t, c, index within the ZYX volume)`` for the layers.
+    """Read slices ``(position, level, t, c, index within the ZYX volume)`` for the layers.
 
     Yields ``(i, array)`` for request ``i``: what a layer will show once the time
     slider moves, read here rather than by napari on the main thread.
     """
-    opened: dict[str, Any] = {}
-    for i, (info, t, c, where) in enumerate(requests):
-        source = opened.get(info.path)
+    opened: dict[tuple[str, int], Any] = {}
+    for i, (info, level, t, c, where) in enumerate(requests):
+        source = opened.get((info.path, level))
         if source is None:
-            source = opened[info.path] = info.open_array()
+            source = opened[info.path, level] = info.open_level(level)
         yield i, np.asarray(source[(t, c, *where)].read().result())
 
 

@@ -17,9 +17,9 @@ import numpy as np
 
 from napari_process_position.store.colors import channel_color
 from napari_process_position.store.layout import OutputLayout, PositionInfo
-from napari_process_position.widget.cached_array import CachedArray
 from napari_process_position.widget.helpers import METADATA_KEY, layer_meta
 from napari_process_position.widget.jobs import input_limits
+from napari_process_position.widget.multiscale import channel_data
 
 if TYPE_CHECKING:
     import napari
@@ -31,7 +31,6 @@ __all__ = [
     "find_input",
     "has",
     "input_layers",
-    "keep_on_screen",
     "move_to",
     "new_outputs",
     "output_layers",
@@ -119,14 +118,20 @@ def set_input(
     layer: Image | None,
     clim: tuple[float, float] | None,
 ) -> None:
-    """Show channel ``c`` of ``info`` in ``layer`` (refitted), or in a new layer."""
-    data = CachedArray(info, c, meta["times"])
+    """Show channel ``c`` of ``info`` in ``layer`` (refitted), or in a new layer.
+
+    A position with resolution levels is shown as a multiscale layer; a layer
+    whose multiscale-ness differs is replaced (napari cannot change it).
+    """
+    data = channel_data(info, c, meta["times"])
     if clim is None and (layer is None or layer_meta(layer).get("path") != info.path):
         clim = input_limits(info, [c], 0).get(c, (0.0, 1.0))
     scale, translate = (tzyx(values) for values in info.world())
-    if layer is None or not has(viewer, layer):
+    layer = _same_kind(viewer, layer, data)
+    if layer is None:
         viewer.add_image(
             data,
+            multiscale=isinstance(data, list),
             name=name,
             scale=scale,
             translate=translate,
@@ -202,18 +207,20 @@ def set_output(viewer: napari.viewer.Viewer, outputs: Outputs, i: int, layer: Im
     """Make output ``i`` of ``outputs``: refit ``layer`` (renamed, new data) or add one.
 
     Over a store, the data is a lazy view of channel ``i`` of the output array
-    (it costs what is on screen); without one, zeros in memory that the volumes
-    fill.
+    (it costs what is on screen), multiscale when the store has levels; without
+    one, zeros in memory that the volumes fill.
     """
     data: Any
     if outputs.store is not None:
-        data = CachedArray(outputs.store, i, None)
+        data = channel_data(outputs.store, i, None)
     else:
         data = np.zeros(outputs.shape, outputs.dtype)  # calloc: pages appear as volumes do
     meta = {METADATA_KEY: outputs.meta[i]}
-    if layer is None or not has(viewer, layer):
+    layer = _same_kind(viewer, layer, data)
+    if layer is None:
         layer = viewer.add_image(
             data,
+            multiscale=isinstance(data, list),
             name=outputs.names[i],
             scale=outputs.scale,
             translate=outputs.translate,
@@ -239,24 +246,17 @@ def set_output(viewer: napari.viewer.Viewer, outputs: Outputs, i: int, layer: Im
     outputs.layers[i] = layer
 
 
-def keep_on_screen(
-    viewer: napari.viewer.Viewer, layer: Image, t: int, volume: np.ndarray, plane: int | None
-) -> None:
-    """Have ``layer`` (over a store) hold the slice of ``volume`` it shows at ``t``.
+def _same_kind(viewer: napari.viewer.Viewer, layer: Image | None, data: Any) -> Image | None:
+    """Return ``layer`` if it is in the viewer and can take ``data``, else None (it is removed).
 
-    A plane in 2D (a copy: the volume is released), the whole volume in 3D;
-    ``volume`` may be Z plane ``plane`` only, which is held as it is.
+    napari cannot turn a layer multiscale or back: such a layer is replaced.
     """
-    if plane is not None:
-        layer.data.keep(t, (plane,), volume)
-        return
-    if viewer.dims.ndisplay == 3:
-        layer.data.keep(t, (), volume)
-        return
-    step = viewer.dims.current_step
-    z_axis = time_axis(viewer, layer) + 1
-    z = min(int(step[z_axis]) if z_axis < len(step) else 0, len(volume) - 1)
-    layer.data.keep(t, (z,), np.array(volume[z]))
+    if layer is None or not has(viewer, layer):
+        return None
+    if bool(layer.multiscale) != isinstance(data, list):
+        viewer.layers.remove(layer)
+        return None
+    return layer
 
 
 def existing_outputs(

@@ -51,6 +51,9 @@ class ViewPort(Protocol):
     def current_config(self) -> RunConfig:
         """Return the run the form describes."""
 
+    def run_settings(self) -> tuple[RunConfig, str | None]:
+        """Return the run the form describes, and why its pyramid levels are not the form's."""
+
     def preview_options(self) -> tuple[bool, bool, str]:
         """``(live, region only, Z range text)``."""
 
@@ -104,16 +107,16 @@ class Sink(Protocol):
         shown: Callable[[], None] | None = None,
         follow: bool = True,
         stored: bool = False,
-        plane: int | None = None,
+        read_back: tuple[Any, ...] = (),
     ) -> None:
         """Copy ``volume`` into output ``index`` at time ``t``; ``shown()`` once it is on screen.
 
         ``stored``: it is in the output store already; layers over it only show it
-        (``volume`` may then be its Z plane ``plane``).
+        (the slices ``read_back`` of it, :class:`.events.Shown`).
         """
 
-    def plane_on_screen(self) -> int | None:
-        """Return the Z index the output layers show (None in 3D: they show whole volumes)."""
+    def on_screen(self, outputs: Any) -> tuple[Any, ...]:
+        """Return what the output layers show of a time point (:class:`.events.OnScreen`)."""
 
     def when_shown(self, callback: Callable[[], None]) -> None:
         """Call back once every volume handed over is copied in and refreshed."""

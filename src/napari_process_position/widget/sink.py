@@ -37,9 +37,8 @@ import numpy as np
 
 from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.store.layout import OutputLayout, PositionInfo
-from napari_process_position.widget import layers, region
-from napari_process_position.widget.cached_array import CachedArray
-from napari_process_position.widget.events import Region
+from napari_process_position.widget import layers, multiscale, region
+from napari_process_position.widget.events import OnScreen, Region, Shown
 from napari_process_position.widget.follow import TimeFollower
 from napari_process_position.widget.helpers import (
     COPY_BUDGET_S,
@@ -76,8 +75,8 @@ class _Copy:
     follow: bool
     #: The volume is in the layer's store already (a run's): keep what is on screen.
     stored: bool = False
-    #: ``volume`` is this Z plane of the volume (a stored one), not the volume.
-    plane: int | None = None
+    #: What was read back of a stored volume (``volume`` is the first of them).
+    read_back: tuple[Shown, ...] = ()
     z0: int = 0
 
 
@@ -248,25 +247,23 @@ class LayerSink:
         shown: Callable[[], None] | None = None,
         follow: bool = True,
         stored: bool = False,
-        plane: int | None = None,
+        read_back: tuple[Shown, ...] = (),
     ) -> None:
         """Queue ``volume`` for output ``index`` at time ``t``; ``shown()`` once on screen.
 
         ``stored``: the volume is in the output store already (a run's); a layer
-        over that store keeps only the slice on screen, nothing is copied; ``volume``
-        may then be its Z plane ``plane`` only.
+        over that store keeps only the slices on screen (``read_back``), nothing is copied.
         """
         self._copies.append(
-            _Copy(outputs, index, t, volume, where, limits, valid, shown, follow, stored, plane)
+            _Copy(outputs, index, t, volume, where, limits, valid, shown, follow, stored, read_back)
         )
         self._schedule(0)
 
-    def plane_on_screen(self) -> int | None:
-        """Return the Z index the output layers show (None in 3D: they show whole volumes)."""
-        dims = self._viewer.dims
-        if dims.ndisplay == 3:
-            return None
-        return int(dims.current_step[dims.ndim - 3]) if dims.ndim >= 3 else 0
+    def on_screen(self, outputs: Outputs | None) -> tuple[OnScreen, ...]:
+        """Return what the output layers show of a time point (a level's plane, or volume)."""
+        made = [layer for layer in outputs.layers if layer is not None] if outputs else []
+        store = outputs.store if outputs is not None else None
+        return multiscale.on_screen(self._viewer, store, made[0] if made else None)
 
     def when_shown(self, callback: Callable[[], None]) -> None:
         """Call back once every queued change and volume is in and refreshed."""
@@ -334,13 +331,14 @@ class LayerSink:
                 blocked.append(item)  # its layer is made in a coming turn
                 continue
             volume, z0, z1 = item.volume, item.z0, len(item.volume)
-            if item.stored and isinstance(layer.data, CachedArray):
-                layers.keep_on_screen(self._viewer, layer, item.t, volume, item.plane)
+            if item.stored and not isinstance(layer.data, np.ndarray):
+                multiscale.keep_on_screen(self._viewer, layer, item.t, volume, item.read_back)
             else:  # a slab of planes (into a region, for a region preview)
                 per_plane = max(1, volume[0].nbytes if volume.ndim else 1)
                 z1 = min(len(volume), z0 + max(1, COPY_SLAB_BYTES // per_plane))
                 wz, wy, wx = item.where or (slice(0, None), slice(None), slice(None))
-                layer.data[item.t, wz.start + z0 : wz.start + z1, wy, wx] = volume[z0:z1]
+                box = (slice(wz.start + z0, wz.start + z1), wy, wx)
+                multiscale.write(layer, item.t, box, volume[z0:z1], z1 == len(volume))
             if z1 < len(volume):
                 item.z0 = z1
                 self._copies.appendleft(item)

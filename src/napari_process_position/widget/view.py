@@ -21,11 +21,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
 from napari_process_position.batch.config import RunConfig
-from napari_process_position.core.errors import (
-    InvalidArgumentError,
-    ProcessPositionError,
-)
-from napari_process_position.core.ranges import parse_ranges
+from napari_process_position.core.errors import ProcessPositionError
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.layout import StoreInfo
 from napari_process_position.store.metadata import open_store, read_position
@@ -36,6 +32,7 @@ from napari_process_position.widget.compare_controls import (
 )
 from napari_process_position.widget.controller import Controller, State
 from napari_process_position.widget.controls import build_controls
+from napari_process_position.widget.form import form_config
 from napari_process_position.widget.mosaic import Mosaic
 from napari_process_position.widget.params import param_value, param_widget
 from napari_process_position.widget.qt import CloseWatcher, QtLauncher
@@ -95,6 +92,7 @@ class ProcessPositionWidget(Container):
         self.num_workers.changed.connect(self._on_mode_changed)
         self.auto_workers.changed.connect(self._on_auto_workers)
         self.use_threads.changed.connect(self._on_mode_changed)
+        self.output_path.changed.connect(self._on_output_changed)
         self.run_button.clicked.connect(self.controller.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.save_button.clicked.connect(self._on_save_clicked)
@@ -194,31 +192,27 @@ class ProcessPositionWidget(Container):
         InvalidArgumentError
             A setting is missing or invalid; the message says which.
         """
-        info = self.controller.info
-        if self._store is None or info is None:
-            raise InvalidArgumentError("choose an OME-Zarr plate or position first")
-        key = self.position.value
-        if key is None:
-            raise InvalidArgumentError("choose a position")
-        channels = sorted(self.channels.value)
-        if not channels:
-            raise InvalidArgumentError("select at least one channel")
-        times = parse_ranges(self.times.value, "time point", info.shape[0])
+        return self.run_settings()[0]
+
+    def run_settings(self) -> tuple[RunConfig, str | None]:
+        """Return :meth:`current_config`, and why its pyramid levels are not the form's."""
         output = self.output_path.value
-        params = {w.name: param_value(w) for w in self.transform_params}
-        settings: dict[str, Any] = {
-            "input": self._store.path,
-            "output": str(output) if output else None,
-            "positions": [key],
-            "transform": self.transform.value,
-            "params": params,
-            "channels": channels,
-            "times": times,
-            "num_workers": "auto" if self.auto_workers.value else int(self.num_workers.value),
-            "use_threads": bool(self.use_threads.value),
-            "overwrite": bool(self.overwrite.value),
-        }
-        return RunConfig.model_validate(settings)
+        return form_config(
+            store=self._store.path if self._store is not None else None,
+            info=self.controller.info,
+            key=self.position.value,
+            channels=sorted(self.channels.value),
+            times_text=self.times.value,
+            output=str(output) if output else None,
+            pyramid_text=self.pyramid_levels.value,
+            settings={
+                "transform": self.transform.value,
+                "params": {w.name: param_value(w) for w in self.transform_params},
+                "num_workers": "auto" if self.auto_workers.value else int(self.num_workers.value),
+                "use_threads": bool(self.use_threads.value),
+                "overwrite": bool(self.overwrite.value),
+            },
+        )
 
     def save_config(self, path: str | os.PathLike[str], positions: list[str] | None = None) -> Path:
         """Save the settings for a batch run over every position, and return the file.
@@ -226,11 +220,7 @@ class ProcessPositionWidget(Container):
         The preview ran one position; the saved :class:`RunConfig` selects all of
         them, or ``positions`` (the **save for** choice "compared positions"
         gives the compared ones). The status line shows the command that runs it.
-
-        Returns
-        -------
-        Path
-            The file written (``.yaml``).
+        Returns the file written (``.yaml``).
 
         Raises
         ------
@@ -285,6 +275,7 @@ class ProcessPositionWidget(Container):
         for widget in self._settings:
             widget.enabled = not busy
         self.num_workers.enabled = not busy and not self.auto_workers.value
+        self._on_output_changed()
         if not busy:
             self._painter.paint()  # the end of a run shows at once
 
@@ -421,6 +412,10 @@ class ProcessPositionWidget(Container):
         workers, threads = int(self.num_workers.value), bool(self.use_threads.value)
         if workers > 1 and not threads and not self.running and not self._closed:
             self.controller.ensure_pool(workers, warm=True, transform=self.transform.value)
+
+    def _on_output_changed(self, *_: Any) -> None:
+        # Pyramid levels are written into an output store only.
+        self.pyramid_levels.enabled = bool(self.output_path.value) and not self.running
 
     def _on_auto_workers(self, *_: Any) -> None:
         self.num_workers.enabled = not self.auto_workers.value and not self.running
