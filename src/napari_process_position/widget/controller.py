@@ -85,7 +85,7 @@ class Controller:
             store=store,
             info=lambda: self.info,
             spec=self.spec,
-            time_on_screen=sink.input_time_on_screen,
+            sink=sink,
             blocked=lambda: self.current is not None or self.closed,
         )
 
