@@ -119,6 +119,17 @@ def test_a_3x3_comparison_shows_each_position_s_input_and_output(widget, qtbot, 
     assert viewer.scene.camera.center[-2] == pytest.approx(y0 + grid.cell[0] / 2)
     assert comparison.step(4) == 4
     assert comparison.step(-5) == 8
+    # The keys do the same: PageDown on the canvas steps on (wrapping to the first tile).
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QWidget
+
+    window = widget.native.window()
+    canvas = next(w for w in window.findChildren(QWidget) if type(w).__name__.startswith("Canvas"))
+    canvas.setFocus()
+    qtbot.keyClick(canvas, Qt.Key.Key_PageDown)
+    assert widget._mosaic.focused() == 0
+    qtbot.keyClick(canvas, Qt.Key.Key_PageUp)
+    assert widget._mosaic.focused() == 8
     # End: the tiles go and the other layers come back.
     widget.compare_end.clicked()
     assert not _layers(viewer, "input") and not _layers(viewer, "labels")
