@@ -51,6 +51,14 @@ def main(target: str = "docs/images/widget-compare.png") -> Path:
     for _ in range(50):
         app.processEvents()
         time.sleep(0.02)
+    from qtpy.QtWidgets import QWidget
+
+    for toast in viewer.window.main_menu.window().findChildren(QWidget):
+        if type(toast).__name__ == "NapariQtNotification":
+            toast.close()  # (napari's warning that PyQt5 support is deprecated)
+    for _ in range(20):
+        app.processEvents()
+        time.sleep(0.02)
     out = Path(target)
     out.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(out), canvas_only=False)
