@@ -14,6 +14,7 @@ from pathlib import Path
 
 
 def main(target: str = "docs/images/widget-compare.png") -> Path:
+    """Take the picture and save it to ``target``; return its path."""
     import warnings
 
     warnings.filterwarnings("ignore", message="napari support for the PyQt5 backend")
