@@ -12,7 +12,11 @@ from typing import Any, Literal
 from napari_process_position.core import records as _progress
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.identity import run_identity
-from napari_process_position.core.transform_ref import TransformRef, check_picklable
+from napari_process_position.core.transform_ref import (
+    TransformRef,
+    check_picklable,
+    check_reference,
+)
 from napari_process_position.engine.plan import plan_tasks
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.engine.run import Mode, PositionRun
@@ -150,6 +154,7 @@ def stream_position(
     every task reads its input blocks before it writes. The command line
     and the widget refuse an output inside the input.
     """
+    check_reference(transform)
     all_params = dict(params or {})
     all_params.update(kwargs)
     in_info = input_info if input_info is not None else read_position(input_position_path)
