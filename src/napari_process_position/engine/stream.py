@@ -191,7 +191,9 @@ def stream_position(
         strict_dtype=strict_dtype,
         run_id=uuid.uuid4().hex,
     )
-    cpus = available_cpus()  # once: it reads the cgroup files
+    # Read the CPU budget (cgroup files) once, and only when it decides something: a
+    # batch's serial positions (thousands of them) never need it.
+    cpus = available_cpus() if num_workers > 1 or executor is not None else 1
     mode: Mode
     if executor is not None:
         mode = "executor"

@@ -10,6 +10,8 @@ the same file.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import math
 import os
@@ -76,6 +78,27 @@ def image_attrs(layout: OutputLayout, version: OmeVersion, name: str) -> dict[st
     >>> image_attrs(layout, "0.5", "0")["multiscales"][0]["axes"][0]
     {'name': 't', 'type': 'time', 'unit': 'second'}
     """
+    try:
+        attrs = copy.deepcopy(_named_image_attrs(layout, version))
+    except TypeError:  # a layout of lists (unhashable): no cache
+        attrs = _image_attrs(layout, version, _NAME)
+    # The name is all that differs between the positions of a plate (thousands of them,
+    # each a round of the models otherwise).
+    attrs["multiscales"][0]["name"] = name
+    attrs["omero"]["name"] = name
+    return attrs
+
+
+#: The name an image's attributes are built with, then replaced (a string, so the key stays).
+_NAME = "name"
+
+
+@functools.lru_cache(maxsize=16)
+def _named_image_attrs(layout: OutputLayout, version: OmeVersion) -> dict[str, Any]:
+    return _image_attrs(layout, version, _NAME)
+
+
+def _image_attrs(layout: OutputLayout, version: OmeVersion, name: str) -> dict[str, Any]:
     m = _models(version)
     kept = layout.axes  # the input's axes: "tczyx", or fewer ("czyx", "zyx", ...)
     units = dict(zip("tczyx", layout.units, strict=True))
