@@ -318,6 +318,8 @@ def measure_first_frames(args: argparse.Namespace) -> None:
         if not args.keep:
             shutil.rmtree(args.workdir / f"output-{name}.zarr", ignore_errors=True)
             shutil.rmtree(args.workdir / f"output-{name}-levels.zarr", ignore_errors=True)
+            if not any(args.workdir.iterdir()):
+                args.workdir.rmdir()
 
 
 def main() -> None:
