@@ -13,10 +13,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SOURCE_KEY", "demo_plate"]
+__all__ = ["SOURCE_KEY", "demo_plate", "sample_source"]
 
 #: Key in ``layer.metadata`` with the store and position a sample layer comes from.
 SOURCE_KEY = "napari_process_position_source"
+
+
+def sample_source(layer: Any) -> tuple[str, str | None] | None:
+    """Return the store and position a sample-data layer came from (None for other layers)."""
+    source = (getattr(layer, "metadata", None) or {}).get(SOURCE_KEY)
+    return (source["store"], source.get("position")) if source else None
 
 
 def _temporary_folder() -> Path:

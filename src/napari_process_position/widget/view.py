@@ -36,6 +36,7 @@ from napari_process_position.widget.form import form_config
 from napari_process_position.widget.mosaic import Mosaic
 from napari_process_position.widget.params import param_value, param_widget
 from napari_process_position.widget.qt import CloseWatcher, QtLauncher
+from napari_process_position.widget.sample_data import sample_source
 from napari_process_position.widget.settings import ask_for_settings_file, save_settings
 from napari_process_position.widget.sink import LayerSink
 from napari_process_position.widget.status import StatusPainter
@@ -160,24 +161,12 @@ class ProcessPositionWidget(Container):
         self.controller.previews.preview()
 
     def add_transform(self, transform: str | Callable[..., Any]) -> str:
-        """Offer a transform of one's own, select it, and return its name.
+        """Offer a transform of one's own, select it, and return the name it is listed under.
 
-        Parameters
-        ----------
-        transform
-            ``"module:function"``, ``"/path/to/file.py:function"``, or a function
-            defined at the top level of a module or file (it is run by reference,
-            so worker processes can import it too).
-
-        Returns
-        -------
-        str
-            The name it is listed under.
-
-        Raises
-        ------
-        TransformNotFoundError, TransformError
-            It cannot be found, or a function cannot be found again by its name.
+        ``transform``: ``"module:function"``, ``"/path/to/file.py:function"``, or a
+        function defined at the top level of a module or file (it is run by
+        reference, so worker processes can import it too). Raises
+        TransformNotFoundError or TransformError when it cannot be found (again).
         """
         name = self.controller.add_transform(transform)
         self.transform.reset_choices()
@@ -433,13 +422,10 @@ class ProcessPositionWidget(Container):
     # -- the viewer ------------------------------------------------------------------------
     def _adopt_sample(self, layer: Any) -> None:
         """Sample-data layers name their store: make it the input if none is chosen yet."""
-        from napari_process_position.widget.sample_data import SOURCE_KEY
-
-        source = (getattr(layer, "metadata", None) or {}).get(SOURCE_KEY)
-        if not source or self._input_chosen() or self.running:
-            return
-        # napari adds a sample's layers one by one: look once they are all there.
-        QTimer.singleShot(0, partial(self._use_sample, source["store"], source.get("position")))
+        source = sample_source(layer)
+        if source is not None and not self._input_chosen() and not self.running:
+            # napari adds a sample's layers one by one: look once they are all there.
+            QTimer.singleShot(0, partial(self._use_sample, *source))
 
     def _use_sample(self, store: str, key: str | None) -> None:
         if self._closed or self._input_chosen() or self.running:
