@@ -3,7 +3,8 @@
 The names are the contract scripts and tests rely on (``input_path``,
 ``position``, ``transform``, ``transform_params``, ``channels``, ``times``,
 ``num_workers``, ``use_threads``, ``output_path``, ``run_button``,
-``cancel_button``, ``progress``, ``status``; DESIGN.md).
+``cancel_button``, ``progress``, ``status``, and the rest that docs/widget.md's
+table lists): keep them.
 """
 
 from __future__ import annotations
