@@ -29,6 +29,7 @@ from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.plan import RunPlan, plan_run
 from napari_process_position.core.apply import is_empty
 from napari_process_position.core.budget import available_cpus
+from napari_process_position.core.durations import seconds_text
 from napari_process_position.core.errors import InvalidStoreError
 from napari_process_position.core.memory import (
     SAFETY_MARGIN,
@@ -366,20 +367,12 @@ class Estimate:
                 else "unknown"
             ),
             self.choice.reason + f" [{mode}]",
-            f"projected: {_duration(self.position_seconds)} per position, "
-            f"{_duration(self.total_seconds)} for the selection on this machine; "
+            f"projected: {seconds_text(self.position_seconds)} per position, "
+            f"{seconds_text(self.total_seconds)} for the selection on this machine; "
             f"peak memory {size_text(self.position_memory_bytes)} per position",
             self.advice(),
             "RESOURCES:" + json.dumps(self.resources()),
         ]
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _choices(

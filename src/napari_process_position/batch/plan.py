@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.sampling import sample_positions
-from napari_process_position.core.apply import is_empty
+from napari_process_position.core.apply import apply_transform, is_empty, raised_by_transform
 from napari_process_position.core.errors import (
     InvalidArgumentError,
     InvalidStoreError,
@@ -24,6 +24,7 @@ from napari_process_position.core.errors import (
     TransformError,
 )
 from napari_process_position.core.pyramid import auto_levels
+from napari_process_position.core.ranges import all_if_none
 from napari_process_position.store.layout import (
     OutputLayout,
     PositionInfo,
@@ -62,29 +63,30 @@ def _probe(
     times: list[int],
     params: dict[str, Any],
 ) -> np.ndarray:
-    """Run the transform once, in this process, to learn its output shape and dtype."""
-    from napari_process_position.core.apply import accepts_time_index, check_result
+    """Run the transform once, in this process, to learn its output shape and dtype.
 
+    Through :func:`..core.apply.apply_transform`, the one call a run makes: the
+    same arguments, the same refusals of a result that cannot be stored.
+    """
     source = info.open_array()
-    kwargs = dict(params)
     for t in times:
         for c in channels:
             block = source[t][[c]].read().result()
             if is_empty(block):
                 continue
-            if accepts_time_index(spec.func):
-                kwargs["input_time_index"] = t
             try:
-                result = spec.func(block, **kwargs)
+                return apply_transform(
+                    spec.func, block, params, name=spec.name, time_index=t, channels=c
+                )
             except Exception as exc:
+                if not raised_by_transform(exc):
+                    raise  # a result that cannot be stored: its message names the (t, c)
                 raise TransformError(
                     f"transform {spec.name!r} failed on t={t}, c={c} while finding its output "
                     f"shape: {type(exc).__name__}: {exc}",
                     t,
                     c,
                 ) from exc
-            # None, not an array, complex/object, not ZYX/CZYX: one message naming the (t, c).
-            return check_result(result, spec.name, t, c)
     raise InvalidStoreError(
         f"{info.path}: every selected volume is empty (all zeros or NaN); nothing to process"
     )
@@ -247,8 +249,8 @@ def plan_run(
     params = spec.check_params(dict(config.params)) if spec is not None else {}
     inputs = {k: read_position(store.position_path(k), k) for k in keys}
     first = inputs[keys[0]]
-    channels = list(config.channels) if config.channels else list(range(first.shape[1]))
-    times = list(config.times) if config.times else list(range(first.shape[0]))
+    channels = all_if_none(config.channels, first.shape[1])
+    times = all_if_none(config.times, first.shape[0])
     for key, info in inputs.items():
         bad_c = [c for c in channels if c >= info.shape[1]]
         bad_t = [t for t in times if t >= info.shape[0]]
