@@ -25,6 +25,7 @@ from napari_process_position.batch.config_file import (
     read_config_text,
     write_config_text,
 )
+from napari_process_position.batch.execution import requested_mode
 from napari_process_position.batch.slurm_settings import SlurmSettings
 from napari_process_position.core.errors import ConfigError, InvalidArgumentError
 from napari_process_position.core.ranges import parse_ranges
@@ -313,12 +314,16 @@ class RunConfig(BaseModel):
                 f"Dask workers in {s.jobs} SLURM job(s) of {s.worker_processes} worker(s) "
                 f"x {s.threads_per_worker} thread(s)"
             )
-        if self.auto_workers:
-            kind = "thread" if self.use_threads else "process"
-            return f"'auto' {kind} workers (up to {self.num_workers})"
-        if self.num_workers <= 1:
-            return "this process (serial)"
         kind = "thread" if self.use_threads else "process"
+        if self.auto_workers:
+            return f"'auto' {kind} workers (up to {self.num_workers})"
+        mode = requested_mode(
+            num_workers=self.num_workers,
+            use_threads=self.use_threads,
+            memory_limit=self.memory_limit,
+        )
+        if mode == "serial":
+            return "this process (serial)"
         return f"{self.num_workers} local {kind} worker(s)"
 
     def as_batch(

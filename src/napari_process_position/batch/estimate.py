@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from napari_process_position.batch.config import RunConfig
+from napari_process_position.batch.execution import requested_mode
 from napari_process_position.batch.plan import RunPlan, plan_run
 from napari_process_position.core.apply import is_empty
 from napari_process_position.core.budget import available_cpus
@@ -231,7 +232,12 @@ class Estimate:
     @property
     def in_process(self) -> bool:
         """True when the tasks run in the main process (threads, or one worker without a limit)."""
-        return self.config.use_threads or (self.workers == 1 and not self.config.memory_limit)
+        mode = requested_mode(
+            num_workers=self.workers,
+            use_threads=self.config.use_threads,
+            memory_limit=self.config.memory_limit,
+        )
+        return mode in ("serial", "threads")
 
     @property
     def seconds_per_volume(self) -> float:

@@ -19,7 +19,7 @@ from napari_process_position.engine.run import Mode, PositionRun
 from napari_process_position.store.layout import PositionInfo
 from napari_process_position.store.metadata import read_position
 
-__all__ = ["stream_position"]
+__all__ = ["position_run", "stream_position"]
 
 log = logging.getLogger(__name__)
 
@@ -150,10 +150,77 @@ def stream_position(
     every task reads its input blocks before it writes. The command line
     and the widget refuse an output inside the input.
     """
+    in_info = input_info if input_info is not None else read_position(input_position_path)
+    return position_run(
+        transform,
+        in_info,
+        output_position_path,
+        input_channel_indices,
+        output_channel_indices,
+        input_time_indices,
+        output_time_indices,
+        num_workers,
+        use_threads,
+        executor=executor,
+        pool=pool,
+        resume=resume,
+        resume_token=resume_token,
+        max_in_flight=max_in_flight,
+        params=params,
+        strict_dtype=strict_dtype,
+        memory_limit_bytes=memory_limit_bytes,
+        transform_errors=transform_errors,
+        niceness=niceness,
+        pyramid_levels=pyramid_levels,
+        **kwargs,
+    )
+
+
+def position_run(
+    transform: TransformRef,
+    input_info: PositionInfo,
+    output: PositionInfo | str | os.PathLike[str] | None = None,
+    input_channel_indices: Sequence[Any] | None = None,
+    output_channel_indices: Sequence[Any] | None = None,
+    input_time_indices: Sequence[int] | None = None,
+    output_time_indices: Sequence[int] | None = None,
+    num_workers: int = 1,
+    use_threads: bool = False,
+    *,
+    executor: cf.Executor | None = None,
+    pool: ProcessPool | None = None,
+    resume: bool = False,
+    resume_token: str | None = None,
+    max_in_flight: int | None = None,
+    params: dict[str, Any] | None = None,
+    strict_dtype: bool = False,
+    memory_limit_bytes: int | None = None,
+    transform_errors: Literal["wrap", "raise"] = "wrap",
+    niceness: int = 0,
+    pyramid_levels: int = 1,
+    **kwargs: Any,
+) -> PositionRun:
+    """Plan a run over one position whose metadata was read already (the engine's entry).
+
+    :func:`stream_position` is this for callers that have paths; a batch hands
+    the :class:`PositionInfo` it planned with, so a position's input metadata
+    is read once per run. ``output`` is the output position's metadata, or its
+    path (read here, once), or None for a preview. The other parameters are
+    :func:`stream_position`'s.
+
+    Returns
+    -------
+    PositionRun
+
+    Raises
+    ------
+    ProcessPositionError
+        As :func:`stream_position`.
+    """
     all_params = dict(params or {})
     all_params.update(kwargs)
-    in_info = input_info if input_info is not None else read_position(input_position_path)
-    out_info = read_position(output_position_path) if output_position_path is not None else None
+    in_info = input_info
+    out_info = read_position(output) if isinstance(output, (str, os.PathLike)) else output
     identity = ""
     grid = None
     if out_info is not None:
