@@ -17,9 +17,7 @@ import math
 import os
 import shutil
 import tempfile
-import time
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +39,8 @@ from napari_process_position.core.memory import (
     rss_bytes,
 )
 from napari_process_position.core.sizes import size_text
-from napari_process_position.core.transform_ref import portable
-from napari_process_position.engine.failures import task_error, worker_died_error
-from napari_process_position.engine.measure import TaskMeasure, measure_task
-from napari_process_position.engine.pool import ProcessPool
-from napari_process_position.engine.stream import stream_position
-from napari_process_position.store.create import write_empty_plate
-from napari_process_position.store.layout import OutputLayout
+from napari_process_position.engine.measure import TaskMeasure, measure_in_worker
+from napari_process_position.store.create import create_output_position
 
 __all__ = ["Estimate", "Measurement", "estimate_run", "measure_first_task", "resolve_auto_workers"]
 
@@ -135,50 +128,32 @@ def measure_first_task(config: RunConfig, plan: RunPlan, *, inner_threads: int) 
     key = plan.keys[0]
     t, c = _first_volume(plan)
     full = plan.layouts[key]
-    layout = OutputLayout(
+    layout = replace(
+        full,
         shape=(1, 1, *full.shape[2:]),
-        dtype=full.dtype,
-        scale=full.scale,
         channel_names=(full.channel_names[plan.channels.index(c)],),
-        units=full.units,
-        translation=full.translation,
-        shared_transforms=full.shared_transforms,
-        axes=full.axes,
+        levels=1,
     )
     scratch = Path(tempfile.mkdtemp(prefix=".npp-estimate-", dir=_scratch_parent(config)))
-    limit = None if config.use_threads else config.memory_limit_bytes
-    pool = ProcessPool(1, inner_threads, memory_limit_bytes=limit)
     try:
-        store = write_empty_plate(
-            scratch / "estimate.zarr", {key: layout}, version=config.ome_version
+        output = create_output_position(
+            scratch / "estimate.zarr", layout, version=config.ome_version
         )
-        out_path = store.position_path(key)
-        run = stream_position(
+        measured = measure_in_worker(
             plan.spec.ref,
-            plan.inputs[key].path,
-            out_path,
-            input_channel_indices=[[c]],
-            output_channel_indices=[[0]],
-            input_time_indices=[t],
-            output_time_indices=[0],
+            plan.inputs[key],
+            output,
+            time_index=t,
+            channel=c,
             params=plan.params,
+            name=plan.spec.name,
+            inner_threads=inner_threads,
+            memory_limit_bytes=None if config.use_threads else config.memory_limit_bytes,
         )
-        task, ref = run.tasks[0], portable(plan.spec.ref)
-        start = time.perf_counter()
-        pool.warm(ref)
-        startup = time.perf_counter() - start
-        try:
-            measured = pool.executor.submit(measure_task, task, ref, plan.params).result()
-        except BrokenProcessPool as exc:
-            raise worker_died_error([task], pool.exit_codes(settle=1.0), limit) from exc
-        except Exception as exc:
-            error = task_error(task, exc, transform=plan.spec.name, memory_limit=limit)
-            raise error from exc
-        disk = _disk_bytes(Path(out_path) / "0")
+        disk = _disk_bytes(Path(output.path) / "0")
     finally:
-        pool.shutdown()
         shutil.rmtree(scratch, ignore_errors=True)
-    return Measurement(key, t, c, measured, startup, disk)
+    return Measurement(key, t, c, measured.task, measured.startup_seconds, disk)
 
 
 def _measure_threads(config: RunConfig, cpus: int) -> int:
