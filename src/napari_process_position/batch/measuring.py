@@ -1,7 +1,7 @@
 """Measure one real task of a planned run: its first non-empty volume, in a fresh worker.
 
 One (t, c) task of the first selected position runs in a spawned worker
-process, as a run's process workers run it (:func:`..engine.measure.measure_in_worker`),
+process, as a run's process workers run it (:func:`..engine.trial.measure_in_worker`),
 into a scratch output beside the real one (the same file system, so writing
 costs what it will), and is measured there. :mod:`.estimate` projects the run
 from it; ``--workers auto`` picks the workers by it.
@@ -19,7 +19,8 @@ from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.plan import RunPlan
 from napari_process_position.core.apply import is_empty
 from napari_process_position.core.errors import InvalidStoreError
-from napari_process_position.engine.measure import TaskMeasure, measure_in_worker
+from napari_process_position.engine.measure import TaskMeasure
+from napari_process_position.engine.trial import measure_in_worker
 from napari_process_position.store.create import create_output_position
 
 __all__ = ["Measurement", "measure_first_task"]

@@ -225,7 +225,9 @@ def create_output_plate(
         overwrite=overwrite,
         resume=exist_ok and not overwrite,
     )
-    plan = plan_run(config, sized_by_transform=transform is not None)
+    store = open_store(config.input)
+    check_output(config, store)
+    plan = plan_run(config, sized_by_transform=transform is not None, store=store)
     writers = lock_output(config, plan.store, plan.keys, wait=False)
     try:
         make_output(

@@ -14,17 +14,14 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from napari_process_position.core.peak import PeakMeter
 from napari_process_position.core.tasks import Result, Task
 from napari_process_position.core.transform_ref import TransformRef, resolve_transform
 from napari_process_position.engine.worker import run_task
 
-if TYPE_CHECKING:
-    from napari_process_position.store.layout import PositionInfo
-
-__all__ = ["REPEAT_BELOW_S", "TaskMeasure", "WorkerMeasure", "measure_in_worker", "measure_task"]
+__all__ = ["REPEAT_BELOW_S", "TaskMeasure", "measure_task"]
 
 #: A first run shorter than this is run again and the second one measured.
 REPEAT_BELOW_S = 5.0
@@ -143,105 +140,3 @@ def measure_task(task: Task, transform: TransformRef, params: dict[str, Any]) ->
         second.pid,
         first.seconds,
     )
-
-
-@dataclass(frozen=True)
-class WorkerMeasure:
-    """One task measured in a fresh worker process, and what starting that worker cost.
-
-    Attributes
-    ----------
-    task
-        The task's figures (:class:`TaskMeasure`).
-    startup_seconds
-        Starting the worker process and importing the transform in it.
-    """
-
-    task: TaskMeasure
-    startup_seconds: float
-
-
-def measure_in_worker(
-    transform: TransformRef,
-    input_info: PositionInfo,
-    output: PositionInfo | str,
-    *,
-    time_index: int,
-    channel: int,
-    params: dict[str, Any],
-    name: str,
-    inner_threads: int = 1,
-    memory_limit_bytes: int | None = None,
-) -> WorkerMeasure:
-    """Run the (t, c) task of one position in a fresh spawned worker and measure it.
-
-    The task is planned as a run plans it (:func:`.stream.position_run`, into
-    output channel 0 and time 0 of ``output``, which it writes), and runs in a
-    one-worker :class:`~.pool.ProcessPool` as a run's workers run it; its
-    failures are the run's (:func:`.failures.task_error`,
-    :func:`.failures.worker_died_error`). What ``estimate`` and
-    ``--workers auto`` measure.
-
-    Parameters
-    ----------
-    transform
-        A reference worker processes can import (``module:function``).
-    input_info
-        The input position's metadata.
-    output
-        A scratch output position of one time point and one channel.
-    time_index, channel
-        The input volume measured.
-    params, name
-        The transform's parameters and name (for messages).
-    inner_threads
-        BLAS/OpenMP threads of the worker, as a run gives each worker.
-    memory_limit_bytes
-        The worker's memory limit (None: none).
-
-    Returns
-    -------
-    WorkerMeasure
-
-    Raises
-    ------
-    TransformError
-        The transform failed, or ran out of memory (under the limit).
-    WorkerDiedError
-        The worker was killed (out of memory) or crashed.
-    """
-    from concurrent.futures.process import BrokenProcessPool
-
-    from napari_process_position.core.transform_ref import portable
-    from napari_process_position.engine.failures import task_error, worker_died_error
-    from napari_process_position.engine.pool import ProcessPool
-    from napari_process_position.engine.stream import position_run
-
-    ref = portable(transform)
-    run = position_run(
-        transform,
-        input_info,
-        output,
-        input_channel_indices=[[channel]],
-        output_channel_indices=[[0]],
-        input_time_indices=[time_index],
-        output_time_indices=[0],
-        params=params,
-    )
-    task = run.tasks[0]
-    pool = ProcessPool(1, inner_threads, memory_limit_bytes=memory_limit_bytes)
-    try:
-        start = time.perf_counter()
-        pool.warm(ref)
-        startup = time.perf_counter() - start
-        try:
-            measured = pool.executor.submit(measure_task, task, ref, params).result()
-        except BrokenProcessPool as exc:
-            raise worker_died_error(
-                [task], pool.exit_codes(settle=1.0), memory_limit_bytes
-            ) from exc
-        except Exception as exc:
-            raise task_error(task, exc, transform=name, memory_limit=memory_limit_bytes) from exc
-    finally:
-        pool.shutdown()
-    return WorkerMeasure(measured, startup)

@@ -1,0 +1,114 @@
+"""A trial of one task: plan it as a run does, run it in a fresh worker, measure it.
+
+What ``process-position estimate`` and ``--workers auto`` measure: the task is
+planned by the engine's entry (:func:`.stream.position_run`), runs in a
+one-worker :class:`.pool.ProcessPool` under :func:`.measure.measure_task`
+(which workers import; this module, which plans, stays out of them), and its
+failures are mapped as a run maps them (:mod:`.failures`).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+from napari_process_position.core.transform_ref import TransformRef, portable
+from napari_process_position.engine.failures import task_error, worker_died_error
+from napari_process_position.engine.measure import TaskMeasure, measure_task
+from napari_process_position.engine.pool import ProcessPool
+from napari_process_position.engine.stream import position_run
+from napari_process_position.store.layout import PositionInfo
+
+__all__ = ["WorkerMeasure", "measure_in_worker"]
+
+
+@dataclass(frozen=True)
+class WorkerMeasure:
+    """One task measured in a fresh worker process, and what starting that worker cost.
+
+    Attributes
+    ----------
+    task
+        The task's figures (:class:`TaskMeasure`).
+    startup_seconds
+        Starting the worker process and importing the transform in it.
+    """
+
+    task: TaskMeasure
+    startup_seconds: float
+
+
+def measure_in_worker(
+    transform: TransformRef,
+    input_info: PositionInfo,
+    output: PositionInfo | str,
+    *,
+    time_index: int,
+    channel: int,
+    params: dict[str, Any],
+    name: str,
+    inner_threads: int = 1,
+    memory_limit_bytes: int | None = None,
+) -> WorkerMeasure:
+    """Run the (t, c) task of one position in a fresh spawned worker and measure it.
+
+    Into output channel 0 and time 0 of ``output``, which it writes.
+
+    Parameters
+    ----------
+    transform
+        A reference worker processes can import (``module:function``).
+    input_info
+        The input position's metadata.
+    output
+        A scratch output position of one time point and one channel.
+    time_index, channel
+        The input volume measured.
+    params, name
+        The transform's parameters and name (for messages).
+    inner_threads
+        BLAS/OpenMP threads of the worker, as a run gives each worker.
+    memory_limit_bytes
+        The worker's memory limit (None: none).
+
+    Returns
+    -------
+    WorkerMeasure
+
+    Raises
+    ------
+    TransformError
+        The transform failed, or ran out of memory (under the limit).
+    WorkerDiedError
+        The worker was killed (out of memory) or crashed.
+    """
+    ref = portable(transform)
+    run = position_run(
+        transform,
+        input_info,
+        output,
+        input_channel_indices=[[channel]],
+        output_channel_indices=[[0]],
+        input_time_indices=[time_index],
+        output_time_indices=[0],
+        params=params,
+    )
+    task = run.tasks[0]
+    pool = ProcessPool(1, inner_threads, memory_limit_bytes=memory_limit_bytes)
+    try:
+        start = time.perf_counter()
+        pool.warm(ref)
+        startup = time.perf_counter() - start
+        try:
+            measured = pool.executor.submit(measure_task, task, ref, params).result()
+        except BrokenProcessPool as exc:
+            raise worker_died_error(
+                [task], pool.exit_codes(settle=1.0), memory_limit_bytes
+            ) from exc
+        except Exception as exc:
+            raise task_error(task, exc, transform=name, memory_limit=memory_limit_bytes) from exc
+    finally:
+        pool.shutdown()
+    return WorkerMeasure(measured, startup)
