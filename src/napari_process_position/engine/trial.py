@@ -1,7 +1,7 @@
 """A trial of one task: plan it as a run does, run it in a fresh worker, measure it.
 
 What ``process-position estimate`` and ``--workers auto`` measure: the task is
-planned by the engine's entry (:func:`.stream.position_run`), runs in a
+planned as a run plans it (:func:`.stream.position_tasks`), runs in a
 one-worker :class:`.pool.ProcessPool` under :func:`.measure.measure_task`
 (which workers import; this module, which plans, stays out of them), and its
 failures are mapped as a run maps them (:mod:`.failures`).
@@ -18,8 +18,9 @@ from napari_process_position.core.transform_ref import TransformRef, portable
 from napari_process_position.engine.failures import task_error, worker_died_error
 from napari_process_position.engine.measure import TaskMeasure, measure_task
 from napari_process_position.engine.pool import ProcessPool
-from napari_process_position.engine.stream import position_run
+from napari_process_position.engine.stream import position_tasks
 from napari_process_position.store.layout import PositionInfo
+from napari_process_position.store.metadata import read_position
 
 __all__ = ["WorkerMeasure", "measure_in_worker"]
 
@@ -84,18 +85,11 @@ def measure_in_worker(
     WorkerDiedError
         The worker was killed (out of memory) or crashed.
     """
-    ref = portable(transform)
-    run = position_run(
-        transform,
-        input_info,
-        output,
-        input_channel_indices=[[channel]],
-        output_channel_indices=[[0]],
-        input_time_indices=[time_index],
-        output_time_indices=[0],
-        params=params,
+    out_info = read_position(output) if isinstance(output, str) else output
+    (task,) = position_tasks(
+        transform, input_info, out_info, [[channel]], [[0]], [time_index], [0], params=params
     )
-    task = run.tasks[0]
+    ref = portable(transform)
     pool = ProcessPool(1, inner_threads, memory_limit_bytes=memory_limit_bytes)
     try:
         start = time.perf_counter()
