@@ -24,7 +24,6 @@ from napari_process_position.core.errors import (
     TransformError,
 )
 from napari_process_position.core.pyramid import auto_levels
-from napari_process_position.core.ranges import all_if_none
 from napari_process_position.store.layout import (
     OutputLayout,
     PositionInfo,
@@ -35,7 +34,21 @@ from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.transforms import TransformSpec
 from napari_process_position.transforms.registry import get_transform
 
-__all__ = ["RunPlan", "output_layout", "plan_run", "select_positions"]
+__all__ = ["RunPlan", "all_if_none", "output_layout", "plan_run", "select_positions"]
+
+
+def all_if_none(indices: list[int] | tuple[int, ...] | None, count: int) -> list[int]:
+    """Return the selected indices, or every index below ``count`` when none are selected.
+
+    The one rule for a selection of channels or time points left empty
+    (``RunConfig.channels`` / ``times`` None: all of them).
+
+    Examples
+    --------
+    >>> all_if_none(None, 3), all_if_none([2, 0], 3)
+    ([0, 1, 2], [2, 0])
+    """
+    return list(indices) if indices else list(range(count))
 
 
 def select_positions(store: StoreInfo, patterns: list[str] | None) -> list[str]:
@@ -117,6 +130,10 @@ def output_layout(
     meta = spec.meta
     zyx = info.volume_shape
     names = [info.channel_names[c] for c in channels]
+    scale = list(info.scale)
+    if meta.output_scale is not None:
+        scale[2:] = [float(s) for s in meta.output_scale(tuple(info.scale[2:]), **params)]
+    translation = moved_origin(info.translation, info.scale, tuple(scale))
     probed: np.ndarray | None = None
     if meta.output_zyx_shape is not None:
         out_zyx = tuple(int(n) for n in meta.output_zyx_shape(zyx, **params))
@@ -139,10 +156,6 @@ def output_layout(
         )
     if dtype == np.float16 or dtype.kind == "b":
         dtype = np.dtype("float32") if dtype == np.float16 else np.dtype("uint8")
-    scale = list(info.scale)
-    if meta.output_scale is not None:
-        scale[2:] = [float(s) for s in meta.output_scale(tuple(info.scale[2:]), **params)]
-    translation = moved_origin(info.translation, info.scale, tuple(scale))
     if meta.output_channel_names is not None:
         names = [str(n) for n in meta.output_channel_names(names, **params)]
     default_units: tuple[str | None, ...] = OutputLayout.__dataclass_fields__["units"].default  # type: ignore[assignment]

@@ -6,7 +6,7 @@ import re
 
 from napari_process_position.core.errors import IndexOutOfRangeError, InvalidArgumentError
 
-__all__ = ["MAX_INDICES", "all_if_none", "parse_ranges"]
+__all__ = ["MAX_INDICES", "parse_ranges"]
 
 
 #: Most indices a selection may name when the sizes it selects from are not known yet
@@ -99,17 +99,3 @@ def parse_ranges(
     if repeated:
         raise InvalidArgumentError(f"{what}s repeat: {sorted(repeated)[:20]}")
     return out
-
-
-def all_if_none(indices: list[int] | tuple[int, ...] | None, count: int) -> list[int]:
-    """Return the selected indices, or every index below ``count`` when none are selected.
-
-    The one rule for a selection of channels or time points left empty
-    (``RunConfig.channels`` / ``times`` None: all of them).
-
-    Examples
-    --------
-    >>> all_if_none(None, 3), all_if_none([2, 0], 3)
-    ([0, 1, 2], [2, 0])
-    """
-    return list(indices) if indices else list(range(count))

@@ -14,7 +14,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from napari_process_position.core.transform_ref import TransformRef, portable
 from napari_process_position.engine.failures import task_error, worker_died_error
 from napari_process_position.engine.measure import TaskMeasure, measure_task
 from napari_process_position.engine.pool import ProcessPool
@@ -42,7 +41,7 @@ class WorkerMeasure:
 
 
 def measure_in_worker(
-    transform: TransformRef,
+    transform: str,
     input_info: PositionInfo,
     output: PositionInfo | str,
     *,
@@ -60,7 +59,7 @@ def measure_in_worker(
     Parameters
     ----------
     transform
-        A reference worker processes can import (``module:function``).
+        A reference worker processes can import (``module:function``, ``file.py:function``).
     input_info
         The input position's metadata.
     output
@@ -89,14 +88,13 @@ def measure_in_worker(
     (task,) = position_tasks(
         transform, input_info, out_info, [[channel]], [[0]], [time_index], [0], params=params
     )
-    ref = portable(transform)
     pool = ProcessPool(1, inner_threads, memory_limit_bytes=memory_limit_bytes)
     try:
         start = time.perf_counter()
-        pool.warm(ref)
+        pool.warm(transform)
         startup = time.perf_counter() - start
         try:
-            measured = pool.executor.submit(measure_task, task, ref, params).result()
+            measured = pool.executor.submit(measure_task, task, transform, params).result()
         except BrokenProcessPool as exc:
             raise worker_died_error(
                 [task], pool.exit_codes(settle=1.0), memory_limit_bytes
