@@ -34,7 +34,14 @@ from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.transforms import TransformSpec
 from napari_process_position.transforms.registry import get_transform
 
-__all__ = ["RunPlan", "all_if_none", "output_layout", "plan_run", "select_positions"]
+__all__ = [
+    "RunPlan",
+    "all_if_none",
+    "output_layout",
+    "plan_run",
+    "plan_store",
+    "select_positions",
+]
 
 
 def all_if_none(indices: list[int] | tuple[int, ...] | None, count: int) -> list[int]:
@@ -255,6 +262,21 @@ def plan_run(
     """
     if store is None:
         store = open_store(config.input)
+    return plan_store(config, store, sized_by_transform=sized_by_transform)
+
+
+def plan_store(config: RunConfig, store: StoreInfo, *, sized_by_transform: bool = True) -> RunPlan:
+    """Plan a config over its input store, opened already: :func:`plan_run` without opening it.
+
+    Returns
+    -------
+    RunPlan
+
+    Raises
+    ------
+    ProcessPositionError
+        As :func:`plan_run`.
+    """
     keys = select_positions(store, config.positions)
     if config.sample is not None and config.seed is not None:
         keys = sample_positions(keys, config.sample, config.seed)

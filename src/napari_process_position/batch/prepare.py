@@ -12,7 +12,7 @@ from typing import Any
 
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.output import check_output, make_output
-from napari_process_position.batch.plan import plan_run
+from napari_process_position.batch.plan import plan_store
 from napari_process_position.batch.prepared import PreparedRun
 from napari_process_position.batch.run import BatchRun
 from napari_process_position.batch.workers import decide_execution
@@ -112,7 +112,7 @@ def prepare_run(
     # (settings read from a store may name code) and before anything is written.
     store = open_store(config.input)
     check_output(config, store)
-    plan = plan_run(config, store=store)
+    plan = plan_store(config, store)
     # The output records the settings as given (`num_workers: auto` stays auto); the run
     # uses the resolved number.
     recorded = config
@@ -227,7 +227,7 @@ def create_output_plate(
     )
     store = open_store(config.input)
     check_output(config, store)
-    plan = plan_run(config, sized_by_transform=transform is not None, store=store)
+    plan = plan_store(config, store, sized_by_transform=transform is not None)
     writers = lock_output(config, plan.store, plan.keys, wait=False)
     try:
         make_output(
