@@ -59,8 +59,12 @@ def test_a_run_reads_each_input_position_once(tmp_path, reads, workers, threads)
     for key in KEYS:
         path = os.path.realpath(plate / key)
         assert reads[path] == 1, f"{key}'s metadata read {reads[path]} times: {dict(reads)}"
-    # Each output position is read once by the engine as it starts that position (make_output
-    # creates them; a plate it creates is not read back position by position).
+    # Each output position is read once, as the run starts that position (make_output
+    # creates them; a plate it creates is not read back position by position); what a
+    # caller asks of it afterwards (the widget shows it) is that reading.
     out = Path(tmp_path / "out.zarr")
     for key in KEYS:
+        assert reads[os.path.realpath(out / key)] == 1, dict(reads)
+        info = batch.output_info(key)
+        assert info is not None and info.path == batch.output_paths[key]
         assert reads[os.path.realpath(out / key)] == 1, dict(reads)

@@ -25,6 +25,7 @@ from napari_process_position.engine.run import PositionRun
 from napari_process_position.engine.stream import position_run
 from napari_process_position.store.layout import OutputLayout, PositionInfo, StoreInfo
 from napari_process_position.store.locks import WriterLock
+from napari_process_position.store.metadata import read_position
 from napari_process_position.transforms import TransformSpec
 
 __all__ = ["BatchRun", "PositionSummary"]
@@ -78,6 +79,7 @@ class BatchRun:
         self._cancel = threading.Event()
         self._runs: set[PositionRun] = set()
         self._runs_lock = threading.Lock()
+        self._outputs: dict[str, PositionInfo] = {}
         self._owned_pool = False
         self._cancel_wait = 0.0
         self._unlocked = False
@@ -149,6 +151,23 @@ class BatchRun:
     def dask(self) -> Any:
         """The Dask session this run opened (None when not on Dask, or once closed)."""
         return self._dask
+
+    def output_info(self, key: str) -> PositionInfo | None:
+        """Return output position ``key``'s metadata, read once per run (None: no output).
+
+        The run's engine starts the position with it; a caller showing the
+        output (the widget) should read it here rather than again.
+        """
+        path = self.prepared.output_path(key)
+        if path is None:
+            return None
+        with self._runs_lock:
+            info = self._outputs.get(key)
+        if info is None:
+            info = read_position(path)
+            with self._runs_lock:
+                info = self._outputs.setdefault(key, info)
+        return info
 
     @property
     def workers_reason(self) -> str | None:
@@ -312,7 +331,7 @@ class BatchRun:
             run = position_run(
                 self.spec.ref if execution.in_other_processes else self.spec.func,
                 prepared.input(key),
-                prepared.output_path(key),
+                self.output_info(key),
                 input_channel_indices=[[c] for c in self.channels],
                 output_channel_indices=[[i] for i in range(n_out)],
                 input_time_indices=self.times,
