@@ -6,7 +6,12 @@ import concurrent.futures as cf
 import logging
 
 from napari_process_position.batch.config import RunConfig
-from napari_process_position.batch.execution import Execution, WorkersReason, requested_mode
+from napari_process_position.batch.execution import (
+    Execution,
+    ReasonKind,
+    WorkersReason,
+    requested_mode,
+)
 from napari_process_position.batch.plan import RunPlan
 from napari_process_position.engine.pool import ProcessPool
 
@@ -41,7 +46,7 @@ def _auto_workers(
             "Dask's workers" if config.uses_dask else f"the given {type(executor).__name__}"
         )
         log.info("%s", text)
-        kind = "dask" if config.uses_dask else "executor"
+        kind: ReasonKind = "dask" if config.uses_dask else "executor"
         return config.model_copy(update={"auto_workers": False}), WorkersReason(kind, None, text)
     if pool is not None:
         text = f"workers: {pool.num_workers} (the given process pool)"
