@@ -21,7 +21,9 @@ default 2). ``--cli`` adds the command line's start-up for ours and the ref:
 ``process-position --help`` and ``process-position positions INPUT``;
 ``--plate N`` adds ``process-position run --no-progress`` over a plate of N
 small positions written by iohub (1536: 96 wells x 16 fields), and the number
-of lines it prints.
+of lines it prints. ``--ours-python`` runs this tree with another interpreter
+(a venv that honours this tree's dependency pins while the refs keep theirs),
+to compare what a user of each version installs.
 
 Run::
 
@@ -178,6 +180,16 @@ def imported_from(python: str, env: dict[str, str]) -> str:
     return out.stdout.strip()
 
 
+def versions(python: str, env: dict[str, str]) -> str:
+    """numpy, tensorstore and ml_dtypes as this interpreter imports them."""
+    code = (
+        "from importlib.metadata import version as v; "
+        "print(', '.join(f'{n} {v(n)}' for n in ('numpy', 'tensorstore', 'ml_dtypes')))"
+    )
+    out = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True)
+    return out.stdout.strip() or "versions unknown"
+
+
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
     """Wall seconds of the command, and the lines it printed (both streams)."""
     start = time.perf_counter()
@@ -213,16 +225,24 @@ def main() -> None:
         "(1x1x8x64x64 uint16, written by iohub; 1536 = 96 wells x 16 fields)",
     )
     parser.add_argument("--iohub-python", default=IOHUB_PYTHON)
+    parser.add_argument(
+        "--ours-python",
+        default=sys.executable,
+        help="the interpreter for this working tree (default: the one running this script), "
+        "e.g. a venv that honours this tree's dependency pins while the refs keep theirs",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS_DIR / "dropin.txt")
     args = parser.parse_args()
 
     say = Tee()
     say(f"# drop-in benchmark: {machine_summary()}")
-    impls: dict[str, tuple[str, dict[str, str]]] = {"ours": (sys.executable, env_for(REPO / "src"))}
+    impls: dict[str, tuple[str, dict[str, str]]] = {
+        "ours": (args.ours_python, env_for(REPO / "src"))
+    }
     for ref in args.against:
         impls[ref] = (sys.executable, env_for(ref_tree(ref) / "src"))
     for name, (python, env) in impls.items():
-        say(f"# {name}: {imported_from(python, env)}")
+        say(f"# {name}: {imported_from(python, env)} ({python}; {versions(python, env)})")
     if not args.no_iohub:
         impls["iohub"] = (args.iohub_python, env_for(None))
         say(f"# iohub: {args.iohub_python}")

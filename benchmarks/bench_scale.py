@@ -19,6 +19,16 @@ same script measures another checkout, e.g. main's::
         --src /tmp/wt-main-bench/src --label main
     xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/bench_scale.py --label issue-17a
 
+``--first-frame`` measures instead the time from opening a large output in
+napari (File > Open through our reader) to its first frame on screen, in 2D
+and in 3D, with and without pyramid levels: a "run output" of random uint16
+(default 5x2x128x2048x2048, 10.7 GB) is written fast with tensorstore, its
+levels 1..3 with the package's own 2x mean (as a run writes them); the store
+without levels shares level 0's files (a symlink) and lists level 0 only. Both
+are deleted at the end (``--keep`` keeps them in ``--workdir``)::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/bench_scale.py --first-frame
+
 Targets (#17): napari's RSS after a run at most 300 MiB above before it; its
 peak at most 300 MiB above the command line's peak; the widget's run at most
 1.15 x the command line's time. The input and the outputs live in ``--workdir``
@@ -41,6 +51,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -185,6 +196,132 @@ def child(input_path: str, output: str) -> None:
     viewer.close()
 
 
+def make_output(path: Path, shape: tuple[int, ...], levels: int) -> Path:
+    """Write position ``A/1/0`` of random uint16 with ``levels`` resolution levels (once)."""
+    from napari_process_position.core.pyramid import pyramid
+    from napari_process_position.store.arrays import open_array
+    from napari_process_position.store.create import write_empty_plate
+    from napari_process_position.store.layout import OutputLayout
+    from napari_process_position.store.metadata import read_position
+
+    position = path / "A" / "1" / "0"
+    if (path / "zarr.json").exists():
+        return position
+    layout = OutputLayout(
+        shape=shape,  # type: ignore[arg-type]
+        dtype="<u2",
+        scale=(1.0, 1.0, 2.0, 0.65, 0.65),
+        channel_names=tuple(f"Channel {c}" for c in range(shape[1])),
+        levels=levels,
+    )
+    write_empty_plate(path, {"A/1/0": layout})
+    info = read_position(position)
+    arrays = [info.open_array(write=True)]
+    arrays += [open_array(g.array_path, info.zarr_format, write=True) for g in info.level_grids]
+    base = np.random.default_rng(0).integers(100, 4000, size=shape[2:], dtype=np.uint16)
+    for t in range(shape[0]):
+        for c in range(shape[1]):
+            volume = base + np.uint16(2 * t + c)  # (distinct volumes, none compressible)
+            for array, data in zip(arrays, [volume, *pyramid(volume, levels)], strict=True):
+                array[t, c].write(data).result()
+    return position
+
+
+def without_levels(pyramid_position: Path, path: Path) -> Path:
+    """A store listing level 0 only, whose array is the pyramid store's (a symlink)."""
+    position = path / "A" / "1" / "0"
+    if position.exists():
+        return position
+    inside = pyramid_position.resolve()
+    shutil.copytree(
+        pyramid_position.parents[2],
+        path,
+        ignore=lambda folder, names: names if Path(folder).resolve() == inside else [],
+    )
+    meta = json.loads((pyramid_position / "zarr.json").read_text())
+    multiscale = meta["attributes"]["ome"]["multiscales"][0]
+    multiscale["datasets"] = multiscale["datasets"][:1]
+    (position / "zarr.json").write_text(json.dumps(meta))
+    (position / "0").symlink_to(inside / "0")
+    return position
+
+
+def first_frame(src: Path, position: Path, ndisplay: int) -> dict:
+    """Open ``position`` in napari in a child; the seconds to its first frame."""
+    command = [sys.executable, __file__, "--open-child", str(position), str(ndisplay)]
+    out = subprocess.run(command, env=child_env(src), capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"opening {position} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def open_child(position: str, ndisplay: str) -> None:
+    """In the child: a shown viewer opens ``position``; the time to the first draw after it."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(title="bench first frame")
+    viewer.dims.ndisplay = int(ndisplay)
+    canvas = viewer.window._qt_viewer.canvas._scene_canvas  # (a benchmark: napari's own canvas)
+    drawn: list[float] = []
+    canvas.events.draw.connect(lambda _event: drawn.append(time.perf_counter()))
+    end = time.perf_counter() + 1.0
+    while time.perf_counter() < end:
+        QApplication.processEvents()
+        time.sleep(0.01)
+    added: list[float] = []
+    viewer.layers.events.inserted.connect(lambda _event: added.append(time.perf_counter()))
+
+    def open_once() -> tuple[float, list[Any]]:
+        start = time.perf_counter()
+        layers = viewer.open(position, plugin="napari-process-position")
+        # The first frame drawn once every layer is in (napari may draw while it opens).
+        while not drawn or drawn[-1] < added[-1]:
+            QApplication.processEvents()
+            time.sleep(0.001)
+        return next(when for when in drawn if when >= added[-1]) - start, layers
+
+    first_s, layers = open_once()  # (the plugin's first use imports it)
+    row = {
+        "first_frame_s": round(first_s, 3),
+        "levels": len(layers[0].data) if layers[0].multiscale else 1,
+        "level_drawn": int(layers[0].data_level),
+    }
+    viewer.layers.clear()
+    row["again_first_frame_s"] = round(open_once()[0], 3)  # opened a second time
+    print(json.dumps(row))
+    viewer.close()
+
+
+def measure_first_frames(args: argparse.Namespace) -> None:
+    """Write the large output with and without levels, open each in 2D and 3D, report."""
+    shape = tuple(int(n) for n in args.shape.split(","))
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    name = "x".join(map(str, shape))
+    start = time.perf_counter()
+    with_levels = make_output(args.workdir / f"output-{name}-levels.zarr", shape, 4)
+    written_s = time.perf_counter() - start
+    plain = without_levels(with_levels, args.workdir / f"output-{name}.zarr")
+    try:
+        for position, levels in ((plain, 1), (with_levels, 4)):
+            for ndisplay in (2, 3):
+                row = {"label": args.label, "shape": name, "gb": round(np.prod(shape) * 2 / 1e9, 1)}
+                row.update({"pyramid_levels": levels, "ndisplay": ndisplay})
+                row.update({"written_s": round(written_s, 1)})
+                row.update(first_frame(args.src, position, ndisplay))
+                text = " ".join(f"{key}={value}" for key, value in row.items())
+                print(text, flush=True)
+                RESULTS.mkdir(exist_ok=True)
+                with open(RESULTS / "first_frame.txt", "a") as out:
+                    out.write(text + "\n")
+    finally:
+        if not args.keep:
+            shutil.rmtree(args.workdir / f"output-{name}.zarr", ignore_errors=True)
+            shutil.rmtree(args.workdir / f"output-{name}-levels.zarr", ignore_errors=True)
+            if not any(args.workdir.iterdir()):
+                args.workdir.rmdir()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="6,2,48,1024,1024", help="TCZYX of the input")
@@ -192,9 +329,20 @@ def main() -> None:
     parser.add_argument("--label", default="", help="names the tree in the results")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "npp-scale")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--first-frame", action="store_true", help="time to a first frame")
+    parser.add_argument("--keep", action="store_true", help="keep --first-frame's stores")
+    parser.add_argument("--open-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
+        return
+    if args.open_child:
+        open_child(*args.open_child)
+        return
+    if args.first_frame:
+        if args.shape == parser.get_default("shape"):
+            args.shape = "5,2,128,2048,2048"
+        measure_first_frames(args)
         return
     shape = tuple(int(n) for n in args.shape.split(","))
     args.workdir.mkdir(parents=True, exist_ok=True)

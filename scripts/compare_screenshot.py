@@ -14,6 +14,7 @@ from pathlib import Path
 
 
 def main(target: str = "docs/images/widget-compare.png") -> Path:
+    """Take the picture and save it to ``target``; return its path."""
     import warnings
 
     warnings.filterwarnings("ignore", message="napari support for the PyQt5 backend")
@@ -49,6 +50,14 @@ def main(target: str = "docs/images/widget-compare.png") -> Path:
     viewer.dims.set_current_step(1, 8)
     viewer.reset_view()
     for _ in range(50):
+        app.processEvents()
+        time.sleep(0.02)
+    from qtpy.QtWidgets import QWidget
+
+    for toast in viewer.window.main_menu.window().findChildren(QWidget):
+        if type(toast).__name__ == "NapariQtNotification":
+            toast.close()  # (napari's warning that PyQt5 support is deprecated)
+    for _ in range(20):
         app.processEvents()
         time.sleep(0.02)
     out = Path(target)

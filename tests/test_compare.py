@@ -271,3 +271,27 @@ def test_the_canvas_places_tiles_apart_and_refuses_stale_writes(plate) -> None:
     assert (in_y * grid.in_scale[1], in_x * grid.in_scale[2]) == pytest.approx(
         (out_y * grid.out_scale[1], out_x * grid.out_scale[2]), abs=1.0
     )
+
+
+def test_a_region_only_comparison_computes_the_same_region_of_every_tile(plate) -> None:
+    h = make(
+        plate, transform="gaussian_blur", params={"sigma_z": 0.0, "sigma_y": 1.0, "sigma_x": 1.0}
+    )
+    h.view.region = True
+    h.controller.comparison.pick(["A/*/0"])
+    h.controller.comparison.start()  # no rectangle: whole volumes, and the status says so
+    h.launcher.finish_all()
+    assert "needs a rectangle" in h.view.statuses[-1][0]
+    whole = {i: h.mosaic.canvas.tile_output(i, 0).copy() for i in range(3)}
+    h.sink.region = (None, (2, 8), (3, 9))
+    h.controller.comparison.start()
+    h.launcher.finish_all()
+    assert "(the region only)" in h.view.statuses[-1][0]
+    for i in range(3):
+        tile = h.mosaic.canvas.tile_output(i, 0)
+        # The region equals the whole volume's computation there (the margin is exact)...
+        np.testing.assert_array_equal(tile[:, 2:8, 3:9], whole[i][:, 2:8, 3:9])
+        # ...and the rest of the tile is left at zero.
+        outside = tile.copy()
+        outside[:, 2:8, 3:9] = 0
+        assert not outside.any()

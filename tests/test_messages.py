@@ -126,3 +126,20 @@ def test_estimate_with_n_workers_sizes_a_job_of_n_cpus(tmp_path):
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("RESOURCES:"), proc.stdout
     assert json.loads(last.partition(":")[2])["cpus"] == 8, last
+
+
+def test_a_transform_name_given_to_the_engine_is_refused_at_once_with_the_way_to_it(tmp_path):
+    import pytest
+
+    from napari_process_position import stream_position
+    from napari_process_position.core.errors import InvalidArgumentError
+    from napari_process_position.transforms import get_transform
+
+    path = plate(tmp_path)
+    with pytest.raises(InvalidArgumentError, match=r"get_transform\('gaussian_blur'\)\.func"):
+        stream_position("gaussian_blur", path / "A/1/0")
+    # ...which works, and so does the reference.
+    spec = get_transform("gaussian_blur")
+    for transform in (spec.func, spec.ref):
+        results = list(stream_position(transform, path / "A/1/0", input_time_indices=[0]))
+        assert results and all(r.volume is not None for r in results)

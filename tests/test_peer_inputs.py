@@ -63,6 +63,13 @@ def _ngio_plate(path: Path, version: str) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
 def test_ngio_plate_is_processed_and_ngio_reads_the_output(tmp_path, version):
     data = _ngio_plate(tmp_path / "in.zarr", version)
+    # The reader shows both of ngio's levels (multiscale layers), each as ngio reads it.
+    container = _ngio().open_ome_zarr_container(str(tmp_path / "in.zarr" / "B/03/0"), mode="r")
+    for c, (levels, meta, _) in enumerate(layer_data(tmp_path / "in.zarr", "B/03/0")):
+        assert meta["multiscale"] and len(levels) == 2
+        for k, level in enumerate(levels):
+            theirs = np.asarray(container.get_image(path=str(k)).get_array())
+            np.testing.assert_array_equal(np.asarray(level)[0], theirs[c])
     listed = _cli("positions", "--details", tmp_path / "in.zarr")
     assert "labels (not in outputs): nuclei" in listed
     assert "plate tables (not in outputs): condition_table" in listed

@@ -19,6 +19,7 @@ from napari_process_position import stream_position
 from napari_process_position.store.demo import make_demo_plate
 from napari_process_position.transforms import get_transform
 from napari_process_position.widget import ProcessPositionWidget
+from napari_process_position.widget.compare_controls import COMPARED_POSITIONS
 from napari_process_position.widget.mosaic import COMPARE_TAG
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -118,6 +119,17 @@ def test_a_3x3_comparison_shows_each_position_s_input_and_output(widget, qtbot, 
     assert viewer.scene.camera.center[-2] == pytest.approx(y0 + grid.cell[0] / 2)
     assert comparison.step(4) == 4
     assert comparison.step(-5) == 8
+    # The keys do the same: PageDown on the canvas steps on (wrapping to the first tile).
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QWidget
+
+    window = widget.native.window()
+    canvas = next(w for w in window.findChildren(QWidget) if type(w).__name__.startswith("Canvas"))
+    canvas.setFocus()
+    qtbot.keyClick(canvas, Qt.Key.Key_PageDown)
+    assert widget._mosaic.focused() == 0
+    qtbot.keyClick(canvas, Qt.Key.Key_PageUp)
+    assert widget._mosaic.focused() == 8
     # End: the tiles go and the other layers come back.
     widget.compare_end.clicked()
     assert not _layers(viewer, "input") and not _layers(viewer, "labels")
@@ -147,9 +159,34 @@ def test_live_comparison_follows_a_parameter_and_saving_keeps_the_picks(
         np.testing.assert_array_equal(
             outputs[0].data[:, y : y + SHAPE[3], x : x + SHAPE[4]], expected[0]
         )
-    widget.save_for.value = "compared positions"
+    widget.run_for.value = COMPARED_POSITIONS
     from napari_process_position.widget.compare_controls import compared_positions
 
     saved = widget.save_config(tmp_path / "batch.yaml", compared_positions(widget))
     assert "A/1/0" in saved.read_text() and "B/1/0" not in saved.read_text()
     widget.compare_end.clicked()
+
+
+def test_run_for_the_compared_positions_writes_them_and_shows_the_form_s(
+    widget, qtbot, plate, tmp_path
+) -> None:
+    from napari_process_position.store.metadata import open_store, read_position
+
+    widget.transform.value = "gaussian_blur"
+    widget.position.value = "B/2/0"
+    widget.compare_positions.value = "A/1/0, B/2/0, C/3/0"
+    widget.compare_positions.native.editingFinished.emit()
+    widget.run_for.value = COMPARED_POSITIONS
+    widget.run_button.clicked()  # no output: refused, in one line
+    assert "without an output" in widget.status.value and not widget.running
+    out = tmp_path / "three.zarr"
+    widget.output_path.value = str(out)
+    widget.run_button.clicked()
+    wait_for(qtbot, lambda: widget.last_run.get("outcome") == "done")
+    assert list(open_store(out).position_keys) == ["A/1/0", "B/2/0", "C/3/0"]
+    assert "3 positions" in widget.status.value
+    assert widget.last_run["total"] == 3 * SHAPE[0] * SHAPE[1]
+    # The layers show the form's position, read back from the store.
+    written = np.asarray(read_position(str(out / "B/2/0")).open_array()[1, 0].read().result())
+    layer = next(lyr for lyr in widget.viewer.layers if "Gaussian" in lyr.name)
+    np.testing.assert_array_equal(np.asarray(layer.data[1]), written)

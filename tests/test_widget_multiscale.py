@@ -164,7 +164,14 @@ def test_pyramid_levels_need_an_output_store(widget, qtbot, tmp_path):
     w.times.value = "0"
     assert run(qtbot, w)["outcome"] == "done", w.status.value
     assert "pyramid levels not written" in w.status.value.lower()
+    names = [layer.name for layer in output_layers(w)]
+    assert not any(layer.multiscale for layer in output_layers(w))
+    # The next run writes levels: its multiscale layers replace those (same names).
     w.output_path.value = tmp_path / "out.zarr"
+    w.pyramid_levels.value = "2"  # ('auto' writes none for 64 x 64 planes)
+    assert run(qtbot, w)["outcome"] == "done", w.status.value
+    assert [layer.name for layer in output_layers(w)] == names
+    assert all(layer.multiscale for layer in output_layers(w))
     w.pyramid_levels.value = "zero"
     w.run_button.clicked()
     assert not w.running  # refused, as the command line refuses it

@@ -150,6 +150,24 @@ def _file_digest(path: str) -> str | None:
         return None
 
 
+def _source_digest(target: Any) -> str | None:
+    try:
+        return hashlib.sha256(inspect.getsource(target).encode()).hexdigest()
+    except (OSError, TypeError):
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _function_source_digest(func: Any) -> str | None:
+    """:func:`_source_digest` of a function, once per function object.
+
+    A batch asks for every position (tokenizing the module each time); the
+    code a function runs never changes, and a reloaded module makes new
+    function objects.
+    """
+    return _source_digest(func)
+
+
 def transform_identity(func: Any) -> dict[str, Any]:
     """Describe a transform by what determines its results.
 
@@ -187,11 +205,10 @@ def transform_identity(func: Any) -> dict[str, Any]:
             "name": f"file:{file_path}:{qualname}",
             "source": _file_digest(file_path),
         }
-    source: str | None
-    try:
-        source = hashlib.sha256(inspect.getsource(target).encode()).hexdigest()
-    except (OSError, TypeError):
-        source = None
+    if inspect.isfunction(target):
+        source = _function_source_digest(target)
+    else:
+        source = _source_digest(target)
     identity: dict[str, Any] = {"name": f"{module_name}:{qualname}", "source": source}
     if not (inspect.isfunction(target) or inspect.isbuiltin(target) or inspect.isclass(target)):
         # A callable object: its state matters (a configured instance).

@@ -27,6 +27,7 @@ __all__ = [
     "PickledTransform",
     "TransformRef",
     "check_picklable",
+    "check_reference",
     "portable",
     "resolve_transform",
     "transform_name",
@@ -95,6 +96,21 @@ def _split_ref(ref: str) -> tuple[str, str]:
             f"a transform reference looks like 'module:function' or 'file.py:function', not {ref!r}"
         )
     return target, func_name
+
+
+def check_reference(transform: TransformRef) -> None:
+    """Refuse, at once, a string that is not a ``module:function`` or ``file.py:function``.
+
+    A bare name such as ``"gaussian_blur"`` names a transform of the registry,
+    which the command line and the widget look up; the engine takes callables
+    and references only, and would otherwise fail in every task.
+    """
+    if isinstance(transform, str) and ":" not in transform.strip(":"):
+        raise InvalidArgumentError(
+            f"transform {transform!r} is a name, not a reference: give a callable or "
+            "'module:function' / 'file.py:function' (a built-in or installed transform: "
+            f"napari_process_position.transforms.get_transform({transform!r}).func)"
+        )
 
 
 def _is_file_ref(target: str) -> bool:

@@ -13,7 +13,11 @@ from napari_process_position.core import records as _progress
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.identity import run_identity
 from napari_process_position.core.tasks import Task
-from napari_process_position.core.transform_ref import TransformRef, check_picklable
+from napari_process_position.core.transform_ref import (
+    TransformRef,
+    check_picklable,
+    check_reference,
+)
 from napari_process_position.engine.plan import plan_tasks
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.engine.run import Mode, PositionRun
@@ -151,6 +155,7 @@ def stream_position(
     every task reads its input blocks before it writes. The command line
     and the widget refuse an output inside the input.
     """
+    check_reference(transform)  # at once, before the input is read
     in_info = input_info if input_info is not None else read_position(input_position_path)
     return position_run(
         transform,
@@ -218,6 +223,7 @@ def position_run(
     ProcessPositionError
         As :func:`stream_position`.
     """
+    check_reference(transform)
     all_params = dict(params or {})
     all_params.update(kwargs)
     in_info = input_info
@@ -235,7 +241,9 @@ def position_run(
         strict_dtype=strict_dtype,
         pyramid_levels=pyramid_levels,
     )
-    cpus = available_cpus()  # once: it reads the cgroup files
+    # Read the CPU budget (cgroup files) once, and only when it decides something: a
+    # batch's serial positions (thousands of them) never need it.
+    cpus = available_cpus() if num_workers > 1 or executor is not None else 1
     mode: Mode
     if executor is not None:
         mode = "executor"

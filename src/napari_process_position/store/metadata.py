@@ -23,6 +23,7 @@ from napari_process_position.core.records import ChunkGrid
 from napari_process_position.store.axes import check_axes
 from napari_process_position.store.layout import PositionInfo, StoreInfo, to_tczyx
 from napari_process_position.store.plain_image import plain_image
+from napari_process_position.store.plain_plate import plain_plate_wells, plain_well_images
 
 __all__ = ["group_attrs", "is_zarr_group", "open_store", "read_position"]
 
@@ -130,8 +131,11 @@ def _well_keys(root: Path, well_path: str, zarr_format: int) -> list[str]:
             )
     if not images:
         return []
-    well = _validated(_models(zarr_format).Well, found[1], root / well_path)
-    return [f"{well_path}/{image.path}" for image in well.well.images]
+    paths = plain_well_images(found[1], zarr_format)
+    if paths is None:
+        well = _validated(_models(zarr_format).Well, found[1], root / well_path)
+        paths = [str(image.path) for image in well.well.images]
+    return [f"{well_path}/{path}" for path in paths]
 
 
 def open_store(path: str | os.PathLike[str]) -> StoreInfo:
@@ -167,12 +171,11 @@ def open_store(path: str | os.PathLike[str]) -> StoreInfo:
         for well in wells:
             if not isinstance(well, dict) or not well.get("path"):
                 raise InvalidStoreError(f"{root}: a well in the plate metadata has no path")
-        validated = _validated(_models(zarr_format).Plate, attrs, root)
-        keys = [
-            key
-            for well in validated.plate.wells
-            for key in _well_keys(root, str(well.path), zarr_format)
-        ]
+        well_paths = plain_plate_wells(attrs, zarr_format)
+        if well_paths is None:
+            validated = _validated(_models(zarr_format).Plate, attrs, root)
+            well_paths = [str(well.path) for well in validated.plate.wells]
+        keys = [key for path in well_paths for key in _well_keys(root, path, zarr_format)]
         if not keys:
             raise InvalidStoreError(f"{root}: the plate has no positions")
         return StoreInfo(str(root), "plate", tuple(keys), zarr_format)

@@ -38,7 +38,7 @@ from napari_process_position.widget.compare_job import (
 )
 from napari_process_position.widget.events import Failed
 from napari_process_position.widget.helpers import seconds_text
-from napari_process_position.widget.ports import Launcher, ViewPort
+from napari_process_position.widget.ports import Launcher, Sink, ViewPort
 from napari_process_position.widget.tiles import TileCanvas
 
 __all__ = ["QUICK_PICKS", "Comparison", "MosaicPort", "NoMosaic"]
@@ -111,8 +111,9 @@ class Comparison:
         The input store and position chosen in the form (None before one is).
     spec
         Finds a transform by name.
-    time_on_screen
-        The input time point the viewer shows, for a position and channels.
+    sink
+        The widget's layers: the time point on screen, and the rectangle of a
+        region-only comparison.
     blocked
         Tells whether comparisons must wait (a run is in flight, or the widget closed).
     """
@@ -125,7 +126,7 @@ class Comparison:
         store: Callable[[], StoreInfo | None],
         info: Callable[[], PositionInfo | None],
         spec: Callable[[str], TransformSpec],
-        time_on_screen: Callable[[PositionInfo, list[int]], int],
+        sink: Sink,
         blocked: Callable[[], bool],
     ) -> None:
         self.view = view
@@ -134,7 +135,8 @@ class Comparison:
         self._store = store
         self._info = info
         self._spec = spec
-        self._time_on_screen = time_on_screen
+        self._time_on_screen = sink.input_time_on_screen
+        self._sink = sink
         self._blocked = blocked
         self._generations = itertools.count(1)
         self.generation = 0
@@ -152,6 +154,7 @@ class Comparison:
         self.first_tile_at: float | None = None
         self.done_at: float | None = None
         self.dropped = 0
+        self.note: str | None = None
 
     # -- picking ---------------------------------------------------------------------------
     def pick(self, patterns: list[str]) -> list[str]:
@@ -243,6 +246,12 @@ class Comparison:
             if key not in self._infos:
                 self._infos[key] = read_position(store.position_path(key), key)
         spec = self._spec(config.transform)
+        region, self.note = None, None
+        _live, region_on, z_text = self.view.preview_options()
+        if region_on and self._sink.rectangle_drawn():
+            region, _source = self._sink.preview_region(info, z_text)
+        elif region_on:
+            self.note = "region only needs a rectangle in the region layer: whole volumes"
         self.generation = next(self._generations)
         self.shown = {}
         return CompareJob(
@@ -257,6 +266,7 @@ class Comparison:
             requested=time.perf_counter(),
             order=tuple(self.picks.index(k) for k in keys),
             canvas=self.canvas,
+            region=region,
         )
 
     def _order(self, keys: list[str]) -> list[str]:
@@ -290,10 +300,12 @@ class Comparison:
         elif isinstance(event, CompareDone):
             self.done_at = time.perf_counter()
             seed = f", picked at random with seed {self.seed}" if self.seed is not None else ""
+            where = " (the region only)" if job.region is not None else ""
+            note = f" ({self.note})" if self.note else ""
             self.view.show_status(
-                f"compared {len(job.keys)} positions at t={job.time_index} in "
-                f"{seconds_text(self.done_at - job.requested)}{seed}; PageDown/PageUp step "
-                "through the tiles"
+                f"compared {len(job.keys)} positions at t={job.time_index}{where} in "
+                f"{seconds_text(self.done_at - job.requested)}{seed}{note}; PageDown/PageUp "
+                "step through the tiles"
             )
         elif isinstance(event, Failed):
             self.view.show_status(f"cannot compare: {event.error}", error=True)

@@ -2,9 +2,10 @@
 
 A row of its own below the preview: the positions to compare (keys or globs,
 comma-separated), a quick pick (one field per well, a row, a column, N at
-random) with its value, **live**, **Compare** and **End**; and **save for**
-(every position, or the compared ones) beside the batch settings. PageDown and
-PageUp step through the tiles. The decisions are the controller's
+random) with its value, **live**, **Compare** and **End**; and **positions**
+above Run: the form's position for Run and every position for the saved
+settings, or the compared positions for both. PageDown and PageUp step
+through the tiles. The decisions are the controller's
 :class:`~.compare.Comparison`; this module only binds the controls to it.
 """
 
@@ -22,10 +23,12 @@ from napari_process_position.widget.compare import QUICK_PICKS, Comparison
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["EVERY_POSITION", "add_compare_controls", "compared_positions"]
+__all__ = ["COMPARED_POSITIONS", "USUAL_POSITIONS", "add_compare_controls", "compared_positions"]
 
-EVERY_POSITION = "every position"
-COMPARED_POSITIONS = "compared positions"
+#: Run runs the form's position, Save saves for every position.
+USUAL_POSITIONS = "Run: this position, Save: every position"
+#: Run and Save take the compared positions.
+COMPARED_POSITIONS = "the compared positions"
 _NO_PICK = "quick pick…"
 
 
@@ -76,17 +79,18 @@ def add_compare_controls(
         widgets=[w.compare_pick, w.compare_value, w.compare_live, w.compare_button, w.compare_end],
     )
     w.compare_row.margins = (0, 0, 0, 0)
-    w.save_for = ComboBox(
-        name="save_for",
-        label="save for",
-        choices=[EVERY_POSITION, COMPARED_POSITIONS],
-        value=EVERY_POSITION,
-        tooltip="The positions the saved batch settings run on",
+    w.run_for = ComboBox(
+        name="run_for",
+        label="positions",
+        choices=[USUAL_POSITIONS, COMPARED_POSITIONS],
+        value=USUAL_POSITIONS,
+        tooltip="The positions Run processes (several need an output store) and the saved "
+        "batch settings name",
     )
     at = list(w).index(w.z_range) + 1
     w.insert(at, w.compare_positions)
     w.insert(at + 1, w.compare_row)
-    w.insert(list(w).index(w.save_button), w.save_for)
+    w.insert(list(w).index(w.run_button), w.run_for)
 
     def picked(keys: list[str]) -> None:
         w.compare_positions.value = _shown(keys)
@@ -179,6 +183,6 @@ class _ViewerBindings:
 
 def compared_positions(w: Any) -> list[str] | None:
     """Return the positions saved settings run on: the compared ones, or None (every one)."""
-    if w.save_for.value != COMPARED_POSITIONS:
+    if w.run_for.value != COMPARED_POSITIONS:
         return None
     return list(w.controller.comparison.picks) or None

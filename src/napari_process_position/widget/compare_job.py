@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 
 from napari_process_position.batch.plan import output_layout
-from napari_process_position.batch.preview import open_source, preview_volume
+from napari_process_position.batch.preview import open_source, preview_volume, region_fallback
 from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.core.memory import MemoryBudget, memory_budget
 from napari_process_position.core.sizes import size_text
 from napari_process_position.store.layout import OutputLayout, PositionInfo
 from napari_process_position.transforms import TransformSpec
-from napari_process_position.widget.events import Failed
+from napari_process_position.widget.events import Failed, Region
 from napari_process_position.widget.helpers import display_limits
 from napari_process_position.widget.tiles import TileCanvas, TileGrid
 
@@ -64,6 +64,8 @@ class CompareJob:
     order: tuple[int, ...] = ()
     #: The canvas the comparison before wrote (reused when the tiles keep their sizes).
     canvas: TileCanvas | None = None
+    #: A ZYX region of every tile to compute (None: whole volumes), as a region preview's.
+    region: Region | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,11 @@ def _tile(
     start = time.perf_counter()
     info = job.infos[index]
     source = open_source(info)
+    region = job.region
+    if region is not None and region_fallback(
+        job.spec, job.params, info.volume_shape, layout.shape[2:]
+    ):
+        region = None  # a transform that changes the shape has no "same region"
     input_limits: dict[int, Limits] = {}
     limits: dict[int, Limits] = {}
     for i, channel in enumerate(job.channels):
@@ -159,17 +166,22 @@ def _tile(
             output_dtype=layout.dtype,
             source=source,
             block=block,
+            region=region,
         )
-        if not canvas.put(index, i, block[0], result.volume, lambda: is_current(job.generation)):
+        volume = result.volume
+        if region is not None and volume is not None:  # the rest of the tile shows zeros
+            volume = np.zeros(layout.shape[2:], dtype=layout.dtype)
+            volume[result.where] = result.volume
+        if not canvas.put(index, i, block[0], volume, lambda: is_current(job.generation)):
             break
-        for kind, volume, into in (
+        for kind, shown, into in (
             ("input", block[0], input_limits),
-            ("output", result.volume, limits),
+            ("output", volume, limits),
         ):
             # One contrast per channel, from the first tile with data: the rest skip it.
-            if volume is None or not canvas.needs_limits(kind, i):
+            if shown is None or not canvas.needs_limits(kind, i):
                 continue
-            found = display_limits(volume)
+            found = display_limits(shown)
             if found is not None:
                 canvas.found_limits(kind, i, found)
                 into[i] = canvas.limits[(kind, i)]

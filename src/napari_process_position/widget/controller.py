@@ -86,7 +86,7 @@ class Controller:
             store=store,
             info=lambda: self.info,
             spec=self.spec,
-            time_on_screen=sink.input_time_on_screen,
+            sink=sink,
             blocked=lambda: self.current is not None or self.closed,
         )
 
@@ -188,6 +188,13 @@ class Controller:
         except (ValueError, ProcessPositionError) as exc:
             self.view.show_status(f"cannot run: {exc}", error=True)
             return None
+        if len(config.positions or ()) > 1 and config.output is None:
+            self.view.show_status(
+                f"cannot run {len(config.positions or ())} positions without an output: choose "
+                "an output store (the layers show the form's position; the others are written)",
+                error=True,
+            )
+            return None
         pool = None
         if self.mode(config) == "processes" and available_cpus() > 1:
             func = self.callables.get(config.transform)
@@ -202,7 +209,7 @@ class Controller:
                 pool = self.ensure_pool(config.num_workers, warm=False)
         self.previews.stop()  # a preview's late result must not land in the run's layers
         self.comparison.stop()  # (its layers hide the run's)
-        run = Run(config, pool, note=note)
+        run = Run(config, pool, note=note, shown_key=self.info.key if self.info else None)
         self.current = run
         self.view.set_busy(True)
         self.view.show_progress(0, 1)
@@ -251,7 +258,7 @@ class Controller:
         batch, limits = event.batch, event.input_limits
         run.prepared_at = time.perf_counter()
         run.total = batch.total
-        key = batch.keys[0]
+        key = run.key_shown(batch)
         info = batch.inputs[key]
         display = batch.spec.display_name
         self.sink.show_inputs(info, batch.times, limits)
@@ -310,14 +317,15 @@ class Controller:
         if batch.cancelled:
             self._finish(run, "cancelled", f"Cancelled after {run.done}/{run.total} volumes.")
             return
-        summary = batch.summaries.get(batch.keys[0])
+        summaries = list(batch.summaries.values())
         elapsed = time.perf_counter() - run.started
         counts = []
-        if summary is not None:
-            for what in ("preview", "written", "skipped", "resumed"):
-                n = getattr(summary, what)
-                if n:
-                    counts.append(f"{n} {what}")
+        for what in ("preview", "written", "skipped", "resumed"):
+            n = sum(getattr(summary, what) for summary in summaries)
+            if n:
+                counts.append(f"{n} {what}")
+        if len(batch.keys) > 1:
+            counts.append(f"{len(batch.keys)} positions")
         where = f" into {batch.config.output}" if batch.config.output else " (preview, in memory)"
         text = (
             f"Done: {run.done}/{run.total} volumes in {seconds_text(elapsed)}{where}; "

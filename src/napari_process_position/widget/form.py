@@ -56,11 +56,13 @@ def form_config(
     output: str | None,
     pyramid_text: str,
     settings: dict[str, Any],
+    positions: list[str] | None = None,
 ) -> tuple[RunConfig, str | None]:
     """Return the run of the form's values, and a note when its pyramid levels are not used.
 
     ``settings`` holds the rest, as :class:`RunConfig` takes them (transform,
-    params, workers, ...).
+    params, workers, ...). ``positions`` (the compared ones) replaces ``key``
+    as the positions run.
 
     Raises
     ------
@@ -82,7 +84,7 @@ def form_config(
             **settings,
             "input": store,
             "output": output,
-            "positions": [key],
+            "positions": list(positions) if positions else [key],
             "channels": channels,
             "times": times,
             "pyramid_levels": levels,

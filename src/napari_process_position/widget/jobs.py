@@ -103,11 +103,17 @@ class Run:
     shown: tuple[OnScreen, ...] = (OnScreen(),)
     #: What the status lines add about the run's settings (pyramid levels not written, say).
     note: str | None = None
+    #: The position the layers show (the form's); a run of several positions writes the rest.
+    shown_key: str | None = None
     #: The end of the run is decided (it waits for its volumes to be on screen).
     ending: bool = False
     clim_set: set[int] = field(default_factory=set)
     shown_times: set[int] = field(default_factory=set)
     outcome: str = "running"
+
+    def key_shown(self, batch: BatchRun) -> str:
+        """Return the position of ``batch`` whose volumes the layers show."""
+        return self.shown_key if self.shown_key in batch.keys else batch.keys[0]
 
     def attach(self, batch: BatchRun) -> None:
         """Hold the prepared batch (cancelled at once when the run was cancelled meanwhile)."""
@@ -194,7 +200,7 @@ def run_events(run: Run) -> Iterator[Event]:
         batch = prepare_run(run.config, pool=run.pool, wait=OUTPUT_WAIT_S)
         batch.stop_on_error = True
         batch.niceness = WORKER_NICENESS
-        key = batch.keys[0]
+        key = run.key_shown(batch)
         run.attach(batch)
         shown_limits = input_limits(batch.inputs[key], batch.channels, batch.times[0])
         output_path = batch.output_paths[key]
@@ -207,9 +213,12 @@ def run_events(run: Run) -> Iterator[Event]:
         run.layers_ready.wait(LAYERS_WAIT_S)
         readers = [written.open_level(k) for k in range(written.levels)] if written else []
         seen: set[int] = set()
-        for _key, result in batch:
+        for done_key, result in batch:
             out_c = result.output_channels
             index = out_c[0] if isinstance(out_c, tuple) else int(out_c)  # type: ignore[arg-type]
+            if done_key != key:  # another position of the run: counted, not shown
+                yield VolumeFinished(result, index, None, None, ())
+                continue
             volume = result.volume
             shown: tuple[Shown, ...] = ()
             if volume is None and result.status in ("written", "resumed") and readers:

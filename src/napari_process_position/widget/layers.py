@@ -191,16 +191,22 @@ def new_outputs(
 
 
 def reusable_outputs(
-    viewer: napari.viewer.Viewer, names: list[str]
+    viewer: napari.viewer.Viewer, names: list[str], multiscale: bool = False
 ) -> tuple[list[Image | None], list[Image]]:
-    """Pick an existing output layer for each name (same name first), and those left over."""
+    """Pick an existing output layer for each name (same name first), and those left over.
+
+    Only layers that are ``multiscale`` (or not) are reused, as napari cannot
+    change it; the others are left over (to remove before new layers take their names).
+    """
+    outputs = [layer for layer in viewer.layers if layer_meta(layer).get("role") == "output"]
     existing = sorted(
-        (layer for layer in viewer.layers if layer_meta(layer).get("role") == "output"),
+        (layer for layer in outputs if bool(layer.multiscale) == multiscale),
         key=lambda layer: (layer.name not in names, layer_meta(layer).get("channel", 0)),
     )
     by_name = {layer.name: layer for layer in existing}
     spare = [layer for layer in existing if layer.name not in names]
-    return [by_name.get(name) or (spare.pop(0) if spare else None) for name in names], spare
+    reused = [by_name.get(name) or (spare.pop(0) if spare else None) for name in names]
+    return reused, [layer for layer in outputs if bool(layer.multiscale) != multiscale] + spare
 
 
 def set_output(viewer: napari.viewer.Viewer, outputs: Outputs, i: int, layer: Image | None) -> None:

@@ -203,14 +203,16 @@ class LayerSink:
         self._copies.clear()
         self._dirty.clear()
         self._follower.clear()
-        reused, spare = layers.reusable_outputs(self._viewer, outputs.names)
+        reused, spare = layers.reusable_outputs(
+            self._viewer, outputs.names, bool(store and store.levels > 1)
+        )
+        for layer in spare:  # an earlier output with more channels, or levels (or none)
+            self._changes.append(("output", partial(layers.remove, self._viewer, layer)))
         for i, layer in enumerate(reused):
             outputs.adding += layer is None
             self._changes.append(
                 ("output", partial(layers.set_output, self._viewer, outputs, i, layer))
             )
-        for layer in spare:  # an earlier output with more channels
-            self._changes.append(("output", partial(layers.remove, self._viewer, layer)))
         self._schedule(0)
         return outputs
 

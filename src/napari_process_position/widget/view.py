@@ -212,6 +212,7 @@ class ProcessPositionWidget(Container):
                 "use_threads": bool(self.use_threads.value),
                 "overwrite": bool(self.overwrite.value),
             },
+            positions=compared_positions(self),
         )
 
     def save_config(self, path: str | os.PathLike[str], positions: list[str] | None = None) -> Path:

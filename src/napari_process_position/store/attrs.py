@@ -1,0 +1,166 @@
+"""The OME-Zarr attributes we write: an image's multiscales and omero, a plate's, a well's.
+
+Built with yaozarrs's models of the specification (v0.4 or v0.5), so what we
+write validates. An image's attributes are built once per layout and copied,
+with its own name, for each position of a plate (thousands of them, each a
+round of the models otherwise).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from napari_process_position.store.colors import channel_color
+from napari_process_position.store.layout import OmeVersion, OutputLayout, on_axes
+
+__all__ = ["image_attrs", "plate_attrs", "well_attrs"]
+
+
+def _models(version: OmeVersion) -> Any:
+    from yaozarrs import v04, v05
+
+    return v05 if version == "0.5" else v04
+
+
+def image_attrs(layout: OutputLayout, version: OmeVersion, name: str) -> dict[str, Any]:
+    """Return the OME attributes of an output position: multiscales and omero.
+
+    Axis names are lower case (``t, c, z, y, x``), as the specification's
+    examples, ome-zarr-py, ngff-zarr and ngio write them: ngio and
+    ngff-zarr's validator refuse upper-case names, and iohub reads both.
+
+    Examples
+    --------
+    >>> layout = OutputLayout((2, 1, 4, 8, 8), "<u2", (1.0, 1.0, 2.0, 0.5, 0.5), ("GFP",))
+    >>> image_attrs(layout, "0.5", "0")["multiscales"][0]["axes"][0]
+    {'name': 't', 'type': 'time', 'unit': 'second'}
+    """
+    try:
+        attrs = copy.deepcopy(_named_image_attrs(layout, version))
+    except TypeError:  # a layout of lists (unhashable): no cache
+        attrs = _image_attrs(layout, version, _NAME)
+    # The name is all that differs between the positions of a plate (thousands of them,
+    # each a round of the models otherwise).
+    attrs["multiscales"][0]["name"] = name
+    attrs["omero"]["name"] = name
+    return attrs
+
+
+#: The name an image's attributes are built with, then replaced (a string, so the key stays).
+_NAME = "name"
+
+
+@functools.lru_cache(maxsize=16)
+def _named_image_attrs(layout: OutputLayout, version: OmeVersion) -> dict[str, Any]:
+    return _image_attrs(layout, version, _NAME)
+
+
+def _image_attrs(layout: OutputLayout, version: OmeVersion, name: str) -> dict[str, Any]:
+    m = _models(version)
+    kept = layout.axes  # the input's axes: "tczyx", or fewer ("czyx", "zyx", ...)
+    units = dict(zip("tczyx", layout.units, strict=True))
+    axes = [
+        m.TimeAxis(name="t", unit=units["t"])
+        if a == "t"
+        else m.ChannelAxis(name="c")
+        if a == "c"
+        else m.SpaceAxis(name=a, unit=units[a])
+        for a in kept
+    ]
+    # Level k: Z, Y and X scaled by 2**k and the translation as level 0's, as iohub's
+    # initialize_pyramid writes them; the translation only when there is one.
+    datasets = []
+    for k in range(layout.levels):
+        level_scale = [float(s) * (2**k if i >= 2 else 1) for i, s in enumerate(layout.scale)]
+        transforms: list[Any] = [m.ScaleTransformation(scale=on_axes(level_scale, kept))]
+        if any(layout.translation):
+            translation = [float(t) for t in on_axes(layout.translation, kept)]
+            transforms.append(m.TranslationTransformation(translation=translation))
+        datasets.append(m.Dataset(path=str(k), coordinateTransformations=transforms))
+    shared = [
+        m.ScaleTransformation(scale=on_axes(values, kept))
+        if kind == "scale"
+        else m.TranslationTransformation(translation=on_axes(values, kept))
+        for kind, values in layout.shared_transforms
+    ]
+    multiscale = m.Multiscale(
+        name=name, axes=axes, datasets=datasets, coordinateTransformations=shared or None
+    )
+    dtype = np.dtype(layout.dtype)
+    lo, hi = (
+        (float(np.iinfo(dtype).min), float(np.iinfo(dtype).max))
+        if dtype.kind in "ui"
+        else (0.0, 1.0)
+    )
+    n_channels = len(layout.channel_names)
+    channels = [
+        m.OmeroChannel(
+            active=True,
+            coefficient=1.0,
+            color=channel_color(i, n_channels).hex,
+            family="linear",
+            inverted=False,
+            label=label,
+            window=m.OmeroWindow(start=lo, end=hi, min=lo, max=hi),
+        )
+        for i, label in enumerate(layout.channel_names)
+    ]
+    rdefs = m.OmeroRenderingDefs(
+        defaultT=0, defaultZ=layout.shape[2] // 2, model="color", projection="normal"
+    )
+    omero = m.Omero(version=version, id=0, name=name, channels=channels, rdefs=rdefs)
+    attrs = m.Image(multiscales=[multiscale], omero=omero).model_dump(
+        mode="json", exclude_none=True
+    )
+    attrs.pop("version", None)  # v0.5 keeps it beside the attributes, under "ome"
+    # As iohub writes it (and readers of both versions expect it): the version of the multiscale.
+    attrs["multiscales"][0]["version"] = version
+    return attrs
+
+
+def plate_attrs(keys: Sequence[str], version: OmeVersion) -> dict[str, Any]:
+    """Return the plate attributes of a plate holding the positions ``keys`` (``"A/1/0"``)."""
+    m = _models(version)
+    rows: list[str] = []
+    cols: list[str] = []
+    wells: list[str] = []
+    for key in keys:
+        row, col, _ = key.split("/")
+        rows += [row] if row not in rows else []
+        cols += [col] if col not in cols else []
+        wells += [f"{row}/{col}"] if f"{row}/{col}" not in wells else []
+    fields: dict[str, Any] = {
+        "acquisitions": [m.Acquisition(id=0)],
+        "rows": [m.Row(name=r) for r in rows],
+        "columns": [m.Column(name=c) for c in cols],
+        "wells": [
+            m.PlateWell(
+                path=w,
+                rowIndex=rows.index(w.split("/")[0]),
+                columnIndex=cols.index(w.split("/")[1]),
+            )
+            for w in wells
+        ],
+    }
+    if version == "0.4":
+        fields["field_count"] = max(sum(1 for k in keys if k.startswith(w + "/")) for w in wells)
+        fields["version"] = "0.4"
+    attrs = m.Plate(plate=m.PlateDef(**fields)).model_dump(mode="json", exclude_none=True)
+    attrs.pop("version", None)
+    attrs["plate"]["version"] = version  # as iohub writes it, in both versions
+    return attrs
+
+
+def well_attrs(fields_of_view: Sequence[str], version: OmeVersion) -> dict[str, Any]:
+    """Return the well attributes of a well holding the fields of view ``fields_of_view``."""
+    m = _models(version)
+    images = [m.FieldOfView(path=f, acquisition=0) for f in fields_of_view]
+    well = m.WellDef(images=images, **({"version": "0.4"} if version == "0.4" else {}))
+    attrs = m.Well(well=well).model_dump(mode="json", exclude_none=True)
+    attrs.pop("version", None)
+    return attrs
