@@ -246,3 +246,16 @@ def test_loading_a_config_imports_only_the_transform_it_names(tmp_path, transfor
     assert foreign == expected
     if ":" in transform:
         assert not [m for m in got["resolve"] if m.startswith("napari_process_position.")]
+
+
+def test_one_grammar_of_amounts_for_memory_limit_and_slurm_memory():
+    # core.sizes.parse_size is the one grammar: what memory_limit accepts, slurm.memory does too.
+    from napari_process_position.batch.slurm_settings import SlurmSettings
+    from napari_process_position.core.sizes import parse_size
+
+    for text in (".5GB", "1.5 GiB", "16GB", "512MiB", "2G", "1000000"):
+        parse_size(text)
+        assert SlurmSettings(memory=text).memory == text.strip()
+    for text in ("lots", "5 parsecs", "-1GB"):
+        with pytest.raises(ValueError):
+            SlurmSettings(memory=text)

@@ -17,10 +17,10 @@ import napari_process_position
 
 PACKAGE = "napari_process_position"
 
-#: The only modules allowed to import a GUI toolkit (DESIGN.md).
+#: The only modules allowed to import a GUI toolkit (docs/architecture.md, "Layers").
 GUI_MODULES = {f"{PACKAGE}.widget"}
 
-#: The packages DESIGN.md names outside the widget; each must exist and stay GUI-free.
+#: The packages docs/architecture.md names outside the widget; each must exist and stay GUI-free.
 NAMED_ENGINE_MODULES = [
     PACKAGE,
     f"{PACKAGE}.core",
@@ -81,7 +81,7 @@ def loaded_top_level(code: str) -> set[str]:
 def test_named_engine_modules_exist():
     found = set(all_package_modules())
     missing = [m for m in NAMED_ENGINE_MODULES if m not in found]
-    assert not missing, f"modules named in DESIGN.md are missing: {missing}"
+    assert not missing, f"modules named in docs/architecture.md are missing: {missing}"
 
 
 @pytest.mark.parametrize("module", engine_modules())

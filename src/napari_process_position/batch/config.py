@@ -21,10 +21,13 @@ from napari_process_position.batch.config_file import (
     PATH_FIELDS,
     absolute_path,
     command_line,
+    describe_validation_error,
     parse_config_text,
     read_config_text,
+    recorded_settings,
     write_config_text,
 )
+from napari_process_position.batch.execution import requested_mode
 from napari_process_position.batch.slurm_settings import SlurmSettings
 from napari_process_position.core.errors import ConfigError, InvalidArgumentError
 from napari_process_position.core.ranges import parse_ranges
@@ -313,12 +316,16 @@ class RunConfig(BaseModel):
                 f"Dask workers in {s.jobs} SLURM job(s) of {s.worker_processes} worker(s) "
                 f"x {s.threads_per_worker} thread(s)"
             )
-        if self.auto_workers:
-            kind = "thread" if self.use_threads else "process"
-            return f"'auto' {kind} workers (up to {self.num_workers})"
-        if self.num_workers <= 1:
-            return "this process (serial)"
         kind = "thread" if self.use_threads else "process"
+        if self.auto_workers:
+            return f"'auto' {kind} workers (up to {self.num_workers})"
+        mode = requested_mode(
+            num_workers=self.num_workers,
+            use_threads=self.use_threads,
+            memory_limit=self.memory_limit,
+        )
+        if mode == "serial":
+            return "this process (serial)"
         return f"{self.num_workers} local {kind} worker(s)"
 
     def as_batch(
@@ -351,12 +358,7 @@ class RunConfig(BaseModel):
         absolute = self.model_copy(
             update={key: absolute_path(getattr(self, key)) for key in PATH_FIELDS}
         )
-        text = (
-            f"# napari-process-position run; reproduce with:\n#   {command_line(target)}\n"
-            "# (paths are absolute; a relative path in a config is read from the config's folder)\n"
-            + absolute.to_yaml()
-        )
-        write_config_text(target, text)
+        write_config_text(target, absolute.to_yaml(), header=True)
         return target
 
     @classmethod
@@ -383,7 +385,9 @@ class RunConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, source)) from exc
+            raise ConfigError(
+                describe_validation_error(exc, source, {"": cls, "slurm": SlurmSettings})
+            ) from exc
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RunConfig:
@@ -405,16 +409,7 @@ class RunConfig(BaseModel):
         """
         target = Path(path).expanduser()
         if target.is_dir():
-            from napari_process_position.store.provenance import PROVENANCE_KEY, read_provenance
-
-            found = read_provenance(target)
-            if found is None:
-                raise ConfigError(
-                    f"{target} is a folder, not a config file, and records no run settings "
-                    f"(no {PROVENANCE_KEY!r} attributes: it was not made by "
-                    "process-position run); give a YAML file"
-                )
-            return cls.from_dict(dict(found["config"]), f"the settings recorded in {target}")
+            return cls.from_dict(*recorded_settings(target))
         text = read_config_text(target)
         config = cls.from_yaml(text, str(target))
         # A relative path is read from the config file's folder, not from wherever the
@@ -428,22 +423,3 @@ class RunConfig(BaseModel):
     def json_schema(cls) -> dict[str, Any]:
         """Return the JSON schema of the config file."""
         return cls.model_json_schema()
-
-
-def _describe(exc: ValidationError, source: str) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
-        field = ".".join(loc) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            model = SlurmSettings if loc[:1] == ["slurm"] and len(loc) > 1 else RunConfig
-            known = ", ".join(model.model_fields)
-            parts.append(f"unknown field {field!r} (known fields: {known})")
-        elif err["type"] == "missing":
-            parts.append(f"field {field!r} is required")
-        elif not loc:
-            parts.append(str(err["msg"]).removeprefix("Value error, "))
-        else:
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            parts.append(f"field {field!r}: {msg} (got {err.get('input')!r})")
-    return f"{source}: " + "; ".join(parts)

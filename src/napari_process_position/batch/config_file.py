@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from napari_process_position.core.errors import ConfigError, InvalidArgumentError, OutputWriteError
 from napari_process_position.core.yamltext import MAX_CONFIG_BYTES, load_yaml
@@ -17,8 +18,10 @@ __all__ = [
     "PATH_FIELDS",
     "absolute_path",
     "command_line",
+    "describe_validation_error",
     "parse_config_text",
     "read_config_text",
+    "recorded_settings",
     "write_config_text",
 ]
 
@@ -72,8 +75,17 @@ def parse_config_text(text: str, source: str) -> dict[str, Any]:
     return data
 
 
-def write_config_text(target: Path, text: str) -> None:
-    """Write a config file atomically (a reader never sees half of it)."""
+def write_config_text(target: Path, text: str, *, header: bool = False) -> None:
+    """Write a config file atomically (a reader never sees half of it).
+
+    ``header`` starts it with a comment: the command that runs it.
+    """
+    if header:
+        text = (
+            f"# napari-process-position run; reproduce with:\n#   {command_line(target)}\n"
+            "# (paths are absolute; a relative path in a config is read from the config's folder)\n"
+            + text
+        )
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -123,3 +135,49 @@ def command_line(config_path: str | os.PathLike[str], *extra: str) -> str:
 def _where(exc: yaml.MarkedYAMLError) -> str:
     mark = exc.problem_mark
     return f" at line {mark.line + 1}" if mark is not None else ""
+
+
+def recorded_settings(target: Path) -> tuple[dict[str, Any], str]:
+    """Return the settings an output store records, and where they come from (for messages).
+
+    Raises
+    ------
+    ConfigError
+        The store records no settings.
+    """
+    from napari_process_position.store.provenance import PROVENANCE_KEY, read_provenance
+
+    found = read_provenance(target)
+    if found is None:
+        raise ConfigError(
+            f"{target} is a folder, not a config file, and records no run settings "
+            f"(no {PROVENANCE_KEY!r} attributes: it was not made by "
+            "process-position run); give a YAML file"
+        )
+    return dict(found["config"]), f"the settings recorded in {target}"
+
+
+def describe_validation_error(
+    exc: ValidationError, source: str, models: dict[str, type[BaseModel]]
+) -> str:
+    """Return a validation error as one line that names each bad field and what it got.
+
+    ``models`` maps a top-level field to the model of its section (``""``: the
+    config itself), to list the known fields of an unknown one.
+    """
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        field = ".".join(loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            section = loc[0] if len(loc) > 1 and loc[0] in models else ""
+            known = ", ".join(models[section].model_fields)
+            parts.append(f"unknown field {field!r} (known fields: {known})")
+        elif err["type"] == "missing":
+            parts.append(f"field {field!r} is required")
+        elif not loc:
+            parts.append(str(err["msg"]).removeprefix("Value error, "))
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            parts.append(f"field {field!r}: {msg} (got {err.get('input')!r})")
+    return f"{source}: " + "; ".join(parts)

@@ -3,7 +3,7 @@
 One (t, c) task of the first selected position (its first non-empty volume)
 runs in a spawned worker process, as a run's process workers run it, into a
 scratch output beside the real one (the same file system, so writing costs
-what it will), and is measured there (:func:`..engine.measure.measure_task`).
+what it will), and is measured there (:mod:`.measuring`).
 From that: the workers that fit the CPUs and the memory
 (:func:`..core.memory.choose_workers`), the projected time and memory of a
 position and of the selection, and biahub's ``RESOURCES`` line for Nextflow.
@@ -14,22 +14,17 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import shutil
-import tempfile
-import time
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from napari_process_position.batch.config import RunConfig
+from napari_process_position.batch.execution import requested_mode
+from napari_process_position.batch.measuring import Measurement, measure_first_task
 from napari_process_position.batch.plan import RunPlan, plan_run
-from napari_process_position.core.apply import is_empty
 from napari_process_position.core.budget import available_cpus
-from napari_process_position.core.errors import InvalidStoreError
+from napari_process_position.core.durations import seconds_text
 from napari_process_position.core.memory import (
     SAFETY_MARGIN,
     MemoryBudget,
@@ -39,144 +34,10 @@ from napari_process_position.core.memory import (
     rss_bytes,
 )
 from napari_process_position.core.sizes import size_text
-from napari_process_position.core.transform_ref import portable
-from napari_process_position.engine.failures import task_error, worker_died_error
-from napari_process_position.engine.measure import TaskMeasure, measure_task
-from napari_process_position.engine.pool import ProcessPool
-from napari_process_position.engine.stream import stream_position
-from napari_process_position.store.create import write_empty_plate
-from napari_process_position.store.layout import OutputLayout
 
 __all__ = ["Estimate", "Measurement", "estimate_run", "measure_first_task", "resolve_auto_workers"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """One task measured in a fresh worker process.
-
-    Attributes
-    ----------
-    position, time_index, channel
-        The (t, c) measured, of the first selected position.
-    task
-        The worker's figures (time, baseline, peak above it).
-    startup_seconds
-        Starting the worker process and importing the transform.
-    volume_disk_bytes
-        What the written volume takes on disk (compressed).
-    """
-
-    position: str
-    time_index: int
-    channel: int
-    task: TaskMeasure
-    startup_seconds: float
-    volume_disk_bytes: int
-
-
-def _first_volume(plan: RunPlan) -> tuple[int, int]:
-    """Find the first non-empty (t, c) of the first position (an empty one is skipped)."""
-    source = plan.inputs[plan.keys[0]].open_array()
-    for t in plan.times:
-        for c in plan.channels:
-            if not is_empty(source[t][[c]].read().result()):
-                return t, c
-    raise InvalidStoreError(
-        f"{plan.inputs[plan.keys[0]].path}: every selected volume is empty (all zeros or NaN); "
-        "there is nothing to measure"
-    )
-
-
-def _scratch_parent(config: RunConfig) -> str | None:
-    """Beside the output when it has a folder (its file system), else the temporary folder."""
-    if config.output:
-        parent = Path(config.output).expanduser().resolve().parent
-        if parent.is_dir() and os.access(parent, os.W_OK):
-            return str(parent)
-    return None
-
-
-def _disk_bytes(array_dir: Path) -> int:
-    metadata = {"zarr.json", ".zarray", ".zattrs", ".zgroup"}
-    return sum(
-        p.stat().st_size for p in array_dir.rglob("*") if p.is_file() and p.name not in metadata
-    )
-
-
-def measure_first_task(config: RunConfig, plan: RunPlan, *, inner_threads: int) -> Measurement:
-    """Run the first non-empty (t, c) task of the first position in a worker and measure it.
-
-    Parameters
-    ----------
-    config, plan
-        The run and its plan (:func:`..plan.plan_run`).
-    inner_threads
-        BLAS/OpenMP threads of the worker, as a run gives each worker.
-
-    Returns
-    -------
-    Measurement
-
-    Raises
-    ------
-    TransformError
-        The transform failed, or ran out of memory (under ``memory_limit``).
-    WorkerDiedError
-        The worker was killed (out of memory) or crashed.
-    InvalidStoreError
-        Every selected volume of the first position is empty.
-    """
-    if plan.spec is None:  # pragma: no cover - plan_run looks the transform up by default
-        raise InvalidStoreError("an estimate needs a transform")
-    key = plan.keys[0]
-    t, c = _first_volume(plan)
-    full = plan.layouts[key]
-    layout = OutputLayout(
-        shape=(1, 1, *full.shape[2:]),
-        dtype=full.dtype,
-        scale=full.scale,
-        channel_names=(full.channel_names[plan.channels.index(c)],),
-        units=full.units,
-        translation=full.translation,
-        shared_transforms=full.shared_transforms,
-        axes=full.axes,
-    )
-    scratch = Path(tempfile.mkdtemp(prefix=".npp-estimate-", dir=_scratch_parent(config)))
-    limit = None if config.use_threads else config.memory_limit_bytes
-    pool = ProcessPool(1, inner_threads, memory_limit_bytes=limit)
-    try:
-        store = write_empty_plate(
-            scratch / "estimate.zarr", {key: layout}, version=config.ome_version
-        )
-        out_path = store.position_path(key)
-        run = stream_position(
-            plan.spec.ref,
-            plan.inputs[key].path,
-            out_path,
-            input_channel_indices=[[c]],
-            output_channel_indices=[[0]],
-            input_time_indices=[t],
-            output_time_indices=[0],
-            params=plan.params,
-        )
-        task, ref = run.tasks[0], portable(plan.spec.ref)
-        start = time.perf_counter()
-        pool.warm(ref)
-        startup = time.perf_counter() - start
-        try:
-            measured = pool.executor.submit(measure_task, task, ref, plan.params).result()
-        except BrokenProcessPool as exc:
-            raise worker_died_error([task], pool.exit_codes(settle=1.0), limit) from exc
-        except Exception as exc:
-            error = task_error(task, exc, transform=plan.spec.name, memory_limit=limit)
-            raise error from exc
-        disk = _disk_bytes(Path(out_path) / "0")
-    finally:
-        pool.shutdown()
-        shutil.rmtree(scratch, ignore_errors=True)
-    return Measurement(key, t, c, measured, startup, disk)
 
 
 def _measure_threads(config: RunConfig, cpus: int) -> int:
@@ -230,7 +91,12 @@ class Estimate:
     @property
     def in_process(self) -> bool:
         """True when the tasks run in the main process (threads, or one worker without a limit)."""
-        return self.config.use_threads or (self.workers == 1 and not self.config.memory_limit)
+        mode = requested_mode(
+            num_workers=self.workers,
+            use_threads=self.config.use_threads,
+            memory_limit=self.config.memory_limit,
+        )
+        return mode in ("serial", "threads")
 
     @property
     def seconds_per_volume(self) -> float:
@@ -366,20 +232,12 @@ class Estimate:
                 else "unknown"
             ),
             self.choice.reason + f" [{mode}]",
-            f"projected: {_duration(self.position_seconds)} per position, "
-            f"{_duration(self.total_seconds)} for the selection on this machine; "
+            f"projected: {seconds_text(self.position_seconds)} per position, "
+            f"{seconds_text(self.total_seconds)} for the selection on this machine; "
             f"peak memory {size_text(self.position_memory_bytes)} per position",
             self.advice(),
             "RESOURCES:" + json.dumps(self.resources()),
         ]
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _choices(

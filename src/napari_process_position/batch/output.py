@@ -86,8 +86,6 @@ def check_output(config: RunConfig, store: StoreInfo) -> None:
 
     Raises
     ------
-    InvalidStoreError
-        The output is the input, inside its store, or holds it.
     OutputExistsError
         The output exists and neither overwrite nor resume was asked for, or
         either was asked for but this package did not write what is there.
@@ -126,6 +124,9 @@ def make_output(
 ) -> dict[str, str | None]:
     """Create (or replace, or join) the output of a run and record how it is made.
 
+    The caller has checked the output first (:func:`check_output`, before the
+    transform is imported and anything is written).
+
     ``record_settings=False`` leaves the settings out of the output (an empty
     plate made for someone else's transform).
 
@@ -137,8 +138,6 @@ def make_output(
 
     Raises
     ------
-    InvalidStoreError
-        The output is the input, inside its store, or holds it.
     OutputExistsError
         The output exists and neither overwrite nor resume was asked for, or
         it cannot hold this run's output, or overwrite was asked for but this
@@ -146,7 +145,6 @@ def make_output(
     OutputWriteError
         The output cannot be created (permission denied, disk full).
     """
-    check_output(config, store)
     if config.output:
         out_root = Path(config.output).expanduser().resolve()
         try:

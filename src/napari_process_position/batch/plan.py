@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.sampling import sample_positions
-from napari_process_position.core.apply import is_empty
+from napari_process_position.core.apply import apply_transform, is_empty, raised_by_transform
 from napari_process_position.core.errors import (
     InvalidArgumentError,
     InvalidStoreError,
@@ -34,7 +34,28 @@ from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.transforms import TransformSpec
 from napari_process_position.transforms.registry import get_transform
 
-__all__ = ["RunPlan", "output_layout", "plan_run", "select_positions"]
+__all__ = [
+    "RunPlan",
+    "all_if_none",
+    "output_layout",
+    "plan_run",
+    "plan_store",
+    "select_positions",
+]
+
+
+def all_if_none(indices: list[int] | tuple[int, ...] | None, count: int) -> list[int]:
+    """Return the selected indices, or every index below ``count`` when none are selected.
+
+    The one rule for a selection of channels or time points left empty
+    (``RunConfig.channels`` / ``times`` None: all of them).
+
+    Examples
+    --------
+    >>> all_if_none(None, 3), all_if_none([2, 0], 3)
+    ([0, 1, 2], [2, 0])
+    """
+    return list(indices) if indices else list(range(count))
 
 
 def select_positions(store: StoreInfo, patterns: list[str] | None) -> list[str]:
@@ -62,29 +83,30 @@ def _probe(
     times: list[int],
     params: dict[str, Any],
 ) -> np.ndarray:
-    """Run the transform once, in this process, to learn its output shape and dtype."""
-    from napari_process_position.core.apply import accepts_time_index, check_result
+    """Run the transform once, in this process, to learn its output shape and dtype.
 
+    Through :func:`..core.apply.apply_transform`, the one call a run makes: the
+    same arguments, the same refusals of a result that cannot be stored.
+    """
     source = info.open_array()
-    kwargs = dict(params)
     for t in times:
         for c in channels:
             block = source[t][[c]].read().result()
             if is_empty(block):
                 continue
-            if accepts_time_index(spec.func):
-                kwargs["input_time_index"] = t
             try:
-                result = spec.func(block, **kwargs)
+                return apply_transform(
+                    spec.func, block, params, name=spec.name, time_index=t, channels=c
+                )
             except Exception as exc:
+                if not raised_by_transform(exc):
+                    raise  # a result that cannot be stored: its message names the (t, c)
                 raise TransformError(
                     f"transform {spec.name!r} failed on t={t}, c={c} while finding its output "
                     f"shape: {type(exc).__name__}: {exc}",
                     t,
                     c,
                 ) from exc
-            # None, not an array, complex/object, not ZYX/CZYX: one message naming the (t, c).
-            return check_result(result, spec.name, t, c)
     raise InvalidStoreError(
         f"{info.path}: every selected volume is empty (all zeros or NaN); nothing to process"
     )
@@ -115,6 +137,10 @@ def output_layout(
     meta = spec.meta
     zyx = info.volume_shape
     names = [info.channel_names[c] for c in channels]
+    scale = list(info.scale)
+    if meta.output_scale is not None:
+        scale[2:] = [float(s) for s in meta.output_scale(tuple(info.scale[2:]), **params)]
+    translation = moved_origin(info.translation, info.scale, tuple(scale))
     probed: np.ndarray | None = None
     if meta.output_zyx_shape is not None:
         out_zyx = tuple(int(n) for n in meta.output_zyx_shape(zyx, **params))
@@ -137,10 +163,6 @@ def output_layout(
         )
     if dtype == np.float16 or dtype.kind == "b":
         dtype = np.dtype("float32") if dtype == np.float16 else np.dtype("uint8")
-    scale = list(info.scale)
-    if meta.output_scale is not None:
-        scale[2:] = [float(s) for s in meta.output_scale(tuple(info.scale[2:]), **params)]
-    translation = moved_origin(info.translation, info.scale, tuple(scale))
     if meta.output_channel_names is not None:
         names = [str(n) for n in meta.output_channel_names(names, **params)]
     default_units: tuple[str | None, ...] = OutputLayout.__dataclass_fields__["units"].default  # type: ignore[assignment]
@@ -240,6 +262,21 @@ def plan_run(
     """
     if store is None:
         store = open_store(config.input)
+    return plan_store(config, store, sized_by_transform=sized_by_transform)
+
+
+def plan_store(config: RunConfig, store: StoreInfo, *, sized_by_transform: bool = True) -> RunPlan:
+    """Plan a config over its input store, opened already: :func:`plan_run` without opening it.
+
+    Returns
+    -------
+    RunPlan
+
+    Raises
+    ------
+    ProcessPositionError
+        As :func:`plan_run`.
+    """
     keys = select_positions(store, config.positions)
     if config.sample is not None and config.seed is not None:
         keys = sample_positions(keys, config.sample, config.seed)
@@ -247,8 +284,8 @@ def plan_run(
     params = spec.check_params(dict(config.params)) if spec is not None else {}
     inputs = {k: read_position(store.position_path(k), k) for k in keys}
     first = inputs[keys[0]]
-    channels = list(config.channels) if config.channels else list(range(first.shape[1]))
-    times = list(config.times) if config.times else list(range(first.shape[0]))
+    channels = all_if_none(config.channels, first.shape[1])
+    times = all_if_none(config.times, first.shape[0])
     for key, info in inputs.items():
         bad_c = [c for c in channels if c >= info.shape[1]]
         bad_t = [t for t in times if t >= info.shape[0]]

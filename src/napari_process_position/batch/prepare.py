@@ -6,14 +6,16 @@ import concurrent.futures as cf
 import logging
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.output import check_output, make_output
-from napari_process_position.batch.plan import plan_run
+from napari_process_position.batch.plan import plan_store
+from napari_process_position.batch.prepared import PreparedRun
 from napari_process_position.batch.run import BatchRun
-from napari_process_position.core.errors import UsageError
+from napari_process_position.batch.workers import decide_execution
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.layout import OmeVersion, StoreInfo
 from napari_process_position.store.locks import WriterLock, hold_output
@@ -22,56 +24,6 @@ from napari_process_position.store.metadata import open_store
 __all__ = ["create_output_plate", "lock_output", "prepare_run", "run_config"]
 
 log = logging.getLogger(__name__)
-
-
-def _resolve_workers(
-    config: RunConfig, plan: Any, pool: ProcessPool | None, executor: cf.Executor | None
-) -> tuple[RunConfig, str]:
-    """``num_workers: auto`` -> a number: measured on this machine, or what runs the tasks."""
-    if config.uses_dask or executor is not None:
-        reason = "workers: auto is not measured: the tasks run on " + (
-            "Dask's workers" if config.uses_dask else f"the given {type(executor).__name__}"
-        )
-        log.info("%s", reason)
-        return config.model_copy(update={"auto_workers": False}), reason
-    if pool is not None:
-        reason = f"workers: {pool.num_workers} (the given process pool)"
-        log.info("%s", reason)
-        update = {"num_workers": pool.num_workers, "auto_workers": False}
-        return config.model_copy(update=update), reason
-    from napari_process_position.batch.estimate import resolve_auto_workers
-
-    resolved, choice = resolve_auto_workers(config, plan)
-    return resolved, choice.reason
-
-
-def _cap_workers(config: RunConfig) -> tuple[RunConfig, str | None]:
-    """Cap local workers at the CPUs this process may use (more only share the same cores)."""
-    from napari_process_position.core.budget import available_cpus
-
-    cpus = available_cpus()
-    if config.num_workers <= cpus:
-        return config, None
-    reason = f"{config.num_workers} workers asked, {cpus} used ({cpus} CPUs available)"
-    log.info("%s", reason)
-    return config.model_copy(update={"num_workers": cpus}), reason
-
-
-def _check_memory_limit(config: RunConfig) -> None:
-    if config.memory_limit is None:
-        return
-    if config.dask_scheduler is not None:
-        log.warning(
-            "memory_limit %s is not applied to an existing Dask cluster: its workers keep the "
-            "limit they were started with",
-            config.memory_limit,
-        )
-    elif config.use_threads and not config.uses_dask:
-        log.warning(
-            "memory_limit %s applies to process and Dask workers; thread workers share this "
-            "process, which it does not limit",
-            config.memory_limit,
-        )
 
 
 def lock_output(
@@ -160,55 +112,32 @@ def prepare_run(
     # (settings read from a store may name code) and before anything is written.
     store = open_store(config.input)
     check_output(config, store)
-    plan = plan_run(config, store=store)
-    if plan.spec is None:  # pragma: no cover - plan_run looks the transform up by default
-        raise UsageError("a run needs a transform")
-    _check_memory_limit(config)
+    plan = plan_store(config, store)
     # The output records the settings as given (`num_workers: auto` stays auto); the run
     # uses the resolved number.
-    recorded, workers_reason = config, None
-    if config.auto_workers:
-        config, workers_reason = _resolve_workers(config, plan, pool, executor)
-    elif pool is None and executor is None and not config.uses_dask:
-        config, workers_reason = _cap_workers(config)
-    output_paths: dict[str, str | None] = dict.fromkeys(plan.keys)
+    recorded = config
+    config, execution = decide_execution(config, plan, pool=pool, executor=executor)
     # One writer per output position: the locks come before anything is created or
     # replaced (make_output may delete an existing output), and stay with the run.
     writers = lock_output(config, plan.store, plan.keys, wait=wait)
     dask = None
     try:
-        if config.uses_dask and executor is None:
+        if execution.mode == "dask":
             # Connect (or start the cluster) before writing anything: an unreachable
-            # scheduler then leaves no half-made output behind.
+            # scheduler then leaves no half-made output behind. The run owns the session.
             from napari_process_position.batch.dask import open_session
 
             dask = open_session(config)
-            executor = dask.executor
-        output_paths = make_output(recorded, plan.store, plan.keys, plan.layouts, output_paths)
+            execution = replace(execution, executor=dask.executor, dask=dask)
+        output_paths = make_output(
+            recorded, plan.store, plan.keys, plan.layouts, dict.fromkeys(plan.keys)
+        )
     except BaseException:
         if dask is not None:
             dask.close()
         writers.release()
         raise
-    batch = BatchRun(
-        config,
-        plan.spec,
-        plan.params,
-        plan.store,
-        plan.keys,
-        plan.inputs,
-        output_paths,
-        plan.layouts,
-        plan.channels,
-        plan.times,
-        pool=pool,
-        executor=executor,
-        workers_reason=workers_reason,
-        writer_lock=writers,
-    )
-    if dask is not None:
-        batch.attach_dask(dask)
-    return batch
+    return BatchRun(PreparedRun(config, plan, execution, output_paths), writer_lock=writers)
 
 
 def run_config(config: RunConfig, **kwargs: Any) -> BatchRun:
@@ -296,7 +225,9 @@ def create_output_plate(
         overwrite=overwrite,
         resume=exist_ok and not overwrite,
     )
-    plan = plan_run(config, sized_by_transform=transform is not None)
+    store = open_store(config.input)
+    check_output(config, store)
+    plan = plan_store(config, store, sized_by_transform=transform is not None)
     writers = lock_output(config, plan.store, plan.keys, wait=False)
     try:
         make_output(

@@ -1,4 +1,4 @@
-"""Run a RunConfig: pick positions, size and create the output, stream every position.
+"""Run a prepared run: stream every position, record what each did.
 
 The command line and the widget both come through here, so a preview and a
 batch run of the same config compute the same thing.
@@ -6,25 +6,26 @@ batch run of the same config compute the same thing.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import contextlib
 import logging
 import math
-import queue
 import threading
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from napari_process_position.batch.config import RunConfig
+from napari_process_position.batch.execution import Execution
+from napari_process_position.batch.interleave import interleaved
+from napari_process_position.batch.prepared import PreparedRun
+from napari_process_position.batch.summary import PositionSummary
 from napari_process_position.core.errors import ProcessPositionError, UsageError
 from napari_process_position.core.tasks import Result
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.engine.run import PositionRun
-from napari_process_position.engine.stream import stream_position
+from napari_process_position.engine.stream import position_run
 from napari_process_position.store.layout import OutputLayout, PositionInfo, StoreInfo
 from napari_process_position.store.locks import WriterLock
+from napari_process_position.store.metadata import read_position
 from napari_process_position.transforms import TransformSpec
 
 __all__ = ["BatchRun", "PositionSummary"]
@@ -32,26 +33,6 @@ __all__ = ["BatchRun", "PositionSummary"]
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class PositionSummary:
-    """Counts and time of one position's run."""
-
-    key: str
-    total: int = 0
-    written: int = 0
-    preview: int = 0
-    skipped: int = 0
-    resumed: int = 0
-    error: str | None = None
-    seconds: float = 0.0
-
-    @property
-    def failed(self) -> int:
-        """Volumes not completed because the position failed or was cancelled."""
-        return self.total - self.written - self.preview - self.skipped - self.resumed
-
-
-@dataclass
 class BatchRun:
     """A prepared run of a :class:`RunConfig` over one or more positions.
 
@@ -64,48 +45,134 @@ class BatchRun:
     the next; ``errors`` lists them, and ``failed`` is True at the end when
     any position failed. ``cancel()`` may be called from any thread.
 
-    When the config names a Dask cluster (``dask_scheduler``, ``dask_local``
-    or ``slurm``) and no executor was given, :func:`prepare` connects to it
-    (or starts it) before writing anything, and the end of the iteration (or
-    :meth:`close`) disconnects and stops what it started; :meth:`start`
-    says where the tasks run. With a process pool or
-    an executor, several positions are in flight at once so that workers do
-    not idle at the end of each position; Results of different positions
-    then interleave.
+    What it runs is one :class:`.prepared.PreparedRun` (``prepared``): the
+    plan, the output positions and the :class:`.execution.Execution` (where
+    the tasks run). When the config names a Dask cluster, :func:`prepare_run`
+    connected to it (or started it) before writing anything; the end of the
+    iteration (or :meth:`close`) disconnects and stops what it started. With
+    a process pool or an executor, several positions are in flight at once so
+    that workers do not idle at the end of each position; Results of
+    different positions then interleave.
+
+    Read it through ``prepared`` (``input(key)``, ``layout(key)``,
+    ``output_path(key)``, ``execution``); ``config``, ``spec``, ``params``,
+    ``store``, ``keys``, ``inputs``, ``layouts``, ``channels``, ``times``,
+    ``output_paths``, ``executor``, ``dask`` and ``workers_reason`` are kept
+    as read-only views of it.
     """
 
-    config: RunConfig
-    spec: TransformSpec
-    params: dict[str, Any]
-    store: StoreInfo
-    keys: list[str]
-    inputs: dict[str, PositionInfo]
-    output_paths: dict[str, str | None]
-    layouts: dict[str, OutputLayout]
-    channels: list[int]
-    times: list[int]
-    pool: ProcessPool | None = None
-    executor: cf.Executor | None = None
-    stop_on_error: bool = False
-    #: Lower the workers' CPU priority by this much (the widget's runs: the window stays smooth).
-    niceness: int = 0
-    summaries: dict[str, PositionSummary] = field(default_factory=dict)
-    cancelled: bool = False
-    #: Set when the run cannot go on (the Dask cluster was lost); later positions are not started.
-    fatal_error: str | None = None
-    #: The Dask session this run opened (None when not on Dask or not started yet).
-    dask: Any = None
-    #: For ``num_workers: auto``: how many workers were picked, and which budget decided.
-    workers_reason: str | None = None
-    #: The output positions' writer locks (:func:`.prepare.lock_output`), released by close().
-    writer_lock: WriterLock | None = None
-    _cancel: threading.Event = field(default_factory=threading.Event)
-    _runs: set[PositionRun] = field(default_factory=set)
-    _runs_lock: threading.Lock = field(default_factory=threading.Lock)
-    _owned_pool: bool = False
-    _owns_dask: bool = False
-    _cancel_wait: float = 0.0
-    _unlocked: bool = False
+    def __init__(self, prepared: PreparedRun, *, writer_lock: WriterLock | None = None) -> None:
+        self.prepared = prepared
+        #: Raise a position's failure instead of going on with the next (the widget's runs).
+        self.stop_on_error = False
+        #: Lower the workers' CPU priority by this much (the widget's runs: a smooth window).
+        self.niceness = 0
+        self.summaries: dict[str, PositionSummary] = {}
+        self.cancelled = False
+        #: Set when the run cannot go on (the Dask cluster was lost): no later position starts.
+        self.fatal_error: str | None = None
+        #: The process pool tasks run on: the given one, or one this run made (and stops).
+        self.pool: ProcessPool | None = prepared.execution.pool
+        #: The output positions' writer locks (:func:`.prepare.lock_output`), released by close().
+        self.writer_lock = writer_lock
+        self._dask = prepared.execution.dask
+        self._cancel = threading.Event()
+        self._runs: set[PositionRun] = set()
+        self._runs_lock = threading.Lock()
+        self._outputs: dict[str, PositionInfo] = {}
+        self._owned_pool = False
+        self._cancel_wait = 0.0
+        self._unlocked = False
+
+    # -- what was prepared (read-only) -------------------------------------------------
+    @property
+    def execution(self) -> Execution:
+        """Where the tasks run, how many workers and why."""
+        return self.prepared.execution
+
+    @property
+    def config(self) -> RunConfig:
+        """The settings as run (``num_workers: auto`` resolved)."""
+        return self.prepared.config
+
+    @property
+    def spec(self) -> TransformSpec:
+        """The transform."""
+        return self.prepared.spec
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The transform's checked parameters."""
+        return self.prepared.params
+
+    @property
+    def store(self) -> StoreInfo:
+        """The input store."""
+        return self.prepared.store
+
+    @property
+    def keys(self) -> list[str]:
+        """The positions, in the order they run."""
+        return self.prepared.keys
+
+    @property
+    def inputs(self) -> dict[str, PositionInfo]:
+        """Position key -> its input metadata (read once, when planned)."""
+        return self.prepared.plan.inputs
+
+    @property
+    def layouts(self) -> dict[str, OutputLayout]:
+        """Position key -> what its output position holds."""
+        return self.prepared.plan.layouts
+
+    @property
+    def output_paths(self) -> dict[str, str | None]:
+        """Position key -> its output position (None: a preview without output)."""
+        return self.prepared.output_paths
+
+    @property
+    def channels(self) -> list[int]:
+        """The selected input channels."""
+        return self.prepared.plan.channels
+
+    @property
+    def times(self) -> list[int]:
+        """The selected input time points."""
+        return self.prepared.plan.times
+
+    @property
+    def executor(self) -> Any:
+        """The executor tasks run on (a given one, or the Dask session's), or None."""
+        if self._dask is not None:
+            return self._dask.executor
+        return self.execution.executor if self.execution.dask is None else None
+
+    @property
+    def dask(self) -> Any:
+        """The Dask session this run opened (None when not on Dask, or once closed)."""
+        return self._dask
+
+    def output_info(self, key: str) -> PositionInfo | None:
+        """Return output position ``key``'s metadata, read once per run (None: no output).
+
+        The run's engine starts the position with it; a caller showing the
+        output (the widget) should read it here rather than again.
+        """
+        path = self.prepared.output_path(key)
+        if path is None:
+            return None
+        with self._runs_lock:
+            info = self._outputs.get(key)
+        if info is None:
+            info = read_position(path)
+            with self._runs_lock:
+                info = self._outputs.setdefault(key, info)
+        return info
+
+    @property
+    def workers_reason(self) -> str | None:
+        """Why the run has this many workers, in words (:attr:`execution`'s reason as data)."""
+        return self.execution.reason_text
 
     @property
     def total(self) -> int:
@@ -152,57 +219,35 @@ class BatchRun:
 
     # -- where the tasks run ---------------------------------------------------------
     def start(self) -> str:
-        """Connect to (or start) the configured executor now; return where tasks run.
-
-        Iterating calls this too. Raises :class:`~._dask.DaskUnavailableError`
-        or :class:`~._dask.DaskClusterError` when Dask is missing or unreachable.
-        """
-        if self.executor is None and self.config.uses_dask and self.dask is None:
-            from napari_process_position.batch.dask import open_session
-
-            self.dask = open_session(self.config)
-            self.executor = self.dask.executor
-            self._owns_dask = True
-            log.info("running on %s", self.dask.description)
-        if self.dask is not None:
-            link = self.dask.dashboard_link
-            return self.dask.description + (f"; dashboard {link}" if link else "")
-        if self.executor is not None:
-            return f"executor {type(self.executor).__name__}"
-        return self.config.describe_executor()
-
-    def attach_dask(self, session: Any) -> None:
-        """Run on this Dask session (made by :func:`.dask.open_session`) and close it at the end."""
-        self.dask, self._owns_dask = session, True
-        self.executor = session.executor
+        """Return where the tasks run, in words (a Dask session was opened when prepared)."""
+        where = self.execution.describe()
+        if self._dask is not None:
+            log.info("running on %s", where)
+        return where
 
     def close(self) -> None:
-        """Release the output's writer locks and what :meth:`start` opened (Dask)."""
+        """Release the output's writer locks and the Dask session the run opened."""
         lock, self.writer_lock = self.writer_lock, None
         if lock is not None:
             lock.release()
             self._unlocked = True
-        if not self._owns_dask:
-            return
-        session, self.dask = self.dask, None
-        self._owns_dask = False
+        session, self._dask = self._dask, None
         if session is not None:
-            if self.executor is session.executor:
-                self.executor = None
             session.close()
 
     def _slots(self) -> int:
         """Tasks that can run at once on the executor or pool."""
-        if self.executor is not None:
-            slots = getattr(self.executor, "slots", None)
+        if self._dask is not None:
+            return int(self._dask.slots())
+        executor = self.executor
+        if executor is not None:
+            slots = getattr(executor, "slots", None)
             if callable(slots):
-                if self.dask is not None:
-                    return int(self.dask.slots())
                 return int(slots())
-            return max(1, int(getattr(self.executor, "_max_workers", 0) or self.config.num_workers))
+            return max(1, int(getattr(executor, "_max_workers", 0) or self.execution.workers))
         if self.pool is not None:
             return self.pool.num_workers
-        return max(1, self.config.num_workers)
+        return max(1, self.execution.workers)
 
     def _concurrency(self) -> int:
         """Positions in flight at once."""
@@ -221,27 +266,7 @@ class BatchRun:
             )
         try:
             self.start()
-            limit = self.config.memory_limit_bytes
-            mode_processes = (
-                self.executor is None
-                and not self.config.use_threads
-                and (self.config.num_workers > 1 or limit is not None)
-            )
-            if mode_processes and self.pool is None and (len(self.keys) > 1 or limit):
-                # One pool for every position: spawn is paid once. With a memory limit
-                # even one worker is a process (the limit cannot apply to this one).
-                from napari_process_position.core.budget import available_cpus
-
-                workers = min(self.config.num_workers, available_cpus())
-                if workers > 1 or limit:
-                    self.pool = ProcessPool(workers, memory_limit_bytes=limit)
-                    self._owned_pool = True
-            elif self.pool is not None and limit and self.pool.memory_limit_bytes != limit:
-                log.warning(
-                    "memory_limit %s is not applied: the given process pool has its own limit (%s)",
-                    self.config.memory_limit,
-                    self.pool.memory_limit_bytes or "none",
-                )
+            self._own_pool()
             concurrency = self._concurrency()
             if concurrency <= 1:
                 for key in self.keys:
@@ -249,7 +274,14 @@ class BatchRun:
                         break
                     yield from self._run_position(key)
             else:
-                yield from self._interleaved(concurrency)
+                yield from interleaved(
+                    self.keys,
+                    self._run_position,
+                    concurrency=concurrency,
+                    queue_size=max(16, 4 * self._slots()),
+                    should_stop=self._should_stop,
+                    on_leave=self._cancel_runs,
+                )
         finally:
             if self._owned_pool and self.pool is not None:
                 if self._cancel.is_set():
@@ -259,98 +291,60 @@ class BatchRun:
                 self.pool = None
             self.close()
 
+    def _own_pool(self) -> None:
+        """In process mode without a given pool: one pool for every position (spawn paid once)."""
+        execution = self.execution
+        limit = execution.memory_limit_bytes
+        if execution.mode != "processes":
+            return
+        if self.pool is None and (len(self.keys) > 1 or limit):
+            # With a memory limit even one worker is a process (the limit cannot apply here).
+            self.pool = ProcessPool(execution.workers, memory_limit_bytes=limit)
+            self._owned_pool = True
+        elif self.pool is not None and limit and self.pool.memory_limit_bytes != limit:
+            log.warning(
+                "memory_limit %s is not applied: the given process pool has its own limit (%s)",
+                self.config.memory_limit,
+                self.pool.memory_limit_bytes or "none",
+            )
+
     def _should_stop(self) -> bool:
         if self._cancel.is_set():
             self.cancelled = True
             return True
         return self.fatal_error is not None
 
-    def _interleaved(self, concurrency: int) -> Iterator[tuple[str, Result]]:
-        """Run ``concurrency`` positions at a time, each in its own thread; merge their Results."""
-        items: queue.Queue[Any] = queue.Queue(maxsize=max(16, 4 * self._slots()))
-        pending = iter(self.keys)
-        pending_lock = threading.Lock()
-        stop = threading.Event()
-        finished = object()
-
-        def put(item: Any) -> bool:
-            while not stop.is_set():
-                try:
-                    items.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def drive() -> None:
-            try:
-                while not stop.is_set() and not self._should_stop():
-                    with pending_lock:
-                        key = next(pending, None)
-                    if key is None:
-                        break
-                    with contextlib.closing(self._run_position(key)) as results:
-                        for item in results:
-                            if not put(item):
-                                return
-            except BaseException as exc:  # re-raised in the consumer
-                put(_Failure(exc))
-            finally:
-                put(finished)
-
-        threads = [
-            threading.Thread(target=drive, name=f"npp-positions-{i}", daemon=True)
-            for i in range(concurrency)
-        ]
-        for thread in threads:
-            thread.start()
-        done = 0
-        try:
-            while done < len(threads):
-                try:
-                    item = items.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                if item is finished:
-                    done += 1
-                elif isinstance(item, _Failure):
-                    raise item.exc
-                else:
-                    yield item
-        finally:
-            if done < len(threads):  # left early: stop the positions still running
-                stop.set()
-                with self._runs_lock:
-                    runs = list(self._runs)
-                for run in runs:
-                    run.cancel()
-            for thread in threads:
-                thread.join(timeout=30)
+    def _cancel_runs(self) -> None:
+        with self._runs_lock:
+            runs = list(self._runs)
+        for run in runs:
+            run.cancel()
 
     def _run_position(self, key: str) -> Generator[tuple[str, Result], None, None]:
         summary = self.summaries[key] = PositionSummary(key, total=self.volumes_per_position)
         start = time.perf_counter()
+        prepared, execution = self.prepared, self.execution
+        executor = self.executor
         n_out = len(self.channels)
         run: PositionRun | None = None
         try:
-            run = stream_position(
-                self.spec.ref if self._needs_ref() else self.spec.func,
-                self.inputs[key].path,
-                self.output_paths[key],
+            run = position_run(
+                self.spec.ref if execution.in_other_processes else self.spec.func,
+                prepared.input(key),
+                self.output_info(key),
                 input_channel_indices=[[c] for c in self.channels],
                 output_channel_indices=[[i] for i in range(n_out)],
                 input_time_indices=self.times,
                 output_time_indices=list(range(len(self.times))),
-                num_workers=self._slots() if self.executor is not None else self.config.num_workers,
-                use_threads=self.config.use_threads,
-                memory_limit_bytes=self.config.memory_limit_bytes,
-                executor=self.executor,
-                pool=self.pool if not self.config.use_threads else None,
+                num_workers=self._slots() if executor is not None else execution.workers,
+                use_threads=execution.use_threads,
+                memory_limit_bytes=execution.memory_limit_bytes,
+                executor=executor,
+                pool=self.pool if execution.mode == "processes" else None,
                 resume=self.config.resume,
                 params=self.params,
                 niceness=self.niceness,
-                pyramid_levels=self.layouts[key].levels,
-                input_info=self.inputs[key],
+                pyramid_levels=prepared.layout(key).levels,
             )
             with self._runs_lock:
                 self._runs.add(run)
@@ -404,19 +398,3 @@ class BatchRun:
                 f"{missing} of {summary.total} volumes have no completion record "
                 "after the run; rerun with --resume to complete them"
             )
-
-    def _needs_ref(self) -> bool:
-        # Workers in other processes import the transform by reference.
-        return (
-            self.executor is not None
-            or self.config.uses_dask
-            or (
-                not self.config.use_threads
-                and (self.config.num_workers > 1 or self.config.memory_limit is not None)
-            )
-        )
-
-
-@dataclass
-class _Failure:
-    exc: BaseException

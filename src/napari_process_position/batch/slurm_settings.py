@@ -6,11 +6,11 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from napari_process_position.core.errors import ConfigError
+from napari_process_position.core.errors import ConfigError, InvalidArgumentError
+from napari_process_position.core.sizes import parse_size
 
 __all__ = ["SlurmSettings"]
 
-_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*([kmgtp]i?b?|b)?\s*$", re.IGNORECASE)
 _WALLTIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
 
 
@@ -47,8 +47,11 @@ class SlurmSettings(BaseModel):
     @field_validator("memory")
     @classmethod
     def _memory(cls, value: str) -> str:
-        if not _MEMORY.match(value):
-            raise ConfigError("must be an amount such as '16GB', '4000MB' or '8GiB'")
+        # The one grammar of amounts (core.sizes), as memory_limit reads them.
+        try:
+            parse_size(value, "slurm.memory")
+        except InvalidArgumentError as exc:
+            raise ConfigError("must be an amount such as '16GB', '4000MB' or '8GiB'") from exc
         return value.strip()
 
     @field_validator("walltime")

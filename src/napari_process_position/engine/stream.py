@@ -12,6 +12,7 @@ from typing import Any, Literal
 from napari_process_position.core import records as _progress
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.identity import run_identity
+from napari_process_position.core.tasks import Task
 from napari_process_position.core.transform_ref import (
     TransformRef,
     check_picklable,
@@ -23,7 +24,7 @@ from napari_process_position.engine.run import Mode, PositionRun
 from napari_process_position.store.layout import PositionInfo
 from napari_process_position.store.metadata import read_position
 
-__all__ = ["stream_position"]
+__all__ = ["position_run", "position_tasks", "stream_position"]
 
 log = logging.getLogger(__name__)
 
@@ -154,42 +155,91 @@ def stream_position(
     every task reads its input blocks before it writes. The command line
     and the widget refuse an output inside the input.
     """
+    check_reference(transform)  # at once, before the input is read
+    in_info = input_info if input_info is not None else read_position(input_position_path)
+    return position_run(
+        transform,
+        in_info,
+        output_position_path,
+        input_channel_indices,
+        output_channel_indices,
+        input_time_indices,
+        output_time_indices,
+        num_workers,
+        use_threads,
+        executor=executor,
+        pool=pool,
+        resume=resume,
+        resume_token=resume_token,
+        max_in_flight=max_in_flight,
+        params=params,
+        strict_dtype=strict_dtype,
+        memory_limit_bytes=memory_limit_bytes,
+        transform_errors=transform_errors,
+        niceness=niceness,
+        pyramid_levels=pyramid_levels,
+        **kwargs,
+    )
+
+
+def position_run(
+    transform: TransformRef,
+    input_info: PositionInfo,
+    output: PositionInfo | str | os.PathLike[str] | None = None,
+    input_channel_indices: Sequence[Any] | None = None,
+    output_channel_indices: Sequence[Any] | None = None,
+    input_time_indices: Sequence[int] | None = None,
+    output_time_indices: Sequence[int] | None = None,
+    num_workers: int = 1,
+    use_threads: bool = False,
+    *,
+    executor: cf.Executor | None = None,
+    pool: ProcessPool | None = None,
+    resume: bool = False,
+    resume_token: str | None = None,
+    max_in_flight: int | None = None,
+    params: dict[str, Any] | None = None,
+    strict_dtype: bool = False,
+    memory_limit_bytes: int | None = None,
+    transform_errors: Literal["wrap", "raise"] = "wrap",
+    niceness: int = 0,
+    pyramid_levels: int = 1,
+    **kwargs: Any,
+) -> PositionRun:
+    """Plan a run over one position whose metadata was read already (the engine's entry).
+
+    :func:`stream_position` is this for callers that have paths; a batch hands
+    the :class:`PositionInfo` it planned with, so a position's input metadata
+    is read once per run. ``output`` is the output position's metadata, or its
+    path (read here, once), or None for a preview. The other parameters are
+    :func:`stream_position`'s.
+
+    Returns
+    -------
+    PositionRun
+
+    Raises
+    ------
+    ProcessPositionError
+        As :func:`stream_position`.
+    """
     check_reference(transform)
     all_params = dict(params or {})
     all_params.update(kwargs)
-    in_info = input_info if input_info is not None else read_position(input_position_path)
-    out_info = read_position(output_position_path) if output_position_path is not None else None
-    identity = ""
-    grid = None
-    if out_info is not None:
-        grid = out_info.pyramid_grid(pyramid_levels)
-        identity = run_identity(
-            transform=transform,
-            params=all_params,
-            resume_token=resume_token,
-            input_array=in_info.array_path,
-            output=out_info.layout(pyramid_levels),
-        )
-    tasks = plan_tasks(
-        input_array=in_info.array_path,
-        input_zarr_format=in_info.zarr_format,
-        input_axes=in_info.array_axes,
-        output_axes=out_info.array_axes if out_info else "tczyx",
-        input_shape=in_info.shape,
-        output_array=out_info.array_path if out_info else None,
-        output_zarr_format=out_info.zarr_format if out_info else None,
-        output_shape=out_info.shape if out_info else None,
-        output_dtype=out_info.dtype if out_info else None,
-        output_shards=out_info.shards if out_info else None,
-        input_channel_indices=input_channel_indices,
-        output_channel_indices=output_channel_indices,
-        input_time_indices=input_time_indices,
-        output_time_indices=output_time_indices,
-        progress_dir=_progress.records_dir(out_info.path) if out_info else None,
-        identity=identity,
-        output_grid=grid,
+    in_info = input_info
+    out_info = read_position(output) if isinstance(output, (str, os.PathLike)) else output
+    tasks = position_tasks(
+        transform,
+        in_info,
+        out_info,
+        input_channel_indices,
+        output_channel_indices,
+        input_time_indices,
+        output_time_indices,
+        params=all_params,
+        resume_token=resume_token,
         strict_dtype=strict_dtype,
-        run_id=uuid.uuid4().hex,
+        pyramid_levels=pyramid_levels,
     )
     # Read the CPU budget (cgroup files) once, and only when it decides something: a
     # batch's serial positions (thousands of them) never need it.
@@ -233,3 +283,60 @@ def stream_position(
         inner_threads=pool.inner_threads if pool is not None and mode == "processes" else inner,
         transform_errors=transform_errors,
     )
+
+
+def position_tasks(
+    transform: TransformRef,
+    in_info: PositionInfo,
+    out_info: PositionInfo | None,
+    input_channel_indices: Sequence[Any] | None = None,
+    output_channel_indices: Sequence[Any] | None = None,
+    input_time_indices: Sequence[int] | None = None,
+    output_time_indices: Sequence[int] | None = None,
+    *,
+    params: dict[str, Any],
+    resume_token: str | None = None,
+    strict_dtype: bool = False,
+    pyramid_levels: int = 1,
+) -> list[Task]:
+    """Plan the tasks of one position as a run plans them (with the run's identity digest).
+
+    :func:`position_run` runs them; :func:`.trial.measure_in_worker` runs one.
+
+    Returns
+    -------
+    list of Task
+    """
+    identity = ""
+    grid = None
+    if out_info is not None:
+        grid = out_info.pyramid_grid(pyramid_levels)
+        identity = run_identity(
+            transform=transform,
+            params=params,
+            resume_token=resume_token,
+            input_array=in_info.array_path,
+            output=out_info.layout(pyramid_levels),
+        )
+    tasks = plan_tasks(
+        input_array=in_info.array_path,
+        input_zarr_format=in_info.zarr_format,
+        input_axes=in_info.array_axes,
+        output_axes=out_info.array_axes if out_info else "tczyx",
+        input_shape=in_info.shape,
+        output_array=out_info.array_path if out_info else None,
+        output_zarr_format=out_info.zarr_format if out_info else None,
+        output_shape=out_info.shape if out_info else None,
+        output_dtype=out_info.dtype if out_info else None,
+        output_shards=out_info.shards if out_info else None,
+        input_channel_indices=input_channel_indices,
+        output_channel_indices=output_channel_indices,
+        input_time_indices=input_time_indices,
+        output_time_indices=output_time_indices,
+        progress_dir=_progress.records_dir(out_info.path) if out_info else None,
+        identity=identity,
+        output_grid=grid,
+        strict_dtype=strict_dtype,
+        run_id=uuid.uuid4().hex,
+    )
+    return tasks

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from napari_process_position.batch.config import RunConfig
+from napari_process_position.batch.execution import requested_mode
 from napari_process_position.batch.run import BatchRun
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.errors import ProcessPositionError, TransformError
@@ -144,10 +145,12 @@ class Controller:
         return name
 
     def mode(self, config: RunConfig) -> str:
-        """Return ``serial``, ``threads`` or ``processes``."""
-        if config.num_workers <= 1:
-            return "serial"
-        return "threads" if config.use_threads else "processes"
+        """Return ``serial``, ``threads`` or ``processes`` (batch.execution's one rule)."""
+        return requested_mode(
+            num_workers=config.num_workers,
+            use_threads=config.use_threads,
+            memory_limit=config.memory_limit,
+        )
 
     # -- the process pool --------------------------------------------------------------
     def ensure_pool(self, workers: int, warm: bool, transform: str | None = None) -> ProcessPool:

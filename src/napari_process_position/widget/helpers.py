@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_process_position.core.durations import seconds_text  # re-exported: the widget's name
 from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.core.ranges import parse_ranges
 
@@ -88,14 +89,3 @@ def contrast_level(info: Any) -> int:
 def layer_meta(layer: Any) -> dict[str, Any]:
     """Return what this widget recorded about a layer (empty for other layers)."""
     return (getattr(layer, "metadata", None) or {}).get(METADATA_KEY) or {}
-
-
-def seconds_text(seconds: float) -> str:
-    """``"4.2 s"``, ``"3 min 07 s"`` or ``"1 h 02 min"``."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
