@@ -96,3 +96,13 @@ def test_sample_draws_from_the_positions_picked(plate, tmp_path) -> None:
     assert list(open_store(out).position_keys) == sample_positions(in_row(KEYS, "B"), 2, 5)
     bad = _run("run", plate, tmp_path / "x.zarr", *COPY, "--sample", 0)
     assert bad.exit_code != 0 and "--sample" in bad.output
+
+
+def test_demo_data_wells(tmp_path) -> None:
+    result = _run("demo-data", tmp_path / "p.zarr", "--wells", "2x3", "--shape", "1,1,2,16,16")
+    assert result.exit_code == 0, result.output
+    keys = list(open_store(tmp_path / "p.zarr").position_keys)
+    assert keys == ["A/1/0", "A/2/0", "A/3/0", "B/1/0", "B/2/0", "B/3/0"]
+    bad = _run("demo-data", tmp_path / "q.zarr", "--wells", "3by3")
+    assert bad.exit_code != 0 and "give ROWSxCOLS" in bad.output
+    assert not (tmp_path / "q.zarr").exists()

@@ -24,8 +24,8 @@ from napari_process_position.transforms.region import region_with_margin
 
 __all__ = ["PreviewResult", "Region", "open_source", "preview_volume", "region_fallback"]
 
-#: A ZYX region: per axis a slice, a ``(start, stop)`` pair or None (whole axis).
-Region = Sequence[slice | tuple[int, int] | None]
+#: A ZYX region of a volume: per axis ``(start, stop)``; Z may be None (every plane).
+Region = tuple[tuple[int, int] | None, tuple[int, int], tuple[int, int]]
 
 
 @dataclass(frozen=True)

@@ -33,25 +33,31 @@ __all__ = ["demo_data", "positions", "transforms"]
 def demo_data(out: Path, overwrite: bool, shape: str, wells: str | None, ome_version: str) -> None:
     """Write a synthetic HCS plate (drifting cells, two channels, noise) to OUT."""
     from napari_process_position.core.errors import InvalidArgumentError
-    from napari_process_position.store.demo import check_demo_shape, make_demo_plate
+    from napari_process_position.store.demo import (
+        DEMO_POSITIONS,
+        check_demo_shape,
+        make_demo_plate,
+    )
 
     try:
         dims = check_demo_shape(tuple(int(s) for s in shape.split(",")))
     except (ValueError, InvalidArgumentError) as exc:
         reason = str(exc) if isinstance(exc, InvalidArgumentError) else "not integers"
         fail(f"--shape {shape!r}: {reason}")
-    keys = {}
+    positions: tuple[str, ...] = DEMO_POSITIONS
     if wells is not None:
         rows, _, cols = wells.lower().partition("x")
         if not (
             rows.isdigit() and cols.isdigit() and 1 <= int(rows) <= 26 and 1 <= int(cols) <= 99
         ):
             fail(f"--wells {wells!r}: give ROWSxCOLS, e.g. 3x3 (1 to 26 rows, 1 to 99 columns)")
-        keys["positions"] = tuple(
+        positions = tuple(
             f"{chr(65 + r)}/{c + 1}/0" for r in range(int(rows)) for c in range(int(cols))
         )
     try:
-        store = make_demo_plate(out, shape=dims, version=ome_version, overwrite=overwrite, **keys)
+        store = make_demo_plate(
+            out, shape=dims, positions=positions, version=ome_version, overwrite=overwrite
+        )
     except ProcessPositionError:
         raise  # one line, from guard (an existing OUT is an OSError too)
     except OSError as exc:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from napari_process_position.batch.plan import select_positions
+from napari_process_position.batch.plan import all_if_none, select_positions
 from napari_process_position.batch.sampling import (
     in_column,
     in_row,
@@ -239,7 +239,7 @@ class Comparison:
         info = self._info()
         if info is None:
             raise InvalidArgumentError("choose a position first")
-        channels = list(config.channels or range(info.shape[1]))
+        channels = all_if_none(config.channels, info.shape[1])
         time_index = self._time_on_screen(info, channels)
         keys = self._order(self.picks)
         for key in keys:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_process_position.batch.preview import PreviewResult
+from napari_process_position.batch.preview import PreviewResult, Region
 from napari_process_position.batch.run import BatchRun
 from napari_process_position.core.tasks import Result
 from napari_process_position.store.layout import OutputLayout, PositionInfo
@@ -31,8 +31,6 @@ __all__ = [
     "VolumeFinished",
 ]
 
-#: A ZYX region of a volume: per axis ``(start, stop)``; Z may be None (every plane).
-Region = tuple[tuple[int, int] | None, tuple[int, int], tuple[int, int]]
 
 Limits = tuple[float, float]
 

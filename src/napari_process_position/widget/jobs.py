@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from napari_process_position.batch.config import RunConfig
-from napari_process_position.batch.plan import output_layout
+from napari_process_position.batch.plan import all_if_none, output_layout
 from napari_process_position.batch.prepare import prepare_run
 from napari_process_position.batch.preview import open_source, preview_volume, region_fallback
 from napari_process_position.batch.run import BatchRun
@@ -31,7 +31,6 @@ from napari_process_position.core.memory import MemoryBudget, memory_budget, tri
 from napari_process_position.core.sizes import size_text
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.layout import OutputLayout, PositionInfo
-from napari_process_position.store.metadata import read_position
 from napari_process_position.transforms import TransformSpec
 from napari_process_position.widget.events import (
     Event,
@@ -203,8 +202,7 @@ def run_events(run: Run) -> Iterator[Event]:
         key = run.key_shown(batch)
         run.attach(batch)
         shown_limits = input_limits(batch.inputs[key], batch.channels, batch.times[0])
-        output_path = batch.output_paths[key]
-        written = read_position(str(output_path)) if output_path is not None else None
+        written = batch.output_info(key)  # (read once per run: the engine starts with it)
         if written is None:
             check_in_memory(batch.layouts[key])
         yield RunPrepared(batch, shown_limits, written)
@@ -311,8 +309,8 @@ class PreviewJob:
 
 def settings_key(config: RunConfig, info: PositionInfo) -> tuple[Any, ...]:
     """Return what an output volume depends on, besides its time point and region."""
-    channels = tuple(config.channels or range(info.shape[1]))
-    times = tuple(config.times or range(info.shape[0]))
+    channels = tuple(all_if_none(config.channels, info.shape[1]))
+    times = tuple(all_if_none(config.times, info.shape[0]))
     return (config.transform, digest_value(config.params), info.path, channels, times)
 
 

@@ -100,7 +100,7 @@ class Mosaic:
         self,
         kind: str,
         channel: int,
-        data: np.ndarray,
+        data: Any,
         name: str,
         scale: tuple[float, ...],
         shift: float,

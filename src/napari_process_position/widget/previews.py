@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_process_position.batch.plan import all_if_none
 from napari_process_position.core.errors import InvalidArgumentError, ProcessPositionError
 from napari_process_position.store.layout import PositionInfo
 from napari_process_position.transforms import TransformSpec
@@ -192,8 +193,8 @@ class Previews:
         if info is None:  # (current_config checks it too)
             raise InvalidArgumentError("choose an OME-Zarr plate or position first")
         spec = self._spec(config.transform)
-        channels = list(config.channels or range(info.shape[1]))
-        times = list(config.times or range(info.shape[0]))
+        channels = all_if_none(config.channels, info.shape[1])
+        times = all_if_none(config.times, info.shape[0])
         time_index = self.sink.input_time_on_screen(info, channels)
         if time_index not in times:
             raise InvalidArgumentError(
