@@ -18,7 +18,7 @@ from conftest import random_tczyx, write_plate
 from napari_process_position import RunConfig
 from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.core.memory import MemoryBudget
-from napari_process_position.store.metadata import open_store, read_position
+from napari_process_position.store.metadata import read_position
 from napari_process_position.widget.compare_job import (
     CompareJob,
     check_comparison_memory,
@@ -83,9 +83,9 @@ def make(plate, key="B/2/0", **changes):
         StepLauncher(),
         RecordingMosaic(),
     )
-    store = open_store(path)
-    controller = Controller(view, sink, launcher, mosaic, store=lambda: store)
-    controller.info = read_position(str(path / key), key)
+    controller = Controller(view, sink, launcher, mosaic)
+    controller.selection.choose_store(path)
+    controller.selection.choose_position(key)
     return SimpleNamespace(
         controller=controller, view=view, sink=sink, launcher=launcher, mosaic=mosaic
     )

@@ -238,7 +238,8 @@ def make(plate, **changes):
     config = RunConfig(**{**settings, **changes})
     view, sink, launcher = RecordingView(config), ArraySink(), StepLauncher()
     controller = Controller(view, sink, launcher)
-    controller.info = read_position(str(store / "A/1/0"), "A/1/0")
+    controller.selection.choose_store(store)
+    controller.selection.choose_position("A/1/0")
     return controller, view, sink, launcher
 
 

@@ -22,7 +22,7 @@ from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.errors import ProcessPositionError, TransformError
 from napari_process_position.core.transform_ref import check_picklable
 from napari_process_position.engine.pool import ProcessPool
-from napari_process_position.store.layout import PositionInfo, StoreInfo
+from napari_process_position.store.layout import PositionInfo
 from napari_process_position.transforms import TransformSpec, get_transform
 from napari_process_position.widget.compare import Comparison, MosaicPort, NoMosaic
 from napari_process_position.widget.events import Failed, RunEnded, RunPrepared, VolumeFinished
@@ -36,6 +36,7 @@ from napari_process_position.widget.jobs import (
 )
 from napari_process_position.widget.ports import Launcher, Sink, ViewPort
 from napari_process_position.widget.previews import Previews
+from napari_process_position.widget.selection import Selection
 
 __all__ = ["Controller", "State"]
 
@@ -57,12 +58,12 @@ class Controller:
         sink: Sink,
         launcher: Launcher,
         mosaic: MosaicPort | None = None,
-        store: Callable[[], StoreInfo | None] = lambda: None,
     ) -> None:
         self.view = view
         self.sink = sink
         self.launcher = launcher
-        self.info: PositionInfo | None = None
+        #: The input store and position the form has chosen.
+        self.selection = Selection()
         self.specs: dict[str, TransformSpec] = {}
         self.callables: dict[str, Callable[..., Any]] = {}
         self.pool: ProcessPool | None = None
@@ -83,7 +84,7 @@ class Controller:
             view,
             launcher,
             mosaic if mosaic is not None else NoMosaic(),
-            store=store,
+            store=lambda: self.selection.store,
             info=lambda: self.info,
             spec=self.spec,
             sink=sink,
@@ -104,6 +105,25 @@ class Controller:
         if self.previews.job is not None:
             return "previewing"
         return "idle"
+
+    @property
+    def info(self) -> PositionInfo | None:
+        """The input position chosen in the form (None before one is)."""
+        return self.selection.info
+
+    def transform_choices(self, registry: list[TransformSpec]) -> list[tuple[str, str]]:
+        """Return ``(label, name)`` of every transform to offer: ``registry``'s, then added ones."""
+        choices = []
+        for spec in registry:
+            self.specs.setdefault(spec.name, spec)
+            choices.append((spec.display_name, spec.name))
+        known = {name for _, name in choices}
+        choices += [
+            (f"{spec.display_name} (custom)", name)
+            for name, spec in self.specs.items()
+            if name not in known
+        ]
+        return choices
 
     def spec(self, name: str) -> TransformSpec:
         """Return the transform of that name (added ones included)."""

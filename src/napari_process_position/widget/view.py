@@ -23,8 +23,6 @@ from qtpy.QtCore import QTimer
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.core.errors import ProcessPositionError
 from napari_process_position.engine.pool import ProcessPool
-from napari_process_position.store.layout import StoreInfo
-from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.transforms import TransformSpec, list_transforms
 from napari_process_position.widget.compare_controls import (
     add_compare_controls,
@@ -71,7 +69,6 @@ class ProcessPositionWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
-        self._store: StoreInfo | None = None
         self._registry: list[TransformSpec] | None = None
         self._closed = False
         self._launcher = QtLauncher(self.native)
@@ -79,9 +76,7 @@ class ProcessPositionWidget(Container):
             viewer, self._launcher, follow=lambda: bool(self.follow.value), parent=self.native
         )
         self._mosaic = Mosaic(viewer)
-        self.controller = Controller(
-            self, self._sink, self._launcher, self._mosaic, store=lambda: self._store
-        )
+        self.controller = Controller(self, self._sink, self._launcher, self._mosaic)
         build_controls(self)
         self._compare_hooks = add_compare_controls(self, self.controller.comparison, viewer)
         self._painter = StatusPainter(self.status, self.progress, self.native)
@@ -187,7 +182,7 @@ class ProcessPositionWidget(Container):
         """Return :meth:`current_config`, and why its pyramid levels are not the form's."""
         output = self.output_path.value
         return form_config(
-            store=self._store.path if self._store is not None else None,
+            store=self.controller.selection.store.path if self.controller.selection.store else None,
             info=self.controller.info,
             key=self.position.value,
             channels=sorted(self.channels.value),
@@ -279,48 +274,35 @@ class ProcessPositionWidget(Container):
         # each time would cost tens of milliseconds, so the registry is read once.
         if self._registry is None:
             self._registry = list_transforms()
-        specs = self.controller.specs
-        choices = []
-        for spec in self._registry:
-            specs.setdefault(spec.name, spec)
-            choices.append((spec.display_name, spec.name))
-        known = {value for _, value in choices}
-        for name, spec in specs.items():
-            if name not in known:
-                choices.append((f"{spec.display_name} (custom)", name))
-        return choices
+        return self.controller.transform_choices(self._registry)
 
     def _position_choices(self, _widget: Any = None) -> list[str]:
-        return list(self._store.position_keys) if self._store is not None else []
+        return self.controller.selection.position_keys
 
     def _channel_choices(self, _widget: Any = None) -> list[tuple[str, int]]:
-        info = self.controller.info
-        if info is None:
-            return []
-        return [(name, i) for i, name in enumerate(info.channel_names)]
+        return [(name, i) for i, name in enumerate(self.controller.selection.channel_names)]
 
     def _input_chosen(self) -> bool:
         return bool(self.input_path.line_edit.value.strip())
 
     def _on_input_changed(self, *_: Any) -> None:
         path = self.input_path.value
-        self._store = None
-        self.controller.info = None
+        selection = self.controller.selection
+        selection.clear()
         self.position.reset_choices()
         self.channels.reset_choices()
         if not path or str(path) in ("", "."):
             return
         try:
-            store = open_store(str(path))
+            store = selection.choose_store(path)
         except ProcessPositionError as exc:
             self._bad_store(path, exc)
             return
-        self._store = store
         self.position.reset_choices()
         if store.position_keys:
             self.position.value = store.position_keys[0]
         self._on_position_changed()
-        if self.controller.info is None:
+        if selection.info is None:
             return  # the position could not be read: its error stays in the status line
         kind = "plate" if store.kind == "plate" else "position"
         self.show_status(
@@ -338,23 +320,16 @@ class ProcessPositionWidget(Container):
             show_error(str(exc))
 
     def _on_position_changed(self, *_: Any) -> None:
-        key = self.position.value
-        info = self.controller.info
-        if (
-            self._store is not None
-            and key is not None
-            and info is not None
-            and info.path == self._store.position_path(key)
-        ):
+        key, selection = self.position.value, self.controller.selection
+        before = selection.info
+        previous = [before.channel_names[c] for c in self.channels.value] if before else []
+        try:
+            info = selection.choose_position(key)
+        except ProcessPositionError as exc:
+            info = None
+            self._bad_store(selection.position_path(key) or key, exc)
+        if info is not None and info is before:
             return  # already shown
-        previous = [info.channel_names[c] for c in self.channels.value] if info else []
-        self.controller.info = info = None
-        if self._store is not None and key is not None:
-            try:
-                info = read_position(self._store.position_path(key), key)
-            except ProcessPositionError as exc:
-                self._bad_store(self._store.position_path(key), exc)
-        self.controller.info = info
         self.channels.reset_choices()
         if info is None:
             return
