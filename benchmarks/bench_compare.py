@@ -36,13 +36,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_widget_responsiveness import (
-    RESULTS,
-    StallMeter,
-    settle,
-    wait_until,
-    yardstick_add_image,
-)
+from _qt_meter import StallMeter, settle, wait_until, yardstick_add_image
+
+RESULTS = Path(__file__).parent / "results"
 
 SHAPE = (8, 2, 32, 256, 256)
 KEYS = tuple(f"{r}/{c}/0" for r in "ABC" for c in "123")
