@@ -12,6 +12,7 @@ shown the other layers are hidden, and shown again when it ends.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     import napari
 
 __all__ = ["COMPARE_TAG", "Mosaic"]
+
+#: Rounds of refreshes start at most this often while tiles arrive (as a run's status paints).
+REFRESH_PERIOD_MS = 100
 
 #: Metadata key that marks the comparison's layers.
 COMPARE_TAG = "npp_compare"
@@ -48,6 +52,7 @@ class Mosaic:
         self._refresh_due = False
         self._to_refresh: list[Any] = []
         self._stale = False
+        self._round_started = 0.0
 
     @property
     def grid(self) -> TileGrid | None:
@@ -148,22 +153,31 @@ class Mosaic:
         self._stale = True
         if not self._refresh_due:
             self._refresh_due = True
-            QTimer.singleShot(0, self._refresh_next)
+            QTimer.singleShot(self._wait_ms(), self._refresh_next)
+
+    def _wait_ms(self) -> int:
+        """Milliseconds until the next round of refreshes may start (at most one per period).
+
+        Each round redraws every mosaic (napari puts a plane together and uploads
+        it): done for every tile, it would take the cores from the workers.
+        """
+        since = (time.perf_counter() - self._round_started) * 1000
+        return max(0, int(REFRESH_PERIOD_MS - since))
 
     def _refresh_next(self) -> None:
-        """Refresh one layer per turn (each puts a whole mosaic plane together).
-
-        Tiles that land during a round are shown by one more round.
-        """
+        """Refresh one layer per turn; tiles that land meanwhile wait for the next round."""
         if not self._to_refresh and self._stale:
             self._stale = False
+            self._round_started = time.perf_counter()
             self._to_refresh = [*self.inputs, *self.outputs]
         if self._to_refresh:
             layer = self._to_refresh.pop(0)
             if layer in self.viewer.layers:
                 layer.refresh()
-        if self._to_refresh or self._stale:
+        if self._to_refresh:
             QTimer.singleShot(0, self._refresh_next)
+        elif self._stale:
+            QTimer.singleShot(self._wait_ms(), self._refresh_next)
         else:
             self._refresh_due = False
 
