@@ -6,7 +6,6 @@ Run headless: ``xvfb-run -a pytest tests/test_widget_compare.py``.
 from __future__ import annotations
 
 import sys
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +17,15 @@ pytest.importorskip("pytestqt")
 from napari_process_position import stream_position
 from napari_process_position.store.demo import make_demo_plate
 from napari_process_position.transforms import get_transform
-from napari_process_position.widget import ProcessPositionWidget
 from napari_process_position.widget.compare_controls import COMPARED_POSITIONS
 from napari_process_position.widget.mosaic import COMPARE_TAG
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_widget import SETTLE_S, leftovers, wait_for
+import test_widget
+from test_widget import wait_for
+
+#: test_widget's viewer-and-widget fixture (it opens ``demo``, here the 3x3 plate).
+widget = test_widget.widget
 
 pytestmark = [pytest.mark.gui, pytest.mark.filterwarnings("error:Private attribute access")]
 
@@ -38,19 +40,10 @@ def plate(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def widget(make_napari_viewer, qtbot, plate):
-    viewer = make_napari_viewer(strict_qt="raise")
-    dock, w = viewer.window.add_plugin_dock_widget("napari-process-position", "Process position")
-    assert isinstance(w, ProcessPositionWidget)
-    w.input_path.value = str(plate)
-    yield weakref.proxy(w)
-    w.close_pool()
-    problems = [] if w.wait_for_background(SETTLE_S) else ["a background job did not end"]
-    problems += leftovers(qtbot)
-    del w, dock, viewer
-    if problems:
-        pytest.fail("; ".join(problems), pytrace=False)
+@pytest.fixture(scope="module")
+def demo(plate) -> Path:
+    """The input test_widget's ``widget`` fixture opens: here the 3x3 plate."""
+    return plate
 
 
 def _expected(plate: Path, key: str, t: int) -> dict[int, np.ndarray]:
