@@ -7,6 +7,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import threading
+import time
 from typing import Any
 
 from napari_process_position.core.budget import available_cpus
@@ -194,10 +195,15 @@ class ProcessPool:
         if settle:
             from multiprocessing.connection import wait
 
+            deadline = time.monotonic() + settle
             ended = set(wait([p.sentinel for p in procs], timeout=0))
             for proc in procs:
                 if proc.sentinel in ended:
                     proc.join(timeout=settle)
+                    # The executor's own thread may reap the same child at this moment: our
+                    # wait then finds none and the status shows once that thread stores it.
+                    while proc.exitcode is None and time.monotonic() < deadline:
+                        time.sleep(0.005)
         return {p.pid: p.exitcode for p in procs}
 
     def kill(self) -> None:
