@@ -33,24 +33,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _qt_meter import wait_until
 
 VOLUMES = {"demo": (16, 128, 128), "large": (64, 512, 512)}
 RECTANGLE = {"demo": 64, "large": 256}
 SIGMAS = (2.5, 3.0, 2.0, 3.5, 1.5, 4.0, 2.8)
-
-
-def wait_until(predicate, timeout: float) -> None:
-    """Run the Qt event loop (not a busy loop) until ``predicate()`` or the timeout."""
-    from qtpy.QtCore import QEventLoop, QTimer
-
-    loop = QEventLoop()
-    poll = QTimer()
-    poll.setInterval(2)
-    deadline = time.perf_counter() + timeout
-    poll.timeout.connect(lambda: (predicate() or time.perf_counter() > deadline) and loop.quit())
-    poll.start()
-    loop.exec_()
-    poll.stop()
 
 
 class StallMeter:
