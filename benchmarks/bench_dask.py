@@ -3,7 +3,7 @@
 Workload (issue 5, item 6): 4 positions, each T=8, C=2, Z=32, Y=X=256
 float32 (64 (t, c) volumes of 8 MiB), transform ``soft_magnitude``
 (``sqrt(x*x + 1) - 0.5``), written into a fresh OME-Zarr v0.5 output plate
-by :func:`napari_process_position.batch.run.prepare` exactly as
+by :func:`napari_process_position.batch.prepare.prepare_run` exactly as
 ``process-position run`` does.
 
 Modes, 2 workers each:

@@ -34,7 +34,7 @@ def main() -> None:
 
     from conftest import write_plate
     from napari_process_position import ProcessPool, stream_position
-    from napari_process_position.engine import run as engine_run
+    from napari_process_position.engine import position_run as engine_run
 
     shape = tuple(int(s) for s in args.shape.split(","))
     transform = "npp_test_transforms:scale_offset"

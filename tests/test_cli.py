@@ -322,7 +322,7 @@ def test_no_progress_prints_a_line_per_volume_only_with_verbose(plate, tmp_path)
 def test_summary_of_many_positions_is_compact_unless_asked():
     from rich.console import Console
 
-    from napari_process_position.batch.run import PositionSummary
+    from napari_process_position.batch.batch_run import PositionSummary
     from napari_process_position.cli.summary import print_summary
 
     summaries = [

@@ -198,7 +198,7 @@ def _plugin_env(tmp_path: Path) -> Path:
 PROBE = textwrap.dedent("""
     import json, sys
     import napari_process_position.cli.main
-    import napari_process_position.batch.run
+    import napari_process_position.batch.batch_run
     import napari_process_position.transforms
     before = set(sys.modules)
     from napari_process_position.batch.config import RunConfig

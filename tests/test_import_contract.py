@@ -175,7 +175,7 @@ def test_no_module_takes_a_private_name_from_another_subpackage():
 def test_the_private_name_check_sees_a_crossing(tmp_path):
     import ast
 
-    code = "from napari_process_position.engine.run import _secret\n"
+    code = "from napari_process_position.engine.position_run import _secret\n"
     node = ast.parse(code).body[0]
     assert isinstance(node, ast.ImportFrom) and node.names[0].name.startswith("_")
     assert _subpackage("napari_process_position.widget.live") != _subpackage(node.module)

@@ -24,13 +24,13 @@ _LAZY = {
     # running
     "process_single_position": "napari_process_position.engine.dropin",
     "stream_position": "napari_process_position.engine.stream",
-    "PositionRun": "napari_process_position.engine.run",
+    "PositionRun": "napari_process_position.engine.position_run",
     "ProcessPool": "napari_process_position.engine.pool",
     "Result": "napari_process_position.core.tasks",
     "RunConfig": "napari_process_position.batch.config",
     "prepare_run": "napari_process_position.batch.prepare",
     "run_config": "napari_process_position.batch.prepare",  # deprecated: prepare_run
-    "BatchRun": "napari_process_position.batch.run",
+    "BatchRun": "napari_process_position.batch.batch_run",
     "available_cpus": "napari_process_position.core.budget",
     # stores
     "create_output_plate": "napari_process_position.batch.prepare",
@@ -121,10 +121,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from napari_process_position.batch.batch_run import BatchRun
     from napari_process_position.batch.config import RunConfig
     from napari_process_position.batch.prepare import create_output_plate, prepare_run
     from napari_process_position.batch.prepare import run_config as run_config
-    from napari_process_position.batch.run import BatchRun
     from napari_process_position.core.budget import available_cpus
     from napari_process_position.core.errors import (
         CancelledRunError,
@@ -150,7 +150,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from napari_process_position.core.tasks import Result
     from napari_process_position.engine.dropin import process_single_position
     from napari_process_position.engine.pool import ProcessPool
-    from napari_process_position.engine.run import PositionRun
+    from napari_process_position.engine.position_run import PositionRun
     from napari_process_position.engine.stream import stream_position
     from napari_process_position.store.layout import PositionInfo, StoreInfo
     from napari_process_position.store.metadata import open_store, read_position

@@ -10,11 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from napari_process_position.batch.batch_run import BatchRun
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.output import check_output, make_output
 from napari_process_position.batch.plan import plan_store
 from napari_process_position.batch.prepared import PreparedRun
-from napari_process_position.batch.run import BatchRun
 from napari_process_position.batch.workers import decide_execution
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.layout import OmeVersion, StoreInfo

@@ -3,7 +3,7 @@
 A :class:`PreparedRun` is a plan (the positions with their metadata read once,
 the transform, the selection, each output's layout), the output positions
 created for it, and an :class:`.execution.Execution` (where the tasks run and
-why). :class:`.run.BatchRun` runs it; the command line, the widget and the
+why). :class:`.batch_run.BatchRun` runs it; the command line, the widget and the
 estimate read it rather than deciding any of it again.
 """
 

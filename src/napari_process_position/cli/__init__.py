@@ -4,9 +4,9 @@
 command on it.
 """
 
-from napari_process_position.cli import estimate, gui, listing, run
+from napari_process_position.cli import estimate, gui, listing, run_command
 from napari_process_position.cli.main import main
 
 __all__ = ["main"]
 
-del estimate, gui, listing, run  # imported for their commands
+del estimate, gui, listing, run_command  # imported for their commands

@@ -20,7 +20,7 @@ from napari_process_position.core.transform_ref import (
 )
 from napari_process_position.engine.plan import plan_tasks
 from napari_process_position.engine.pool import ProcessPool
-from napari_process_position.engine.run import Mode, PositionRun
+from napari_process_position.engine.position_run import Mode, PositionRun
 from napari_process_position.store.layout import PositionInfo
 from napari_process_position.store.metadata import read_position
 

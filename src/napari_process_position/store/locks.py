@@ -84,7 +84,7 @@ def _close_all(fds: list[tuple[int, bool]]) -> None:
 class WriterLock:
     """The locks a run holds on the output positions it writes (see :func:`hold_output`).
 
-    :meth:`release` frees them (a :class:`~..batch.run.BatchRun` does when it
+    :meth:`release` frees them (a :class:`~..batch.batch_run.BatchRun` does when it
     ends, fails or is cancelled); so does the end of the process, however it ends.
     """
 

@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from napari_process_position.batch.batch_run import BatchRun
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.execution import requested_mode
-from napari_process_position.batch.run import BatchRun
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.errors import ProcessPositionError, TransformError
 from napari_process_position.core.transform_ref import check_picklable
@@ -29,7 +29,7 @@ from napari_process_position.widget.events import Failed, RunEnded, RunPrepared,
 from napari_process_position.widget.helpers import seconds_text
 from napari_process_position.widget.jobs import (
     WORKER_NICENESS,
-    Run,
+    RunJob,
     run_events,
     settings_key,
     warm_pool,
@@ -67,10 +67,10 @@ class Controller:
         self.specs: dict[str, TransformSpec] = {}
         self.callables: dict[str, Callable[..., Any]] = {}
         self.pool: ProcessPool | None = None
-        self.current: Run | None = None
-        self.last: Run | None = None
+        self.current: RunJob | None = None
+        self.last: RunJob | None = None
         self.closed = False
-        self._cancelling: Run | None = None
+        self._cancelling: RunJob | None = None
         self.previews = Previews(
             view,
             sink,
@@ -199,7 +199,7 @@ class Controller:
             pool.close()
 
     # -- running -----------------------------------------------------------------------
-    def run(self) -> Run | None:
+    def run(self) -> RunJob | None:
         """Start a run of the form's settings (what the Run button does)."""
         if self.current is not None or self.closed:
             return None
@@ -229,7 +229,7 @@ class Controller:
                 pool = self.ensure_pool(config.num_workers, warm=False)
         self.previews.stop()  # a preview's late result must not land in the run's layers
         self.comparison.stop()  # (its layers hide the run's)
-        run = Run(config, pool, note=note, shown_key=self.info.key if self.info else None)
+        run = RunJob(config, pool, note=note, shown_key=self.info.key if self.info else None)
         self.current = run
         self.view.set_busy(True)
         self.view.show_progress(0, 1)
@@ -262,7 +262,7 @@ class Controller:
         self.sink.drop_pending()
         self._finish(run, "cancelled", f"Cancelled after {run.done}/{run.total or '?'} volumes.")
 
-    def _on_run_event(self, run: Run, event: Any) -> None:
+    def _on_run_event(self, run: RunJob, event: Any) -> None:
         if run is not self.current:
             return  # a cancelled or replaced run: drop its stale results
         if isinstance(event, RunPrepared):
@@ -274,7 +274,7 @@ class Controller:
         elif isinstance(event, Failed):
             self._on_failed(run, event.error)
 
-    def _on_prepared(self, run: Run, event: RunPrepared) -> None:
+    def _on_prepared(self, run: RunJob, event: RunPrepared) -> None:
         batch, limits = event.batch, event.input_limits
         run.prepared_at = time.perf_counter()
         run.total = batch.total
@@ -300,7 +300,7 @@ class Controller:
         mode = self.mode(config)
         return mode if mode == "serial" else f"{config.num_workers} {mode}"
 
-    def _on_volume(self, run: Run, event: VolumeFinished) -> None:
+    def _on_volume(self, run: RunJob, event: VolumeFinished) -> None:
         run.done += 1
         t = int(event.result.output_time_index)
         if event.volume is not None and run.outputs is not None:
@@ -333,7 +333,7 @@ class Controller:
                 text += f" · ETA {seconds_text((run.total - run.done) / rate)}"
             self.view.show_status(text)
 
-    def _on_end(self, run: Run, batch: BatchRun) -> None:
+    def _on_end(self, run: RunJob, batch: BatchRun) -> None:
         if batch.cancelled:
             self._finish(run, "cancelled", f"Cancelled after {run.done}/{run.total} volumes.")
             return
@@ -357,7 +357,7 @@ class Controller:
         run.ending = True
         self.sink.when_shown(lambda: self._finish(run, "done", text))
 
-    def _on_failed(self, run: Run, exc: BaseException) -> None:
+    def _on_failed(self, run: RunJob, exc: BaseException) -> None:
         message = str(exc) or type(exc).__name__
         if not isinstance(exc, ProcessPositionError):
             message = f"{type(exc).__name__}: {message}"
@@ -370,7 +370,7 @@ class Controller:
         run.ending = True
         self.sink.when_shown(lambda: self._finish(run, "failed", text, error=True))
 
-    def _on_run_job_finished(self, run: Run) -> None:
+    def _on_run_job_finished(self, run: RunJob) -> None:
         if self._cancelling is run:
             self._cancelling = None
         if run is self.current and not run.ending:
@@ -380,7 +380,7 @@ class Controller:
                 )
             )
 
-    def _finish(self, run: Run, outcome: str, text: str, error: bool = False) -> None:
+    def _finish(self, run: RunJob, outcome: str, text: str, error: bool = False) -> None:
         if run is not self.current:
             return
         run.outcome = outcome

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_process_position.batch.batch_run import BatchRun
 from napari_process_position.batch.preview import PreviewResult, Region
-from napari_process_position.batch.run import BatchRun
 from napari_process_position.core.tasks import Result
 from napari_process_position.store.layout import OutputLayout, PositionInfo
 

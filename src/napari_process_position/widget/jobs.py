@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from napari_process_position.batch.batch_run import BatchRun
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.plan import all_if_none, output_layout
 from napari_process_position.batch.prepare import prepare_run
 from napari_process_position.batch.preview import open_source, preview_volume, region_fallback
-from napari_process_position.batch.run import BatchRun
 from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.core.identity import digest_value
 from napari_process_position.core.memory import MemoryBudget, memory_budget, trim_heap
@@ -51,7 +51,7 @@ __all__ = [
     "IN_MEMORY_SHARE",
     "WORKER_NICENESS",
     "PreviewJob",
-    "Run",
+    "RunJob",
     "check_in_memory",
     "input_limits",
     "preview_events",
@@ -79,7 +79,7 @@ WORKER_NICENESS = 5
 
 
 @dataclass(eq=False)
-class Run:
+class RunJob:
     """One press of Run: its id, its config and what the main thread knows of it."""
 
     config: RunConfig
@@ -185,7 +185,7 @@ def check_in_memory(layout: OutputLayout, budget: MemoryBudget | None = None) ->
     )
 
 
-def run_events(run: Run) -> Iterator[Event]:
+def run_events(run: RunJob) -> Iterator[Event]:
     """Prepare the run, then yield each finished volume (the body of the run's thread worker).
 
     Everything slow (checking the config, probing the transform, creating the

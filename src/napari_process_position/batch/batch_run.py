@@ -21,7 +21,7 @@ from napari_process_position.batch.summary import PositionSummary
 from napari_process_position.core.errors import ProcessPositionError, UsageError
 from napari_process_position.core.tasks import Result
 from napari_process_position.engine.pool import ProcessPool
-from napari_process_position.engine.run import PositionRun
+from napari_process_position.engine.position_run import PositionRun
 from napari_process_position.engine.stream import position_run
 from napari_process_position.store.layout import OutputLayout, PositionInfo, StoreInfo
 from napari_process_position.store.locks import WriterLock
