@@ -73,7 +73,8 @@ class BatchRun:
         self.fatal_error: str | None = None
         #: The process pool tasks run on: the given one, or one this run made (and stops).
         self.pool: ProcessPool | None = prepared.execution.pool
-        #: The output positions' writer locks (:func:`.prepare.lock_output`), released by close().
+        #: The output positions' writer locks (:func:`..store.output.claim_output`), released
+        #: by close().
         self.writer_lock = writer_lock
         self._dask = prepared.execution.dask
         self._cancel = threading.Event()

@@ -1,4 +1,11 @@
-"""Prepare a run of a RunConfig: check it, size and create its output, return the BatchRun."""
+"""Prepare a run of a RunConfig: check it, plan it, decide where it runs, make its output.
+
+:func:`prepare_run` goes down once: the input is opened and the output
+checked (:mod:`..store.output`), the plan made (:mod:`.plan`), where the tasks
+run decided (:mod:`.workers`, which measures a task for ``--workers auto``),
+a Dask session opened when asked, and the output claimed: its writer locks
+taken, then created, replaced or joined (:func:`..store.output.claim_output`).
+"""
 
 from __future__ import annotations
 
@@ -12,48 +19,29 @@ from typing import Any
 
 from napari_process_position.batch.batch_run import BatchRun
 from napari_process_position.batch.config import RunConfig
-from napari_process_position.batch.output import check_output, make_output
 from napari_process_position.batch.plan import plan_store
 from napari_process_position.batch.prepared import PreparedRun
 from napari_process_position.batch.workers import decide_execution
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.layout import OmeVersion, StoreInfo
-from napari_process_position.store.locks import WriterLock, hold_output
 from napari_process_position.store.metadata import open_store
+from napari_process_position.store.output import check_output, claim_output
 
-__all__ = ["create_output_plate", "lock_output", "prepare_run", "run_config"]
+__all__ = ["create_output_plate", "prepare_run", "provenance_config", "run_config"]
 
 log = logging.getLogger(__name__)
 
 
-def lock_output(
-    config: RunConfig, store: StoreInfo, keys: list[str], *, wait: bool | float
-) -> WriterLock:
-    """Take the locks of the output positions a run writes, before it creates or replaces them.
+def provenance_config(config: RunConfig) -> dict[str, Any]:
+    """Return the settings an output records about the run that made it.
 
-    A plate output: a shared lock on the output and an exclusive one per
-    position, or an exclusive lock on the whole output when ``overwrite``
-    replaces it; a single-position output: exclusive. See :func:`.locks.hold_output`.
-
-    Returns
-    -------
-    WriterLock
-        Nothing held for a preview without output.
-
-    Raises
-    ------
-    OutputInUseError
-        Another run is writing (part of) the output and ``wait`` is False.
+    Paths are absolute, so that ``run --config OUTPUT`` works from any folder.
     """
-    if not config.output:
-        return WriterLock("")
-    out_root = Path(config.output).expanduser().resolve()
-    return hold_output(
-        out_root,
-        keys if store.kind == "plate" else None,
-        replace=config.overwrite,
-        wait=wait,
-    )
+    changes: dict[str, Any] = {"resume": False, "overwrite": False}
+    changes["input"] = str(Path(config.input).expanduser().resolve())
+    if config.output:
+        changes["output"] = str(Path(config.output).expanduser().resolve())
+    return config.model_copy(update=changes).model_dump(mode="json")
 
 
 def prepare_run(
@@ -102,6 +90,9 @@ def prepare_run(
     >>> for key, result in run:  # doctest: +SKIP
     ...     print(key, result.label, result.status)
     """
+    # The output records the settings as given (`num_workers: auto` stays auto); the run
+    # uses the resolved number.
+    recorded = provenance_config(config) if config.output else None
     if config.uses_dask and executor is None:
         from napari_process_position.batch.extras import require
 
@@ -111,31 +102,36 @@ def prepare_run(
     # Every check that can refuse the output runs before the transform is imported
     # (settings read from a store may name code) and before anything is written.
     store = open_store(config.input)
-    check_output(config, store)
+    if config.output:
+        check_output(config.output, store.path, overwrite=config.overwrite, resume=config.resume)
     plan = plan_store(config, store)
-    # The output records the settings as given (`num_workers: auto` stays auto); the run
-    # uses the resolved number.
-    recorded = config
     config, execution = decide_execution(config, plan, pool=pool, executor=executor)
-    # One writer per output position: the locks come before anything is created or
-    # replaced (make_output may delete an existing output), and stay with the run.
-    writers = lock_output(config, plan.store, plan.keys, wait=wait)
     dask = None
+    writers = None
+    output_paths: dict[str, str | None] = dict.fromkeys(plan.keys)  # a preview without output
     try:
         if execution.mode == "dask":
-            # Connect (or start the cluster) before writing anything: an unreachable
+            # Connect (or start the cluster) before the output is claimed: an unreachable
             # scheduler then leaves no half-made output behind. The run owns the session.
             from napari_process_position.batch.dask import open_session
 
             dask = open_session(config)
             execution = replace(execution, executor=dask.executor, dask=dask)
-        output_paths = make_output(
-            recorded, plan.store, plan.keys, plan.layouts, dict.fromkeys(plan.keys)
-        )
+        if config.output:
+            writers, paths = claim_output(
+                config.output,
+                plan.layouts,
+                plate=plan.store.kind == "plate",
+                version=config.ome_version,
+                overwrite=config.overwrite,
+                resume=config.resume,
+                settings=recorded,
+                wait=wait,
+            )
+            output_paths = dict(paths)
     except BaseException:
         if dask is not None:
             dask.close()
-        writers.release()
         raise
     return BatchRun(PreparedRun(config, plan, execution, output_paths), writer_lock=writers)
 
@@ -226,18 +222,16 @@ def create_output_plate(
         resume=exist_ok and not overwrite,
     )
     store = open_store(config.input)
-    check_output(config, store)
+    check_output(output, store.path, overwrite=overwrite, resume=config.resume)
     plan = plan_store(config, store, sized_by_transform=transform is not None)
-    writers = lock_output(config, plan.store, plan.keys, wait=False)
-    try:
-        make_output(
-            config,
-            plan.store,
-            plan.keys,
-            plan.layouts,
-            dict.fromkeys(plan.keys),
-            record_settings=transform is not None,
-        )
-    finally:
-        writers.release()
+    writers, _ = claim_output(
+        output,
+        plan.layouts,
+        plate=store.kind == "plate",
+        version=config.ome_version,
+        overwrite=overwrite,
+        resume=config.resume,
+        settings=provenance_config(config) if transform is not None else None,
+    )
+    writers.release()
     return open_store(output)

@@ -37,11 +37,14 @@ from napari_process_position.store.provenance import PROVENANCE_KEY, creation_ma
 from napari_process_position.store.replace import existing_output_error, replace_store
 
 __all__ = [
+    "check_fits",
     "create_output_position",
+    "extend_plate",
     "image_attrs",
     "plate_attrs",
     "well_attrs",
     "write_empty_plate",
+    "write_plate",
 ]
 
 #: Largest chunk we write into a v0.4 (Zarr v2) array; blosc refuses more than 2 GiB.
@@ -249,19 +252,20 @@ def write_empty_plate(
                 f"position key must look like 'A/1/0' (row/column/field), not {key!r}"
             )
     if overwrite:
-        root = replace_store(path, lambda at: _write_plate(at, layouts, version, made))
+        root = replace_store(path, lambda at: write_plate(at, layouts, version, made))
     elif root.exists():
         if not exist_ok:
             raise existing_output_error(path)
-        return _extend_plate(root, layouts)
+        return extend_plate(root, layouts)
     else:
-        _write_plate(root, layouts, version, made)
+        write_plate(root, layouts, version, made)
     return open_store(root)
 
 
-def _write_plate(
+def write_plate(
     root: Path, layouts: dict[str, OutputLayout], version: OmeVersion, made: str
 ) -> None:
+    """Write a new plate at ``root`` (absent, or replaced whole): its groups and empty arrays."""
     _write_group(root, plate_attrs(list(layouts), version), version, made)
     for well, fovs in _wells(list(layouts)).items():
         if group_attrs(root / well.split("/")[0]) is None:
@@ -272,18 +276,37 @@ def _write_plate(
         _write_position(root / key, layout, version, key.split("/")[-1], None, made_arrays)
 
 
-def _extend_plate(root: Path, layouts: dict[str, OutputLayout]) -> StoreInfo:
+def check_fits(where: str, info: PositionInfo, layout: OutputLayout) -> None:
+    """Refuse an existing output position ``info`` (at ``where``) that cannot hold ``layout``.
+
+    Raises
+    ------
+    OutputExistsError
+        The message says what differs.
+    """
+    differences = layout_differences(info, layout)
+    if differences:
+        raise OutputExistsError(
+            f"{where} cannot hold this run's output: {'; '.join(differences)}. "
+            "Use --overwrite (overwrite=True) to replace it, or another output path"
+        )
+
+
+def extend_plate(root: Path, layouts: dict[str, OutputLayout]) -> StoreInfo:
+    """Join the plate at ``root``: check the positions it has, add those it lacks.
+
+    Nothing is written when every position is there. Callers that share the
+    plate with other jobs hold its lock (:func:`.locks.plate_lock`).
+
+    Raises
+    ------
+    OutputExistsError
+        A position cannot hold its layout, or ``root`` is not a plate.
+    """
     existing = open_store(root)
     for key, layout in layouts.items():
         if key in existing.position_keys:
-            differences = layout_differences(
-                read_position(existing.position_path(key), key), layout
-            )
-            if differences:
-                raise OutputExistsError(
-                    f"{root}/{key} cannot hold this run's output: {'; '.join(differences)}. "
-                    "Use --overwrite (overwrite=True) to replace it, or another output path"
-                )
+            check_fits(f"{root}/{key}", read_position(existing.position_path(key), key), layout)
     missing = [k for k in layouts if k not in existing.position_keys]
     if not missing:
         return existing  # nothing is written when every position is there
