@@ -1,37 +1,39 @@
-"""Creating empty output stores: plates of positions, or one position on its own.
+"""Writing empty output stores: a plate of positions, or one position on its own.
 
-The plate, well and image attributes come from :mod:`.attrs` (built with the
-specification's models, so what we write validates); the arrays are created
-with zarr. Each output (t, c) volume owns its files: one
-shard per volume in v0.5 (smaller chunks inside for fast partial reads),
-chunks that never span two volumes in v0.4, so concurrent tasks never write
-the same file.
+:func:`write_output` writes a new store from its layouts (the groups and
+arrays :func:`.nodes.output_nodes` makes of them); :func:`join_output` checks
+an existing one against them and adds the positions a plate lacks. Which of
+the two a run does, and replacing an output, is decided in :mod:`.output`;
+:func:`write_empty_plate` and :func:`create_output_position` are the direct
+calls for callers that only want an empty store.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from napari_process_position.core.errors import InvalidArgumentError, OutputExistsError
-from napari_process_position.core.pyramid import level_shapes
-from napari_process_position.store.attrs import image_attrs, plate_attrs, well_attrs
 from napari_process_position.store.layout import (
     OmeVersion,
     OutputLayout,
     PositionInfo,
     StoreInfo,
-    layout_differences,
-    on_axes,
 )
 from napari_process_position.store.metadata import group_attrs, open_store, read_position
+from napari_process_position.store.nodes import (
+    ArrayNode,
+    GroupNode,
+    image_attrs,
+    output_nodes,
+    plate_attrs,
+    well_attrs,
+)
 from napari_process_position.store.paths import check_path_text
 from napari_process_position.store.provenance import PROVENANCE_KEY, creation_mark
 from napari_process_position.store.replace import existing_output_error, replace_store
@@ -39,46 +41,161 @@ from napari_process_position.store.replace import existing_output_error, replace
 __all__ = [
     "check_fits",
     "create_output_position",
-    "extend_plate",
     "image_attrs",
+    "join_output",
+    "layout_differences",
     "plate_attrs",
     "well_attrs",
     "write_empty_plate",
-    "write_plate",
+    "write_output",
 ]
 
-#: Largest chunk we write into a v0.4 (Zarr v2) array; blosc refuses more than 2 GiB.
-_V04_MAX_CHUNK_BYTES = 512 * 1024**2
-#: Target inner chunk of a v0.5 shard (one shard = one (t, c) volume).
-_V05_INNER_CHUNK_ZYX = (16, 256, 256)
 #: Output compression. lz4 with bit-shuffle writes float32 volumes 1.6-2.5x faster
 #: than iohub's zstd level 1 at the same size (benchmarks/bench_io.py); writing
 #: dominates a run's time, and every OME-Zarr reader decodes it.
 _BLOSC: tuple[Literal["lz4"], int] = ("lz4", 5)
 
 
-# -- groups and arrays -------------------------------------------------------------------------
-
-
-def _write_json(path: Path, document: dict[str, Any]) -> None:
-    path.write_text(json.dumps(document, indent=2), encoding="utf-8")
-
-
-def _write_group(
-    path: Path, attrs: dict[str, Any], version: OmeVersion, made: str | None = None
+def write_output(
+    root: Path,
+    layouts: dict[str, OutputLayout],
+    version: OmeVersion,
+    *,
+    plate: bool = True,
+    made: str = "output",
+    name: str | None = None,
 ) -> None:
-    """Write a group with OME attributes ``attrs``; ``made`` marks the root of a new store.
+    """Write a new store at ``root``: a plate of ``layouts``, or (``plate`` False) one position.
 
-    A new folder gets its metadata file written directly (as zarr-python
-    writes it; a big plate has thousands of groups, and zarr's round trip
-    through its event loop cost milliseconds each); an existing one is
-    replaced through zarr (``mode="w"`` also clears what was inside).
+    ``made`` marks the store's root as this package's (``"output"``,
+    ``"demo"``: what lets overwrite replace it); ``name`` names a single
+    position's image (default: the folder's name).
     """
-    ours = {PROVENANCE_KEY: creation_mark(made)} if made else {}
-    document = {"ome": {"version": "0.5", **attrs}, **ours} if version == "0.5" else attrs | ours
-    if not path.exists():
+    groups, arrays = output_nodes(layouts, version, plate=plate, name=name or root.name)
+    _write_nodes(root, groups, arrays, version, made)
+
+
+def join_output(root: Path, layouts: dict[str, OutputLayout], *, plate: bool = True) -> None:
+    """Join the store at ``root``: check the positions it has, add those a plate lacks.
+
+    Nothing is written when every position is there. Callers that share a
+    plate with other jobs hold its lock (:func:`.locks.plate_lock`).
+
+    Raises
+    ------
+    OutputExistsError
+        A position cannot hold its layout, or ``root`` is not a plate.
+    """
+    if not plate:
+        (layout,) = layouts.values()
+        check_fits(str(root), read_position(root), layout)
+        return
+    existing = open_store(root)
+    for key, layout in layouts.items():
+        if key in existing.position_keys:
+            info = read_position(existing.position_path(key), key)
+            check_fits(f"{root}/{key}", info, layout)
+    missing = {k: v for k, v in layouts.items() if k not in existing.position_keys}
+    if not missing:
+        return  # nothing is written when every position is there
+    if existing.kind != "plate":
+        raise OutputExistsError(f"{root} exists and is not a plate")
+    version: OmeVersion = "0.5" if existing.zarr_format == 3 else "0.4"
+    keys = [*existing.position_keys, *missing]
+    groups, arrays = output_nodes(missing, version, plate_keys=keys)
+    _write_nodes(root, groups, arrays, version, None)
+
+
+def layout_differences(info: PositionInfo, layout: OutputLayout) -> list[str]:
+    """Say what keeps an existing output position from holding ``layout`` (empty: nothing).
+
+    Examples: ``"it has 2 time points, this run writes 4"``, ``"its channels are
+    Nuclei, this run writes Membrane"``.
+    """
+    found: list[str] = []
+    if info.array_axes != layout.axes:
+        found.append(f"its axes are {info.array_axes}, this run writes {layout.axes}")
+    have, want = info.shape, layout.shape
+    if have[0] != want[0]:
+        found.append(f"it has {have[0]} time points, this run writes {want[0]}")
+    if have[1] != want[1]:
+        found.append(f"it has {have[1]} channels, this run writes {want[1]}")
+    elif tuple(info.channel_names) != tuple(layout.channel_names):
+        found.append(
+            f"its channels are {', '.join(info.channel_names)}, this run writes "
+            f"{', '.join(layout.channel_names)}"
+        )
+    if have[2:] != want[2:]:
+        found.append(f"its volumes are ZYX {have[2:]}, this run writes {tuple(want[2:])}")
+    if np.dtype(info.dtype) != np.dtype(layout.dtype):
+        found.append(
+            f"it stores {np.dtype(info.dtype).name}, this run writes {np.dtype(layout.dtype).name}"
+        )
+    if not np.allclose(info.scale[2:], layout.scale[2:], rtol=1e-9, atol=0):
+        found.append(f"its voxel size is {info.scale[2:]}, this run writes {layout.scale[2:]}")
+    if info.levels != layout.levels:
+        found.append(f"it has {info.levels} resolution level(s), this run writes {layout.levels}")
+    if not np.allclose(info.translation[2:], layout.translation[2:], rtol=1e-9, atol=1e-12):
+        found.append(
+            f"its translation is {info.translation[2:]}, this run writes {layout.translation[2:]}"
+        )
+    return found
+
+
+def check_fits(where: str, info: PositionInfo, layout: OutputLayout) -> None:
+    """Refuse an existing output position ``info`` (at ``where``) that cannot hold ``layout``.
+
+    Raises
+    ------
+    OutputExistsError
+        The message says what differs.
+    """
+    differences = layout_differences(info, layout)
+    if differences:
+        raise OutputExistsError(
+            f"{where} cannot hold this run's output: {'; '.join(differences)}. "
+            "Use --overwrite (overwrite=True) to replace it, or another output path"
+        )
+
+
+# -- writing nodes -----------------------------------------------------------------------------
+
+
+def _write_nodes(
+    root: Path,
+    groups: list[GroupNode],
+    arrays: list[ArrayNode],
+    version: OmeVersion,
+    made: str | None,
+) -> None:
+    """Write ``groups`` and ``arrays`` under ``root``; ``made`` marks the root of a new store.
+
+    A new group gets its metadata file written directly (as zarr-python
+    writes it; a big plate has thousands of groups, and zarr's round trip
+    through its event loop cost milliseconds each). An array identical to one
+    written before copies its metadata files (an empty array is its metadata
+    alone) instead of asking zarr again.
+    """
+    zarr_format: Literal[2, 3] = 3 if version == "0.5" else 2
+    for group in groups:
+        path = root / group.path
+        ours = {PROVENANCE_KEY: creation_mark(made)} if made and not group.path else {}
+        if group.merge or (group.if_absent and group_attrs(path) is not None):
+            if group.merge:
+                _merge_attrs(path, group.attrs, zarr_format)
+            continue
+        document = (
+            {"ome": {"version": "0.5", **group.attrs}, **ours}
+            if zarr_format == 3
+            else group.attrs | ours
+        )
+        if path.exists():  # replaced through zarr (mode="w" also clears what was inside)
+            import zarr
+
+            zarr.open_group(str(path), mode="w", zarr_format=zarr_format).attrs.put(document)
+            continue
         path.mkdir(parents=True)
-        if version == "0.5":
+        if zarr_format == 3:
             _write_json(
                 path / "zarr.json",
                 {"attributes": document, "zarr_format": 3, "node_type": "group"},
@@ -86,56 +203,49 @@ def _write_group(
         else:
             _write_json(path / ".zgroup", {"zarr_format": 2})
             _write_json(path / ".zattrs", document)
-        return
+    written: dict[Any, Path] = {}
+    for array in arrays:
+        target = root / array.path
+        same = (array.shape, array.dtype, array.chunks, array.shards, array.dimension_names)
+        earlier = written.get(same)
+        if earlier is not None and not target.exists():
+            target.mkdir()
+            for item in earlier.iterdir():
+                if item.is_file():
+                    shutil.copyfile(item, target / item.name)
+            continue
+        _create_array(target, array, zarr_format)
+        written[same] = target
+
+
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+
+
+def _merge_attrs(path: Path, attrs: dict[str, Any], zarr_format: Literal[2, 3]) -> None:
     import zarr
 
-    group = zarr.open_group(str(path), mode="w", zarr_format=3 if version == "0.5" else 2)
-    group.attrs.put(document)
-
-
-def _update_group(path: Path, attrs: dict[str, Any], version: OmeVersion) -> None:
-    import zarr
-
-    group = zarr.open_group(str(path), mode="a", zarr_format=3 if version == "0.5" else 2)
+    group = zarr.open_group(str(path), mode="a", zarr_format=zarr_format)
     # update, not put: other keys (how the plate was made, a user's own) stay.
-    group.attrs.update({"ome": {"version": "0.5", **attrs}} if version == "0.5" else attrs)
+    group.attrs.update({"ome": {"version": "0.5", **attrs}} if zarr_format == 3 else attrs)
 
 
-def _v05_chunks(zyx: Sequence[int]) -> tuple[int, int, int]:
-    z, y, x = (min(n, c) for n, c in zip(zyx, _V05_INNER_CHUNK_ZYX, strict=True))
-    return (z, y, x)
-
-
-def _v04_chunks(zyx: Sequence[int], itemsize: int) -> tuple[int, int, int]:
-    z, y, x = zyx
-    while z > 1 and z * y * x * itemsize > _V04_MAX_CHUNK_BYTES:
-        z = math.ceil(z / 2)
-    return (z, y, x)
-
-
-def _create_array(
-    path: Path, layout: OutputLayout, version: OmeVersion, zyx: Sequence[int]
-) -> None:
-    """Create one level's array (ZYX ``zyx``): one shard, or chunks, per (t, c) volume."""
+def _create_array(path: Path, array: ArrayNode, zarr_format: int) -> None:
+    """Create one level's empty array: one shard, or chunks, per (t, c) volume."""
     import zarr
 
-    dtype = np.dtype(layout.dtype)
-    kept = layout.axes
-    shape = tuple(on_axes((*layout.shape[:2], *zyx), kept))
-    if version == "0.5":
+    if zarr_format == 3:
         from zarr.codecs import BloscCodec
 
-        inner = _v05_chunks(zyx)
-        shard = tuple(math.ceil(n / c) * c for n, c in zip(zyx, inner, strict=True))
         zarr.create_array(
             store=str(path),
-            shape=shape,
-            dtype=dtype,
-            chunks=tuple(on_axes((1, 1, *inner), kept)),
-            shards=tuple(on_axes((1, 1, *shard), kept)),
+            shape=array.shape,
+            dtype=np.dtype(array.dtype),
+            chunks=array.chunks,
+            shards=array.shards,
             compressors=BloscCodec(cname=_BLOSC[0], clevel=_BLOSC[1], shuffle="bitshuffle"),
             fill_value=0,
-            dimension_names=tuple(kept),
+            dimension_names=tuple(array.dimension_names),
             zarr_format=3,
             overwrite=True,
         )
@@ -144,9 +254,9 @@ def _create_array(
 
         zarr.create_array(
             store=str(path),
-            shape=shape,
-            dtype=dtype,
-            chunks=tuple(on_axes((1, 1, *_v04_chunks(zyx, dtype.itemsize)), kept)),
+            shape=array.shape,
+            dtype=np.dtype(array.dtype),
+            chunks=array.chunks,
             compressors=Blosc(cname=_BLOSC[0], clevel=_BLOSC[1], shuffle=Blosc.BITSHUFFLE),
             fill_value=0,
             zarr_format=2,
@@ -155,45 +265,7 @@ def _create_array(
         )
 
 
-def _write_position(
-    path: Path,
-    layout: OutputLayout,
-    version: OmeVersion,
-    name: str,
-    made: str | None = None,
-    made_arrays: dict[Any, Path] | None = None,
-) -> None:
-    """Write a position's group and its (empty) arrays.
-
-    ``made_arrays`` (shape and settings -> an array made earlier in this
-    plate) lets a position copy the metadata of an identical array instead of
-    asking zarr again: an empty array is its metadata files alone.
-    """
-    _write_group(path, image_attrs(layout, version, name), version, made)
-    for k, zyx in enumerate(level_shapes(layout.shape[2:], layout.levels)):
-        target = path / str(k)
-        key = (layout.dtype, layout.axes, tuple(layout.shape[:2]), tuple(zyx), version)
-        earlier = made_arrays.get(key) if made_arrays is not None else None
-        if earlier is not None and not target.exists():
-            target.mkdir()
-            for item in earlier.iterdir():
-                if item.is_file():
-                    shutil.copyfile(item, target / item.name)
-            continue
-        _create_array(target, layout, version, zyx)
-        if made_arrays is not None:
-            made_arrays[key] = target
-
-
-def _wells(keys: Sequence[str]) -> dict[str, list[str]]:
-    wells: dict[str, list[str]] = {}
-    for key in keys:
-        row, col, fov = key.split("/")
-        wells.setdefault(f"{row}/{col}", []).append(fov)
-    return wells
-
-
-# -- plates ----------------------------------------------------------------------------------
+# -- direct calls ------------------------------------------------------------------------------
 
 
 def write_empty_plate(
@@ -252,76 +324,13 @@ def write_empty_plate(
                 f"position key must look like 'A/1/0' (row/column/field), not {key!r}"
             )
     if overwrite:
-        root = replace_store(path, lambda at: write_plate(at, layouts, version, made))
+        root = replace_store(path, lambda at: write_output(at, layouts, version, made=made))
     elif root.exists():
         if not exist_ok:
             raise existing_output_error(path)
-        return extend_plate(root, layouts)
+        join_output(root, layouts)
     else:
-        write_plate(root, layouts, version, made)
-    return open_store(root)
-
-
-def write_plate(
-    root: Path, layouts: dict[str, OutputLayout], version: OmeVersion, made: str
-) -> None:
-    """Write a new plate at ``root`` (absent, or replaced whole): its groups and empty arrays."""
-    _write_group(root, plate_attrs(list(layouts), version), version, made)
-    for well, fovs in _wells(list(layouts)).items():
-        if group_attrs(root / well.split("/")[0]) is None:
-            _write_group(root / well.split("/")[0], {}, version)
-        _write_group(root / well, well_attrs(fovs, version), version)
-    made_arrays: dict[Any, Path] = {}
-    for key, layout in layouts.items():
-        _write_position(root / key, layout, version, key.split("/")[-1], None, made_arrays)
-
-
-def check_fits(where: str, info: PositionInfo, layout: OutputLayout) -> None:
-    """Refuse an existing output position ``info`` (at ``where``) that cannot hold ``layout``.
-
-    Raises
-    ------
-    OutputExistsError
-        The message says what differs.
-    """
-    differences = layout_differences(info, layout)
-    if differences:
-        raise OutputExistsError(
-            f"{where} cannot hold this run's output: {'; '.join(differences)}. "
-            "Use --overwrite (overwrite=True) to replace it, or another output path"
-        )
-
-
-def extend_plate(root: Path, layouts: dict[str, OutputLayout]) -> StoreInfo:
-    """Join the plate at ``root``: check the positions it has, add those it lacks.
-
-    Nothing is written when every position is there. Callers that share the
-    plate with other jobs hold its lock (:func:`.locks.plate_lock`).
-
-    Raises
-    ------
-    OutputExistsError
-        A position cannot hold its layout, or ``root`` is not a plate.
-    """
-    existing = open_store(root)
-    for key, layout in layouts.items():
-        if key in existing.position_keys:
-            check_fits(f"{root}/{key}", read_position(existing.position_path(key), key), layout)
-    missing = [k for k in layouts if k not in existing.position_keys]
-    if not missing:
-        return existing  # nothing is written when every position is there
-    if existing.kind != "plate":
-        raise OutputExistsError(f"{root} exists and is not a plate")
-    version: OmeVersion = "0.5" if existing.zarr_format == 3 else "0.4"
-    keys = list(existing.position_keys) + missing
-    _update_group(root, plate_attrs(keys, version), version)
-    for well, fovs in _wells(keys).items():
-        if group_attrs(root / well.split("/")[0]) is None:
-            _write_group(root / well.split("/")[0], {}, version)
-        _update_group(root / well, well_attrs(fovs, version), version)
-    made_arrays: dict[Any, Path] = {}
-    for key in missing:
-        _write_position(root / key, layouts[key], version, key.split("/")[-1], None, made_arrays)
+        write_output(root, layouts, version, made=made)
     return open_store(root)
 
 
@@ -343,5 +352,5 @@ def create_output_position(
     """
     check_path_text(path, "output path")
     root = Path(path).expanduser().resolve()
-    _write_position(root, layout, version, name or root.name, made="output")
+    write_output(root, {"": layout}, version, plate=False, name=name)
     return read_position(root)

@@ -25,9 +25,7 @@ __all__ = [
     "PositionInfo",
     "StoreInfo",
     "Transforms",
-    "layout_differences",
     "moved_origin",
-    "on_axes",
     "to_tczyx",
     "world_geometry",
 ]
@@ -261,11 +259,6 @@ class OutputLayout:
         return world_geometry(self.scale, self.translation, self.shared_transforms)
 
 
-def on_axes(values: Sequence[Any], axes: str) -> list[Any]:
-    """Return the entries of TCZYX ``values`` for the axes ``axes`` (``"czyx"``, ...)."""
-    return [v for v, a in zip(values, "tczyx", strict=True) if a in axes]
-
-
 def to_tczyx(values: Sequence[Any], axes: str, missing: Any) -> tuple[Any, ...]:
     """Return per-axis ``values`` of the axes ``axes`` as TCZYX, ``missing`` where absent."""
     given = dict(zip(axes, values, strict=True))
@@ -313,39 +306,3 @@ def moved_origin(
         float(t) if n == s else float(t) + (float(n) - float(s)) / 2
         for t, s, n in zip(translation, scale, new_scale, strict=True)
     )
-
-
-def layout_differences(info: PositionInfo, layout: OutputLayout) -> list[str]:
-    """Say what keeps an existing output position from holding ``layout`` (empty: nothing).
-
-    Examples: ``"it has 2 time points, this run writes 4"``, ``"its channels are
-    Nuclei, this run writes Membrane"``.
-    """
-    found: list[str] = []
-    if info.array_axes != layout.axes:
-        found.append(f"its axes are {info.array_axes}, this run writes {layout.axes}")
-    have, want = info.shape, layout.shape
-    if have[0] != want[0]:
-        found.append(f"it has {have[0]} time points, this run writes {want[0]}")
-    if have[1] != want[1]:
-        found.append(f"it has {have[1]} channels, this run writes {want[1]}")
-    elif tuple(info.channel_names) != tuple(layout.channel_names):
-        found.append(
-            f"its channels are {', '.join(info.channel_names)}, this run writes "
-            f"{', '.join(layout.channel_names)}"
-        )
-    if have[2:] != want[2:]:
-        found.append(f"its volumes are ZYX {have[2:]}, this run writes {tuple(want[2:])}")
-    if np.dtype(info.dtype) != np.dtype(layout.dtype):
-        found.append(
-            f"it stores {np.dtype(info.dtype).name}, this run writes {np.dtype(layout.dtype).name}"
-        )
-    if not np.allclose(info.scale[2:], layout.scale[2:], rtol=1e-9, atol=0):
-        found.append(f"its voxel size is {info.scale[2:]}, this run writes {layout.scale[2:]}")
-    if info.levels != layout.levels:
-        found.append(f"it has {info.levels} resolution level(s), this run writes {layout.levels}")
-    if not np.allclose(info.translation[2:], layout.translation[2:], rtol=1e-9, atol=1e-12):
-        found.append(
-            f"its translation is {info.translation[2:]}, this run writes {layout.translation[2:]}"
-        )
-    return found

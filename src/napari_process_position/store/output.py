@@ -28,15 +28,9 @@ from napari_process_position.core.errors import (
 )
 from napari_process_position.core.records import store_root
 from napari_process_position.core.version import package_version
-from napari_process_position.store.create import (
-    check_fits,
-    create_output_position,
-    extend_plate,
-    write_plate,
-)
+from napari_process_position.store.create import join_output, write_output
 from napari_process_position.store.layout import OmeVersion, OutputLayout
 from napari_process_position.store.locks import WriterLock, hold_output, plate_lock
-from napari_process_position.store.metadata import read_position
 from napari_process_position.store.provenance import (
     read_provenance,
     same_settings,
@@ -89,72 +83,6 @@ def check_output(
         check_replaceable(given)
     elif os.path.lexists(out_root):
         raise existing_output_error(given)
-
-
-def make_output(
-    output: str | os.PathLike[str],
-    layouts: dict[str, OutputLayout],
-    *,
-    plate: bool,
-    version: OmeVersion,
-    overwrite: bool = False,
-    resume: bool = False,
-    settings: dict[str, Any] | None = None,
-) -> dict[str, str]:
-    """Create (or replace, or join) a run's output and record the settings that make it.
-
-    The caller has checked the output first (:func:`check_output`) and holds
-    its writer locks (:func:`.locks.hold_output`).
-
-    Parameters
-    ----------
-    output
-        The output store.
-    layouts
-        Position key -> what its output position holds (one key when
-        ``plate`` is False: the output is that position).
-    plate
-        Make a plate of the positions ``layouts`` names, or (False) a single position.
-    version
-        ``"0.5"`` or ``"0.4"``.
-    overwrite, resume
-        Replace an output this package wrote; or join one (the positions it
-        has must hold ``layouts``; a plate gets those it lacks).
-    settings
-        What made the output (plain JSON data), recorded in its root unless
-        it already says the same; None records nothing (an empty plate made
-        for someone else's transform).
-
-    Returns
-    -------
-    dict
-        Position key -> output position path.
-
-    Raises
-    ------
-    OutputExistsError
-        The output exists and neither overwrite nor resume was asked for, or
-        it cannot hold this run's output, or overwrite was asked for but this
-        package did not write what is there.
-    OutputWriteError
-        The output cannot be created (permission denied, disk full).
-    """
-    root = output_root(output)
-    try:
-        if plate:
-            _make_plate(root, layouts, version, overwrite=overwrite, resume=resume)
-            paths = {k: os.path.join(root, *k.split("/")) for k in layouts}
-        else:
-            (key, layout), *_ = layouts.items()
-            _make_position(root, layout, version, overwrite=overwrite, resume=resume)
-            paths = {key: str(root)}
-        if settings is not None:
-            _record_settings(root, settings)
-    except ProcessPositionError:
-        raise
-    except OSError as exc:  # permission denied, disk full, read-only file system
-        raise OutputWriteError(f"cannot create the output {root}: {exc.strerror or exc}") from exc
-    return paths
 
 
 def claim_output(
@@ -216,27 +144,98 @@ def claim_output(
     return writers, paths
 
 
-def _make_plate(
+def make_output(
+    output: str | os.PathLike[str],
+    layouts: dict[str, OutputLayout],
+    *,
+    plate: bool,
+    version: OmeVersion,
+    overwrite: bool = False,
+    resume: bool = False,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """Create (or replace, or join) a run's output and record the settings that make it.
+
+    The caller has checked the output first (:func:`check_output`) and holds
+    its writer locks (:func:`.locks.hold_output`).
+
+    Parameters
+    ----------
+    output
+        The output store.
+    layouts
+        Position key -> what its output position holds (one key when
+        ``plate`` is False: the output is that position).
+    plate
+        Make a plate of the positions ``layouts`` names, or (False) a single position.
+    version
+        ``"0.5"`` or ``"0.4"``.
+    overwrite, resume
+        Replace an output this package wrote; or join one (the positions it
+        has must hold ``layouts``; a plate gets those it lacks).
+    settings
+        What made the output (plain JSON data), recorded in its root unless
+        it already says the same; None records nothing (an empty plate made
+        for someone else's transform).
+
+    Returns
+    -------
+    dict
+        Position key -> output position path.
+
+    Raises
+    ------
+    OutputExistsError
+        The output exists and neither overwrite nor resume was asked for, or
+        it cannot hold this run's output, or overwrite was asked for but this
+        package did not write what is there.
+    OutputWriteError
+        The output cannot be created (permission denied, disk full).
+    """
+    root = output_root(output)
+    try:
+        if root.exists() and not overwrite:
+            if not resume:
+                raise existing_output_error(root)
+            _join(root, layouts, plate)
+        else:
+            _build(root, layouts, version, plate=plate, overwrite=overwrite, resume=resume)
+        if settings is not None:
+            _record_settings(root, settings)
+    except ProcessPositionError:
+        raise
+    except OSError as exc:  # permission denied, disk full, read-only file system
+        raise OutputWriteError(f"cannot create the output {root}: {exc.strerror or exc}") from exc
+    if plate:
+        return {k: os.path.join(root, *k.split("/")) for k in layouts}
+    return dict.fromkeys(layouts, str(root))
+
+
+def _build(
     root: Path,
     layouts: dict[str, OutputLayout],
     version: OmeVersion,
     *,
+    plate: bool,
     overwrite: bool,
     resume: bool,
 ) -> None:
-    """Create, replace or join the output plate; safe with concurrent jobs."""
+    """Build a new output beside ``root`` and put it in place: replacing what is there, or not.
+
+    Jobs that start together never see a half-written plate and never both
+    write its metadata: the first rename wins, the others join it (resume).
+    """
+
+    def build(at: Path) -> None:
+        write_output(at, layouts, version, plate=plate, name=root.name)
+
     if overwrite:
-        # Built beside, swapped in; the old store (ours, or refused) goes last, with its records.
-        replace_store(root, lambda at: write_plate(at, layouts, version, "output"))
-        return
-    if root.exists():
-        if not resume:
-            raise existing_output_error(root)
-        _join_plate(root, layouts)
+        # The old store (ours, or refused) goes last, with its records.
+        replace_store(root, build)
         return
     with building_beside(root) as tmp:
         try:
-            write_plate(tmp, layouts, version, "output")
+            build(tmp)
         except OSError as exc:  # name the output, not the temporary folder
             raise OutputWriteError(
                 f"cannot create the output {root}: {exc.strerror or exc}"
@@ -250,31 +249,15 @@ def _make_plate(
                 raise OutputExistsError(
                     f"{root} was created by another run meanwhile; use --resume to join it"
                 ) from exc
-            _join_plate(root, layouts)
+            _join(root, layouts, plate)
 
 
-def _join_plate(root: Path, layouts: dict[str, OutputLayout]) -> None:
+def _join(root: Path, layouts: dict[str, OutputLayout], plate: bool) -> None:
     # Under the lock: another job may be adding its positions right now, and the plate
     # is consistent only between two such changes. When every position exists, nothing
     # is written; the layouts are only checked.
     with plate_lock(root):
-        extend_plate(root, layouts)
-
-
-def _make_position(
-    root: Path, layout: OutputLayout, version: OmeVersion, *, overwrite: bool, resume: bool
-) -> None:
-    """Create (or replace, or check on resume) the output of a single input position."""
-    if overwrite:
-        replace_store(
-            root, lambda at: create_output_position(at, layout, version=version, name=root.name)
-        )
-    elif not root.exists():
-        create_output_position(root, layout, version=version)
-    elif not resume:
-        raise existing_output_error(root)
-    else:
-        check_fits(str(root), read_position(root), layout)
+        join_output(root, layouts, plate=plate)
 
 
 def _record_settings(root: Path, settings: dict[str, Any]) -> None:

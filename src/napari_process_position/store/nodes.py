@@ -1,24 +1,152 @@
-"""The OME-Zarr attributes we write: an image's multiscales and omero, a plate's, a well's.
+"""The OME-Zarr nodes an output is made of: groups with their attributes, arrays with their chunks.
 
-Built with yaozarrs's models of the specification (v0.4 or v0.5), so what we
-write validates. An image's attributes are built once per layout and copied,
-with its own name, for each position of a plate (thousands of them, each a
-round of the models otherwise).
+:func:`output_nodes` turns the layouts of a plan into every group and empty
+array of the output (a plate of positions, or one position), which
+:mod:`.create` writes. Attributes are built with yaozarrs's models of the
+specification (v0.4 or v0.5), so what we write validates; an image's are
+built once per layout and copied, with its own name, for each position of a
+plate (thousands of them, each a round of the models otherwise). Each output
+(t, c) volume owns its files: one shard per volume in v0.5 (smaller chunks
+inside for fast partial reads), chunks that never span two volumes in v0.4,
+so concurrent tasks never write the same file.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from napari_process_position.core.pyramid import level_shapes
 from napari_process_position.store.colors import channel_color
-from napari_process_position.store.layout import OmeVersion, OutputLayout, on_axes
+from napari_process_position.store.layout import OmeVersion, OutputLayout
 
-__all__ = ["image_attrs", "plate_attrs", "well_attrs"]
+__all__ = [
+    "ArrayNode",
+    "GroupNode",
+    "image_attrs",
+    "on_axes",
+    "output_nodes",
+    "plate_attrs",
+    "well_attrs",
+]
+
+#: Largest chunk we write into a v0.4 (Zarr v2) array; blosc refuses more than 2 GiB.
+_V04_MAX_CHUNK_BYTES = 512 * 1024**2
+#: Target inner chunk of a v0.5 shard (one shard = one (t, c) volume).
+_V05_INNER_CHUNK_ZYX = (16, 256, 256)
+
+
+@dataclass(frozen=True)
+class GroupNode:
+    """A group to write, at ``path`` (relative to the store's root; ``""`` is the root).
+
+    ``merge``: merge ``attrs`` into an existing group's attributes (a plate
+    joined: how it was made, a user's own keys stay); ``if_absent``: write it
+    only when there is no group there yet (a plate's row).
+    """
+
+    path: str
+    attrs: dict[str, Any]
+    merge: bool = False
+    if_absent: bool = False
+
+
+@dataclass(frozen=True)
+class ArrayNode:
+    """An empty array to write at ``path``: one resolution level of a position.
+
+    ``shape``, ``chunks`` and ``shards`` (v0.5; None in v0.4) are on the
+    array's own axes, ``dimension_names``.
+    """
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+    shards: tuple[int, ...] | None
+    dimension_names: str
+
+
+def on_axes(values: Sequence[Any], axes: str) -> list[Any]:
+    """Return the entries of TCZYX ``values`` for the axes ``axes`` (``"czyx"``, ...)."""
+    return [v for v, a in zip(values, "tczyx", strict=True) if a in axes]
+
+
+def output_nodes(
+    layouts: dict[str, OutputLayout],
+    version: OmeVersion,
+    *,
+    plate: bool = True,
+    plate_keys: Sequence[str] | None = None,
+    name: str | None = None,
+) -> tuple[list[GroupNode], list[ArrayNode]]:
+    """Return the groups and arrays of an output holding ``layouts``.
+
+    Parameters
+    ----------
+    layouts
+        Position key (``"A/1/0"``) -> what it holds. One entry when ``plate``
+        is False: the store is that position (named ``name``).
+    version
+        ``"0.4"`` or ``"0.5"``.
+    plate_keys
+        Every position of a plate being joined (those it has and ``layouts``):
+        its plate and well attributes are merged, its rows kept; only the
+        positions of ``layouts`` are written.
+    """
+    groups: list[GroupNode] = []
+    if plate:
+        keys = list(plate_keys) if plate_keys is not None else list(layouts)
+        joining = plate_keys is not None
+        groups.append(GroupNode("", plate_attrs(keys, version), merge=joining))
+        wells: dict[str, list[str]] = {}
+        for key in keys:
+            row, col, fov = key.split("/")
+            wells.setdefault(f"{row}/{col}", []).append(fov)
+        for well, fovs in wells.items():
+            groups.append(GroupNode(well.split("/")[0], {}, if_absent=True))
+            groups.append(GroupNode(well, well_attrs(fovs, version), merge=joining))
+    arrays: list[ArrayNode] = []
+    for key, layout in layouts.items():
+        at = key if plate else ""
+        image = key.split("/")[-1] if plate else (name or key)
+        groups.append(GroupNode(at, image_attrs(layout, version, image)))
+        arrays += _level_arrays(at, layout, version)
+    return groups, arrays
+
+
+def _level_arrays(at: str, layout: OutputLayout, version: OmeVersion) -> list[ArrayNode]:
+    """Return the arrays of one position: each level, one shard (or chunks) per (t, c) volume."""
+    kept = layout.axes
+    itemsize = np.dtype(layout.dtype).itemsize
+    arrays = []
+    for k, zyx in enumerate(level_shapes(layout.shape[2:], layout.levels)):
+        if version == "0.5":
+            inner = tuple(min(n, c) for n, c in zip(zyx, _V05_INNER_CHUNK_ZYX, strict=True))
+            shard = tuple(math.ceil(n / c) * c for n, c in zip(zyx, inner, strict=True))
+            chunks, shards = inner, tuple(on_axes((1, 1, *shard), kept))
+        else:
+            z, y, x = zyx
+            while z > 1 and z * y * x * itemsize > _V04_MAX_CHUNK_BYTES:
+                z = math.ceil(z / 2)
+            chunks, shards = (z, y, x), None
+        arrays.append(
+            ArrayNode(
+                f"{at}/{k}" if at else str(k),
+                tuple(on_axes((*layout.shape[:2], *zyx), kept)),
+                layout.dtype,
+                tuple(on_axes((1, 1, *chunks), kept)),
+                shards,
+                kept,
+            )
+        )
+    return arrays
 
 
 def _models(version: OmeVersion) -> Any:
@@ -41,9 +169,11 @@ def image_attrs(layout: OutputLayout, version: OmeVersion, name: str) -> dict[st
     {'name': 't', 'type': 'time', 'unit': 'second'}
     """
     try:
-        attrs = copy.deepcopy(_named_image_attrs(layout, version))
+        hash(layout)
     except TypeError:  # a layout of lists (unhashable): no cache
         attrs = _image_attrs(layout, version, _NAME)
+    else:
+        attrs = copy.deepcopy(_named_image_attrs(layout, version))
     # The name is all that differs between the positions of a plate (thousands of them,
     # each a round of the models otherwise).
     attrs["multiscales"][0]["name"] = name
