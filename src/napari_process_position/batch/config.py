@@ -275,7 +275,7 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _limit_fits_the_job(self) -> RunConfig:
         if self.slurm is not None and self.memory_limit is not None:
-            job = parse_size(self.slurm.memory, "slurm.memory")
+            job = self.slurm.memory_bytes
             limit = parse_size(self.memory_limit, "memory_limit")
             if limit * self.slurm.worker_processes > job:
                 raise ConfigError(

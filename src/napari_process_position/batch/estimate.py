@@ -7,7 +7,7 @@ what it will), and is measured there (:mod:`.measuring`).
 From that: the workers that fit the CPUs and the memory
 (:func:`..core.memory.choose_workers`), the projected time and memory of a
 position and of the selection, and biahub's ``RESOURCES`` line for Nextflow.
-``--workers auto`` uses the same measurement (:func:`resolve_auto_workers`).
+``--workers auto`` uses the same measurement (:func:`.workers.measured_workers`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.execution import requested_mode
 from napari_process_position.batch.measuring import Measurement, measure_first_task
-from napari_process_position.batch.plan import RunPlan, plan_run
+from napari_process_position.batch.plan import plan_run
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.durations import seconds_text
 from napari_process_position.core.memory import (
@@ -35,7 +35,7 @@ from napari_process_position.core.memory import (
 )
 from napari_process_position.core.sizes import size_text
 
-__all__ = ["Estimate", "Measurement", "estimate_run", "measure_first_task", "resolve_auto_workers"]
+__all__ = ["Estimate", "Measurement", "estimate_run", "measure_first_task"]
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +289,13 @@ def estimate_run(config: RunConfig) -> Estimate:
     # `--workers N` sizes a job of N CPUs (a cluster's, say), whatever this machine has;
     # `--workers auto` sizes for this machine.
     cpus = available_cpus() if config.auto_workers else max(1, config.num_workers)
-    measurement = measure_first_task(config, plan, inner_threads=_measure_threads(config, cpus))
+    measurement = measure_first_task(
+        plan,
+        output=config.output,
+        version=config.ome_version,
+        inner_threads=_measure_threads(config, cpus),
+        memory_limit_bytes=None if config.use_threads else config.memory_limit_bytes,
+    )
     main = rss_bytes()
     budget = memory_budget()
     vpp = len(plan.times) * len(plan.channels)
@@ -311,34 +317,3 @@ def estimate_run(config: RunConfig) -> Estimate:
         main,
         volume_bytes,
     )
-
-
-def resolve_auto_workers(config: RunConfig, plan: RunPlan) -> tuple[RunConfig, WorkerChoice]:
-    """Pick ``num_workers`` for a ``num_workers: auto`` config by measuring one task.
-
-    Logs one line: how many workers and which budget decided.
-
-    Parameters
-    ----------
-    config
-        A config with ``auto_workers`` set.
-    plan
-        Its plan.
-
-    Returns
-    -------
-    RunConfig, WorkerChoice
-        The config with ``num_workers`` resolved (``auto_workers`` off), and the choice.
-
-    Raises
-    ------
-    ProcessPositionError
-        The measured task failed (see :func:`measure_first_task`).
-    """
-    cpus = available_cpus()
-    measurement = measure_first_task(config, plan, inner_threads=1)
-    tasks = len(plan.times) * len(plan.channels) * len(plan.keys)
-    choice, _, _ = _choices(config, measurement, cpus, memory_budget(), tasks)
-    log.info("%s", choice.reason)
-    resolved = config.model_copy(update={"num_workers": choice.workers, "auto_workers": False})
-    return resolved, choice

@@ -15,13 +15,13 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.plan import RunPlan
 from napari_process_position.core.apply import is_empty
 from napari_process_position.core.errors import InvalidStoreError
 from napari_process_position.engine.measure import TaskMeasure
 from napari_process_position.engine.trial import measure_in_worker
 from napari_process_position.store.create import create_output_position
+from napari_process_position.store.layout import OmeVersion
 
 __all__ = ["Measurement", "measure_first_task"]
 
@@ -63,10 +63,10 @@ def _first_volume(plan: RunPlan) -> tuple[int, int]:
     )
 
 
-def _scratch_parent(config: RunConfig) -> str | None:
+def _scratch_parent(output: str | None) -> str | None:
     """Beside the output when it has a folder (its file system), else the temporary folder."""
-    if config.output:
-        parent = Path(config.output).expanduser().resolve().parent
+    if output:
+        parent = Path(output).expanduser().resolve().parent
         if parent.is_dir() and os.access(parent, os.W_OK):
             return str(parent)
     return None
@@ -79,15 +79,28 @@ def _disk_bytes(array_dir: Path) -> int:
     )
 
 
-def measure_first_task(config: RunConfig, plan: RunPlan, *, inner_threads: int) -> Measurement:
+def measure_first_task(
+    plan: RunPlan,
+    *,
+    output: str | None,
+    version: OmeVersion,
+    inner_threads: int,
+    memory_limit_bytes: int | None,
+) -> Measurement:
     """Run the first non-empty (t, c) task of the first position in a worker and measure it.
 
     Parameters
     ----------
-    config, plan
-        The run and its plan (:func:`..plan.plan_run`).
+    plan
+        The run's plan (:func:`..plan.plan_run`).
+    output
+        The run's output (the scratch output goes beside it), or None.
+    version
+        The output's OME-Zarr version (the scratch output's).
     inner_threads
         BLAS/OpenMP threads of the worker, as a run gives each worker.
+    memory_limit_bytes
+        The worker's memory limit (None: none).
 
     Returns
     -------
@@ -104,7 +117,7 @@ def measure_first_task(config: RunConfig, plan: RunPlan, *, inner_threads: int) 
     """
     if plan.spec is None:  # pragma: no cover - plan_run looks the transform up by default
         raise InvalidStoreError("an estimate needs a transform")
-    scratch_parent = _scratch_parent(config)
+    scratch_parent = _scratch_parent(output)
     key = plan.keys[0]
     t, c = _first_volume(plan)
     full = plan.layouts[key]
@@ -116,21 +129,19 @@ def measure_first_task(config: RunConfig, plan: RunPlan, *, inner_threads: int) 
     )
     scratch = Path(tempfile.mkdtemp(prefix=".npp-estimate-", dir=scratch_parent))
     try:
-        output = create_output_position(
-            scratch / "estimate.zarr", layout, version=config.ome_version
-        )
+        scratch_output = create_output_position(scratch / "estimate.zarr", layout, version=version)
         measured = measure_in_worker(
             plan.spec.ref,
             plan.inputs[key],
-            output,
+            scratch_output,
             time_index=t,
             channel=c,
             params=plan.params,
             name=plan.spec.name,
             inner_threads=inner_threads,
-            memory_limit_bytes=None if config.use_threads else config.memory_limit_bytes,
+            memory_limit_bytes=memory_limit_bytes,
         )
-        disk = _disk_bytes(Path(output.path) / "0")
+        disk = _disk_bytes(Path(scratch_output.path) / "0")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return Measurement(key, t, c, measured.task, measured.startup_seconds, disk)

@@ -7,7 +7,7 @@ from typing import Any
 from napari_process_position.batch.config import SlurmSettings
 from napari_process_position.batch.extras import require
 from napari_process_position.core.errors import DaskClusterError, InvalidArgumentError
-from napari_process_position.core.sizes import parse_size, size_text
+from napari_process_position.core.sizes import size_text
 
 __all__ = ["slurm_cluster", "slurm_job_script"]
 
@@ -52,7 +52,7 @@ def slurm_cluster(
     if settings.interface:
         kwargs["interface"] = settings.interface
     if memory_limit is not None:
-        job = parse_size(settings.memory, "slurm.memory")
+        job = settings.memory_bytes
         if memory_limit * settings.worker_processes > job:
             raise InvalidArgumentError(
                 f"memory_limit {size_text(memory_limit)} x {settings.worker_processes} worker(s) "

@@ -70,6 +70,11 @@ class SlurmSettings(BaseModel):
         return self
 
     @property
+    def memory_bytes(self) -> int:
+        """``memory`` in bytes (the one grammar of amounts, :func:`..core.sizes.parse_size`)."""
+        return parse_size(self.memory, "slurm.memory")
+
+    @property
     def worker_processes(self) -> int:
         """Dask worker processes per job."""
         return self.processes or self.cores

@@ -14,8 +14,9 @@ from napari_process_position.batch.execution import (
 )
 from napari_process_position.batch.plan import RunPlan
 from napari_process_position.engine.pool import ProcessPool
+from napari_process_position.store.layout import OmeVersion
 
-__all__ = ["decide_execution"]
+__all__ = ["decide_execution", "measured_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -37,38 +38,59 @@ def _warn_memory_limit(config: RunConfig) -> None:
         )
 
 
-def _auto_workers(
-    config: RunConfig, plan: RunPlan, pool: ProcessPool | None, executor: cf.Executor | None
-) -> tuple[RunConfig, WorkersReason]:
-    """``num_workers: auto`` -> a number: measured on this machine, or what runs the tasks."""
-    if config.uses_dask or executor is not None:
-        text = "workers: auto is not measured: the tasks run on " + (
-            "Dask's workers" if config.uses_dask else f"the given {type(executor).__name__}"
-        )
-        log.info("%s", text)
-        kind: ReasonKind = "dask" if config.uses_dask else "executor"
-        return config.model_copy(update={"auto_workers": False}), WorkersReason(kind, None, text)
-    if pool is not None:
-        text = f"workers: {pool.num_workers} (the given process pool)"
-        log.info("%s", text)
-        update = {"num_workers": pool.num_workers, "auto_workers": False}
-        return config.model_copy(update=update), WorkersReason("pool", pool.num_workers, text)
-    from napari_process_position.batch.estimate import resolve_auto_workers
+def measured_workers(
+    plan: RunPlan,
+    *,
+    use_threads: bool,
+    memory_limit_bytes: int | None,
+    output: str | None,
+    version: OmeVersion,
+) -> WorkersReason:
+    """Measure one task of ``plan`` and return the workers that fit (``num_workers: auto``).
 
-    resolved, choice = resolve_auto_workers(config, plan)
-    return resolved, WorkersReason("measured", choice.workers, choice.reason)
+    The task runs in a fresh worker process (:func:`.measuring.measure_first_task`);
+    the workers are the most that both the CPUs and the memory allow for its
+    peak (:func:`..core.memory.choose_workers`). Logs one line: how many, and
+    which budget decided.
+
+    Raises
+    ------
+    ProcessPositionError
+        The measured task failed.
+    """
+    from napari_process_position.batch.measuring import measure_first_task
+    from napari_process_position.core.budget import available_cpus
+    from napari_process_position.core.memory import choose_workers, memory_budget
+
+    measurement = measure_first_task(
+        plan,
+        output=output,
+        version=version,
+        inner_threads=1,
+        memory_limit_bytes=None if use_threads else memory_limit_bytes,
+    )
+    choice = choose_workers(
+        available_cpus(),
+        memory_budget(),
+        measurement.task.peak_above,
+        use_threads=use_threads,
+        worker_baseline=0 if use_threads else measurement.task.baseline,
+        tasks=len(plan.times) * len(plan.channels) * len(plan.keys),
+    )
+    log.info("%s", choice.reason)
+    return WorkersReason("measured", choice.workers, choice.reason)
 
 
-def _capped(config: RunConfig) -> tuple[RunConfig, WorkersReason | None]:
+def _capped(config: RunConfig) -> WorkersReason | None:
     """Cap local workers at the CPUs this process may use (more only share the same cores)."""
     from napari_process_position.core.budget import available_cpus
 
     cpus = available_cpus()
     if config.num_workers <= cpus:
-        return config, None
+        return None
     text = f"{config.num_workers} workers asked, {cpus} used ({cpus} CPUs available)"
     log.info("%s", text)
-    return config.model_copy(update={"num_workers": cpus}), WorkersReason("capped", cpus, text)
+    return WorkersReason("capped", cpus, text)
 
 
 def decide_execution(
@@ -80,11 +102,11 @@ def decide_execution(
 ) -> tuple[RunConfig, Execution]:
     """Decide where a run's tasks run, once: mode, workers and why, the given pool or executor.
 
-    ``num_workers: auto`` is measured here (one task in a worker process,
-    :func:`.estimate.resolve_auto_workers`) unless a pool, an executor or Dask
-    decides; local workers beyond the CPUs available are capped. The Dask
-    session is not opened here: :func:`.prepare.prepare_run` opens it, after
-    the output's locks are taken, and adds it to the Execution.
+    Local workers beyond the CPUs available are capped. ``num_workers: auto``
+    is measured (one task in a worker process, :func:`measured_workers`)
+    unless a pool, an executor or Dask decides. The Dask session is not
+    opened here: :func:`.prepare.prepare_run` opens it, before the output is
+    claimed, and adds it to the Execution.
 
     Returns
     -------
@@ -98,10 +120,32 @@ def decide_execution(
     """
     _warn_memory_limit(config)
     reason = None
-    if config.auto_workers:
-        config, reason = _auto_workers(config, plan, pool, executor)
-    elif pool is None and executor is None and not config.uses_dask:
-        config, reason = _capped(config)
+    if not config.auto_workers:
+        if pool is None and executor is None and not config.uses_dask:
+            reason = _capped(config)
+    elif config.uses_dask or executor is not None:
+        text = "workers: auto is not measured: the tasks run on " + (
+            "Dask's workers" if config.uses_dask else f"the given {type(executor).__name__}"
+        )
+        log.info("%s", text)
+        kind: ReasonKind = "dask" if config.uses_dask else "executor"
+        reason = WorkersReason(kind, None, text)
+    elif pool is not None:
+        text = f"workers: {pool.num_workers} (the given process pool)"
+        log.info("%s", text)
+        reason = WorkersReason("pool", pool.num_workers, text)
+    else:
+        reason = measured_workers(
+            plan,
+            use_threads=config.use_threads,
+            memory_limit_bytes=config.memory_limit_bytes,
+            output=config.output,
+            version=config.ome_version,
+        )
+    update: dict[str, object] = {"auto_workers": False}
+    if reason is not None and reason.workers is not None:
+        update["num_workers"] = reason.workers
+    config = config.model_copy(update=update) if reason is not None else config
     mode = requested_mode(
         num_workers=config.num_workers,
         use_threads=config.use_threads,

@@ -25,7 +25,7 @@ from napari_process_position.store.layout import (
     PositionInfo,
     StoreInfo,
 )
-from napari_process_position.store.metadata import group_attrs, open_store, read_position
+from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.store.nodes import (
     ArrayNode,
     GroupNode,
@@ -86,15 +86,19 @@ def join_output(root: Path, layouts: dict[str, OutputLayout], *, plate: bool = T
     OutputExistsError
         A position cannot hold its layout, or ``root`` is not a plate.
     """
-    if not plate:
-        (layout,) = layouts.values()
-        check_fits(str(root), read_position(root), layout)
+    existing = open_store(root) if plate else None
+    if existing is None:  # the output is one position
+        found = {key: read_position(root) for key in layouts}
+    else:
+        found = {
+            k: read_position(existing.position_path(k), k)
+            for k in layouts
+            if k in existing.position_keys
+        }
+    for key, info in found.items():
+        check_fits(f"{root}/{key}" if plate else str(root), info, layouts[key])
+    if existing is None:
         return
-    existing = open_store(root)
-    for key, layout in layouts.items():
-        if key in existing.position_keys:
-            info = read_position(existing.position_path(key), key)
-            check_fits(f"{root}/{key}", info, layout)
     missing = {k: v for k, v in layouts.items() if k not in existing.position_keys}
     if not missing:
         return  # nothing is written when every position is there
@@ -180,9 +184,10 @@ def _write_nodes(
     for group in groups:
         path = root / group.path
         ours = {PROVENANCE_KEY: creation_mark(made)} if made and not group.path else {}
-        if group.merge or (group.if_absent and group_attrs(path) is not None):
-            if group.merge:
-                _merge_attrs(path, group.attrs, zarr_format)
+        if group.merge:
+            _merge_attrs(path, group.attrs, zarr_format)
+            continue
+        if group.if_absent and path.exists():
             continue
         document = (
             {"ome": {"version": "0.5", **group.attrs}, **ours}

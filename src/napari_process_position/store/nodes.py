@@ -48,7 +48,7 @@ class GroupNode:
 
     ``merge``: merge ``attrs`` into an existing group's attributes (a plate
     joined: how it was made, a user's own keys stay); ``if_absent``: write it
-    only when there is no group there yet (a plate's row).
+    only when nothing is there yet (a plate's row).
     """
 
     path: str
