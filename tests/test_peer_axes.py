@@ -84,7 +84,7 @@ def test_ngff_zarr_zyx_and_tzyx_stay_as_they_are(tmp_path, version, dims, shape)
 
 
 def test_a_transform_that_makes_channels_adds_a_channel_axis(tmp_path):
-    from napari_process_position.batch.plan import output_axes
+    from napari_process_position.store.layout import output_axes
 
     assert output_axes("zyx", 1, 2) == "czyx"
     assert output_axes("tzyx", 3, 1) == "tzyx"

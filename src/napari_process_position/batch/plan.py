@@ -9,8 +9,8 @@ transform call as a run (:func:`..core.apply.apply_transform`).
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
@@ -18,17 +18,16 @@ from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.sampling import sample_positions
 from napari_process_position.core.apply import apply_transform, is_empty, raised_by_transform
 from napari_process_position.core.errors import (
-    InvalidArgumentError,
     InvalidStoreError,
     PositionNotFoundError,
     TransformError,
 )
-from napari_process_position.core.pyramid import auto_levels
 from napari_process_position.store.layout import (
     OutputLayout,
     PositionInfo,
     StoreInfo,
-    moved_origin,
+    layout_from,
+    output_axes,
 )
 from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.transforms import TransformSpec
@@ -37,6 +36,7 @@ from napari_process_position.transforms.registry import get_transform
 __all__ = [
     "RunPlan",
     "all_if_none",
+    "output_axes",  # (its home is store.layout; here for the widget's form)
     "output_layout",
     "plan_run",
     "plan_store",
@@ -112,70 +112,53 @@ def _probe(
     )
 
 
-def output_axes(input_axes: str, n_times: int, n_channels: int) -> str:
-    """Return the output's axes: the input's, with t or c added when it holds several.
-
-    Examples
-    --------
-    >>> output_axes("czyx", 1, 2), output_axes("zyx", 1, 2), output_axes("tczyx", 1, 1)
-    ('czyx', 'czyx', 'tczyx')
-    """
-    wanted = (
-        set(input_axes) | ({"t"} if n_times > 1 else set()) | ({"c"} if n_channels > 1 else set())
-    )
-    return "".join(a for a in "tczyx" if a in wanted)
-
-
 def output_layout(
     spec: TransformSpec,
     info: PositionInfo,
     params: dict[str, Any],
     channels: list[int],
     times: list[int],
+    *,
+    levels: int | Literal["auto"] = 1,
 ) -> OutputLayout:
-    """Shape, dtype, scale and channel names of the output of ``spec`` on ``info``."""
+    """Shape, dtype, scale and channel names of the output of ``spec`` on ``info``.
+
+    From the transform's declarations (``@transform(same_shape=...,
+    output_zyx_shape=...)``), or by running it once on the first non-empty
+    selected volume; the rest as :func:`..store.layout.layout_from` makes it.
+    """
     meta = spec.meta
-    zyx = info.volume_shape
-    names = [info.channel_names[c] for c in channels]
-    scale = list(info.scale)
-    if meta.output_scale is not None:
-        scale[2:] = [float(s) for s in meta.output_scale(tuple(info.scale[2:]), **params)]
-    translation = moved_origin(info.translation, info.scale, tuple(scale))
     probed: np.ndarray | None = None
+    if meta.output_zyx_shape is None and not meta.same_shape:
+        probed = _probe(spec, info, channels, times, params)  # its shape and dtype, as run
     if meta.output_zyx_shape is not None:
-        out_zyx = tuple(int(n) for n in meta.output_zyx_shape(zyx, **params))
-    elif meta.same_shape:
-        out_zyx = zyx
+        out_zyx = tuple(int(n) for n in meta.output_zyx_shape(info.volume_shape, **params))
     else:
-        probed = _probe(spec, info, channels, times, params)
-        out_zyx = tuple(probed.shape[-3:])
+        out_zyx = tuple(probed.shape[-3:]) if probed is not None else info.volume_shape
     if meta.output_dtype is not None:
         dtype = np.dtype(meta.output_dtype(np.dtype(info.dtype), **params))
-    elif meta.same_shape or meta.output_zyx_shape is not None:
-        dtype = np.dtype(info.dtype)
     else:
-        if probed is None:
-            probed = _probe(spec, info, channels, times, params)
-        dtype = probed.dtype
+        dtype = probed.dtype if probed is not None else np.dtype(info.dtype)
     if dtype.kind not in "biuf" or dtype.itemsize > 8:
         raise TransformError(
             f"transform {spec.name!r} produces {dtype}, which OME-Zarr cannot store"
         )
     if dtype == np.float16 or dtype.kind == "b":
         dtype = np.dtype("float32") if dtype == np.float16 else np.dtype("uint8")
+    scale = list(info.scale)
+    if meta.output_scale is not None:
+        scale[2:] = [float(s) for s in meta.output_scale(tuple(info.scale[2:]), **params)]
+    names = [info.channel_names[c] for c in channels]
     if meta.output_channel_names is not None:
         names = [str(n) for n in meta.output_channel_names(names, **params)]
-    default_units: tuple[str | None, ...] = OutputLayout.__dataclass_fields__["units"].default  # type: ignore[assignment]
-    units = tuple(info.units) if any(info.units) else default_units
-    return OutputLayout(
-        shape=(len(times), len(names), out_zyx[0], out_zyx[1], out_zyx[2]),
+    return layout_from(
+        info,
+        len(times),
+        names,
+        zyx=out_zyx,
         dtype=dtype.str,
-        scale=tuple(scale),
-        channel_names=tuple(names),
-        units=units,
-        translation=translation,
-        shared_transforms=info.shared_transforms,
-        axes=output_axes(info.array_axes, len(times), len(names)),
+        scale=scale if meta.output_scale is not None else None,
+        levels=levels,
     )
 
 
@@ -204,31 +187,6 @@ class RunPlan:
     channels: list[int]
     times: list[int]
     layouts: dict[str, OutputLayout]
-
-
-def _like_input(info: PositionInfo, channels: list[int], times: list[int]) -> OutputLayout:
-    default: tuple[str | None, ...] = OutputLayout.__dataclass_fields__["units"].default  # type: ignore[assignment]
-    return OutputLayout(
-        shape=(len(times), len(channels), *info.volume_shape),
-        dtype=info.dtype,
-        scale=info.scale,
-        channel_names=tuple(info.channel_names[c] for c in channels),
-        units=tuple(info.units) if any(info.units) else default,
-        translation=info.translation,
-        shared_transforms=info.shared_transforms,
-        axes=output_axes(info.array_axes, len(times), len(channels)),
-    )
-
-
-def _with_levels(layout: OutputLayout, levels: int | str) -> OutputLayout:
-    """Return the layout with its resolution levels: a number, or ``"auto"`` (Y, X <= 512)."""
-    count = auto_levels(layout.shape[2:]) if levels == "auto" else int(levels)
-    if count > 1 and layout.axes != "tczyx":
-        raise InvalidArgumentError(
-            f"pyramid levels are written for outputs with axes t, c, z, y, x; this output has "
-            f"{'/'.join(layout.axes)} (the input's); run without --pyramid-levels"
-        )
-    return replace(layout, levels=count) if count != layout.levels else layout
 
 
 def plan_run(
@@ -313,10 +271,14 @@ def plan_store(config: RunConfig, store: StoreInfo, *, sized_by_transform: bool 
         )
         if signature not in sized:
             sized[signature] = (
-                output_layout(spec, info, params, channels, times)
+                output_layout(spec, info, params, channels, times, levels=config.pyramid_levels)
                 if spec is not None
-                else _like_input(info, channels, times)
+                else layout_from(
+                    info,
+                    len(times),
+                    [info.channel_names[c] for c in channels],
+                    levels=config.pyramid_levels,
+                )
             )
         layouts[key] = sized[signature]
-    layouts = {k: _with_levels(v, config.pyramid_levels) for k, v in layouts.items()}
     return RunPlan(store, keys, inputs, spec, params, channels, times, layouts)

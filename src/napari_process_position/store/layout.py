@@ -25,7 +25,9 @@ __all__ = [
     "PositionInfo",
     "StoreInfo",
     "Transforms",
+    "layout_from",
     "moved_origin",
+    "output_axes",
     "to_tczyx",
     "world_geometry",
 ]
@@ -305,4 +307,74 @@ def moved_origin(
     return tuple(
         float(t) if n == s else float(t) + (float(n) - float(s)) / 2
         for t, s, n in zip(translation, scale, new_scale, strict=True)
+    )
+
+
+def output_axes(input_axes: str, n_times: int, n_channels: int) -> str:
+    """Return the output's axes: the input's, with t or c added when it holds several.
+
+    Examples
+    --------
+    >>> output_axes("czyx", 1, 2), output_axes("zyx", 1, 2), output_axes("tczyx", 1, 1)
+    ('czyx', 'czyx', 'tczyx')
+    """
+    wanted = (
+        set(input_axes) | ({"t"} if n_times > 1 else set()) | ({"c"} if n_channels > 1 else set())
+    )
+    return "".join(a for a in "tczyx" if a in wanted)
+
+
+def layout_from(
+    info: PositionInfo,
+    n_times: int,
+    channel_names: Sequence[str],
+    *,
+    zyx: Sequence[int] | None = None,
+    dtype: str | None = None,
+    scale: Sequence[float] | None = None,
+    levels: int | Literal["auto"] = 1,
+) -> OutputLayout:
+    """Return what an output position made from input position ``info`` holds.
+
+    ``n_times`` time points and the channels ``channel_names`` of volumes
+    ``zyx`` (default: the input's) of ``dtype`` (default: the input's), with
+    voxels ``scale`` (TCZYX; default: the input's). The rest comes from the
+    input: its units, its coordinate transformations, its translation (moved
+    by :func:`moved_origin` when the voxels change size) and its axes (with t
+    or c added when the output holds several, :func:`output_axes`).
+    ``levels``: resolution levels, a number or ``"auto"`` (the coarsest
+    level's Y and X at most 512, :func:`..core.pyramid.auto_levels`).
+
+    Raises
+    ------
+    InvalidArgumentError
+        More than one level for an output whose axes are not t, c, z, y, x.
+    """
+    from napari_process_position.core.errors import InvalidArgumentError
+    from napari_process_position.core.pyramid import auto_levels
+
+    new_scale = tuple(float(s) for s in scale) if scale is not None else tuple(info.scale)
+    out_zyx = tuple(int(n) for n in zyx) if zyx is not None else info.volume_shape
+    default_units: tuple[str | None, ...] = OutputLayout.__dataclass_fields__["units"].default  # type: ignore[assignment]
+    axes = output_axes(info.array_axes, n_times, len(channel_names))
+    count = auto_levels(out_zyx) if levels == "auto" else int(levels)
+    if count > 1 and axes != "tczyx":
+        raise InvalidArgumentError(
+            f"pyramid levels are written for outputs with axes t, c, z, y, x; this output has "
+            f"{'/'.join(axes)} (the input's); run without --pyramid-levels"
+        )
+    return OutputLayout(
+        shape=(n_times, len(channel_names), *out_zyx),  # type: ignore[arg-type]
+        dtype=dtype if dtype is not None else info.dtype,
+        scale=new_scale,
+        channel_names=tuple(channel_names),
+        units=tuple(info.units) if any(info.units) else default_units,
+        levels=count,
+        translation=(
+            moved_origin(info.translation, info.scale, new_scale)
+            if scale is not None
+            else info.translation
+        ),
+        shared_transforms=info.shared_transforms,
+        axes=axes,
     )
