@@ -153,6 +153,10 @@ class BatchRun:
         """The Dask session this run opened (None when not on Dask, or once closed)."""
         return self._dask
 
+    def key_or_first(self, key: str | None) -> str:
+        """Return ``key`` when the run has that position, else its first position."""
+        return key if key in self.keys else self.keys[0]
+
     def output_info(self, key: str) -> PositionInfo | None:
         """Return output position ``key``'s metadata, read once per run (None: no output).
 

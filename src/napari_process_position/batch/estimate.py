@@ -3,7 +3,7 @@
 One (t, c) task of the first selected position (its first non-empty volume)
 runs in a spawned worker process, as a run's process workers run it, into a
 scratch output beside the real one (the same file system, so writing costs
-what it will), and is measured there (:mod:`.measuring`).
+what it will), and is measured there (:func:`..engine.trial.measure_first_volume`).
 From that: the workers that fit the CPUs and the memory
 (:func:`..core.memory.choose_workers`), the projected time and memory of a
 position and of the selection, and biahub's ``RESOURCES`` line for Nextflow.
@@ -21,8 +21,7 @@ import numpy as np
 
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.execution import requested_mode
-from napari_process_position.batch.measuring import Measurement, measure_first_task
-from napari_process_position.batch.plan import plan_run
+from napari_process_position.batch.plan import plan_store
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.durations import seconds_text
 from napari_process_position.core.memory import (
@@ -34,8 +33,10 @@ from napari_process_position.core.memory import (
     rss_bytes,
 )
 from napari_process_position.core.sizes import size_text
+from napari_process_position.engine.trial import Measurement, measure_first_volume
+from napari_process_position.store.metadata import open_store
 
-__all__ = ["Estimate", "Measurement", "estimate_run", "measure_first_task"]
+__all__ = ["Estimate", "Measurement", "estimate_run"]
 
 log = logging.getLogger(__name__)
 
@@ -240,32 +241,6 @@ class Estimate:
         ]
 
 
-def _choices(
-    config: RunConfig, measurement: Measurement, cpus: int, budget: MemoryBudget | None, tasks: int
-) -> tuple[WorkerChoice, WorkerChoice, WorkerChoice]:
-    """Return the run's choice, and what threads and processes would each fit."""
-    task = measurement.task
-    threads = choose_workers(cpus, budget, task.peak_above, use_threads=True, tasks=tasks)
-    processes = choose_workers(
-        cpus, budget, task.peak_above, use_threads=False, worker_baseline=task.baseline, tasks=tasks
-    )
-    fitted = threads if config.use_threads else processes
-    if config.auto_workers:
-        return fitted, threads, processes
-    workers = max(1, min(config.num_workers, cpus, tasks))
-    note = ""
-    if fitted.by_memory is not None and workers > max(1, fitted.by_memory):
-        note = f"; more than the {fitted.by_memory} that fit the memory"
-    given = WorkerChoice(
-        workers,
-        cpus,
-        fitted.by_memory,
-        fitted.per_worker,
-        f"workers: {workers} (given: --workers {config.num_workers}{note})",
-    )
-    return given, threads, processes
-
-
 def estimate_run(config: RunConfig) -> Estimate:
     """Measure one task of ``config`` and project the whole run.
 
@@ -285,13 +260,23 @@ def estimate_run(config: RunConfig) -> Estimate:
         A bad input, selection or transform; the transform failing or running
         out of memory on the measured volume.
     """
-    plan = plan_run(config)
+    store = open_store(config.input)
+    plan = plan_store(config, store)
     # `--workers N` sizes a job of N CPUs (a cluster's, say), whatever this machine has;
     # `--workers auto` sizes for this machine.
     cpus = available_cpus() if config.auto_workers else max(1, config.num_workers)
-    measurement = measure_first_task(
-        plan,
-        output=config.output,
+    if plan.spec is None:  # pragma: no cover - plan_store looks the transform up by default
+        raise ValueError("an estimate needs a transform")
+    key = plan.keys[0]
+    measurement = measure_first_volume(
+        plan.spec.ref,
+        plan.inputs[key],
+        plan.layouts[key],
+        times=plan.times,
+        channels=plan.channels,
+        params=plan.params,
+        name=plan.spec.name,
+        beside=config.output,
         version=config.ome_version,
         inner_threads=_measure_threads(config, cpus),
         memory_limit_bytes=None if config.use_threads else config.memory_limit_bytes,
@@ -300,7 +285,18 @@ def estimate_run(config: RunConfig) -> Estimate:
     budget = memory_budget()
     vpp = len(plan.times) * len(plan.channels)
     volumes = vpp * len(plan.keys)
-    choice, threads, processes = _choices(config, measurement, cpus, budget, volumes)
+    task = measurement.task
+    threads = choose_workers(cpus, budget, task.peak_above, use_threads=True, tasks=volumes)
+    processes = choose_workers(
+        cpus,
+        budget,
+        task.peak_above,
+        use_threads=False,
+        worker_baseline=task.baseline,
+        tasks=volumes,
+    )
+    fitted = threads if config.use_threads else processes
+    choice = fitted if config.auto_workers else fitted.given(config.num_workers, volumes)
     layout = plan.layouts[plan.keys[0]]
     volume_bytes = int(np.prod(layout.shape[2:])) * np.dtype(layout.dtype).itemsize
     return Estimate(

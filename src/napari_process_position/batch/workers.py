@@ -48,7 +48,7 @@ def measured_workers(
 ) -> WorkersReason:
     """Measure one task of ``plan`` and return the workers that fit (``num_workers: auto``).
 
-    The task runs in a fresh worker process (:func:`.measuring.measure_first_task`);
+    The task runs in a fresh worker process (:func:`..engine.trial.measure_first_volume`);
     the workers are the most that both the CPUs and the memory allow for its
     peak (:func:`..core.memory.choose_workers`). Logs one line: how many, and
     which budget decided.
@@ -58,15 +58,23 @@ def measured_workers(
     ProcessPositionError
         The measured task failed.
     """
-    from napari_process_position.batch.measuring import measure_first_task
     from napari_process_position.core.budget import available_cpus
     from napari_process_position.core.memory import choose_workers, memory_budget
+    from napari_process_position.engine.trial import measure_first_volume
 
-    measurement = measure_first_task(
-        plan,
-        output=output,
+    if plan.spec is None:  # pragma: no cover - a run's plan has its transform
+        raise ValueError("measuring a task needs the plan's transform")
+    key = plan.keys[0]
+    measurement = measure_first_volume(
+        plan.spec.ref,
+        plan.inputs[key],
+        plan.layouts[key],
+        times=plan.times,
+        channels=plan.channels,
+        params=plan.params,
+        name=plan.spec.name,
+        beside=output,
         version=version,
-        inner_threads=1,
         memory_limit_bytes=None if use_threads else memory_limit_bytes,
     )
     choice = choose_workers(

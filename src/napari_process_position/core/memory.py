@@ -231,6 +231,19 @@ class WorkerChoice:
     per_worker: int
     reason: str
 
+    def given(self, asked: int, tasks: int) -> WorkerChoice:
+        """Return the choice when ``asked`` workers are given (``--workers N``) instead.
+
+        Capped by the CPUs and the tasks; the reason notes a count beyond what
+        fits the memory.
+        """
+        workers = max(1, min(asked, self.by_cpus, tasks))
+        note = ""
+        if self.by_memory is not None and workers > max(1, self.by_memory):
+            note = f"; more than the {self.by_memory} that fit the memory"
+        reason = f"workers: {workers} (given: --workers {asked}{note})"
+        return WorkerChoice(workers, self.by_cpus, self.by_memory, self.per_worker, reason)
+
 
 def choose_workers(
     cpus: int,

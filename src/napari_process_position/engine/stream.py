@@ -301,7 +301,7 @@ def position_tasks(
 ) -> list[Task]:
     """Plan the tasks of one position as a run plans them (with the run's identity digest).
 
-    :func:`position_run` runs them; :func:`.trial.measure_in_worker` runs one.
+    :func:`position_run` runs them; :func:`.trial.measure_first_volume` runs one.
 
     Returns
     -------

@@ -112,7 +112,7 @@ class RunJob:
 
     def key_shown(self, batch: BatchRun) -> str:
         """Return the position of ``batch`` whose volumes the layers show."""
-        return self.shown_key if self.shown_key in batch.keys else batch.keys[0]
+        return batch.key_or_first(self.shown_key)
 
     def attach(self, batch: BatchRun) -> None:
         """Hold the prepared batch (cancelled at once when the run was cancelled meanwhile)."""
@@ -199,12 +199,12 @@ def run_events(run: RunJob) -> Iterator[Event]:
         batch = prepare_run(run.config, pool=run.pool, wait=OUTPUT_WAIT_S)
         batch.stop_on_error = True
         batch.niceness = WORKER_NICENESS
-        key = run.key_shown(batch)
-        run.attach(batch)
-        shown_limits = input_limits(batch.inputs[key], batch.channels, batch.times[0])
+        key = batch.key_or_first(run.shown_key)
         written = batch.output_info(key)  # (read once per run: the engine starts with it)
+        run.attach(batch)
         if written is None:
             check_in_memory(batch.layouts[key])
+        shown_limits = input_limits(batch.inputs[key], batch.channels, batch.times[0])
         yield RunPrepared(batch, shown_limits, written)
         # The workers start once the main thread has added the output layers: adding a
         # layer is napari's dearest call, and it would share the cores with them.
