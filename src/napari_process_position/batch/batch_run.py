@@ -45,20 +45,15 @@ class BatchRun:
     the next; ``errors`` lists them, and ``failed`` is True at the end when
     any position failed. ``cancel()`` may be called from any thread.
 
-    What it runs is one :class:`.prepared.PreparedRun` (``prepared``): the
-    plan, the output positions and the :class:`.execution.Execution` (where
-    the tasks run). When the config names a Dask cluster, :func:`prepare_run`
-    connected to it (or started it) before writing anything; the end of the
-    iteration (or :meth:`close`) disconnects and stops what it started. With
-    a process pool or an executor, several positions are in flight at once so
-    that workers do not idle at the end of each position; Results of
-    different positions then interleave.
-
-    Read it through ``prepared`` (``input(key)``, ``layout(key)``,
-    ``output_path(key)``, ``execution``); ``config``, ``spec``, ``params``,
-    ``store``, ``keys``, ``inputs``, ``layouts``, ``channels``, ``times``,
-    ``output_paths``, ``executor``, ``dask`` and ``workers_reason`` are kept
-    as read-only views of it.
+    It runs one :class:`.prepared.PreparedRun` (``prepared``: the plan, the
+    output positions, the :class:`.execution.Execution`), and owns the Dask
+    session :func:`prepare_run` opened: the end of the iteration (or
+    :meth:`close`) stops what it started. With a process pool or an executor,
+    several positions are in flight at once (workers do not idle at the end
+    of each position); Results of different positions then interleave.
+    ``config``, ``spec``, ``params``, ``store``, ``keys``, ``inputs``,
+    ``layouts``, ``channels``, ``times``, ``output_paths``, ``executor``,
+    ``dask`` and ``workers_reason`` are read-only views of ``prepared``.
     """
 
     def __init__(self, prepared: PreparedRun, *, writer_lock: WriterLock | None = None) -> None:
