@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from napari.utils.notifications import show_error
+from psygnal import EmissionInfo
 
 from napari_process_position.core.errors import ProcessPositionError
 from napari_process_position.store.layout import PositionInfo, StoreInfo
@@ -23,6 +24,10 @@ from napari_process_position.widget.form_controller import FormController
 from napari_process_position.widget.params import param_value, param_widget, show_param_value
 
 __all__ = ["FormView"]
+
+
+#: The model's fields that their controls show as they are.
+_SHOWN_AS_IS = ("times", "overwrite", "pyramid_levels", "num_workers", "use_threads")
 
 
 def _path_text(value: Any) -> str | None:
@@ -65,7 +70,8 @@ class FormView:
         w.auto_workers.changed.connect(lambda value: form.set_auto_workers(value))
         w.use_threads.changed.connect(lambda value: form.set_threads(value))
         w.run_for.changed.connect(lambda value: form.set_run_compared(value == COMPARED_POSITIONS))
-        # Renders: whatever changed the model, the controls show it.
+        # Renders: whatever changed the model, the controls show it. (Bound methods only:
+        # psygnal holds them weakly, and a model's signals outlive nothing they reach.)
         model, chosen = form.model.events, form.selection.events
         chosen.store.connect(self._render_store)
         chosen.info.connect(self._render_position)
@@ -74,8 +80,7 @@ class FormView:
         model.channels.connect(self._render_channels)
         model.output.connect(self._render_output)
         model.auto_workers.connect(self._render_auto_workers)
-        for name in ("times", "overwrite", "pyramid_levels", "num_workers", "use_threads"):
-            getattr(model, name).connect(self._render_value(name))
+        model.all.connect(self._render_value)
         model.run_compared.connect(self._render_run_for)
         self.render()
         if form.model.transform is None:  # the transform offered first is the form's
@@ -84,8 +89,8 @@ class FormView:
     def render(self) -> None:
         """Show the whole model in the controls."""
         model = self.form.model
-        for name in ("times", "overwrite", "pyramid_levels", "num_workers", "use_threads"):
-            self._render_value(name)(getattr(model, name))
+        for name in _SHOWN_AS_IS:
+            self._set(getattr(self.w, name), getattr(model, name))
         self._render_output(model.output)
         self._render_auto_workers(model.auto_workers)
         self._render_run_for(model.run_compared)
@@ -239,9 +244,10 @@ class FormView:
     def _render_run_for(self, compared: bool) -> None:
         self._set(self.w.run_for, COMPARED_POSITIONS if compared else USUAL_POSITIONS)
 
-    def _render_value(self, name: str) -> Callable[[Any], None]:
-        widget = getattr(self.w, name)
-        return lambda value: self._set(widget, value)
+    def _render_value(self, info: EmissionInfo) -> None:
+        name = info.signal.name
+        if name in _SHOWN_AS_IS:
+            self._set(getattr(self.w, name), info.args[0])
 
     @staticmethod
     def _set(widget: Any, value: Any) -> None:
