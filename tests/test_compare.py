@@ -150,8 +150,7 @@ def test_a_newer_comparison_drops_the_older_one_s_tiles(plate) -> None:
 def test_live_recomputes_after_a_pause_and_only_while_comparing(plate) -> None:
     h = make(plate)
     comparison = h.controller.comparison
-    comparison.live = True
-    comparison.request()  # nothing to recompute yet
+    comparison.set_live(True)  # nothing to recompute yet
     assert h.launcher.timers == []
     comparison.pick(["C/*"])
     comparison.start()

@@ -65,8 +65,8 @@ def test_intents_change_the_model_and_the_run_is_built_from_it(plate) -> None:
     form.set_threads(False)
     assert [name for name, _ in changes] == [
         "channels",
+        "transform",  # (with its parameters: one change, signalled once both are set)
         "params",
-        "transform",
         "params",
         "channels",
         "times",
@@ -120,8 +120,15 @@ def test_choosing_a_transform_and_adding_one(plate) -> None:
     with pytest.raises(TransformNotFoundError):
         form.choose_transform("no_such_transform")
     assert form.model.transform is None and form.model.params == {}
+    seen = []
+    form.model.events.transform.connect(lambda name: seen.append((name, set(form.model.params))))
+    form.model.events.params.connect(
+        lambda params: seen.append((form.model.transform, set(params)))
+    )
     form.choose_transform("gaussian_blur")
     assert set(form.model.params) == {"sigma_z", "sigma_y", "sigma_x"}
+    blur = ("gaussian_blur", {"sigma_z", "sigma_y", "sigma_x"})
+    assert seen == [blur, blur], "each signal sees the transform with its own parameters"
     name = form.add_transform("npp_test_transforms:fail_on_time")
     assert form.model.transform == name == "npp_test_transforms:fail_on_time"
     assert "bad_time" in form.model.params

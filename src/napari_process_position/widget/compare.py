@@ -212,6 +212,11 @@ class Comparison:
             compare_events, job, self.is_current, on_event=lambda e: self._on_event(job, e)
         )
 
+    def set_live(self, live: bool) -> None:
+        """Recompute every tile on a change of the settings (live) or not; live starts now."""
+        self.live = bool(live)
+        self.request()
+
     def request(self) -> None:
         """Compare again once changes pause (live only): a setting or the time point changed."""
         if not (self.active and self.live) or self._blocked():

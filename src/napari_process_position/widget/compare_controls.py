@@ -121,12 +121,11 @@ def add_compare_controls(
 
     def on_compare(*_: Any) -> None:
         on_typed()
-        comparison.live = bool(w.compare_live.value)
+        comparison.set_live(bool(w.compare_live.value))
         comparison.start()
 
     def on_live(*_: Any) -> None:
-        comparison.live = bool(w.compare_live.value)
-        comparison.request()
+        comparison.set_live(bool(w.compare_live.value))
 
     w.compare_pick.changed.connect(on_quick)
     w.compare_positions.native.editingFinished.connect(on_typed)

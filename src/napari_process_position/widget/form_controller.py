@@ -147,13 +147,16 @@ class FormController:
         """
         if name == self.model.transform:
             return
-        if name is None:
-            self.model.params = {}
-        else:
-            parameters = self.spec(name).parameters()
+        params = {}
+        if name is not None:
             empty = inspect.Parameter.empty
-            self.model.params = {p.name: p.default for p in parameters if p.default is not empty}
-        self.model.transform = name
+            params = {p.name: p.default for p in self.spec(name).parameters()}
+            params = {key: value for key, value in params.items() if value is not empty}
+        events = self.model.events
+        # One change: what either signal reaches sees the new transform with its parameters.
+        with events.params.paused(), events.transform.paused():
+            self.model.params = params
+            self.model.transform = name
 
     def set_params(self, values: dict[str, Any]) -> None:
         """Set the transform's parameters (all of them, by name)."""
