@@ -1,7 +1,8 @@
 """The widget's controller: the state of runs and previews, and every decision about them.
 
 Qt-free (an import-linter contract). The view (:mod:`.view`) asks it to run,
-cancel or preview and tells it what changed; it starts background jobs
+cancel or preview, and sends the form's intents to :attr:`Controller.form`
+(:mod:`.form_controller`), whose model the controller reacts to; it starts background jobs
 through a :class:`Launcher`, receives their typed events (:mod:`.events`) on
 the main thread, drops those of a run or preview that is no longer current
 (by id), and hands volumes to a :class:`Sink` that does all layer work. With
