@@ -46,6 +46,7 @@ from napari_process_position.widget.events import (
     VolumeFinished,
 )
 from napari_process_position.widget.helpers import contrast_level, display_limits
+from napari_process_position.widget.ports import OutputLayers
 
 __all__ = [
     "IN_MEMORY_SHARE",
@@ -96,7 +97,8 @@ class Run:
     finished_at: float | None = None
     total: int = 0
     done: int = 0
-    outputs: Any = None
+    #: The output layers (once the run is prepared).
+    outputs: OutputLayers[Any] | None = None
     worker: Any = None
     #: What the output layers show of a time point: what is read back of a written volume.
     shown: tuple[OnScreen, ...] = (OnScreen(),)
@@ -298,8 +300,8 @@ class PreviewJob:
     started: float = field(default_factory=time.perf_counter)
     region_used: Region | None = None
     note: str | None = None
-    layout: Any = None
-    outputs: Any = None
+    layout: OutputLayout | None = None
+    outputs: OutputLayers[Any] | None = None
     fresh: bool = False
     shown: set[int] = field(default_factory=set)
     shown_at: float | None = None
