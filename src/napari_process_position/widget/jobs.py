@@ -27,7 +27,12 @@ from napari_process_position.batch.preview import open_source, preview_volume, r
 from napari_process_position.batch.run import BatchRun
 from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.core.identity import digest_value
-from napari_process_position.core.memory import MemoryBudget, memory_budget, trim_heap
+from napari_process_position.core.memory import (
+    MemoryBudget,
+    memory_budget,
+    trim_heap,
+    unmap_large_blocks,
+)
 from napari_process_position.core.sizes import size_text
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.layout import OutputLayout, PositionInfo
@@ -196,6 +201,7 @@ def run_events(run: Run) -> Iterator[Event]:
     them once, in its own words.
     """
     batch = None
+    unmap_large_blocks()  # (napari's heaps would keep the run's freed buffers: #17)
     try:
         # A run cancelled a moment ago may still be releasing the output: wait a little.
         batch = prepare_run(run.config, pool=run.pool, wait=OUTPUT_WAIT_S)
