@@ -15,7 +15,6 @@ import pytest
 
 import npp_test_transforms as tt
 from conftest import random_tczyx, write_plate
-from napari_process_position import RunConfig
 from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.core.memory import MemoryBudget
 from napari_process_position.store.metadata import read_position
@@ -24,7 +23,7 @@ from napari_process_position.widget.compare_job import (
     check_comparison_memory,
 )
 from napari_process_position.widget.controller import Controller
-from test_controller import ArraySink, RecordingView, StepLauncher
+from test_controller import ArraySink, RecordingView, StepLauncher, choose
 
 TRANSFORM = "npp_test_transforms:scale_offset"
 KEYS = [f"{r}/{c}/0" for r in "AB" for c in "123"] + ["C/1/0", "C/1/1", "C/2/0"]
@@ -66,26 +65,16 @@ def plate(tmp_path_factory):
     return write_plate(tmp_path_factory.mktemp("compare") / "in.zarr", data), data
 
 
-def make(plate, key="B/2/0", **changes):
+def make(plate, key="B/2/0", **settings):
     path, _data = plate
-    settings: dict[str, Any] = {
-        "input": str(path),
-        "positions": [key],
-        "transform": TRANSFORM,
-        "params": {"factor": 3.0, "offset": 0.5},
-        "num_workers": 2,
-        "use_threads": True,
-    }
-    config = RunConfig(**{**settings, **changes})
     view, sink, launcher, mosaic = (
-        RecordingView(config),
+        RecordingView(),
         ArraySink(),
         StepLauncher(),
         RecordingMosaic(),
     )
     controller = Controller(view, sink, launcher, mosaic)
-    controller.selection.choose_store(path)
-    controller.selection.choose_position(key)
+    choose(controller, path, key, **settings)
     return SimpleNamespace(
         controller=controller, view=view, sink=sink, launcher=launcher, mosaic=mosaic
     )
@@ -144,7 +133,7 @@ def test_a_newer_comparison_drops_the_older_one_s_tiles(plate) -> None:
     old.step()  # the layout
     old.step()  # one tile
     assert len(h.mosaic.tiles) == 1
-    h.view.config = h.view.config.model_copy(update={"params": {"factor": 5.0, "offset": 0.0}})
+    h.controller.form.set_params({"factor": 5.0, "offset": 0.0})
     comparison.start()
     old.finish()  # the stale job's remaining events are dropped
     assert len(h.mosaic.begun) == 1 and len(h.mosaic.tiles) == 1
@@ -161,8 +150,7 @@ def test_a_newer_comparison_drops_the_older_one_s_tiles(plate) -> None:
 def test_live_recomputes_after_a_pause_and_only_while_comparing(plate) -> None:
     h = make(plate)
     comparison = h.controller.comparison
-    comparison.live = True
-    comparison.request()  # nothing to recompute yet
+    comparison.set_live(True)  # nothing to recompute yet
     assert h.launcher.timers == []
     comparison.pick(["C/*"])
     comparison.start()

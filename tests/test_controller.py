@@ -2,7 +2,8 @@
 
 The launcher here holds each started job and runs it one event at a time when
 the test says so; the sink keeps plain numpy arrays; the view records what it
-is told. The stores, the engine and the transforms are the real ones.
+is told, and the form is set through the controller's intents, as the view
+sets it. The stores, the engine and the transforms are the real ones.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import pytest
 
 import npp_test_transforms as tt
 from conftest import random_tczyx, write_plate
-from napari_process_position import RunConfig
 from napari_process_position.store.metadata import read_position
 from napari_process_position.widget.controller import Controller
+from napari_process_position.widget.ports import OutputLayers
 
 
 class Job:
@@ -98,7 +99,7 @@ class ArraySink:
 
     def __init__(self) -> None:
         self.t_on_screen = 0
-        self.inputs_shown: list[tuple[str, Any]] = []
+        self.inputs: list[tuple[str, Any]] = []  # (position, times) of each show_inputs
         self.puts = 0
         self.made = 0
         self.arrays: dict[str, np.ndarray] = {}
@@ -106,8 +107,11 @@ class ArraySink:
         self.stores: list[Any] = []
 
     def show_inputs(self, info, times=None, limits=None, *, now=False):
-        self.inputs_shown.append((info.path, times))
+        self.inputs.append((info.path, times))
         return True
+
+    def shows_inputs_of(self, path) -> bool:
+        return any(shown == path for shown, _times in self.inputs)
 
     def outputs(self, layout, display, output, source, *, store=None):
         self.made += 1
@@ -116,13 +120,19 @@ class ArraySink:
         names = [f"{c} [{display}]" for c in layout.channel_names]
         for name in names:
             self.arrays[name] = np.zeros(shape, layout.dtype)
-        return names
+        return self._outputs(layout, names, store)
+
+    def _outputs(self, layout, names, store=None):
+        shape = (layout.shape[0], *layout.shape[2:])
+        meta = [{"channel": i} for i in range(len(names))]
+        arrays = [self.arrays[name] for name in names]
+        return OutputLayers(names, shape, np.dtype(layout.dtype), (1.0,) * 4, meta, arrays, 0)
 
     def existing_outputs(self, layout, display, source):
         names = [f"{c} [{display}]" for c in layout.channel_names]
         shape = (layout.shape[0], *layout.shape[2:])
         if all(n in self.arrays and self.arrays[n].shape == shape for n in names):
-            return names
+            return self._outputs(layout, names)
         return None
 
     def put(
@@ -143,7 +153,7 @@ class ArraySink:
         if not valid():
             return
         self.puts += 1
-        target = self.arrays[outputs[index]]
+        target = self.arrays[outputs.names[index]]
         if where is None:
             target[t] = volume
         else:
@@ -169,15 +179,20 @@ class ArraySink:
         self.stopped_following = getattr(self, "stopped_following", 0) + 1
 
     def alive(self, outputs):
-        return all(name in self.arrays for name in outputs)
+        return all(name in self.arrays for name in outputs.names)
 
     def ids(self, outputs):
-        return frozenset(outputs)
+        return frozenset(outputs.names)
 
     def layer_ids(self):
         return set(self.arrays)
 
+    def inputs_shown(self, info, channels):
+        return self.shows_inputs_of(info.path)
+
     def input_time_on_screen(self, info, channels):
+        if not self.shows_inputs_of(info.path):
+            raise AssertionError("asked for the time on screen before showing the inputs")
         return self.t_on_screen
 
     def preview_region(self, info, z_text):
@@ -191,19 +206,12 @@ class ArraySink:
 
 
 class RecordingView:
-    def __init__(self, config: RunConfig) -> None:
-        self.config = config
+    def __init__(self) -> None:
         self.statuses: list[tuple[str, bool]] = []
         self.busy: list[bool] = []
         self.progress: list[tuple[int, int]] = []
         self.live = False
         self.region = False
-
-    def current_config(self):
-        return self.config
-
-    def run_settings(self):
-        return self.config, None
 
     def preview_options(self):
         return self.live, self.region, "all"
@@ -225,21 +233,25 @@ def plate(tmp_path):
     return store, data
 
 
-def make(plate, **changes):
+def choose(controller: Controller, store, key: str, **settings: Any) -> None:
+    """Set the form through the controller's intents, as the view sends them."""
+    form = controller.form
+    form.choose_input(store)
+    form.choose_position(key)
+    form.choose_transform(settings.get("transform", TRANSFORM))
+    form.set_params(settings.get("params", {"factor": 3.0, "offset": 0.5}))
+    if settings.get("channels") is not None:
+        form.set_channels(settings["channels"])
+    form.set_output(settings.get("output"))
+    form.set_workers(settings.get("num_workers", 2))
+    form.set_threads(settings.get("use_threads", True))
+
+
+def make(plate, **settings):
     store, _data = plate
-    settings: dict[str, Any] = {
-        "input": str(store),
-        "positions": ["A/1/0"],
-        "transform": TRANSFORM,
-        "params": {"factor": 3.0, "offset": 0.5},
-        "num_workers": 2,
-        "use_threads": True,
-    }
-    config = RunConfig(**{**settings, **changes})
-    view, sink, launcher = RecordingView(config), ArraySink(), StepLauncher()
+    view, sink, launcher = RecordingView(), ArraySink(), StepLauncher()
     controller = Controller(view, sink, launcher)
-    controller.selection.choose_store(store)
-    controller.selection.choose_position("A/1/0")
+    choose(controller, store, "A/1/0", **settings)
     return controller, view, sink, launcher
 
 
@@ -315,11 +327,7 @@ def test_a_failing_transform_is_reported_once_with_its_time_point(plate):
 
 def test_bad_settings_do_not_start_a_run(plate):
     controller, view, _sink, launcher = make(plate)
-
-    def broken():
-        raise ValueError("select at least one channel")
-
-    view.run_settings = broken
+    controller.form.set_channels([])
     assert controller.run() is None
     assert launcher.jobs == []
     assert view.statuses[-1] == ("cannot run: select at least one channel", True)
@@ -354,8 +362,8 @@ def test_live_preview_is_debounced_and_skips_what_the_layers_hold(plate):
     controller.previews.request()  # nothing changed: the layers hold it
     launcher.fire_timers()
     assert controller.previews.started == 1
-    view.config = view.config.model_copy(update={"params": {"factor": 5.0, "offset": 0.5}})
-    controller.previews.request()
+    controller.form.set_params({"factor": 5.0, "offset": 0.5})  # (a live preview is requested)
+    assert len(launcher.timers) == 1
     launcher.fire_timers()
     launcher.finish_all()
     assert controller.previews.started == 2
@@ -364,11 +372,11 @@ def test_live_preview_is_debounced_and_skips_what_the_layers_hold(plate):
 
 
 def test_a_newer_change_drops_the_stale_preview(plate):
-    controller, view, sink, launcher = make(plate)
+    controller, _view, sink, launcher = make(plate)
     controller.previews.preview()
     old = launcher.jobs[0]
     old.step()  # its layout only
-    view.config = view.config.model_copy(update={"params": {"factor": 7.0, "offset": 0.0}})
+    controller.form.set_params({"factor": 7.0, "offset": 0.0})
     controller.previews.preview()
     new = launcher.jobs[1]
     new.finish()

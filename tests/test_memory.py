@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -148,3 +152,50 @@ def test_peak_meter_sees_numpy_buffers():
         held = [np.ones(n) for _ in range(2)]  # 192 MiB, every page touched
         del held
     assert 0.9 < meter.peak_above / (192 * MiB) < 1.3
+
+
+_MMAPPED_AFTER = """
+import ctypes, sys
+import numpy as np
+from napari_process_position.core.memory import unmap_large_blocks
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+
+def mapped_apart(nbytes):
+    before = libc.mallinfo2().hblks
+    block = np.ones(nbytes, np.uint8)  # (touched, so it is really allocated)
+    after = libc.mallinfo2().hblks
+    del block
+    return after - before
+
+big = np.ones(16 * 2**20, np.uint8)
+del big  # freeing a mapped 16 MiB block raises glibc's threshold
+if sys.argv[1] == "fix":
+    assert unmap_large_blocks()
+print(mapped_apart(2 * 2**20))
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+    reason="glibc's allocator only",
+)
+def test_unmap_large_blocks_keeps_freed_buffers_out_of_the_heap():
+    """After a freed 16 MiB block 2 MiB blocks are heaped; unmap_large_blocks maps them apart."""
+    said = {}
+    for case in ("plain", "fix"):
+        out = subprocess.run(
+            [sys.executable, "-c", _MMAPPED_AFTER, case],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        said[case] = [int(n) for n in out.stdout.split()]
+    assert said["plain"] == [0]  # glibc raised its threshold: the 2 MiB block was heaped
+    assert said["fix"] == [1]  # a fixed threshold: mapped apart, so unmapped when freed

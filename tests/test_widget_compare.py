@@ -153,9 +153,8 @@ def test_live_comparison_follows_a_parameter_and_saving_keeps_the_picks(
             outputs[0].data[:, y : y + SHAPE[3], x : x + SHAPE[4]], expected[0]
         )
     widget.run_for.value = COMPARED_POSITIONS
-    from napari_process_position.widget.compare_controls import compared_positions
-
-    saved = widget.save_config(tmp_path / "batch.yaml", compared_positions(widget))
+    assert widget.controller.form.positions() == comparison.picks
+    saved = widget.save_config(tmp_path / "batch.yaml", widget.controller.form.positions())
     assert "A/1/0" in saved.read_text() and "B/1/0" not in saved.read_text()
     widget.compare_end.clicked()
 

@@ -18,7 +18,7 @@ pytest.importorskip("pytestqt")
 from napari_process_position.core.pyramid import pyramid
 from napari_process_position.store.metadata import read_position
 from napari_process_position.transforms import get_transform
-from napari_process_position.widget.form import form_config
+from napari_process_position.widget.form_controller import FormController
 from napari_process_position.widget.multiscale import level_plane
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -189,19 +189,14 @@ def test_pyramid_levels_are_not_written_for_an_output_without_five_axes(tmp_path
     czyx = np.random.default_rng(5).integers(1, 4000, size=(2, 4, 32, 32)).astype("uint16")
     group = zarr.open_group(str(tmp_path / "in.zarr"), mode="w", zarr_format=3)
     write_image(czyx, group, axes="czyx", fmt=FormatV05(), scale_factors=[2])
-    info = read_position(tmp_path / "in.zarr")
-    values = {
-        "store": str(tmp_path / "in.zarr"),
-        "info": info,
-        "key": info.key,
-        "channels": [0, 1],
-        "times_text": "all",
-        "output": str(tmp_path / "out.zarr"),
-        "pyramid_text": "3",
-        "settings": {"transform": "gaussian_blur"},
-    }
-    config, note = form_config(**values)
+    form = FormController()  # (the widget's form, set through its intents)
+    form.choose_input(tmp_path / "in.zarr")
+    form.choose_transform("gaussian_blur")
+    form.set_output(str(tmp_path / "out.zarr"))
+    form.set_pyramid_levels("3")
+    config, note = form.run_settings()
     assert config.pyramid_levels == 1
     assert note is not None and "c/z/y/x" in note
-    config, note = form_config(**{**values, "pyramid_text": "1"})
+    form.set_pyramid_levels("1")
+    config, note = form.run_settings()
     assert config.pyramid_levels == 1 and note is None

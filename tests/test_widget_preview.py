@@ -417,3 +417,41 @@ def test_a_run_s_layers_are_lazy_views_of_its_output_store(widget, qtbot, demo, 
         assert layer.data.held_bytes() <= 4 * written[0, c].nbytes
         np.testing.assert_array_equal(np.asarray(layer._data_view), written[t, c])
         np.testing.assert_array_equal(np.asarray(layer.data), written[:, c])
+
+
+# -- the time point on screen is a query ------------------------------------------------------
+
+
+def test_the_time_on_screen_is_asked_without_adding_a_layer(make_napari_viewer, demo):
+    from qtpy.QtCore import QObject
+
+    from napari_process_position.core.errors import InvalidArgumentError
+    from napari_process_position.widget.qt import QtLauncher
+    from napari_process_position.widget.sink import LayerSink
+
+    viewer = make_napari_viewer()
+    parent = QObject()
+    sink = LayerSink(viewer, QtLauncher(parent), follow=lambda: False, parent=parent)
+    info = read_position(demo / "A" / "1" / "0", "A/1/0")
+    assert not sink.inputs_shown(info, [0, 1])
+    with pytest.raises(InvalidArgumentError, match="show its channels first"):
+        sink.input_time_on_screen(info, [0, 1])
+    assert len(viewer.layers) == 0, "a query adds no layer"
+    sink.show_inputs(info, [0, 2], now=True)  # (a run's inputs: the selected time points)
+    assert len(viewer.layers) == info.shape[1] and sink.inputs_shown(info, [1])
+    viewer.dims.set_current_step(0, 1)
+    assert sink.input_time_on_screen(info, [1]) == 2, "index 1 of the time points 0 and 2"
+    assert len(viewer.layers) == info.shape[1]
+    sink.close()
+
+
+def test_a_preview_shows_the_inputs_it_reads_the_time_point_from(widget, qtbot):
+    w = widget
+    w.transform.value = "gaussian_blur"
+    names = [layer.name for layer in w.viewer.layers]
+    assert names == ["Nuclei", "Membrane"]
+    w.viewer.layers.clear()  # the user removed the input layers
+    before = shown_previews(w)
+    w.preview()
+    wait_for_preview(qtbot, w, before)
+    assert {"Nuclei", "Membrane"} <= {layer.name for layer in w.viewer.layers}

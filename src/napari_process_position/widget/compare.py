@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.plan import all_if_none, select_positions
 from napari_process_position.batch.sampling import (
     in_column,
@@ -111,6 +112,8 @@ class Comparison:
         The input store and position chosen in the form (None before one is).
     spec
         Finds a transform by name.
+    config
+        The run the form describes (built from the form's model).
     sink
         The widget's layers: the time point on screen, and the rectangle of a
         region-only comparison.
@@ -126,6 +129,7 @@ class Comparison:
         store: Callable[[], StoreInfo | None],
         info: Callable[[], PositionInfo | None],
         spec: Callable[[str], TransformSpec],
+        config: Callable[[], RunConfig],
         sink: Sink,
         blocked: Callable[[], bool],
     ) -> None:
@@ -135,7 +139,7 @@ class Comparison:
         self._store = store
         self._info = info
         self._spec = spec
-        self._time_on_screen = sink.input_time_on_screen
+        self._config = config
         self._sink = sink
         self._blocked = blocked
         self._generations = itertools.count(1)
@@ -208,6 +212,11 @@ class Comparison:
             compare_events, job, self.is_current, on_event=lambda e: self._on_event(job, e)
         )
 
+    def set_live(self, live: bool) -> None:
+        """Recompute every tile on a change of the settings (live) or not; live starts now."""
+        self.live = bool(live)
+        self.request()
+
     def request(self) -> None:
         """Compare again once changes pause (live only): a setting or the time point changed."""
         if not (self.active and self.live) or self._blocked():
@@ -224,7 +233,10 @@ class Comparison:
         job, info = self.job, self._info()
         if not (self.active and self.live) or job is None or info is None:
             return
-        if self._time_on_screen(info, list(job.channels)) != job.time_index:
+        channels = list(job.channels)
+        if not self._sink.inputs_shown(info, channels):
+            return  # (the inputs were removed: there is no time point on screen to follow)
+        if self._sink.input_time_on_screen(info, channels) != job.time_index:
             self.request()
 
     def is_current(self, generation: int) -> bool:
@@ -234,13 +246,15 @@ class Comparison:
     def _plan(self) -> CompareJob:
         if not self.picks:
             raise InvalidArgumentError("pick the positions to compare first")
-        config = self.view.current_config()
+        config = self._config()
         store = self._need_store()
         info = self._info()
         if info is None:
             raise InvalidArgumentError("choose a position first")
         channels = all_if_none(config.channels, info.shape[1])
-        time_index = self._time_on_screen(info, channels)
+        if not self._sink.inputs_shown(info, channels):
+            self._sink.show_inputs(info, now=True)
+        time_index = self._sink.input_time_on_screen(info, channels)
         keys = self._order(self.picks)
         for key in keys:
             if key not in self._infos:

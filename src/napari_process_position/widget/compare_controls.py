@@ -7,6 +7,9 @@ above Run: the form's position for Run and every position for the saved
 settings, or the compared positions for both. PageDown and PageUp step
 through the tiles. The decisions are the controller's
 :class:`~.compare.Comparison`; this module only binds the controls to it.
+**positions** is the form model's (:mod:`.form_view` binds it), and a change of
+the transform, its parameters or the channels reaches a live comparison through
+the model.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from napari_process_position.widget.compare import QUICK_PICKS, Comparison
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["COMPARED_POSITIONS", "USUAL_POSITIONS", "add_compare_controls", "compared_positions"]
+__all__ = ["COMPARED_POSITIONS", "USUAL_POSITIONS", "add_compare_controls"]
 
 #: Run runs the form's position, Save saves for every position.
 USUAL_POSITIONS = "Run: this position, Save: every position"
@@ -118,20 +121,17 @@ def add_compare_controls(
 
     def on_compare(*_: Any) -> None:
         on_typed()
-        comparison.live = bool(w.compare_live.value)
+        comparison.set_live(bool(w.compare_live.value))
         comparison.start()
 
     def on_live(*_: Any) -> None:
-        comparison.live = bool(w.compare_live.value)
-        comparison.request()
+        comparison.set_live(bool(w.compare_live.value))
 
     w.compare_pick.changed.connect(on_quick)
     w.compare_positions.native.editingFinished.connect(on_typed)
     w.compare_button.clicked.connect(on_compare)
     w.compare_end.clicked.connect(comparison.stop)
     w.compare_live.changed.connect(on_live)
-    for widget in (w.transform, w.transform_params, w.channels):
-        widget.changed.connect(comparison.request)
     w._settings.extend([w.compare_positions, w.compare_row])
     return _ViewerBindings(viewer, comparison)
 
@@ -179,10 +179,3 @@ class _ViewerBindings:
         self.viewer.dims.events.current_step.disconnect(self.stepped)
         self.viewer.bind_key("PageDown", None, overwrite=True)
         self.viewer.bind_key("PageUp", None, overwrite=True)
-
-
-def compared_positions(w: Any) -> list[str] | None:
-    """Return the positions saved settings run on: the compared ones, or None (every one)."""
-    if w.run_for.value != COMPARED_POSITIONS:
-        return None
-    return list(w.controller.comparison.picks) or None

@@ -1,7 +1,8 @@
 """The widget's controller: the state of runs and previews, and every decision about them.
 
 Qt-free (an import-linter contract). The view (:mod:`.view`) asks it to run,
-cancel or preview and tells it what changed; it starts background jobs
+cancel or preview, and sends the form's intents to :attr:`Controller.form`
+(:mod:`.form_controller`), whose model the controller reacts to; it starts background jobs
 through a :class:`Launcher`, receives their typed events (:mod:`.events`) on
 the main thread, drops those of a run or preview that is no longer current
 (by id), and hands volumes to a :class:`Sink` that does all layer work. With
@@ -12,7 +13,6 @@ synchronously, which is how tests drive it without Qt.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any, Literal
 
 from napari_process_position.batch.batch_run import BatchRun
@@ -23,9 +23,9 @@ from napari_process_position.core.errors import ProcessPositionError, TransformE
 from napari_process_position.core.transform_ref import check_picklable
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.layout import PositionInfo
-from napari_process_position.transforms import TransformSpec, get_transform
 from napari_process_position.widget.compare import Comparison, MosaicPort, NoMosaic
 from napari_process_position.widget.events import Failed, RunEnded, RunPrepared, VolumeFinished
+from napari_process_position.widget.form_controller import FormController
 from napari_process_position.widget.helpers import seconds_text
 from napari_process_position.widget.jobs import (
     WORKER_NICENESS,
@@ -36,7 +36,6 @@ from napari_process_position.widget.jobs import (
 )
 from napari_process_position.widget.ports import Launcher, Sink, ViewPort
 from napari_process_position.widget.previews import Previews
-from napari_process_position.widget.selection import Selection
 
 __all__ = ["Controller", "State"]
 
@@ -62,10 +61,8 @@ class Controller:
         self.view = view
         self.sink = sink
         self.launcher = launcher
-        #: The input store and position the form has chosen.
-        self.selection = Selection()
-        self.specs: dict[str, TransformSpec] = {}
-        self.callables: dict[str, Callable[..., Any]] = {}
+        #: The form's model and selection, and the intents the view sends (Qt-free).
+        self.form = FormController(compared=lambda: self.comparison.picks)
         self.pool: ProcessPool | None = None
         self.current: RunJob | None = None
         self.last: RunJob | None = None
@@ -77,19 +74,51 @@ class Controller:
             launcher,
             blocked=lambda: self.current is not None or self.closed or self.comparison.active,
             info=lambda: self.info,
-            spec=self.spec,
+            spec=self.form.spec,
+            config=self.form.config,
         )
         #: Compare positions of the plate (the widget's mosaic shows them).
         self.comparison = Comparison(
             view,
             launcher,
             mosaic if mosaic is not None else NoMosaic(),
-            store=lambda: self.selection.store,
+            store=lambda: self.form.selection.store,
             info=lambda: self.info,
-            spec=self.spec,
+            spec=self.form.spec,
+            config=self.form.config,
             sink=sink,
             blocked=lambda: self.current is not None or self.closed,
         )
+        self._react_to_the_form()
+
+    def _react_to_the_form(self) -> None:
+        """React to the form's changes, whoever made them (the view's intents, mostly)."""
+        model = self.form.model.events
+        for signal in (model.transform, model.params, model.channels):
+            signal.connect(self._setting_changed)
+        model.times.connect(self.previews.request)
+        model.num_workers.connect(self._mode_changed)
+        model.use_threads.connect(self._mode_changed)
+        self.form.selection.events.info.connect(self._position_chosen)
+
+    def _setting_changed(self) -> None:
+        self.previews.request()
+        self.comparison.request()
+
+    def _mode_changed(self) -> None:
+        model = self.form.model
+        idle = self.current is None and not self.closed
+        if idle and model.num_workers > 1 and not model.use_threads:  # warm a pool now
+            self.ensure_pool(model.num_workers, warm=True, transform=model.transform)
+
+    def _position_chosen(self, info: PositionInfo | None) -> None:
+        if info is None:
+            return
+        try:  # (its layers are there when the intent returns)
+            self.sink.show_inputs(info, now=True)
+        except Exception as exc:  # unreadable data: say so, keep the form usable
+            self.view.show_status(f"cannot show {info.path}: {exc}")
+        self.previews.request()
 
     # -- state -------------------------------------------------------------------------
     @property
@@ -109,60 +138,7 @@ class Controller:
     @property
     def info(self) -> PositionInfo | None:
         """The input position chosen in the form (None before one is)."""
-        return self.selection.info
-
-    def transform_choices(self, registry: list[TransformSpec]) -> list[tuple[str, str]]:
-        """Return ``(label, name)`` of every transform to offer: ``registry``'s, then added ones."""
-        choices = []
-        for spec in registry:
-            self.specs.setdefault(spec.name, spec)
-            choices.append((spec.display_name, spec.name))
-        known = {name for _, name in choices}
-        choices += [
-            (f"{spec.display_name} (custom)", name)
-            for name, spec in self.specs.items()
-            if name not in known
-        ]
-        return choices
-
-    def spec(self, name: str) -> TransformSpec:
-        """Return the transform of that name (added ones included)."""
-        return self.specs.get(name) or get_transform(name)
-
-    def add_transform(self, transform: str | Callable[..., Any]) -> str:
-        """Offer a transform of one's own and return the name it is listed under.
-
-        A function must be found again by its ``module:qualname`` reference (worker
-        processes import it so).
-
-        Returns
-        -------
-        str
-            The name it is listed under.
-
-        Raises
-        ------
-        TransformNotFoundError, TransformError
-            It cannot be found, or a function cannot be found again by its name.
-        """
-        spec = get_transform(transform)
-        name = spec.name
-        if callable(transform):
-            try:
-                found = get_transform(spec.ref).func
-            except ProcessPositionError:
-                found = None
-            if found is not transform:
-                raise TransformError(
-                    f"transform {spec.name!r} cannot be found by its name {spec.ref!r} (a lambda, "
-                    "a nested function, or one defined in a console?); define it at the top "
-                    "level of a .py file and add 'file.py:function'"
-                )
-            name = spec.ref
-            self.callables[name] = transform
-            spec = get_transform(name)
-        self.specs[name] = spec
-        return name
+        return self.form.selection.info
 
     def mode(self, config: RunConfig) -> str:
         """Return ``serial``, ``threads`` or ``processes`` (batch.execution's one rule)."""
@@ -183,7 +159,7 @@ class Controller:
         if pool is None:
             pool = self.pool = ProcessPool(workers, niceness=WORKER_NICENESS)
         if warm and not pool.processes():
-            spec = self.specs.get(transform or "")
+            spec = self.form.offered(transform)
             # The workers import the chosen transform now too, not in the first task.
             self.launcher.start(warm_pool, pool, spec.ref if spec else None)
         return pool
@@ -204,7 +180,7 @@ class Controller:
         if self.current is not None or self.closed:
             return None
         try:
-            config, note = self.view.run_settings()
+            config, note = self.form.run_settings()
         except (ValueError, ProcessPositionError) as exc:
             self.view.show_status(f"cannot run: {exc}", error=True)
             return None
@@ -217,7 +193,7 @@ class Controller:
             return None
         pool = None
         if self.mode(config) == "processes" and available_cpus() > 1:
-            func = self.callables.get(config.transform)
+            func = self.form.added_function(config.transform)
             try:
                 if func is not None:
                     check_picklable(func, config.params)
@@ -234,7 +210,8 @@ class Controller:
         self.view.set_busy(True)
         self.view.show_progress(0, 1)
         note_text = f" ({note})" if note else ""
-        self.view.show_status(f"Starting {self.spec(config.transform).display_name}…{note_text}")
+        display = self.form.spec(config.transform).display_name
+        self.view.show_status(f"Starting {display}…{note_text}")
         run.worker = self.launcher.start(
             run_events,
             run,
@@ -286,7 +263,7 @@ class Controller:
             batch.layouts[key], display, batch.config.output, info.path, store=event.output
         )
         run.shown = self.sink.on_screen(run.outputs)
-        if getattr(run.outputs, "adding", 0):
+        if run.outputs.adding:
             self.sink.when_shown(run.layers_ready.set)  # the workers start once they exist
         else:
             run.layers_ready.set()

@@ -27,7 +27,12 @@ from napari_process_position.batch.prepare import prepare_run
 from napari_process_position.batch.preview import open_source, preview_volume, region_fallback
 from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.core.identity import digest_value
-from napari_process_position.core.memory import MemoryBudget, memory_budget, trim_heap
+from napari_process_position.core.memory import (
+    MemoryBudget,
+    memory_budget,
+    trim_heap,
+    unmap_large_blocks,
+)
 from napari_process_position.core.sizes import size_text
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.layout import OutputLayout, PositionInfo
@@ -46,6 +51,7 @@ from napari_process_position.widget.events import (
     VolumeFinished,
 )
 from napari_process_position.widget.helpers import contrast_level, display_limits
+from napari_process_position.widget.ports import OutputLayers
 
 __all__ = [
     "IN_MEMORY_SHARE",
@@ -96,7 +102,8 @@ class RunJob:
     finished_at: float | None = None
     total: int = 0
     done: int = 0
-    outputs: Any = None
+    #: The output layers (once the run is prepared).
+    outputs: OutputLayers[Any] | None = None
     worker: Any = None
     #: What the output layers show of a time point: what is read back of a written volume.
     shown: tuple[OnScreen, ...] = (OnScreen(),)
@@ -194,6 +201,7 @@ def run_events(run: RunJob) -> Iterator[Event]:
     them once, in its own words.
     """
     batch = None
+    unmap_large_blocks()  # (napari's heaps would keep the run's freed buffers: #17)
     try:
         # A run cancelled a moment ago may still be releasing the output: wait a little.
         batch = prepare_run(run.config, pool=run.pool, wait=OUTPUT_WAIT_S)
@@ -298,8 +306,8 @@ class PreviewJob:
     started: float = field(default_factory=time.perf_counter)
     region_used: Region | None = None
     note: str | None = None
-    layout: Any = None
-    outputs: Any = None
+    layout: OutputLayout | None = None
+    outputs: OutputLayers[Any] | None = None
     fresh: bool = False
     shown: set[int] = field(default_factory=set)
     shown_at: float | None = None

@@ -9,7 +9,6 @@ output layers ``{"role": "output", "output", "channel", "input"}`` (under
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from napari_process_position.store.layout import OutputLayout, PositionInfo
 from napari_process_position.widget.helpers import METADATA_KEY, layer_meta
 from napari_process_position.widget.jobs import input_limits
 from napari_process_position.widget.multiscale import channel_data
+from napari_process_position.widget.ports import OutputLayers
 
 if TYPE_CHECKING:
     import napari
@@ -31,6 +31,7 @@ __all__ = [
     "find_input",
     "has",
     "input_layers",
+    "input_time",
     "move_to",
     "new_outputs",
     "output_layers",
@@ -39,31 +40,14 @@ __all__ = [
     "reusable_outputs",
     "set_input",
     "set_output",
+    "shown_input",
     "time_axis",
     "time_on_screen",
 ]
 
 
-@dataclass(eq=False)
-class Outputs:
-    """The output layers of one run or preview; a slot is None until its layer is made."""
-
-    names: list[str]
-    shape: tuple[int, ...]
-    dtype: np.dtype[Any]
-    scale: tuple[float, ...]
-    meta: list[dict[str, Any]]
-    layers: list[Image | None] = field(default_factory=list)
-    #: How many of the layers are new (added to the viewer, not reused).
-    adding: int = 0
-    #: Where voxel 0 sits (t, z, y, x), so that outputs overlay their input.
-    translate: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
-    #: The output position the run writes (its layers show it lazily), or None (in memory).
-    store: PositionInfo | None = None
-
-    def ready(self, index: int) -> bool:
-        """Tell whether the layer of output ``index`` exists."""
-        return self.layers[index] is not None
+#: The output layers of one run or preview, as napari Image layers.
+Outputs = OutputLayers["Image"]
 
 
 def tzyx(values: tuple[float, ...]) -> tuple[float, ...]:
@@ -107,6 +91,21 @@ def find_input(viewer: napari.viewer.Viewer, info: PositionInfo, name: str) -> I
         if same and layer.name == name:
             return layer  # type: ignore[no-any-return]
     return None
+
+
+def shown_input(
+    viewer: napari.viewer.Viewer, info: PositionInfo, channels: list[int]
+) -> Image | None:
+    """Return the first input layer that shows one of ``channels`` of ``info`` (None: none)."""
+    found = (find_input(viewer, info, info.channel_names[c]) for c in channels)
+    return next((layer for layer in found if layer is not None), None)
+
+
+def input_time(viewer: napari.viewer.Viewer, layer: Image) -> int:
+    """Return the input time point that input ``layer`` shows (it may show some of them)."""
+    index = time_on_screen(viewer, layer)
+    shown_times = layer_meta(layer).get("times")
+    return int(shown_times[index]) if shown_times else index
 
 
 def set_input(

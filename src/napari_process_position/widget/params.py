@@ -16,7 +16,7 @@ from magicgui.widgets import LineEdit, Widget, create_widget
 
 from napari_process_position.transforms.params import split_annotated
 
-__all__ = ["param_value", "param_widget"]
+__all__ = ["param_value", "param_widget", "show_param_value"]
 
 #: Marks a text box whose text is read as a Python literal.
 _LITERAL_ATTR = "_npp_literal"
@@ -82,3 +82,10 @@ def param_value(widget: Any) -> Any:
         except (ValueError, SyntaxError):
             return value
     return value
+
+
+def show_param_value(widget: Any, value: Any) -> None:
+    """Show ``value`` in a parameter widget (a literal text box shows its ``repr``)."""
+    if param_value(widget) == value:
+        return
+    widget.value = repr(value) if getattr(widget, _LITERAL_ATTR, False) else value

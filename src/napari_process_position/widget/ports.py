@@ -2,21 +2,54 @@
 
 Three protocols: the view implements :class:`ViewPort`, the layer sink
 :class:`Sink`, and :class:`~.qt.QtLauncher` the :class:`Launcher` (napari
-thread workers and Qt timers). Tests implement them without Qt. Qt-free.
+thread workers and Qt timers). Tests implement them without Qt. The sink
+hands back :class:`OutputLayers`, the typed record of a run's or a preview's
+output layers. Qt-free.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from napari_process_position.batch.config import RunConfig
 from napari_process_position.store.layout import OutputLayout, PositionInfo
-from napari_process_position.widget.events import Region
+from napari_process_position.widget.events import OnScreen, Region, Shown
 
-__all__ = ["Launcher", "Sink", "ViewPort"]
+__all__ = ["Launcher", "OutputLayers", "Sink", "ViewPort"]
+
+#: What a sink shows an output channel in (a napari Image layer; an array in tests).
+LayerT = TypeVar("LayerT")
+
+
+@dataclass(eq=False)
+class OutputLayers(Generic[LayerT]):
+    """The output layers of one run or preview, one per output channel.
+
+    A slot of ``layers`` is None until the sink has made (or reused) its layer.
+    """
+
+    names: list[str]
+    #: (t, z, y, x) of each layer.
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    scale: tuple[float, ...]
+    #: What the sink records in each layer (its role, the output, the channel, the input).
+    meta: list[dict[str, Any]]
+    layers: list[LayerT | None] = field(default_factory=list)
+    #: How many of the layers are new (added to the viewer, not reused): a run's workers
+    #: wait until they are there.
+    adding: int = 0
+    #: Where voxel 0 sits (t, z, y, x), so that outputs overlay their input.
+    translate: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
+    #: The output position the run writes (its layers show it lazily), or None (in memory).
+    store: PositionInfo | None = None
+
+    def ready(self, index: int) -> bool:
+        """Tell whether the layer of output ``index`` exists."""
+        return self.layers[index] is not None
 
 
 class Launcher(Protocol):
@@ -46,13 +79,7 @@ class Launcher(Protocol):
 
 
 class ViewPort(Protocol):
-    """What the controller reads from the form and shows in it."""
-
-    def current_config(self) -> RunConfig:
-        """Return the run the form describes."""
-
-    def run_settings(self) -> tuple[RunConfig, str | None]:
-        """Return the run the form describes, and why its pyramid levels are not the form's."""
+    """What the controller reads from the form (besides its model) and shows in it."""
 
     def preview_options(self) -> tuple[bool, bool, str]:
         """``(live, region only, Z range text)``."""
@@ -88,15 +115,17 @@ class Sink(Protocol):
         source: str,
         *,
         store: PositionInfo | None = None,
-    ) -> Any:
+    ) -> OutputLayers[Any]:
         """Output layers for ``layout`` (reused where they can be); lazy over ``store``."""
 
-    def existing_outputs(self, layout: OutputLayout, display: str, source: str) -> Any | None:
+    def existing_outputs(
+        self, layout: OutputLayout, display: str, source: str
+    ) -> OutputLayers[Any] | None:
         """Return the output layers of ``layout`` if they all exist already."""
 
     def put(
         self,
-        outputs: Any,
+        outputs: OutputLayers[Any],
         index: int,
         t: int,
         volume: np.ndarray,
@@ -107,7 +136,7 @@ class Sink(Protocol):
         shown: Callable[[], None] | None = None,
         follow: bool = True,
         stored: bool = False,
-        read_back: tuple[Any, ...] = (),
+        read_back: tuple[Shown, ...] = (),
     ) -> None:
         """Copy ``volume`` into output ``index`` at time ``t``; ``shown()`` once it is on screen.
 
@@ -115,7 +144,7 @@ class Sink(Protocol):
         (the slices ``read_back`` of it, :class:`.events.Shown`).
         """
 
-    def on_screen(self, outputs: Any) -> tuple[Any, ...]:
+    def on_screen(self, outputs: OutputLayers[Any] | None) -> tuple[OnScreen, ...]:
         """Return what the output layers show of a time point (:class:`.events.OnScreen`)."""
 
     def when_shown(self, callback: Callable[[], None]) -> None:
@@ -127,20 +156,29 @@ class Sink(Protocol):
     def stop_following(self) -> None:
         """Forget a pending move of the time slider (a run ended: the slider is the user's)."""
 
-    def follow(self, outputs: Any, t: int) -> None:
+    def follow(self, outputs: OutputLayers[Any], t: int) -> None:
         """Show time ``t`` of the outputs (moves the time slider)."""
 
-    def alive(self, outputs: Any) -> bool:
+    def alive(self, outputs: OutputLayers[Any]) -> bool:
         """Tell whether every layer of ``outputs`` is in the viewer."""
 
-    def ids(self, outputs: Any) -> frozenset[str]:
+    def ids(self, outputs: OutputLayers[Any]) -> frozenset[str]:
         """Identify the layers of ``outputs`` (for what they are known to hold)."""
 
     def layer_ids(self) -> set[str]:
         """Identify every layer in the viewer."""
 
+    def inputs_shown(self, info: PositionInfo, channels: list[int]) -> bool:
+        """Tell whether a layer shows one of ``channels`` of ``info`` (a query: adds nothing)."""
+
     def input_time_on_screen(self, info: PositionInfo, channels: list[int]) -> int:
-        """Return the input time point the time slider shows."""
+        """Return the input time point the time slider shows (a query: adds nothing).
+
+        Raises
+        ------
+        InvalidArgumentError
+            No layer shows the input (:meth:`inputs_shown`): show it first.
+        """
 
     def preview_region(self, info: PositionInfo, z_text: str) -> tuple[Region, str]:
         """Return the region to preview in the input's voxels, and where it came from."""

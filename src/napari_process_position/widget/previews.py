@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.plan import all_if_none
 from napari_process_position.core.errors import InvalidArgumentError, ProcessPositionError
 from napari_process_position.store.layout import PositionInfo
@@ -27,7 +28,7 @@ from napari_process_position.widget.events import (
 )
 from napari_process_position.widget.helpers import seconds_text
 from napari_process_position.widget.jobs import PreviewJob, preview_events, settings_key
-from napari_process_position.widget.ports import Launcher, Sink, ViewPort
+from napari_process_position.widget.ports import Launcher, OutputLayers, Sink, ViewPort
 
 __all__ = ["PREVIEW_DEBOUNCE_MS", "Previews"]
 
@@ -51,6 +52,8 @@ class Previews:
         The input position chosen in the form (None before one is).
     spec
         Finds a transform by name (added ones included).
+    config
+        The run the form describes (built from the form's model).
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class Previews:
         blocked: Callable[[], bool],
         info: Callable[[], PositionInfo | None],
         spec: Callable[[str], TransformSpec],
+        config: Callable[[], RunConfig],
     ) -> None:
         self.view = view
         self.sink = sink
@@ -68,6 +72,7 @@ class Previews:
         self._blocked = blocked
         self._info = info
         self._spec = spec
+        self._config = config
         self._generations = itertools.count(1)
         self._generation = 0
         self.job: PreviewJob | None = None
@@ -188,13 +193,15 @@ class Previews:
 
     def _plan(self, requested: float, force: bool) -> PreviewJob | None:
         """Return the next preview to compute, or None when the layers show it already."""
-        config = self.view.current_config()
+        config = self._config()
         info = self._info()
-        if info is None:  # (current_config checks it too)
+        if info is None:  # (the config checks it too)
             raise InvalidArgumentError("choose an OME-Zarr plate or position first")
         spec = self._spec(config.transform)
         channels = all_if_none(config.channels, info.shape[1])
         times = all_if_none(config.times, info.shape[0])
+        if not self.sink.inputs_shown(info, channels):  # (removed by the user, say)
+            self.sink.show_inputs(info, now=True)
         time_index = self.sink.input_time_on_screen(info, channels)
         if time_index not in times:
             raise InvalidArgumentError(
@@ -275,26 +282,28 @@ class Previews:
             self.sink.follow(outputs, job.out_index)
 
     def _on_volume(self, job: PreviewJob, event: PreviewVolume) -> None:
-        result = event.result
+        result, layout, outputs = event.result, job.layout, job.outputs
+        if layout is None or outputs is None:  # pragma: no cover - its layout comes first
+            return
         job.compute_s += result.read_s + result.compute_s
         volume = result.volume
         if volume is None:  # an empty input volume: a run shows zeros there
             shape = tuple(s.stop - s.start for s in result.where)
-            volume = np.zeros(shape, np.dtype(job.layout.dtype))
+            volume = np.zeros(shape, np.dtype(layout.dtype))
         index = event.channel
         self.sink.put(
-            job.outputs,
+            outputs,
             index,
             job.out_index,
             volume,
             where=result.where,
             limits=event.limits if job.fresh else None,
             valid=lambda: job.generation == self._generation,
-            shown=lambda: self._on_shown(job, index),
+            shown=lambda: self._on_shown(job, outputs, index),
             follow=False,
         )
 
-    def _on_shown(self, job: PreviewJob, index: int) -> None:
+    def _on_shown(self, job: PreviewJob, outputs: OutputLayers[Any], index: int) -> None:
         job.shown.add(index)
         if len(job.shown) < len(job.channels):
             return
@@ -302,7 +311,7 @@ class Previews:
         self.last_job = job
         if self.job is job:
             self.job = None
-        self._computed[job.out_index] = (job.signature, self.sink.ids(job.outputs))
+        self._computed[job.out_index] = (job.signature, self.sink.ids(outputs))
         what = f"t={job.time_index}"
         if job.region_used is not None:
             z, y, x = job.region_used

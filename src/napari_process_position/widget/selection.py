@@ -1,15 +1,21 @@
 """What the form has chosen to work on: the input store and the position in it.
 
-The controller owns it (Qt-free); the view asks it to choose a store or a
-position and renders what it holds: the position keys, the channel names, the
-time points. Opening a store and reading a position's metadata happen here,
-so no view code opens stores or assigns the controller's state.
+The controller owns it (Qt-free); the view asks the controller to choose a
+store or a position (:mod:`.form_controller`) and renders what it holds: the
+position keys, the channel names, the time points. Opening a store and reading
+a position's metadata happen here, so no view code opens stores or assigns the
+controller's state. A change of store or position emits ``events.store`` or
+``events.info`` (psygnal), as the form's model does.
 """
 
 from __future__ import annotations
 
+import operator
 import os
 from dataclasses import dataclass
+from typing import ClassVar
+
+from psygnal import SignalGroupDescriptor
 
 from napari_process_position.store.layout import PositionInfo, StoreInfo
 from napari_process_position.store.metadata import open_store, read_position
@@ -21,13 +27,18 @@ __all__ = ["Selection"]
 class Selection:
     """The chosen input store and position (None until chosen, or when unreadable)."""
 
+    #: A store or position read again is a change, even when equal to the one before.
+    events: ClassVar[SignalGroupDescriptor] = SignalGroupDescriptor(
+        equality_operators={"store": operator.is_, "info": operator.is_}
+    )
+
     store: StoreInfo | None = None
     info: PositionInfo | None = None
 
     def clear(self) -> None:
         """Forget the store and the position (the input field was emptied)."""
-        self.store = None
         self.info = None
+        self.store = None
 
     def choose_store(self, path: str | os.PathLike[str]) -> StoreInfo:
         """Open the store at ``path`` and choose it; the position is chosen afterwards.
@@ -58,9 +69,13 @@ class Selection:
         path = store.position_path(key)
         if info is not None and info.path == path:
             return info
-        self.info = None
-        self.info = read_position(path, key)
-        return self.info
+        try:
+            info = read_position(path, key)
+        except Exception:
+            self.info = None
+            raise
+        self.info = info
+        return info
 
     def position_path(self, key: str) -> str | None:
         """Return where position ``key`` of the chosen store is (None without a store)."""

@@ -163,21 +163,22 @@ class LayerSink:
         self._schedule(0)
         return changed
 
+    def inputs_shown(self, info: PositionInfo, channels: list[int]) -> bool:
+        """Tell whether a layer shows one of ``channels`` of ``info`` (adds nothing)."""
+        return layers.shown_input(self._viewer, info, channels) is not None
+
     def input_time_on_screen(self, info: PositionInfo, channels: list[int]) -> int:
-        """Return the input time point the slider shows (through an input layer of ``info``)."""
-        layer = None
-        for c in channels:
-            layer = layers.find_input(self._viewer, info, info.channel_names[c])
-            if layer is not None:
-                break
+        """Return the input time point the slider shows, through an input layer (adds nothing).
+
+        Raises
+        ------
+        InvalidArgumentError
+            No layer shows ``channels`` of ``info``: :meth:`show_inputs` first.
+        """
+        layer = layers.shown_input(self._viewer, info, channels)
         if layer is None:
-            self.show_inputs(info, now=True)
-            layer = layers.find_input(self._viewer, info, info.channel_names[channels[0]])
-            if layer is None:  # pragma: no cover - show_inputs adds them
-                raise InvalidArgumentError(f"cannot show {info.path}")
-        index = layers.time_on_screen(self._viewer, layer)
-        shown_times = layer_meta(layer).get("times")
-        return int(shown_times[index]) if shown_times else index
+            raise InvalidArgumentError(f"no layer shows {info.path}: show its channels first")
+        return layers.input_time(self._viewer, layer)
 
     # -- output layers -----------------------------------------------------------------
     def outputs(
@@ -191,11 +192,10 @@ class LayerSink:
     ) -> Outputs:
         """Output layers, one per output channel; existing ones are reused.
 
-        ``output`` is the store written (None for a preview), ``source`` the
-        input position, ``store`` the output position written: the layers are
-        lazy views of it; without one they are zeros in memory. The layers are
-        made (or renamed and given their new data) one per turn; volumes for a
-        layer not made yet wait for it.
+        ``output`` is the store written (None for a preview), ``source`` the input
+        position, ``store`` the output position written (the layers are lazy views of
+        it, else zeros in memory). Layers are made (or renamed and given new data) one
+        per turn; volumes for a layer not made yet wait for it.
         """
         outputs = layers.new_outputs(layout, display, output, source, store)
         # A new run or preview replaces what was pending for the old layers.
