@@ -157,7 +157,7 @@ def test_peak_meter_sees_numpy_buffers():
 _MMAPPED_AFTER = """
 import ctypes, sys
 import numpy as np
-from napari_process_position.core.memory import unmap_large_blocks
+from napari_process_position.core.memory import large_blocks_unmapped, unmap_large_blocks
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
@@ -178,7 +178,13 @@ big = np.ones(16 * 2**20, np.uint8)
 del big  # freeing a mapped 16 MiB block raises glibc's threshold
 if sys.argv[1] == "fix":
     assert unmap_large_blocks()
-print(mapped_apart(2 * 2**20))
+    print(mapped_apart(2 * 2**20))
+elif sys.argv[1] in ("within", "off"):
+    with large_blocks_unmapped(sys.argv[1] == "within"):
+        print(mapped_apart(2 * 2**20))
+    print(mapped_apart(2 * 2**20))  # after: glibc's upper thresholds, heaped again
+else:
+    print(mapped_apart(2 * 2**20))
 """
 
 
@@ -189,7 +195,7 @@ print(mapped_apart(2 * 2**20))
 def test_unmap_large_blocks_keeps_freed_buffers_out_of_the_heap():
     """After a freed 16 MiB block 2 MiB blocks are heaped; unmap_large_blocks maps them apart."""
     said = {}
-    for case in ("plain", "fix"):
+    for case in ("plain", "fix", "within", "off"):
         out = subprocess.run(
             [sys.executable, "-c", _MMAPPED_AFTER, case],
             capture_output=True,
@@ -199,3 +205,5 @@ def test_unmap_large_blocks_keeps_freed_buffers_out_of_the_heap():
         said[case] = [int(n) for n in out.stdout.split()]
     assert said["plain"] == [0]  # glibc raised its threshold: the 2 MiB block was heaped
     assert said["fix"] == [1]  # a fixed threshold: mapped apart, so unmapped when freed
+    assert said["within"] == [1, 0]  # mapped apart within the block, heaped after it
+    assert said["off"] == [0, 0]

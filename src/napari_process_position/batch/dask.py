@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from napari_process_position.batch.extras import INSTALL_HINT, require
 from napari_process_position.batch.slurm import slurm_cluster
 from napari_process_position.core.errors import DaskClusterError, InvalidArgumentError, UsageError
+from napari_process_position.core.memory import MAX_MMAP_THRESHOLD, set_malloc_thresholds
 
 if TYPE_CHECKING:
     from napari_process_position.batch.config import RunConfig
@@ -51,9 +52,7 @@ CONNECT_TIMEOUT_S = 20.0
 
 _allocator_tuned = False
 
-#: glibc mallopt parameters, and the values a Dask worker gets for our tasks.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_MMAP_THRESHOLD = 32 * 1024**2  # glibc's own upper bound for its dynamic threshold
+#: The trim threshold a Dask worker gets for our tasks (above a few volumes).
 _TRIM_THRESHOLD = 256 * 1024**2
 
 
@@ -74,14 +73,7 @@ def _tune_allocator() -> None:
     _allocator_tuned = True
     if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
         return  # not started by a nanny that set it: leave the defaults alone
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
-        return
-    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-    mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    set_malloc_thresholds(MAX_MMAP_THRESHOLD, _TRIM_THRESHOLD)
 
 
 def run_on_worker(fn: Any, /, *args: Any, **kwargs: Any) -> Any:

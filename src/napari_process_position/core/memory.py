@@ -12,8 +12,10 @@ before it kills), SLURM's limit minus this process's resident memory,
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,13 +24,17 @@ from napari_process_position.core.sizes import size_text
 
 __all__ = [
     "ALLOCATOR_SLACK",
+    "LARGE_BLOCK",
+    "MAX_MMAP_THRESHOLD",
     "SAFETY_MARGIN",
     "MemoryBudget",
     "WorkerChoice",
     "choose_workers",
+    "large_blocks_unmapped",
     "memory_budget",
     "memory_budgets",
     "rss_bytes",
+    "set_malloc_thresholds",
     "trim_heap",
     "unmap_large_blocks",
 ]
@@ -104,33 +110,26 @@ def trim_heap() -> bool:
     return bool(trim(0))
 
 
-#: Blocks of at least this many bytes are mapped apart from the heap (glibc's own
-#: starting threshold), and given back to the system when freed.
+#: glibc's starting mmap threshold: blocks of at least this many bytes are mapped apart
+#: from the heap, and given back to the system when freed.
 LARGE_BLOCK = 128 * 2**10
+#: glibc's upper bound for its dynamic mmap threshold (blocks larger are always mapped).
+MAX_MMAP_THRESHOLD = 32 * 2**20
 
 #: ``mallopt``'s parameter numbers (glibc's ``M_TRIM_THRESHOLD`` and ``M_MMAP_THRESHOLD``).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
-def unmap_large_blocks(threshold: int = LARGE_BLOCK) -> bool:
-    """Keep blocks of ``threshold`` bytes and more out of glibc's heaps, in this process.
+def set_malloc_thresholds(mmap_threshold: int, trim_threshold: int) -> bool:
+    """Fix glibc's mmap threshold and trim threshold in this process (``mallopt``).
 
-    glibc maps a large block apart and unmaps it when freed, but once a block
-    under 32 MiB is freed it raises that threshold to the block's size: from
-    then on such blocks (tensorstore's chunk buffers, a read plane) come from
-    per-thread heaps, which keep them resident after they are freed. In napari
-    a run in threads peaked 0.9-1.6 GiB above the same run from the command
-    line (#17: a 10.7 GB position of 1 GiB volumes; with the threshold fixed
-    from the start, 0.1 GiB below it).
-    Fixing the threshold (and the free space a heap keeps at its top) stops
-    that; a long-lived process that runs tasks in threads (the widget) calls
-    this. Blocks already in a heap stay there. Elsewhere (no glibc) this does
-    nothing.
+    Either one set turns glibc's dynamic threshold off for good. Elsewhere (no
+    glibc) this does nothing.
 
     Returns
     -------
     bool
-        True when the threshold was set.
+        True when both were set.
     """
     import ctypes
 
@@ -138,10 +137,50 @@ def unmap_large_blocks(threshold: int = LARGE_BLOCK) -> bool:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError):
         return False
-    # (the raise also doubled the free space a heap keeps at its top: set that back too)
-    return bool(mallopt(_M_MMAP_THRESHOLD, int(threshold))) and bool(
-        mallopt(_M_TRIM_THRESHOLD, int(threshold))
+    return bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold))) and bool(
+        mallopt(_M_TRIM_THRESHOLD, int(trim_threshold))
     )
+
+
+def unmap_large_blocks(threshold: int = LARGE_BLOCK) -> bool:
+    """Keep blocks of ``threshold`` bytes and more out of glibc's heaps, in this process.
+
+    glibc maps a large block apart and unmaps it when freed, but once a block
+    under 32 MiB that was mapped apart is freed, it raises that threshold to the
+    block's size: from then on such blocks (tensorstore's chunk buffers, a read
+    plane) come from per-thread heaps, which keep them resident after they are
+    freed. In napari a run in threads peaked 0.8-1.4 GiB above the same run from
+    the command line (#17: a 10.7 GB position of 1 GiB volumes; 0.2 GiB with the
+    threshold fixed). Blocks already in a heap stay there.
+
+    Returns
+    -------
+    bool
+        True when the thresholds were set.
+    """
+    return set_malloc_thresholds(threshold, threshold)
+
+
+@contextlib.contextmanager
+def large_blocks_unmapped(enabled: bool = True) -> Iterator[None]:
+    """Within the block, keep blocks of 128 KiB and more out of glibc's heaps (see above).
+
+    For a run of large volumes in a long-lived process (the widget's): its
+    volumes' temporaries are mapped apart anyway, and what it frees goes back
+    at once instead of staying in the heaps. A fixed threshold that low makes
+    smaller arrays pay page faults anew (numpy passes over a 2 MiB array ran
+    20x slower here), so afterwards the thresholds go up to glibc's upper
+    values, as a long-lived process reaches by itself (:func:`trim_heap` then
+    gives back what the heaps hold). ``enabled=False`` changes nothing.
+    """
+    if not enabled:
+        yield
+        return
+    unmap_large_blocks()
+    try:
+        yield
+    finally:
+        set_malloc_thresholds(MAX_MMAP_THRESHOLD, 2 * MAX_MMAP_THRESHOLD)
 
 
 def _cgroup_budgets(cgroup_root: Path | None, proc_cgroup: Path | None) -> list[MemoryBudget]:

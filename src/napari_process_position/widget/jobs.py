@@ -28,10 +28,11 @@ from napari_process_position.batch.preview import open_source, preview_volume, r
 from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.core.identity import digest_value
 from napari_process_position.core.memory import (
+    MAX_MMAP_THRESHOLD,
     MemoryBudget,
+    large_blocks_unmapped,
     memory_budget,
     trim_heap,
-    unmap_large_blocks,
 )
 from napari_process_position.core.sizes import size_text
 from napari_process_position.engine.pool import ProcessPool
@@ -201,7 +202,7 @@ def run_events(run: RunJob) -> Iterator[Event]:
     them once, in its own words.
     """
     batch = None
-    unmap_large_blocks()  # (napari's heaps would keep the run's freed buffers: #17)
+    heaps = contextlib.ExitStack()
     try:
         # A run cancelled a moment ago may still be releasing the output: wait a little.
         batch = prepare_run(run.config, pool=run.pool, wait=OUTPUT_WAIT_S)
@@ -212,6 +213,8 @@ def run_events(run: RunJob) -> Iterator[Event]:
         run.attach(batch)
         if written is None:
             check_in_memory(batch.layouts[key])
+        # Large volumes: napari's heaps would keep what the run's threads free (#17).
+        heaps.enter_context(large_blocks_unmapped(_volume_bytes(batch, key) >= MAX_MMAP_THRESHOLD))
         shown_limits = input_limits(batch.inputs[key], batch.channels, batch.times[0])
         yield RunPrepared(batch, shown_limits, written)
         # The workers start once the main thread has added the output layers: adding a
@@ -244,9 +247,19 @@ def run_events(run: RunJob) -> Iterator[Event]:
     finally:
         if batch is not None:
             batch.close()  # (ended before iterating: its output's locks go now)
+        heaps.close()
         # The run's threads freed their volumes into heaps glibc keeps: napari would hold
         # the run's peak for as long as it lives.
         trim_heap()
+
+
+def _volume_bytes(batch: BatchRun, key: str) -> int:
+    """Return the bytes of the larger of one input and one output volume of position ``key``."""
+    info, layout = batch.inputs[key], batch.layouts[key]
+    return max(
+        int(np.prod(info.shape[-3:], dtype=np.int64)) * np.dtype(info.dtype).itemsize,
+        int(np.prod(layout.shape[-3:], dtype=np.int64)) * np.dtype(layout.dtype).itemsize,
+    )
 
 
 def _read_back(
