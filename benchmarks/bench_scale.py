@@ -137,9 +137,10 @@ def rss() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def threads_cpu_s() -> dict[str, float]:
-    """CPU seconds (user and system) used by this process's live threads, summed by name."""
-    used: dict[str, float] = {}
+def thread_times() -> dict[int, tuple[str, float, float]]:
+    """This process's live threads: id -> (name, user CPU seconds, system CPU seconds)."""
+    found = {}
+    tick = os.sysconf("SC_CLK_TCK")
     for task in Path("/proc/self/task").iterdir():
         try:
             text = (task / "stat").read_text()
@@ -148,15 +149,21 @@ def threads_cpu_s() -> dict[str, float]:
         name = text[text.index("(") + 1 : text.rindex(")")]
         name = "main" if task.name == str(os.getpid()) else re.sub(r"[0-9:]+$", "", name)
         fields = text.rsplit(")", 1)[1].split()
-        used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf(
-            "SC_CLK_TCK"
-        )
-    return used
+        found[int(task.name)] = (name, int(fields[11]) / tick, int(fields[12]) / tick)
+    return found
 
 
-def main_thread_cpu_s() -> float:
-    """CPU seconds (user and system) that this process's main thread has used."""
-    return threads_cpu_s()["main"]
+def by_name(
+    seen: dict[int, tuple[str, float, float]], before: dict[int, tuple[str, float, float]]
+) -> dict[str, list[float]]:
+    """User and system seconds per thread name between ``before`` and ``seen`` (>= 0.2 s)."""
+    used: dict[str, list[float]] = {}
+    for tid, (name, user, system) in seen.items():
+        _, user0, system0 = before.get(tid, (name, 0.0, 0.0))
+        total = used.setdefault(name, [0.0, 0.0])
+        total[0] += user - user0
+        total[1] += system - system0
+    return {k: [round(u, 2), round(s, 2)] for k, (u, s) in used.items() if u + s >= 0.2}
 
 
 def child(input_path: str, output: str) -> None:
@@ -190,14 +197,19 @@ def child(input_path: str, output: str) -> None:
     peak = [before]
     done = threading.Event()
 
+    seen: dict[int, tuple[str, float, float]] = {}
+
     def sample() -> None:
+        rounds = 0
         while not done.wait(0.02):
             peak[0] = max(peak[0], rss())
+            rounds += 1
+            if rounds % 10 == 0:  # every thread's CPU, the last seen kept (threads end)
+                seen.update(thread_times())
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    main_cpu = main_thread_cpu_s()
-    threads_before = threads_cpu_s()
+    threads_before = thread_times()
     process_cpu = time.process_time()
     system_cpu = os.times().system
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -206,12 +218,8 @@ def child(input_path: str, output: str) -> None:
         QApplication.processEvents()
         time.sleep(0.005)
     stats = widget.last_run
-    main_cpu = main_thread_cpu_s() - main_cpu
-    threads = {
-        name: round(used - threads_before.get(name, 0.0), 2)
-        for name, used in threads_cpu_s().items()
-        if used - threads_before.get(name, 0.0) >= 0.2
-    }
+    seen.update(thread_times())
+    threads = by_name(seen, threads_before)
     process_cpu = time.process_time() - process_cpu
     settle(1.5)
     gc.collect()
@@ -230,16 +238,15 @@ def child(input_path: str, output: str) -> None:
                 "napari_peak_mib": round(peak[0] / MIB),
                 "napari_after_mib": round(after / MIB),
                 "widget_s": round(stats["finished"] - stats["started"], 2),
-                # CPU seconds of napari's main thread (events, slicing, drawing) and of the
-                # whole process during the run: on 2 cores, what the main thread takes
-                # the workers do not get
-                "napari_main_cpu_s": round(main_cpu, 2),
+                # CPU seconds of the whole process during the run, and [user, system]
+                # seconds of its threads by name (main: events, slicing, drawing): on 2
+                # cores, what napari's threads take the workers do not get
                 "napari_process_cpu_s": round(process_cpu, 2),
                 "napari_sys_s": round(os.times().system - system_cpu, 2),
                 "napari_page_faults_k": round(
                     (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / 1000
                 ),
-                "napari_threads_cpu_s": threads,  # (live threads at the end, by name)
+                "napari_threads_s": threads,
                 "volumes": stats["done"],
                 "output_layer_data": layer_types,
                 "package": str(Path(napari_process_position.__file__).parents[1]),
