@@ -127,3 +127,31 @@ def test_a_dask_worker_over_its_memory_limit_is_the_dead_worker_error(plate, tmp
     assert proc.returncode == 1, text
     assert "a worker process died while these tasks were in flight: t=0, c=0" in text
     assert "memory limit of 381 MiB" in text
+
+
+def test_a_pool_keeps_why_its_workers_could_not_start(tmp_path):
+    """A run sharing the pool starts new workers (forgetting the first note): the reason stays.
+
+    The fresh-clone suite once reported one of three positions sharing a pool under a
+    100M limit as "a worker process died" instead of "could not start": another
+    position's run had replaced the broken executor, and the note with it.
+    """
+    from concurrent.futures.process import BrokenProcessPool
+
+    from napari_process_position.engine.bootstrap import startup_failure
+    from napari_process_position.engine.failures import worker_died_error
+    from napari_process_position.engine.pool import ProcessPool
+
+    pool = ProcessPool(1, memory_limit_bytes=50 * 2**20)
+    try:
+        with pytest.raises(BrokenProcessPool):
+            pool.executor.submit(os.getpid).result(timeout=60)
+        codes = pool.exit_codes(settle=1.0)
+        assert startup_failure() is not None  # the worker's note
+        assert pool.startup_failure is None
+        pool.executor  # noqa: B018  (another run: a new executor, the note forgotten)
+        assert "below what a worker needs to start" in (pool.startup_failure or "")
+        error = worker_died_error([], codes, pool.memory_limit_bytes, pool.startup_failure)
+        assert "could not start" in str(error)
+    finally:
+        pool.close()

@@ -125,6 +125,7 @@ def worker_died_error(
     in_flight: Iterable[Task],
     exit_codes: dict[int, int | None],
     memory_limit: int | None = None,
+    known_startup_failure: str | None = None,
 ) -> WorkerDiedError:
     """Return the error for a worker that died while ``in_flight`` tasks ran.
 
@@ -137,6 +138,9 @@ def worker_died_error(
         does not tell).
     memory_limit
         The workers' memory limit, if any.
+    known_startup_failure
+        Why the pool's workers could not start, as the pool kept it (used when
+        no worker's note is there: a run sharing the pool started new workers).
 
     Returns
     -------
@@ -147,7 +151,7 @@ def worker_died_error(
     labels = [t.label for t in in_flight]
     dead = {pid: code for pid, code in exit_codes.items() if code not in (None, 0)}
     # (a worker whose initializer failed ends with code 0: look a moment for its note)
-    reason = startup_failure(wait=0.0 if dead else 1.0)
+    reason = startup_failure(wait=0.0 if dead else 1.0) or known_startup_failure
     if reason is not None:
         return WorkerDiedError(f"the worker processes could not start: {reason}")
     codes = ""

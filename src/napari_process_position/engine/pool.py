@@ -16,6 +16,7 @@ from napari_process_position.core.transform_ref import PickledTransform, Transfo
 from napari_process_position.engine.bootstrap import (
     forget_startup_failure,
     refuse_while_bootstrapping,
+    startup_failure,
 )
 from napari_process_position.engine.shared import pool_token, remove_leftovers
 from napari_process_position.engine.worker import init_worker, warm_up
@@ -96,6 +97,10 @@ class ProcessPool:
         self._lock = threading.Lock()
         #: Set by :meth:`close`: no executor is ever started again.
         self.closed = False
+        #: Why an earlier executor's workers could not start, kept when its note is
+        #: forgotten for the next one: a cause in the pool's settings (a memory limit
+        #: below a worker's start, an unguarded script) stops every executor alike.
+        self.startup_failure: str | None = None
 
     @property
     def executor(self) -> cf.ProcessPoolExecutor:
@@ -112,6 +117,8 @@ class ProcessPool:
             if self.closed:
                 raise CancelledRunError("the process pool was closed; start a new one")
             if self._executor is None or self._broken(self._executor):
+                # (another run sharing this pool may still be telling why it broke)
+                self.startup_failure = startup_failure() or self.startup_failure
                 forget_startup_failure()
                 self._executor = cf.ProcessPoolExecutor(
                     max_workers=self.num_workers,

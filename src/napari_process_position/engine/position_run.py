@@ -361,7 +361,8 @@ class PositionRun:
         codes = pool.exit_codes(settle=1.0) if pool is not None else {}
         # A pool brings its own limit; on an executor (Dask) the run says what its workers have.
         limit = pool.memory_limit_bytes if pool is not None else self.memory_limit_bytes
-        return worker_died_error([task, *others], codes, limit)
+        known = pool.startup_failure if pool is not None else None
+        return worker_died_error([task, *others], codes, limit, known)
 
 
 def _release_unreceived(future: cf.Future[list[Result]]) -> None:
