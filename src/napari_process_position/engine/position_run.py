@@ -183,9 +183,7 @@ class PositionRun:
     def _trusted_records(self) -> set[str]:
         found = self.check_records()
         if found.other_settings:
-            reasons: dict[str, int] = {}
-            for reason in found.other_settings.values():
-                reasons[reason] = reasons.get(reason, 0) + 1
+            reasons = Counter(found.other_settings.values())
             log.warning(
                 "resume: %d of %d volumes of %s were made by other settings (%s); computing "
                 "them again",
