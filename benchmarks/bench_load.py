@@ -18,7 +18,7 @@ and one output volume at a time: the expectation is workers x 2 x volume bytes a
 the fixed cost.
 
 Finding: before the engine let tensorstore encode straight from the worker's array
-(``write(..., can_reference_source_data_indefinitely=True)`` in ``_worker._write``), the
+(``write(..., can_reference_source_data_indefinitely=True)``, now in ``store/shards.py``), the
 large workload peaked at 1.38 x workers x (in + out): tensorstore copied the 1 GiB result
 before encoding it. Now it is 0.94-0.99 (``results/load.txt``), and the many small volumes
 stay within a few MiB of the fixed cost: nothing accumulates with T x C.

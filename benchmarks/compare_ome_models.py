@@ -1,7 +1,9 @@
 """yaozarrs vs ome-zarr-models for our OME-Zarr metadata: reading, writing, errors, import time.
 
-Needs this package, yaozarrs[io], ome-zarr-models and ome-zarr in one venv (see the results file
-for how it was run); the stores are built in a temporary folder; writes results/ome_models.txt.
+Needs this package, yaozarrs[io], ome-zarr-models and ome-zarr in one venv (the project's .venv
+has them all: ``PYTHONPATH=src .venv/bin/python benchmarks/compare_ome_models.py``; the results
+file says how it was last run); the stores are built in a temporary folder; writes
+results/ome_models.txt.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from napari_process_position.store.create import write_empty_plate
+from napari_process_position.store.layout import OutputLayout
+from napari_process_position.store.metadata import open_store, read_position
+from napari_process_position.store.nodes import image_attrs, plate_attrs, well_attrs
+
 RESULTS = Path(__file__).resolve().parent / "results" / "ome_models.txt"
 FIXTURES = Path(os.environ.get("NPP_FIXTURES", "/work/shared/fixtures"))
 LIBS = ("yaozarrs", "ome-zarr-models")
@@ -32,14 +39,6 @@ OUT: list[str] = []
 def say(line: str = "") -> None:
     print(line, flush=True)
     OUT.append(line)
-
-
-def store_module() -> Any:
-    """Our metadata module (_store.py, moved to store/metadata.py)."""
-    try:
-        return importlib.import_module("napari_process_position.store.metadata")
-    except ModuleNotFoundError:
-        return importlib.import_module("napari_process_position._store")
 
 
 def one_line(exc: BaseException | None, width: int = 700) -> str:
@@ -144,9 +143,8 @@ def store_level(lib: str, root: Path) -> Any:
 
 
 def ours(root: Path) -> dict[str, list[Any]]:
-    sm = store_module()
-    store = sm.open_store(root)
-    infos = {k: sm.read_position(store.position_path(k), k) for k in store.position_keys}
+    store = open_store(root)
+    infos = {k: read_position(store.position_path(k), k) for k in store.position_keys}
     return {k: [i.axes, i.units, i.scale, i.channel_names] for k, i in infos.items()}
 
 
@@ -175,7 +173,11 @@ def describe(lib: str, root: Path) -> str:
     )
 
 
-CHANNELS = [("Nuclei", "FFFFFF"), ("Membrane", "00FF00")]
+# The fields our writer (store/nodes.py image_attrs) writes, spelled out so that a change in
+# what we write shows up below as a difference: lower-case axis names (t, c, z, y, x; upper
+# case until the store/ split) and store/colors.py's colours for 2 channels (green, magenta).
+AXES = "tczyx"
+CHANNELS = [("Nuclei", "00FF00"), ("Membrane", "FF00FF")]
 WINDOW = {"start": 0.0, "end": 65535.0, "min": 0.0, "max": 65535.0}
 RDEFS = {"defaultT": 0, "defaultZ": 2, "model": "color", "projection": "normal"}
 EXTRA = {"active": True, "coefficient": 1.0, "family": "linear", "inverted": False}
@@ -183,15 +185,15 @@ UNITS = ("second", None, "micrometer", "micrometer", "micrometer")
 SCALE = [1.0, 1.0, 2.0, 0.5, 0.5]
 
 
-def layout(shape: tuple[int, ...] = (2, 2, 4, 16, 16)) -> Any:
+def layout(shape: tuple[int, ...] = (2, 2, 4, 16, 16)) -> OutputLayout:
     names = tuple(n for n, _ in CHANNELS)[: shape[1]]
-    return store_module().OutputLayout(shape, "uint16", tuple(SCALE), names, UNITS)
+    return OutputLayout(shape, "uint16", tuple(SCALE), names, UNITS)
 
 
 def build_yaozarrs(version: str) -> dict[str, Any]:
     m = importlib.import_module(f"yaozarrs.v0{version[-1]}")
     axis = {"time": m.TimeAxis, "channel": m.ChannelAxis, "space": m.SpaceAxis}
-    axes = [axis[t](name=n, unit=u) for n, t, u in zip("TCZYX", TYPES, UNITS, strict=True)]
+    axes = [axis[t](name=n, unit=u) for n, t, u in zip(AXES, TYPES, UNITS, strict=True)]
     dataset = m.Dataset(path="0", coordinateTransformations=[m.ScaleTransformation(scale=SCALE)])
     window = m.OmeroWindow(**WINDOW)
     chans = [m.OmeroChannel(label=n, color=c, window=window, **EXTRA) for n, c in CHANNELS]
@@ -222,7 +224,7 @@ def build_ome_zarr_models(version: str) -> dict[str, Any]:
     ax, mss, pl, wt = mod("axes"), mod("multiscales"), mod("plate"), mod("well_types")
     top = {"version": version} if version == "0.5" else {}  # v0.5: at the "ome" level
     inner = {} if top else {"version": "0.4"}  # v0.4: inside multiscales and well
-    axes = [ax.Axis(name=n, type=t, unit=u) for n, t, u in zip("TCZYX", TYPES, UNITS, strict=True)]
+    axes = [ax.Axis(name=n, type=t, unit=u) for n, t, u in zip(AXES, TYPES, UNITS, strict=True)]
     dataset = mss.Dataset.build(path="0", scale=SCALE, translation=None)
     chans = [Channel(label=n, color=c, window=Window(**WINDOW), **EXTRA) for n, c in CHANNELS]
     omero = Omero(version=version, id=0, name="0", channels=chans, rdefs=RDEFS)
@@ -274,13 +276,12 @@ def ome_zarr_py_reads(root: Path) -> str:
 
 def compare_write(tmp: Path) -> None:
     say("\n## Writing: plate, well and image attributes built with each library (our fields)")
-    sm = store_module()
     for version in ("0.4", "0.5"):
         top = {"version": version} if version == "0.5" else {}
         ref = {
-            "image": {**top, **sm._position_attrs(layout(), version, "0")},
-            "plate": {**top, **sm._plate_attrs(list(KEYS), version)},
-            "well": {**top, **sm._well_attrs(["0", "1"], version)},
+            "image": {**top, **image_attrs(layout(), version, "0")},
+            "plate": {**top, **plate_attrs(list(KEYS), version)},
+            "well": {**top, **well_attrs(["0", "1"], version)},
         }
         for lib, build in (
             ("yaozarrs", build_yaozarrs),
@@ -294,7 +295,7 @@ def compare_write(tmp: Path) -> None:
                 say(f"    its JSON vs ours: {d}")
             # our writer makes the groups and arrays; the library's attributes replace ours
             root = tmp / f"written-{lib}-{version}.zarr"
-            sm.write_empty_plate(root, dict.fromkeys(KEYS, layout()), version=version)
+            write_empty_plate(root, dict.fromkeys(KEYS, layout()), version=version)
             parts = [("plate", root)] + [("well", root / w) for w, _, _ in WELLS]
             for part, path in parts + [("image", root / k) for k in KEYS]:
                 if version == "0.5":
@@ -355,7 +356,7 @@ def compare_damage(tmp: Path) -> None:
     for i, (name, version, rel, damage) in enumerate(DAMAGE):
         root = tmp / f"damaged{i}" / "plate.zarr"
         lay = layout((2, 1, 2, 8, 8))
-        store_module().write_empty_plate(root, {"A/1/0": lay, "A/1/1": lay}, version=version)
+        write_empty_plate(root, {"A/1/0": lay, "A/1/1": lay}, version=version)
         target = root / rel
         if damage is None:
             shutil.rmtree(target) if target.is_dir() else target.unlink()
@@ -412,7 +413,7 @@ def import_times(repeats: int = 5) -> None:
     base_wall = statistics.median(wall("pass") for _ in range(repeats))
     base_us = statistics.median(self_us("pass") for _ in range(repeats))
     rows = []
-    for mod in [*mods, store_module().__name__]:
+    for mod in [*mods, open_store.__module__]:
         run_python("-c", f"import {mod}")  # warm the .pyc and file caches
         w = statistics.median(wall(f"import {mod}") for _ in range(repeats)) - base_wall
         us = statistics.median(self_us(f"import {mod}") for _ in range(repeats)) - base_us
@@ -485,7 +486,8 @@ def main() -> None:
     versions = ", ".join(f"{d} {md.version(d)}" for d in (*LIBS, "ome-zarr", "zarr"))
     say("# OME-Zarr model libraries for napari-process-position (benchmarks/compare_ome_models.py)")
     say(f"Python {sys.version.split()[0]}, pydantic {pydantic.VERSION}, {versions}")
-    say(f"run as: {sys.executable} benchmarks/compare_ome_models.py (yaozarrs[io] installed)")
+    path = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
+    say(f"run as: {path}{sys.executable} benchmarks/compare_ome_models.py (yaozarrs[io] installed)")
     tmp = Path(tempfile.mkdtemp(prefix="npp-ome-models-"))
     try:
         stores = build_stores(tmp)
