@@ -297,8 +297,10 @@ def test_run_is_refused_while_one_is_in_flight(plate):
 def test_cancel_drops_the_stale_results_of_the_cancelled_run(plate):
     controller, view, sink, launcher = make(plate)
     controller.run()
-    job = launcher.jobs[0]
-    job.step()  # prepared
+    prepare = launcher.jobs[0]
+    prepare.step()  # prepared: the layers are added, then its volumes stream
+    prepare.finish()
+    job = launcher.jobs[1]
     job.step()  # one volume
     assert sink.puts == 1
     controller.cancel()
@@ -310,6 +312,64 @@ def test_cancel_drops_the_stale_results_of_the_cancelled_run(plate):
     assert controller.state == "idle"
     assert controller.last_run["outcome"] == "cancelled"
     assert "Cancelled after 1/6 volumes" in view.statuses[-1][0]
+
+
+class LayersLater(ArraySink):
+    """A sink whose layers are in the viewer only when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[Callable[[], None]] = []
+
+    def when_shown(self, callback):
+        self.waiting.append(callback)
+
+    def show(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for callback in waiting:
+            callback()
+
+
+def test_a_run_streams_once_its_layers_are_in_the_viewer(plate, tmp_path):
+    store, _data = plate
+    view, sink, launcher = RecordingView(), LayersLater(), StepLauncher()
+    controller = Controller(view, sink, launcher)
+    choose(controller, store, "A/1/0", output=str(tmp_path / "out.zarr"))
+    run = controller.run()
+    prepare = launcher.jobs[0]
+    prepare.finish()
+    assert run.batch is not None and run.batch.writer_lock is not None
+    assert len(launcher.jobs) == 1 and sink.puts == 0, "no volume before the layers exist"
+    assert controller.state == "running"
+    sink.show()
+    (stream,) = launcher.jobs[1:]
+    stream.finish()
+    sink.show()  # (the run ends once its volumes are in their layers)
+    assert sink.puts == 6 and controller.last_run["outcome"] == "done"
+    assert run.batch.writer_lock is None, "the streamed run released the output's locks"
+
+
+def test_a_run_cancelled_before_it_streams_releases_its_output(plate, tmp_path):
+    store, _data = plate
+    view, sink, launcher = RecordingView(), LayersLater(), StepLauncher()
+    controller = Controller(view, sink, launcher)
+    out = str(tmp_path / "out.zarr")
+    choose(controller, store, "A/1/0", output=out)
+    run = controller.run()
+    launcher.jobs[0].finish()  # prepared; its layers are not in yet
+    controller.cancel()
+    assert run.batch.writer_lock is None, "cancelled before streaming: the locks go at once"
+    assert controller.state == "idle" and controller.last_run["outcome"] == "cancelled"
+    sink.show()  # the layers arrive late: nothing streams
+    assert not any(job.args == (run,) and job is not launcher.jobs[0] for job in launcher.jobs)
+    assert sink.puts == 0
+    controller.form.set_overwrite(True)
+    again = controller.run()  # the output is free for the next run
+    launcher.finish_all()
+    sink.show()
+    launcher.finish_all()
+    sink.show()
+    assert again is not None and controller.last_run["outcome"] == "done", view.statuses[-1]
 
 
 def test_a_failing_transform_is_reported_once_with_its_time_point(plate):
@@ -395,11 +455,10 @@ def test_a_run_drops_the_preview_in_flight(plate):
     preview = launcher.jobs[0]
     preview.step()  # layout
     controller.run()
-    run = launcher.jobs[1]
     puts_before = sink.puts
     preview.finish()  # its volume must not land in the run's layers
     assert sink.puts == puts_before
-    run.finish()
+    launcher.finish_all()  # (the run prepares, then streams)
     assert controller.last_run["outcome"] == "done"
 
 

@@ -30,6 +30,7 @@ from napari_process_position.widget.helpers import seconds_text
 from napari_process_position.widget.jobs import (
     WORKER_NICENESS,
     RunJob,
+    prepare_events,
     run_events,
     settings_key,
     warm_pool,
@@ -213,12 +214,30 @@ class Controller:
         display = self.form.spec(config.transform).display_name
         self.view.show_status(f"Starting {display}…{note_text}")
         run.worker = self.launcher.start(
+            prepare_events,
+            run,
+            on_event=lambda event: self._on_run_event(run, event),
+            on_finished=lambda: self._on_prepare_job_finished(run),
+        )
+        return run
+
+    def _stream(self, run: RunJob) -> None:
+        """Start streaming a prepared run (its output layers are in the viewer now)."""
+        if run is not self.current or run.batch is None or run.streaming:
+            self._drop_prepared(run)
+            return
+        run.streaming = True
+        run.worker = self.launcher.start(
             run_events,
             run,
             on_event=lambda event: self._on_run_event(run, event),
             on_finished=lambda: self._on_run_job_finished(run),
         )
-        return run
+
+    def _drop_prepared(self, run: RunJob) -> None:
+        """Release a run that was prepared but will not stream (cancelled meanwhile)."""
+        if run.batch is not None and not run.streaming:
+            self.launcher.start(run.batch.close)  # (a Dask session closes off the main thread)
 
     def cancel(self, rewarm: bool = True) -> None:
         """Cancel the run in flight (what the Cancel button does); its results are dropped."""
@@ -227,7 +246,9 @@ class Controller:
             return
         run.cancel()
         self.launcher.stop(getattr(run, "worker", None))
-        self._cancelling = run
+        self._drop_prepared(run)  # (prepared, not streaming yet: nobody else closes it)
+        if run.worker is not None:  # (its job is still ending)
+            self._cancelling = run
         if run.pool is not None and run.pool is self.pool:
             # The cancelled run's workers are killed off the main thread (the engine would
             # kill them too, but a run cancelled before its first task never reaches the
@@ -241,6 +262,8 @@ class Controller:
 
     def _on_run_event(self, run: RunJob, event: Any) -> None:
         if run is not self.current:
+            if isinstance(event, RunPrepared):
+                self._drop_prepared(run)
             return  # a cancelled or replaced run: drop its stale results
         if isinstance(event, RunPrepared):
             self._on_prepared(run, event)
@@ -263,10 +286,8 @@ class Controller:
             batch.layouts[key], display, batch.config.output, info.path, store=event.output
         )
         run.shown = self.sink.on_screen(run.outputs)
-        if run.outputs.adding:
-            self.sink.when_shown(run.layers_ready.set)  # the workers start once they exist
-        else:
-            run.layers_ready.set()
+        # The run's workers start once its layers exist (adding them is napari's dearest call).
+        self.sink.when_shown(lambda: self._stream(run))
         self.view.show_progress(0, batch.total)
         text = f"0/{batch.total} volumes · running {display} ({self._mode_text(batch.config)})"
         for reason in (batch.workers_reason, run.note):
@@ -347,7 +368,15 @@ class Controller:
         run.ending = True
         self.sink.when_shown(lambda: self._finish(run, "failed", text, error=True))
 
+    def _on_prepare_job_finished(self, run: RunJob) -> None:
+        if run.streaming:
+            return  # (the stream's job is the run's now)
+        run.worker = None
+        if run.batch is None or run is not self.current:  # else it streams next (_stream)
+            self._on_run_job_finished(run)
+
     def _on_run_job_finished(self, run: RunJob) -> None:
+        run.worker = None
         if self._cancelling is run:
             self._cancelling = None
         if run is self.current and not run.ending:
@@ -396,6 +425,7 @@ class Controller:
         if run is not None:
             run.cancel()
             self.launcher.stop(getattr(run, "worker", None))
+            self._drop_prepared(run)
             self.current = None
         pool, self.pool = self.pool, None
         if pool is not None:

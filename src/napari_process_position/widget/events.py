@@ -1,6 +1,6 @@
 """The events a background job sends the widget's controller, as typed records.
 
-A run's job (:func:`.jobs.run_events`) and a preview's job
+A run's jobs (:func:`.jobs.prepare_events`, then :func:`.jobs.run_events`) and a preview's job
 (:func:`.jobs.preview_events`) yield these; the controller receives them on the
 main thread and tells them apart by type, dropping those of a run or preview
 that is no longer current (by its id). Qt-free.

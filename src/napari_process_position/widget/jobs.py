@@ -1,6 +1,7 @@
 """What the widget runs off the main thread, and the records it keeps of runs and previews.
 
-:func:`run_events` prepares a run and streams its volumes; :func:`preview_events`
+:func:`prepare_events` prepares a run, :func:`run_events` then streams its
+volumes (the controller adds the output layers in between); :func:`preview_events`
 computes a preview one channel at a time; :func:`warm_pool` starts a process
 pool ahead of the first run; :func:`read_slices` reads slices for the
 layers before the time slider moves to them. Each is a plain generator or
@@ -61,6 +62,7 @@ __all__ = [
     "RunJob",
     "check_in_memory",
     "input_limits",
+    "prepare_events",
     "preview_events",
     "read_slices",
     "run_events",
@@ -69,9 +71,6 @@ __all__ = [
 ]
 
 _ids = itertools.count(1)
-
-#: A run's workers wait at most this long for its output layers to be added.
-LAYERS_WAIT_S = 5.0
 
 #: A run waits at most this long for another run writing its output to end (a run
 #: cancelled a moment ago releases it within a second), then fails naming it.
@@ -93,9 +92,9 @@ class RunJob:
     pool: ProcessPool | None
     id: int = field(default_factory=lambda: next(_ids))
     cancel_event: threading.Event = field(default_factory=threading.Event)
-    #: Set once the output layers exist (the run's workers wait for it: see run_events).
-    layers_ready: threading.Event = field(default_factory=threading.Event)
     batch: BatchRun | None = None
+    #: Its volumes are streaming (:func:`run_events` owns the batch, and closes it).
+    streaming: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     started: float = field(default_factory=time.perf_counter)
     prepared_at: float | None = None
@@ -132,7 +131,6 @@ class RunJob:
     def cancel(self) -> None:
         """Cancel the run, from any thread."""
         self.cancel_event.set()
-        self.layers_ready.set()
         with self.lock:
             batch = self.batch
         if batch is not None:
@@ -193,16 +191,17 @@ def check_in_memory(layout: OutputLayout, budget: MemoryBudget | None = None) ->
     )
 
 
-def run_events(run: RunJob) -> Iterator[Event]:
-    """Prepare the run, then yield each finished volume (the body of the run's thread worker).
+def prepare_events(run: RunJob) -> Iterator[Event]:
+    """Prepare the run: its plan, workers and output (the body of its first thread worker).
 
-    Everything slow (checking the config, probing the transform, creating the
-    output, reading written volumes back, contrast statistics) happens here,
-    off the main thread. Errors are yielded, not raised, so the widget reports
-    them once, in its own words.
+    Everything slow before the first volume (checking the config, probing the
+    transform, creating the output, contrast statistics of the input) happens
+    here, off the main thread. It yields :class:`.RunPrepared` once, with the
+    prepared :class:`BatchRun` attached to ``run``; the controller adds the
+    output layers, then streams the run (:func:`run_events`). Errors are
+    yielded, not raised, so the widget reports them once, in its own words.
     """
     batch = None
-    heaps = contextlib.ExitStack()
     try:
         # A run cancelled a moment ago may still be releasing the output: wait a little.
         batch = prepare_run(run.config, pool=run.pool, wait=OUTPUT_WAIT_S)
@@ -210,44 +209,66 @@ def run_events(run: RunJob) -> Iterator[Event]:
         batch.niceness = WORKER_NICENESS
         key = batch.key_or_first(run.shown_key)
         written = batch.output_info(key)  # (read once per run: the engine starts with it)
-        run.attach(batch)
         if written is None:
             check_in_memory(batch.layouts[key])
-        # Large volumes: napari's heaps would keep what the run's threads free (#17).
-        heaps.enter_context(large_blocks_unmapped(_volume_bytes(batch, key) >= MAX_MMAP_THRESHOLD))
         shown_limits = input_limits(batch.inputs[key], batch.channels, batch.times[0])
-        yield RunPrepared(batch, shown_limits, written)
-        # The workers start once the main thread has added the output layers: adding a
-        # layer is napari's dearest call, and it would share the cores with them.
-        run.layers_ready.wait(LAYERS_WAIT_S)
-        readers = [written.open_level(k) for k in range(written.levels)] if written else []
-        seen: set[int] = set()
-        for done_key, result in batch:
-            out_c = result.output_channels
-            index = out_c[0] if isinstance(out_c, tuple) else int(out_c)  # type: ignore[arg-type]
-            if done_key != key:  # another position of the run: counted, not shown
-                yield VolumeFinished(result, index, None, None, ())
-                continue
-            volume = result.volume
-            shown: tuple[Shown, ...] = ()
-            if volume is None and result.status in ("written", "resumed") and readers:
-                # Read back what the layers show: planes on screen (a volume in 3D).
-                shown = _read_back(readers, result.output_time_index, index, run.shown)
-                volume = shown[0].data
-            elif volume is not None and volume.ndim == 4:
-                volume = volume[0]
-            limits = None
-            if volume is not None and index not in seen:
-                seen.add(index)
-                limits = display_limits(volume)
-            yield VolumeFinished(result, index, volume, limits, shown)
+        run.attach(batch)
+        prepared = RunPrepared(batch, shown_limits, written)
+    except Exception as exc:  # reported by the widget
+        if batch is not None:
+            batch.close()  # (its output's locks go now)
+        trim_heap()
+        yield Failed(exc)
+        return
+    try:
+        yield prepared
+    except GeneratorExit:  # stopped before the event was sent: nobody will stream it
+        batch.close()
+        raise
+
+
+def run_events(run: RunJob) -> Iterator[Event]:
+    """Stream a prepared run's volumes (the body of its second thread worker).
+
+    The controller starts it once the output layers are in the viewer: adding
+    a layer is napari's dearest call, and the run's workers would share the
+    cores with it. Volumes written to the store are read back as the layers
+    show them (planes on screen, a volume in 3D). It closes the run: the
+    output's locks are released, and the heaps its threads freed are trimmed.
+    """
+    batch = run.batch
+    if batch is None:
+        return
+    try:
+        key = batch.key_or_first(run.shown_key)
+        written = batch.output_info(key)
+        # Large volumes: napari's heaps would keep what the run's threads free (#17).
+        with large_blocks_unmapped(_volume_bytes(batch, key) >= MAX_MMAP_THRESHOLD):
+            readers = [written.open_level(k) for k in range(written.levels)] if written else []
+            seen: set[int] = set()
+            for done_key, result in batch:
+                out_c = result.output_channels
+                index = out_c[0] if isinstance(out_c, tuple) else int(out_c)  # type: ignore[arg-type]
+                if done_key != key:  # another position of the run: counted, not shown
+                    yield VolumeFinished(result, index, None, None, ())
+                    continue
+                volume = result.volume
+                shown: tuple[Shown, ...] = ()
+                if volume is None and result.status in ("written", "resumed") and readers:
+                    shown = _read_back(readers, result.output_time_index, index, run.shown)
+                    volume = shown[0].data
+                elif volume is not None and volume.ndim == 4:
+                    volume = volume[0]
+                limits = None
+                if volume is not None and index not in seen:
+                    seen.add(index)
+                    limits = display_limits(volume)
+                yield VolumeFinished(result, index, volume, limits, shown)
         yield RunEnded(batch)
     except Exception as exc:  # reported by the widget, with the (t, c) when known
         yield Failed(exc)
     finally:
-        if batch is not None:
-            batch.close()  # (ended before iterating: its output's locks go now)
-        heaps.close()
+        batch.close()  # (ended before iterating: its output's locks go now)
         # The run's threads freed their volumes into heaps glibc keeps: napari would hold
         # the run's peak for as long as it lives.
         trim_heap()
