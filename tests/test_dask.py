@@ -668,3 +668,41 @@ def test_slurm_section_of_a_config_and_flag_overrides(tmp_path):
     assert "#SBATCH -p cpu" in proc.stdout and "#SBATCH -t 00:20:00" in proc.stdout
     assert "#SBATCH -p gpu" not in proc.stdout
     json.dumps(config.model_dump())  # the section serialises as plain data
+
+
+def test_a_local_cluster_leaves_this_process_s_environment_as_it_was(plate, tmp_path):
+    # Dask's nannies set MALLOC_TRIM_THRESHOLD_, OMP_NUM_THREADS=1, ... in the process that
+    # starts them; a process pool spawned there later would inherit them (numpy ~3x slower on
+    # volumes of a few MiB, BLAS on one thread). A fresh interpreter, with none of them set.
+    script = tmp_path / "session.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json, os
+            from napari_process_position import RunConfig
+            from napari_process_position.batch.dask import open_session
+
+            if __name__ == "__main__":
+                config = RunConfig(input={str(plate)!r}, transform="gaussian_blur", dask_local=1)
+                before = dict(os.environ)
+                session = open_session(config)
+                try:
+                    worker = session.client.run(lambda: dict(os.environ))
+                finally:
+                    session.close()
+                (seen,) = worker.values()
+                print(json.dumps({{"parent": dict(os.environ) == before,
+                                   "worker": seen.get("MALLOC_TRIM_THRESHOLD_")}}))
+            """
+        )
+    )
+    dask_vars = ("MALLOC_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dask_vars)}
+    env.pop("PYTHONHASHSEED", None)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert found["worker"] == "65536", "the Dask worker still gets the nanny's settings"
+    assert found["parent"], "the nanny's settings stayed in the process that started it"

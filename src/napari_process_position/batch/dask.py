@@ -76,6 +76,26 @@ def _tune_allocator() -> None:
     set_malloc_thresholds(MAX_MMAP_THRESHOLD, _TRIM_THRESHOLD)
 
 
+@contextlib.contextmanager
+def _environment_kept() -> Any:
+    """Give this process back its environment once a LocalCluster has started its workers.
+
+    Each nanny sets Dask's ``pre-spawn-environ`` (``MALLOC_TRIM_THRESHOLD_``,
+    ``OMP_NUM_THREADS=1``, ``PYTHONHASHSEED``, ...) in the process that starts
+    it, so that its worker inherits them. Left there, every process this one
+    spawns later would too: a local process pool's workers would then run
+    numpy's passes over volumes of a few MiB about 3x slower, and BLAS on one
+    thread. (A nanny that restarts a dead worker sets them again.)
+    """
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for name in set(os.environ) - set(before):
+            del os.environ[name]
+        os.environ.update(before)
+
+
 def run_on_worker(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
     """Run ``fn`` on a Dask worker, tuning the allocator first (once per process)."""
     _tune_allocator()
@@ -298,12 +318,13 @@ def open_session(config: RunConfig) -> DaskSession:
     if config.dask_local is not None:
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(
-            n_workers=config.dask_local,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit=config.memory_limit_bytes or "auto",
-        )
+        with _environment_kept():
+            cluster = LocalCluster(
+                n_workers=config.dask_local,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=config.memory_limit_bytes or "auto",
+            )
         try:
             client = Client(cluster, set_as_default=False)
         except BaseException:
