@@ -3,7 +3,7 @@
 One (t, c) task of the first selected position (its first non-empty volume)
 runs in a spawned worker process, as a run's process workers run it, into a
 scratch output beside the real one (the same file system, so writing costs
-what it will), and is measured there (:func:`..engine.trial.measure_first_volume`).
+what it will), and is measured there (:func:`.workers.measure_first_task`).
 From that: the workers that fit the CPUs and the memory
 (:func:`..core.memory.choose_workers`), the projected time and memory of a
 position and of the selection, and biahub's ``RESOURCES`` line for Nextflow.
@@ -22,6 +22,7 @@ import numpy as np
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.execution import requested_mode
 from napari_process_position.batch.plan import plan_store
+from napari_process_position.batch.workers import measure_first_task
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.durations import seconds_text
 from napari_process_position.core.memory import (
@@ -33,7 +34,7 @@ from napari_process_position.core.memory import (
     rss_bytes,
 )
 from napari_process_position.core.sizes import size_text
-from napari_process_position.engine.trial import Measurement, measure_first_volume
+from napari_process_position.engine.trial import Measurement
 from napari_process_position.store.metadata import open_store
 
 __all__ = ["Estimate", "Measurement", "estimate_run"]
@@ -265,21 +266,13 @@ def estimate_run(config: RunConfig) -> Estimate:
     # `--workers N` sizes a job of N CPUs (a cluster's, say), whatever this machine has;
     # `--workers auto` sizes for this machine.
     cpus = available_cpus() if config.auto_workers else max(1, config.num_workers)
-    if plan.spec is None:  # pragma: no cover - plan_store looks the transform up by default
-        raise ValueError("an estimate needs a transform")
-    key = plan.keys[0]
-    measurement = measure_first_volume(
-        plan.spec.ref,
-        plan.inputs[key],
-        plan.layouts[key],
-        times=plan.times,
-        channels=plan.channels,
-        params=plan.params,
-        name=plan.spec.name,
-        beside=config.output,
+    measurement = measure_first_task(
+        plan,
+        use_threads=config.use_threads,
+        memory_limit_bytes=config.memory_limit_bytes,
+        output=config.output,
         version=config.ome_version,
         inner_threads=_measure_threads(config, cpus),
-        memory_limit_bytes=None if config.use_threads else config.memory_limit_bytes,
     )
     main = rss_bytes()
     budget = memory_budget()

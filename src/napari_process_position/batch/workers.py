@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+from typing import TYPE_CHECKING
 
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.execution import (
@@ -16,7 +17,10 @@ from napari_process_position.batch.plan import RunPlan
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.layout import OmeVersion
 
-__all__ = ["decide_execution", "measured_workers"]
+if TYPE_CHECKING:
+    from napari_process_position.engine.trial import Measurement
+
+__all__ = ["decide_execution", "measure_first_task", "measured_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,47 @@ def _warn_memory_limit(config: RunConfig) -> None:
         )
 
 
+def measure_first_task(
+    plan: RunPlan,
+    *,
+    use_threads: bool,
+    memory_limit_bytes: int | None,
+    output: str | None,
+    version: OmeVersion,
+    inner_threads: int = 1,
+) -> Measurement:
+    """Measure the first task of ``plan`` in a fresh worker: what ``auto`` and estimate measure.
+
+    The first non-empty volume of the first selected position
+    (:func:`..engine.trial.measure_first_volume`), into a scratch output
+    beside ``output``; under ``memory_limit_bytes`` unless the run's workers
+    are threads (they share this process, which the limit does not cover).
+
+    Raises
+    ------
+    ProcessPositionError
+        The measured task failed.
+    """
+    from napari_process_position.engine.trial import measure_first_volume
+
+    if plan.spec is None:  # pragma: no cover - a run's plan has its transform
+        raise ValueError("measuring a task needs the plan's transform")
+    key = plan.keys[0]
+    return measure_first_volume(
+        plan.spec.ref,
+        plan.inputs[key],
+        plan.layouts[key],
+        times=plan.times,
+        channels=plan.channels,
+        params=plan.params,
+        name=plan.spec.name,
+        beside=output,
+        version=version,
+        inner_threads=inner_threads,
+        memory_limit_bytes=None if use_threads else memory_limit_bytes,
+    )
+
+
 def measured_workers(
     plan: RunPlan,
     *,
@@ -48,7 +93,7 @@ def measured_workers(
 ) -> WorkersReason:
     """Measure one task of ``plan`` and return the workers that fit (``num_workers: auto``).
 
-    The task runs in a fresh worker process (:func:`..engine.trial.measure_first_volume`);
+    The task runs in a fresh worker process (:func:`measure_first_task`);
     the workers are the most that both the CPUs and the memory allow for its
     peak (:func:`..core.memory.choose_workers`). Logs one line: how many, and
     which budget decided.
@@ -60,22 +105,13 @@ def measured_workers(
     """
     from napari_process_position.core.budget import available_cpus
     from napari_process_position.core.memory import choose_workers, memory_budget
-    from napari_process_position.engine.trial import measure_first_volume
 
-    if plan.spec is None:  # pragma: no cover - a run's plan has its transform
-        raise ValueError("measuring a task needs the plan's transform")
-    key = plan.keys[0]
-    measurement = measure_first_volume(
-        plan.spec.ref,
-        plan.inputs[key],
-        plan.layouts[key],
-        times=plan.times,
-        channels=plan.channels,
-        params=plan.params,
-        name=plan.spec.name,
-        beside=output,
+    measurement = measure_first_task(
+        plan,
+        use_threads=use_threads,
+        memory_limit_bytes=memory_limit_bytes,
+        output=output,
         version=version,
-        memory_limit_bytes=None if use_threads else memory_limit_bytes,
     )
     choice = choose_workers(
         available_cpus(),

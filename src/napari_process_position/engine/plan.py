@@ -15,16 +15,18 @@ The semantics are those of iohub 0.3's ``process_single_position``:
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from napari_process_position.core.errors import IndexOutOfRangeError, InvalidArgumentError
-from napari_process_position.core.records import ChunkGrid
+from napari_process_position.core.records import ChunkGrid, records_dir
 from napari_process_position.core.tasks import ChannelIndex, Task
+from napari_process_position.store.layout import PositionInfo
 
-__all__ = ["normalise_channels", "normalise_times", "plan_tasks"]
+__all__ = ["normalise_channels", "normalise_times", "plan_tasks", "position_tasks"]
 
 
 def _normalise_group(group: Any, n_channels: int, what: str) -> ChannelIndex:
@@ -236,3 +238,56 @@ def plan_tasks(
             )
         )
     return tasks
+
+
+def position_tasks(
+    in_info: PositionInfo,
+    out_info: PositionInfo | None,
+    input_channel_indices: Sequence[Any] | None = None,
+    output_channel_indices: Sequence[Any] | None = None,
+    input_time_indices: Sequence[int] | None = None,
+    output_time_indices: Sequence[int] | None = None,
+    *,
+    identity: str = "",
+    strict_dtype: bool = False,
+    pyramid_levels: int = 1,
+) -> list[Task]:
+    """Plan the tasks of one position, from its input and output metadata, as a run plans them.
+
+    :func:`.stream.position_run` runs them; :func:`.trial.measure_first_volume` runs one.
+
+    Parameters
+    ----------
+    in_info, out_info
+        The input position, and the output position (None: a preview, nothing written).
+    identity
+        The run's digest each completion record carries, for resume
+        (:func:`..core.identity.run_identity`); empty for a task no run resumes.
+    pyramid_levels
+        Resolution levels each task writes.
+
+    Returns
+    -------
+    list of Task
+    """
+    return plan_tasks(
+        input_array=in_info.array_path,
+        input_zarr_format=in_info.zarr_format,
+        input_axes=in_info.array_axes,
+        output_axes=out_info.array_axes if out_info else "tczyx",
+        input_shape=in_info.shape,
+        output_array=out_info.array_path if out_info else None,
+        output_zarr_format=out_info.zarr_format if out_info else None,
+        output_shape=out_info.shape if out_info else None,
+        output_dtype=out_info.dtype if out_info else None,
+        output_shards=out_info.shards if out_info else None,
+        input_channel_indices=input_channel_indices,
+        output_channel_indices=output_channel_indices,
+        input_time_indices=input_time_indices,
+        output_time_indices=output_time_indices,
+        progress_dir=records_dir(out_info.path) if out_info else None,
+        identity=identity,
+        output_grid=out_info.pyramid_grid(pyramid_levels) if out_info else None,
+        strict_dtype=strict_dtype,
+        run_id=uuid.uuid4().hex,
+    )

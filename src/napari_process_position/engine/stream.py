@@ -5,26 +5,23 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import os
-import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from napari_process_position.core import records as _progress
 from napari_process_position.core.budget import available_cpus
 from napari_process_position.core.identity import run_identity
-from napari_process_position.core.tasks import Task
 from napari_process_position.core.transform_ref import (
     TransformRef,
     check_picklable,
     check_reference,
 )
-from napari_process_position.engine.plan import plan_tasks
+from napari_process_position.engine.plan import position_tasks
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.engine.position_run import Mode, PositionRun
 from napari_process_position.store.layout import PositionInfo
 from napari_process_position.store.metadata import read_position
 
-__all__ = ["position_run", "position_tasks", "stream_position"]
+__all__ = ["position_run", "stream_position"]
 
 log = logging.getLogger(__name__)
 
@@ -228,16 +225,23 @@ def position_run(
     all_params.update(kwargs)
     in_info = input_info
     out_info = read_position(output) if isinstance(output, (str, os.PathLike)) else output
+    identity = ""  # what a resumed run trusts a volume's completion record by
+    if out_info is not None:
+        identity = run_identity(
+            transform=transform,
+            params=all_params,
+            resume_token=resume_token,
+            input_array=in_info.array_path,
+            output=out_info.layout(pyramid_levels),
+        )
     tasks = position_tasks(
-        transform,
         in_info,
         out_info,
         input_channel_indices,
         output_channel_indices,
         input_time_indices,
         output_time_indices,
-        params=all_params,
-        resume_token=resume_token,
+        identity=identity,
         strict_dtype=strict_dtype,
         pyramid_levels=pyramid_levels,
     )
@@ -283,60 +287,3 @@ def position_run(
         inner_threads=pool.inner_threads if pool is not None and mode == "processes" else inner,
         transform_errors=transform_errors,
     )
-
-
-def position_tasks(
-    transform: TransformRef,
-    in_info: PositionInfo,
-    out_info: PositionInfo | None,
-    input_channel_indices: Sequence[Any] | None = None,
-    output_channel_indices: Sequence[Any] | None = None,
-    input_time_indices: Sequence[int] | None = None,
-    output_time_indices: Sequence[int] | None = None,
-    *,
-    params: dict[str, Any],
-    resume_token: str | None = None,
-    strict_dtype: bool = False,
-    pyramid_levels: int = 1,
-) -> list[Task]:
-    """Plan the tasks of one position as a run plans them (with the run's identity digest).
-
-    :func:`position_run` runs them; :func:`.trial.measure_first_volume` runs one.
-
-    Returns
-    -------
-    list of Task
-    """
-    identity = ""
-    grid = None
-    if out_info is not None:
-        grid = out_info.pyramid_grid(pyramid_levels)
-        identity = run_identity(
-            transform=transform,
-            params=params,
-            resume_token=resume_token,
-            input_array=in_info.array_path,
-            output=out_info.layout(pyramid_levels),
-        )
-    tasks = plan_tasks(
-        input_array=in_info.array_path,
-        input_zarr_format=in_info.zarr_format,
-        input_axes=in_info.array_axes,
-        output_axes=out_info.array_axes if out_info else "tczyx",
-        input_shape=in_info.shape,
-        output_array=out_info.array_path if out_info else None,
-        output_zarr_format=out_info.zarr_format if out_info else None,
-        output_shape=out_info.shape if out_info else None,
-        output_dtype=out_info.dtype if out_info else None,
-        output_shards=out_info.shards if out_info else None,
-        input_channel_indices=input_channel_indices,
-        output_channel_indices=output_channel_indices,
-        input_time_indices=input_time_indices,
-        output_time_indices=output_time_indices,
-        progress_dir=_progress.records_dir(out_info.path) if out_info else None,
-        identity=identity,
-        output_grid=grid,
-        strict_dtype=strict_dtype,
-        run_id=uuid.uuid4().hex,
-    )
-    return tasks

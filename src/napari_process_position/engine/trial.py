@@ -4,10 +4,11 @@ What ``process-position estimate`` and ``--workers auto`` measure
 (:func:`measure_first_volume`): the first non-empty (t, c) volume of a
 position, into a scratch output beside the real one (the same file system,
 so writing costs what it will). The task is planned as a run plans it
-(:func:`.stream.position_tasks`), runs in a one-worker
-:class:`.pool.ProcessPool` under :func:`.measure.measure_task` (which workers
-import; this module, which plans, stays out of them), and its failures are
-mapped as a run maps them (:mod:`.failures`).
+(:func:`.plan.position_tasks`; no run resumes a scratch output, so it
+carries no resume identity), runs in a one-worker :class:`.pool.ProcessPool`
+under :func:`.measure.measure_task` (which workers import; this module,
+which plans, stays out of them), and its failures are mapped as a run maps
+them (:mod:`.failures`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from napari_process_position.core.apply import is_empty
 from napari_process_position.core.errors import InvalidStoreError
 from napari_process_position.engine.failures import task_error, worker_died_error
 from napari_process_position.engine.measure import TaskMeasure, measure_task
+from napari_process_position.engine.plan import position_tasks
 from napari_process_position.engine.pool import ProcessPool
-from napari_process_position.engine.stream import position_tasks
 from napari_process_position.store.create import create_output_position
 from napari_process_position.store.layout import OmeVersion, OutputLayout, PositionInfo
 
@@ -120,9 +121,7 @@ def measure_first_volume(
     try:
         output = create_output_position(scratch / "estimate.zarr", one, version=version)
         # Into output channel 0 and time 0 of the scratch output, planned as a run plans it.
-        (task,) = position_tasks(
-            transform, input_info, output, [[c]], [[0]], [t], [0], params=params
-        )
+        (task,) = position_tasks(input_info, output, [[c]], [[0]], [t], [0])
         pool = ProcessPool(1, inner_threads, memory_limit_bytes=memory_limit_bytes)
         try:
             start = time.perf_counter()
