@@ -7,20 +7,13 @@ a little per turn of the event loop, so the window never waits long:
 - at most **one layer change per turn** (adding a layer costs napari a full
   window update); output layers are **reused** across runs (renamed, given new
   data) rather than removed and added again;
-- volumes are copied into their layers a slab of Z planes at a time, for at
-  most :data:`COPY_BUDGET_S` per turn;
-- a layer is refreshed only when its **visible slice changed**, at most every
-  :data:`REFRESH_INTERVAL_MS`, without recomputing its thumbnail (that is done
-  once, when the run is shown); in 3D at most one layer per turn (each refresh
-  uploads a whole volume);
-- the output layers of a run that writes a store are lazy views of it
-  (:class:`.cached_array.CachedArray`): a finished volume, read back by the
-  run's job, is not copied in; the layer keeps the slice on screen (the whole
-  volume in 3D) and is refreshed;
-- following the newest time point never reads from disk on the main thread:
-  the slices it would show are read by a background job first
-  (:func:`.jobs.read_slices`), and the layers serve them from memory. In 3D the
-  slider is not moved (that would upload every layer's volume at once).
+- volumes are copied into their layers for at most :data:`.helpers.COPY_BUDGET_S`
+  per turn, and a layer is refreshed only when its **visible slice changed**
+  (:class:`.copier.VolumeCopier`, which also keeps, rather than copies, a volume
+  that a run wrote to the store its layers view lazily);
+- following the newest time point never reads from disk on the main thread
+  (:class:`.follow.TimeFollower`: the slices it would show are read by a
+  background job first). In 3D the slider is not moved.
 """
 
 from __future__ import annotations
@@ -29,7 +22,6 @@ import collections
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -38,46 +30,18 @@ import numpy as np
 from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.store.layout import OutputLayout, PositionInfo
 from napari_process_position.widget import layers, multiscale, region
+from napari_process_position.widget.copier import THUMBNAIL_IDLE_S, PendingVolume, VolumeCopier
 from napari_process_position.widget.events import OnScreen, Region, Shown
 from napari_process_position.widget.follow import TimeFollower
-from napari_process_position.widget.helpers import (
-    COPY_BUDGET_S,
-    COPY_SLAB_BYTES,
-    REFRESH_INTERVAL_MS,
-    layer_meta,
-)
+from napari_process_position.widget.helpers import COPY_BUDGET_S, REFRESH_INTERVAL_MS, layer_meta
 from napari_process_position.widget.layers import Outputs
 
 if TYPE_CHECKING:
     import napari
-    from napari.layers import Image
 
     from napari_process_position.widget.ports import Launcher
 
-__all__ = ["THUMBNAIL_IDLE_S", "LayerSink"]
-
-#: Thumbnails are recomputed once no volume has come in for this long (or a run ends).
-THUMBNAIL_IDLE_S = 1.0
-
-
-@dataclass(eq=False)
-class _Copy:
-    """A volume waiting to be copied into output ``index`` at time ``t``."""
-
-    outputs: Outputs
-    index: int
-    t: int
-    volume: np.ndarray
-    where: tuple[slice, slice, slice] | None
-    limits: tuple[float, float] | None
-    valid: Callable[[], bool]
-    shown: Callable[[], None] | None
-    follow: bool
-    #: The volume is in the layer's store already (a run's): keep what is on screen.
-    stored: bool = False
-    #: What was read back of a stored volume (``volume`` is the first of them).
-    read_back: tuple[Shown, ...] = ()
-    z0: int = 0
+__all__ = ["LayerSink"]
 
 
 class LayerSink:
@@ -107,12 +71,8 @@ class LayerSink:
         self._follower = TimeFollower(viewer, launcher, follow, lambda: self._schedule(0))
         #: Layer changes to make, one per turn: (what they are for, the change).
         self._changes: collections.deque[tuple[str, Callable[[], None]]] = collections.deque()
-        self._copies: collections.deque[_Copy] = collections.deque()
-        #: Layer id -> (layer, time indices changed since its last refresh, shown callbacks).
-        self._dirty: dict[str, tuple[Image, set[int], list[Callable[[], None]]]] = {}
+        self._copier = VolumeCopier(viewer)
         self._waiting: list[Callable[[], None]] = []
-        self._stale_thumbnails: dict[str, Image] = {}
-        self._last_refresh = 0.0
         self._timer = QTimer(parent)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._turn)
@@ -200,8 +160,7 @@ class LayerSink:
         outputs = layers.new_outputs(layout, display, output, source, store)
         # A new run or preview replaces what was pending for the old layers.
         self._drop_changes("output")
-        self._copies.clear()
-        self._dirty.clear()
+        self._copier.clear()
         self._follower.clear()
         reused, spare = layers.reusable_outputs(
             self._viewer, outputs.names, bool(store and store.levels > 1)
@@ -256,8 +215,10 @@ class LayerSink:
         ``stored``: the volume is in the output store already (a run's); a layer
         over that store keeps only the slices on screen (``read_back``), nothing is copied.
         """
-        self._copies.append(
-            _Copy(outputs, index, t, volume, where, limits, valid, shown, follow, stored, read_back)
+        self._copier.add(
+            PendingVolume(
+                outputs, index, t, volume, where, limits, valid, shown, follow, stored, read_back
+            )
         )
         self._schedule(0)
 
@@ -274,15 +235,15 @@ class LayerSink:
 
     def drop_pending(self) -> None:
         """Forget the volumes not copied in yet (a cancelled run's)."""
-        self._copies.clear()
+        self._copier.drop_copies()
         self._follower.clear()
 
     def flush(self) -> None:
         """Do every queued change and copy now, and refresh (the last turn of a run)."""
         while self._changes:
             self._changes.popleft()[1]()
-        self._copy(budget_s=math.inf)
-        self._refresh(final=True)
+        self._follow_newest(self._copier.copy(budget_s=math.inf))
+        self._copier.refresh(final=True)
         self._call_waiting()
 
     # -- the turn of the event loop ----------------------------------------------------
@@ -298,97 +259,25 @@ class LayerSink:
         if self._changes:
             self._changes.popleft()[1]()
         else:
-            self._copy(COPY_BUDGET_S)
+            self._follow_newest(self._copier.copy(COPY_BUDGET_S))
         now = time.perf_counter()
-        if self._dirty and (now - self._last_refresh) * 1000 >= REFRESH_INTERVAL_MS:
-            self._refresh()
+        if self._copier.refresh_due(now):
+            self._copier.refresh()
         else:  # (a refresh and a slider move each make napari redraw: not in one turn)
             self._follower.step(now)
-        idle_s = time.perf_counter() - self._last_refresh
-        if not (self._changes or self._copies or self._dirty):
-            if self._stale_thumbnails and (self._waiting or idle_s >= THUMBNAIL_IDLE_S):
-                self._update_thumbnails()
+        idle_s = self._copier.idle_s()
+        if not (self._changes or self._copier.copying or self._copier.refreshing):
+            if self._copier.thumbnails_stale and (self._waiting or idle_s >= THUMBNAIL_IDLE_S):
+                self._copier.update_thumbnails()
             self._call_waiting()
-        if self._changes or self._copies:
+        if self._changes or self._copier.copying:
             self._schedule(0)
-        elif self._dirty:
+        elif self._copier.refreshing:
             self._schedule(REFRESH_INTERVAL_MS - idle_s * 1000)
         elif self._follower.pending:
             self._schedule(self._follower.wait_ms())
-        elif self._stale_thumbnails:
+        elif self._copier.thumbnails_stale:
             self._schedule((THUMBNAIL_IDLE_S - idle_s) * 1000)
-
-    def _copy(self, budget_s: float) -> None:
-        """Copy queued volumes for about ``budget_s`` seconds, a slab of Z planes at a time."""
-        deadline = time.perf_counter() + budget_s
-        blocked: list[_Copy] = []
-        while self._copies:
-            item = self._copies.popleft()
-            layer = (
-                item.outputs.layers[item.index] if item.index < len(item.outputs.layers) else None
-            )
-            if not item.valid() or (layer is not None and not layers.has(self._viewer, layer)):
-                continue  # a cancelled run's volume, a stale preview's, or its layer is gone
-            if layer is None:
-                blocked.append(item)  # its layer is made in a coming turn
-                continue
-            volume, z0, z1 = item.volume, item.z0, len(item.volume)
-            if item.stored and not isinstance(layer.data, np.ndarray):
-                multiscale.keep_on_screen(self._viewer, layer, item.t, volume, item.read_back)
-            else:  # a slab of planes (into a region, for a region preview)
-                per_plane = max(1, volume[0].nbytes if volume.ndim else 1)
-                z1 = min(len(volume), z0 + max(1, COPY_SLAB_BYTES // per_plane))
-                wz, wy, wx = item.where or (slice(0, None), slice(None), slice(None))
-                box = (slice(wz.start + z0, wz.start + z1), wy, wx)
-                multiscale.write(layer, item.t, box, volume[z0:z1], z1 == len(volume))
-            if z1 < len(volume):
-                item.z0 = z1
-                self._copies.appendleft(item)
-            else:
-                if item.limits is not None:
-                    layer.contrast_limits_range = item.limits
-                    layer.contrast_limits = item.limits
-                entry = self._dirty.setdefault(layer.unique_id, (layer, set(), []))
-                entry[1].add(item.t)
-                if item.shown is not None:
-                    entry[2].append(item.shown)
-                if item.follow:
-                    self._follower.target = (item.outputs, item.t)
-            if time.perf_counter() > deadline:
-                break
-        self._copies.extendleft(reversed(blocked))
-
-    def _refresh(self, final: bool = False) -> None:
-        """Refresh the layers whose visible slice changed (in 3D one a turn, but the last)."""
-        self._last_refresh = time.perf_counter()
-        three_d = self._viewer.dims.ndisplay == 3
-        for key in list(self._dirty):
-            layer, times, shown = self._dirty.pop(key)
-            if not layers.has(self._viewer, layer):
-                continue
-            if layers.time_on_screen(self._viewer, layer) in times:
-                layer.refresh(thumbnail=False, highlight=False, extent=False)
-                self._stale_thumbnails[key] = layer
-                for callback in shown:
-                    callback()
-                if three_d and not final:
-                    break  # one volume's texture upload per turn
-            else:  # not on screen: nothing to redraw; it shows when the slider gets there
-                for callback in shown:
-                    callback()
-        if final:
-            self._update_thumbnails()
-
-    def _update_thumbnails(self) -> None:
-        """Recompute the thumbnails of the layers refreshed without one, once.
-
-        A thumbnail costs a zoom of the slice, in 3D a max over the volume: it is
-        done when a run ends or volumes stop coming, not for every volume.
-        """
-        for layer in self._stale_thumbnails.values():
-            if layers.has(self._viewer, layer):
-                layer.refresh(thumbnail=True, highlight=False, extent=False, data_displayed=False)
-        self._stale_thumbnails.clear()
 
     def _call_waiting(self) -> None:
         waiting, self._waiting = self._waiting, []
@@ -396,6 +285,11 @@ class LayerSink:
             callback()
 
     # -- the time axis -------------------------------------------------------------------
+    def _follow_newest(self, newest: tuple[Outputs, int] | None) -> None:
+        """Aim the time slider at the newest volume copied in (None: no new one asks for it)."""
+        if newest is not None:
+            self._follower.target = newest
+
     def stop_following(self) -> None:
         """Forget a pending move of the time slider (a run ended: the slider is the user's)."""
         self._follower.clear()
@@ -427,6 +321,5 @@ class LayerSink:
         if not deleted(self._timer):
             self._timer.stop()
         self._changes.clear()
-        self._copies.clear()
-        self._dirty.clear()
+        self._copier.clear()
         self._waiting.clear()
