@@ -19,7 +19,7 @@ from conftest import random_tczyx, write_plate
 from napari_process_position.cli import main
 from napari_process_position.core.pyramid import level_shapes
 from napari_process_position.store.metadata import read_position
-from napari_process_position.widget.helpers import CONTRAST_MIN_PIXELS
+from napari_process_position.widget.contrast import CONTRAST_MIN_PIXELS
 from napari_process_position.widget.reader import layer_data
 
 SHAPE = (2, 2, 5, 40, 36)

@@ -26,6 +26,7 @@ from napari_process_position.batch.sampling import (
     one_field_per_well,
     sample_positions,
 )
+from napari_process_position.core.durations import seconds_text
 from napari_process_position.core.errors import InvalidArgumentError, ProcessPositionError
 from napari_process_position.store.layout import PositionInfo, StoreInfo
 from napari_process_position.store.metadata import read_position
@@ -38,7 +39,6 @@ from napari_process_position.widget.compare_job import (
     compare_events,
 )
 from napari_process_position.widget.events import Failed
-from napari_process_position.widget.helpers import seconds_text
 from napari_process_position.widget.ports import Launcher, Sink, ViewPort
 from napari_process_position.widget.tiles import TileCanvas
 

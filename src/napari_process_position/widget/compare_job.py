@@ -27,8 +27,8 @@ from napari_process_position.core.memory import MemoryBudget, memory_budget
 from napari_process_position.core.sizes import size_text
 from napari_process_position.store.layout import OutputLayout, PositionInfo
 from napari_process_position.transforms import TransformSpec
+from napari_process_position.widget.contrast import display_limits
 from napari_process_position.widget.events import Failed, Region
-from napari_process_position.widget.helpers import display_limits
 from napari_process_position.widget.tiles import TileCanvas, TileGrid
 
 __all__ = [

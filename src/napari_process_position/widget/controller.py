@@ -26,7 +26,6 @@ from napari_process_position.store.layout import PositionInfo
 from napari_process_position.widget.compare import Comparison, MosaicPort, NoMosaic
 from napari_process_position.widget.events import Failed, RunEnded, RunPrepared, VolumeFinished
 from napari_process_position.widget.form_controller import FormController
-from napari_process_position.widget.helpers import seconds_text
 from napari_process_position.widget.jobs import (
     WORKER_NICENESS,
     RunJob,
@@ -37,6 +36,12 @@ from napari_process_position.widget.jobs import (
 )
 from napari_process_position.widget.ports import Launcher, Sink, ViewPort
 from napari_process_position.widget.previews import Previews
+from napari_process_position.widget.run_status import (
+    done_text,
+    failed_text,
+    progress_text,
+    started_text,
+)
 
 __all__ = ["Controller", "State"]
 
@@ -289,14 +294,7 @@ class Controller:
         # The run's workers start once its layers exist (adding them is napari's dearest call).
         self.sink.when_shown(lambda: self._stream(run))
         self.view.show_progress(0, batch.total)
-        text = f"0/{batch.total} volumes · running {display} ({self._mode_text(batch.config)})"
-        for reason in (batch.workers_reason, run.note):
-            text += f"; {reason}" if reason else ""
-        self.view.show_status(text)
-
-    def _mode_text(self, config: RunConfig) -> str:
-        mode = self.mode(config)
-        return mode if mode == "serial" else f"{config.num_workers} {mode}"
+        self.view.show_status(started_text(run, batch, self.mode(batch.config)))
 
     def _on_volume(self, run: RunJob, event: VolumeFinished) -> None:
         run.done += 1
@@ -324,47 +322,19 @@ class Controller:
         run.shown_times.add(t)
         self.view.show_progress(run.done, run.total)
         if run.total:
-            elapsed = time.perf_counter() - run.started
-            rate = run.done / elapsed if elapsed > 0 else 0.0
-            text = f"{run.done}/{run.total} volumes · {rate:.2f}/s"
-            if 0 < run.done < run.total and rate > 0:
-                text += f" · ETA {seconds_text((run.total - run.done) / rate)}"
-            self.view.show_status(text)
+            self.view.show_status(progress_text(run, time.perf_counter() - run.started))
 
     def _on_end(self, run: RunJob, batch: BatchRun) -> None:
         if batch.cancelled:
             self._finish(run, "cancelled", f"Cancelled after {run.done}/{run.total} volumes.")
             return
-        summaries = list(batch.summaries.values())
-        elapsed = time.perf_counter() - run.started
-        counts = []
-        for what in ("preview", "written", "skipped", "resumed"):
-            n = sum(getattr(summary, what) for summary in summaries)
-            if n:
-                counts.append(f"{n} {what}")
-        if len(batch.keys) > 1:
-            counts.append(f"{len(batch.keys)} positions")
-        where = f" into {batch.config.output}" if batch.config.output else " (preview, in memory)"
-        text = (
-            f"Done: {run.done}/{run.total} volumes in {seconds_text(elapsed)}{where}; "
-            f"{', '.join(counts) or 'nothing to do'}."
-        )
-        for reason in (batch.workers_reason, run.note):
-            text += f" {reason[:1].upper()}{reason[1:]}." if reason else ""
+        text = done_text(run, batch, time.perf_counter() - run.started)
         # The run ends once the volumes it delivered are in their layers.
         run.ending = True
         self.sink.when_shown(lambda: self._finish(run, "done", text))
 
     def _on_failed(self, run: RunJob, exc: BaseException) -> None:
-        message = str(exc) or type(exc).__name__
-        if not isinstance(exc, ProcessPositionError):
-            message = f"{type(exc).__name__}: {message}"
-        where = ""
-        t_index = getattr(exc, "time_index", None)
-        c_index = getattr(exc, "channel_index", None)
-        if t_index is not None and f"t={t_index}" not in message:
-            where = f" (t={t_index}, c={c_index})"
-        text = f"Failed after {run.done}/{run.total or '?'} volumes{where}: {message}"
+        text = failed_text(run, exc)
         run.ending = True
         self.sink.when_shown(lambda: self._finish(run, "failed", text, error=True))
 
@@ -414,7 +384,6 @@ class Controller:
         run = self.current or self.last
         return run.stats() if run is not None else {}
 
-    # -- previews ----------------------------------------------------------------------
     # -- closing -----------------------------------------------------------------------
     def close(self) -> None:
         """Drop previews, cancel the run, kill the pool: the widget is gone."""

@@ -30,14 +30,24 @@ import numpy as np
 
 from napari_process_position.widget import layers, multiscale
 from napari_process_position.widget.events import Shown
-from napari_process_position.widget.helpers import COPY_SLAB_BYTES, REFRESH_INTERVAL_MS
 from napari_process_position.widget.layers import Outputs
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Image
 
-__all__ = ["THUMBNAIL_IDLE_S", "PendingVolume", "VolumeCopier"]
+__all__ = [
+    "COPY_SLAB_BYTES",
+    "REFRESH_INTERVAL_MS",
+    "THUMBNAIL_IDLE_S",
+    "PendingVolume",
+    "VolumeCopier",
+]
+
+#: Layers are refreshed at most this often (20 times a second).
+REFRESH_INTERVAL_MS = 50
+#: Finished volumes are copied into their layers in slabs of Z planes of about this size.
+COPY_SLAB_BYTES = 4 << 20
 
 #: Thumbnails are recomputed once no volume has come in for this long (or a run ends).
 THUMBNAIL_IDLE_S = 1.0

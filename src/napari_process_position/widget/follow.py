@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from napari_process_position.widget import layers
 from napari_process_position.widget.cached_array import CachedArray
-from napari_process_position.widget.helpers import FOLLOW_INTERVAL_MS
 from napari_process_position.widget.jobs import read_slices
 from napari_process_position.widget.layers import Outputs
 from napari_process_position.widget.multiscale import slices_to_read
@@ -28,7 +27,10 @@ if TYPE_CHECKING:
 
     from napari_process_position.widget.ports import Launcher
 
-__all__ = ["TimeFollower"]
+__all__ = ["FOLLOW_INTERVAL_MS", "TimeFollower"]
+
+#: The follow option moves the time slider (re-slicing every layer) at most this often.
+FOLLOW_INTERVAL_MS = 500
 
 
 class TimeFollower:

@@ -39,6 +39,7 @@ from napari_process_position.core.sizes import size_text
 from napari_process_position.engine.pool import ProcessPool
 from napari_process_position.store.layout import OutputLayout, PositionInfo
 from napari_process_position.transforms import TransformSpec
+from napari_process_position.widget.contrast import display_limits, input_limits
 from napari_process_position.widget.events import (
     Event,
     Failed,
@@ -52,7 +53,6 @@ from napari_process_position.widget.events import (
     Shown,
     VolumeFinished,
 )
-from napari_process_position.widget.helpers import contrast_level, display_limits
 from napari_process_position.widget.ports import OutputLayers
 
 __all__ = [
@@ -61,7 +61,6 @@ __all__ = [
     "PreviewJob",
     "RunJob",
     "check_in_memory",
-    "input_limits",
     "prepare_events",
     "preview_events",
     "read_slices",
@@ -148,21 +147,6 @@ class RunJob:
             "first_shown": self.first_shown_at,
             "finished": self.finished_at,
         }
-
-
-def input_limits(
-    info: PositionInfo, channels: Sequence[int], t: int
-) -> dict[int, tuple[float, float]]:
-    """Contrast limits of the input channels from one Z plane each, of a small level if any."""
-    level = contrast_level(info)
-    source = info.open_level(level)
-    z = int(source.shape[2]) // 2
-    limits = {}
-    for c in channels:
-        found = display_limits(source[t, c, z].read().result())
-        if found is not None:
-            limits[c] = found
-    return limits
 
 
 def check_in_memory(layout: OutputLayout, budget: MemoryBudget | None = None) -> None:

@@ -16,8 +16,7 @@ import numpy as np
 
 from napari_process_position.store.colors import channel_color
 from napari_process_position.store.layout import OutputLayout, PositionInfo
-from napari_process_position.widget.helpers import METADATA_KEY, layer_meta
-from napari_process_position.widget.jobs import input_limits
+from napari_process_position.widget.contrast import input_limits
 from napari_process_position.widget.multiscale import channel_data
 from napari_process_position.widget.ports import OutputLayers
 
@@ -26,12 +25,14 @@ if TYPE_CHECKING:
     from napari.layers import Image
 
 __all__ = [
+    "METADATA_KEY",
     "Outputs",
     "existing_outputs",
     "find_input",
     "has",
     "input_layers",
     "input_time",
+    "layer_meta",
     "move_to",
     "new_outputs",
     "output_layers",
@@ -44,6 +45,14 @@ __all__ = [
     "time_axis",
     "time_on_screen",
 ]
+
+#: Marks the layers this widget made, in ``layer.metadata``.
+METADATA_KEY = "napari_process_position"
+
+
+def layer_meta(layer: Any) -> dict[str, Any]:
+    """Return what this widget recorded about a layer (empty for other layers)."""
+    return (getattr(layer, "metadata", None) or {}).get(METADATA_KEY) or {}
 
 
 #: The output layers of one run or preview, as napari Image layers.

@@ -17,6 +17,7 @@ import numpy as np
 
 from napari_process_position.batch.config import RunConfig
 from napari_process_position.batch.plan import all_if_none
+from napari_process_position.core.durations import seconds_text
 from napari_process_position.core.errors import InvalidArgumentError, ProcessPositionError
 from napari_process_position.store.layout import PositionInfo
 from napari_process_position.transforms import TransformSpec
@@ -26,7 +27,6 @@ from napari_process_position.widget.events import (
     PreviewLayout,
     PreviewVolume,
 )
-from napari_process_position.widget.helpers import seconds_text
 from napari_process_position.widget.jobs import PreviewJob, preview_events, settings_key
 from napari_process_position.widget.ports import Launcher, OutputLayers, Sink, ViewPort
 

@@ -19,7 +19,7 @@ from napari_process_position.core.errors import ProcessPositionError
 from napari_process_position.store.colors import channel_color
 from napari_process_position.store.layout import PositionInfo
 from napari_process_position.store.metadata import open_store, read_position
-from napari_process_position.widget.helpers import contrast_level
+from napari_process_position.widget.contrast import contrast_level
 
 __all__ = ["LayerData", "layer_data", "napari_get_reader"]
 

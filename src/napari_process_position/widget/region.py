@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_process_position.core.errors import InvalidArgumentError
+from napari_process_position.core.ranges import parse_ranges
 from napari_process_position.store.layout import PositionInfo
 from napari_process_position.widget.events import Region
-from napari_process_position.widget.helpers import parse_z_range
 
 if TYPE_CHECKING:
     import napari
@@ -33,6 +33,27 @@ __all__ = [
 REGION_LAYER_NAME = "preview region"
 #: Tolerance, in pixels, for rectangle corners that should fall on a pixel centre.
 _EPS = 1e-3
+
+
+def parse_z_range(text: str, n_z: int) -> tuple[int, int] | None:
+    """Z planes ``(start, stop)`` from ``"all"``/``""`` (None), ``"5"`` or ``"4-9"`` (inclusive).
+
+    Read by the one range parser (:func:`..core.ranges.parse_ranges`); the
+    planes must be one unbroken range.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Unreadable text, planes outside ``0 .. n_z - 1``, or a broken range.
+    """
+    planes = parse_ranges(text, "Z plane", n_z)
+    if planes is None:
+        return None
+    if planes != list(range(planes[0], planes[0] + len(planes))):
+        raise InvalidArgumentError(
+            f"Z range {text!r}: give one plane such as '5' or one inclusive range such as '4-9'"
+        )
+    return planes[0], planes[-1] + 1
 
 
 def is_region_layer(layer: Any) -> bool:

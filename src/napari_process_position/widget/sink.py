@@ -30,18 +30,25 @@ import numpy as np
 from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.store.layout import OutputLayout, PositionInfo
 from napari_process_position.widget import layers, multiscale, region
-from napari_process_position.widget.copier import THUMBNAIL_IDLE_S, PendingVolume, VolumeCopier
+from napari_process_position.widget.copier import (
+    REFRESH_INTERVAL_MS,
+    THUMBNAIL_IDLE_S,
+    PendingVolume,
+    VolumeCopier,
+)
 from napari_process_position.widget.events import OnScreen, Region, Shown
 from napari_process_position.widget.follow import TimeFollower
-from napari_process_position.widget.helpers import COPY_BUDGET_S, REFRESH_INTERVAL_MS, layer_meta
-from napari_process_position.widget.layers import Outputs
+from napari_process_position.widget.layers import Outputs, layer_meta
 
 if TYPE_CHECKING:
     import napari
 
     from napari_process_position.widget.ports import Launcher
 
-__all__ = ["LayerSink"]
+__all__ = ["COPY_BUDGET_S", "LayerSink"]
+
+#: Main-thread time spent copying finished volumes into layers per turn of the event loop.
+COPY_BUDGET_S = 0.015
 
 
 class LayerSink:
