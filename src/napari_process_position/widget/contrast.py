@@ -7,9 +7,10 @@ the reader when it makes a position's layers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
+
+from napari_process_position.store.layout import PositionInfo
 
 __all__ = ["CONTRAST_MIN_PIXELS", "contrast_level", "display_limits", "input_limits"]
 
@@ -35,7 +36,7 @@ def display_limits(volume: np.ndarray) -> tuple[float, float] | None:
     return float(lo), float(hi)
 
 
-def contrast_level(info: Any) -> int:
+def contrast_level(info: PositionInfo) -> int:
     """Return the level of position ``info`` to compute contrast limits from: a small one."""
     for level in range(info.levels - 1, 0, -1):
         y, x = info.level_grids[level - 1].shape[3:]
@@ -44,9 +45,12 @@ def contrast_level(info: Any) -> int:
     return 0
 
 
-def input_limits(info: Any, channels: Sequence[int], t: int) -> dict[int, tuple[float, float]]:
+def input_limits(
+    info: PositionInfo, channels: Sequence[int], t: int
+) -> dict[int, tuple[float, float]]:
     """Contrast limits of the input channels from one Z plane each, of a small level if any."""
-    source = info.open_level(contrast_level(info))
+    level = contrast_level(info)
+    source = info.open_level(level)
     z = int(source.shape[2]) // 2
     limits = {}
     for c in channels:
