@@ -59,7 +59,7 @@ def test_a_run_reads_each_input_position_once(tmp_path, reads, workers, threads)
     for key in KEYS:
         path = os.path.realpath(plate / key)
         assert reads[path] == 1, f"{key}'s metadata read {reads[path]} times: {dict(reads)}"
-    # Each output position is read once, as the run starts that position (make_output
+    # Each output position is read once, as the run starts that position (claim_output
     # creates them; a plate it creates is not read back position by position); what a
     # caller asks of it afterwards (the widget shows it) is that reading.
     out = Path(tmp_path / "out.zarr")

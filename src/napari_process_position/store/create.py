@@ -1,11 +1,10 @@
 """Writing empty output stores: a plate of positions, or one position on its own.
 
-:func:`write_output` writes a new store from its layouts (the groups and
-arrays :func:`.nodes.output_nodes` makes of them); :func:`join_output` checks
-an existing one against them and adds the positions a plate lacks. Which of
-the two a run does, and replacing an output, is decided in :mod:`.output`;
-:func:`write_empty_plate` and :func:`create_output_position` are the direct
-calls for callers that only want an empty store.
+:func:`write_nodes` writes the groups and empty arrays :func:`.nodes.output_nodes`
+makes of an output's layouts: a whole new store, or what a joined one lacks.
+Which of the two a run does, and replacing an output, is decided in
+:mod:`.output`; :func:`write_empty_plate` and :func:`create_output_position`
+are the direct calls for callers that only want an empty store.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from napari_process_position.core.errors import InvalidArgumentError, OutputExistsError
+from napari_process_position.core.errors import InvalidArgumentError
 from napari_process_position.store.layout import (
     OmeVersion,
     OutputLayout,
@@ -28,25 +27,28 @@ from napari_process_position.store.layout import (
 from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.store.nodes import (
     ArrayNode,
-    GroupNode,
+    OutputNodes,
     image_attrs,
     output_nodes,
     plate_attrs,
     well_attrs,
 )
 from napari_process_position.store.paths import check_path_text
-from napari_process_position.store.provenance import PROVENANCE_KEY, creation_mark
+from napari_process_position.store.provenance import (
+    PROVENANCE_KEY,
+    creation_mark,
+    record_settings,
+)
 from napari_process_position.store.replace import existing_output_error, replace_store
 
 __all__ = [
-    "check_fits",
     "create_output_position",
     "image_attrs",
     "join_output",
-    "layout_differences",
     "plate_attrs",
     "well_attrs",
     "write_empty_plate",
+    "write_nodes",
     "write_output",
 ]
 
@@ -71,108 +73,41 @@ def write_output(
     ``"demo"``: what lets overwrite replace it); ``name`` names a single
     position's image (default: the folder's name).
     """
-    groups, arrays = output_nodes(layouts, version, plate=plate, name=name or root.name)
-    _write_nodes(root, groups, arrays, version, made)
+    write_nodes(root, output_nodes(layouts, version, plate=plate, name=name or root.name), made)
 
 
-def join_output(root: Path, layouts: dict[str, OutputLayout], *, plate: bool = True) -> None:
-    """Join the store at ``root``: check the positions it has, add those a plate lacks.
+def join_output(root: Path, layouts: dict[str, OutputLayout]) -> None:
+    """Join the plate at ``root``: check the positions it has, add those it lacks.
 
-    Nothing is written when every position is there. Callers that share a
-    plate with other jobs hold its lock (:func:`.locks.plate_lock`).
+    Nothing is written when every position is there.
 
     Raises
     ------
     OutputExistsError
         A position cannot hold its layout, or ``root`` is not a plate.
     """
-    existing = open_store(root) if plate else None
-    if existing is None:  # the output is one position
-        found = {key: read_position(root) for key in layouts}
-    else:
-        found = {
-            k: read_position(existing.position_path(k), k)
-            for k in layouts
-            if k in existing.position_keys
-        }
-    for key, info in found.items():
-        check_fits(f"{root}/{key}" if plate else str(root), info, layouts[key])
-    if existing is None:
-        return
-    missing = {k: v for k, v in layouts.items() if k not in existing.position_keys}
-    if not missing:
-        return  # nothing is written when every position is there
-    if existing.kind != "plate":
-        raise OutputExistsError(f"{root} exists and is not a plate")
-    version: OmeVersion = "0.5" if existing.zarr_format == 3 else "0.4"
-    keys = [*existing.position_keys, *missing]
-    groups, arrays = output_nodes(missing, version, plate_keys=keys)
-    _write_nodes(root, groups, arrays, version, None)
-
-
-def layout_differences(info: PositionInfo, layout: OutputLayout) -> list[str]:
-    """Say what keeps an existing output position from holding ``layout`` (empty: nothing).
-
-    Examples: ``"it has 2 time points, this run writes 4"``, ``"its channels are
-    Nuclei, this run writes Membrane"``.
-    """
-    found: list[str] = []
-    if info.array_axes != layout.axes:
-        found.append(f"its axes are {info.array_axes}, this run writes {layout.axes}")
-    have, want = info.shape, layout.shape
-    if have[0] != want[0]:
-        found.append(f"it has {have[0]} time points, this run writes {want[0]}")
-    if have[1] != want[1]:
-        found.append(f"it has {have[1]} channels, this run writes {want[1]}")
-    elif tuple(info.channel_names) != tuple(layout.channel_names):
-        found.append(
-            f"its channels are {', '.join(info.channel_names)}, this run writes "
-            f"{', '.join(layout.channel_names)}"
-        )
-    if have[2:] != want[2:]:
-        found.append(f"its volumes are ZYX {have[2:]}, this run writes {tuple(want[2:])}")
-    if np.dtype(info.dtype) != np.dtype(layout.dtype):
-        found.append(
-            f"it stores {np.dtype(info.dtype).name}, this run writes {np.dtype(layout.dtype).name}"
-        )
-    if not np.allclose(info.scale[2:], layout.scale[2:], rtol=1e-9, atol=0):
-        found.append(f"its voxel size is {info.scale[2:]}, this run writes {layout.scale[2:]}")
-    if info.levels != layout.levels:
-        found.append(f"it has {info.levels} resolution level(s), this run writes {layout.levels}")
-    if not np.allclose(info.translation[2:], layout.translation[2:], rtol=1e-9, atol=1e-12):
-        found.append(
-            f"its translation is {info.translation[2:]}, this run writes {layout.translation[2:]}"
-        )
-    return found
-
-
-def check_fits(where: str, info: PositionInfo, layout: OutputLayout) -> None:
-    """Refuse an existing output position ``info`` (at ``where``) that cannot hold ``layout``.
-
-    Raises
-    ------
-    OutputExistsError
-        The message says what differs.
-    """
-    differences = layout_differences(info, layout)
-    if differences:
-        raise OutputExistsError(
-            f"{where} cannot hold this run's output: {'; '.join(differences)}. "
-            "Use --overwrite (overwrite=True) to replace it, or another output path"
-        )
+    joined = open_store(root)
+    found = {
+        k: read_position(joined.position_path(k), k) for k in layouts if k in joined.position_keys
+    }
+    write_nodes(root, output_nodes(layouts, "0.5", found=found, joined=joined), None)
 
 
 # -- writing nodes -----------------------------------------------------------------------------
 
 
-def _write_nodes(
+def write_nodes(
     root: Path,
-    groups: list[GroupNode],
-    arrays: list[ArrayNode],
-    version: OmeVersion,
+    nodes: OutputNodes,
     made: str | None,
+    settings: dict[str, Any] | None = None,
 ) -> None:
-    """Write ``groups`` and ``arrays`` under ``root``; ``made`` marks the root of a new store.
+    """Write ``nodes`` under ``root``, then the settings that made the output.
+
+    ``made`` marks the root of a new store as this package's; ``settings``
+    (plain JSON data) are recorded in the root unless it already says the
+    same (:func:`.provenance.record_settings`), so a joined output that has
+    every position and the same settings gets nothing written.
 
     A new group gets its metadata file written directly (as zarr-python
     writes it; a big plate has thousands of groups, and zarr's round trip
@@ -180,8 +115,8 @@ def _write_nodes(
     written before copies its metadata files (an empty array is its metadata
     alone) instead of asking zarr again.
     """
-    zarr_format: Literal[2, 3] = 3 if version == "0.5" else 2
-    for group in groups:
+    zarr_format: Literal[2, 3] = 3 if nodes.version == "0.5" else 2
+    for group in nodes.groups:
         path = root / group.path
         ours = {PROVENANCE_KEY: creation_mark(made)} if made and not group.path else {}
         if group.merge:
@@ -209,7 +144,7 @@ def _write_nodes(
             _write_json(path / ".zgroup", {"zarr_format": 2})
             _write_json(path / ".zattrs", document)
     written: dict[Any, Path] = {}
-    for array in arrays:
+    for array in nodes.arrays:
         target = root / array.path
         same = (array.shape, array.dtype, array.chunks, array.shards, array.dimension_names)
         earlier = written.get(same)
@@ -221,6 +156,8 @@ def _write_nodes(
             continue
         _create_array(target, array, zarr_format)
         written[same] = target
+    if settings is not None:
+        record_settings(root, settings)
 
 
 def _write_json(path: Path, document: dict[str, Any]) -> None:

@@ -1,14 +1,16 @@
 """The OME-Zarr nodes an output is made of: groups with their attributes, arrays with their chunks.
 
 :func:`output_nodes` turns the layouts of a plan into every group and empty
-array of the output (a plate of positions, or one position), which
-:mod:`.create` writes. Attributes are built with yaozarrs's models of the
-specification (v0.4 or v0.5), so what we write validates; an image's are
-built once per layout and copied, with its own name, for each position of a
-plate (thousands of them, each a round of the models otherwise). Each output
-(t, c) volume owns its files: one shard per volume in v0.5 (smaller chunks
-inside for fast partial reads), chunks that never span two volumes in v0.4,
-so concurrent tasks never write the same file.
+array of a new output (a plate of positions, or one position), or, for an
+output being joined, the positions it lacks once those it has are known to
+fit (:func:`layout_differences`); :mod:`.create` writes them. Attributes
+are built with yaozarrs's models of the specification (v0.4 or v0.5), so
+what we write validates; an image's are built once per layout and copied,
+with its own name, for each position of a plate (thousands of them, each a
+round of the models otherwise). Each output (t, c) volume owns its files:
+one shard per volume in v0.5 (smaller chunks inside for fast partial reads),
+chunks that never span two volumes in v0.4, so concurrent tasks never write
+the same file.
 """
 
 from __future__ import annotations
@@ -16,20 +18,24 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from napari_process_position.core.errors import OutputExistsError
 from napari_process_position.core.pyramid import level_shapes
 from napari_process_position.store.colors import channel_color
-from napari_process_position.store.layout import OmeVersion, OutputLayout
+from napari_process_position.store.layout import OmeVersion, OutputLayout, PositionInfo, StoreInfo
 
 __all__ = [
     "ArrayNode",
     "GroupNode",
+    "OutputNodes",
+    "check_fits",
     "image_attrs",
+    "layout_differences",
     "on_axes",
     "output_nodes",
     "plate_attrs",
@@ -73,6 +79,15 @@ class ArrayNode:
     dimension_names: str
 
 
+@dataclass(frozen=True)
+class OutputNodes:
+    """What to write into an output: its groups and empty arrays, in OME-Zarr ``version``."""
+
+    version: OmeVersion
+    groups: tuple[GroupNode, ...] = ()
+    arrays: tuple[ArrayNode, ...] = ()
+
+
 def on_axes(values: Sequence[Any], axes: str) -> list[Any]:
     """Return the entries of TCZYX ``values`` for the axes ``axes`` (``"czyx"``, ...)."""
     return [v for v, a in zip(values, "tczyx", strict=True) if a in axes]
@@ -83,10 +98,11 @@ def output_nodes(
     version: OmeVersion,
     *,
     plate: bool = True,
-    plate_keys: Sequence[str] | None = None,
     name: str | None = None,
-) -> tuple[list[GroupNode], list[ArrayNode]]:
-    """Return the groups and arrays of an output holding ``layouts``.
+    found: Mapping[str, PositionInfo] | None = None,
+    joined: StoreInfo | None = None,
+) -> OutputNodes:
+    """Return what to write for an output of ``layouts``: all of it, or what a joined one lacks.
 
     Parameters
     ----------
@@ -94,31 +110,109 @@ def output_nodes(
         Position key (``"A/1/0"``) -> what it holds. One entry when ``plate``
         is False: the store is that position (named ``name``).
     version
-        ``"0.4"`` or ``"0.5"``.
-    plate_keys
-        Every position of a plate being joined (those it has and ``layouts``):
-        its plate and well attributes are merged, its rows kept; only the
-        positions of ``layouts`` are written.
+        ``"0.4"`` or ``"0.5"``: of a new output (a joined plate keeps its own).
+    found
+        When an existing output is joined (None: a new one), the positions of
+        ``layouts`` it has: each must be able to hold its layout.
+    joined
+        The plate being joined, as read (None for a new output, or one that is
+        a single position): the positions it lacks are written, its plate and
+        well attributes merged, its rows kept. Nothing, when it has them all.
+
+    Returns
+    -------
+    OutputNodes
+        Empty when a joined output already has every position.
+
+    Raises
+    ------
+    OutputExistsError
+        A position the output has cannot hold its layout (the message says
+        what differs), or the output lacks positions and is not a plate.
     """
+    for key, info in (found or {}).items():
+        check_fits(info.path, info, layouts[key])
+    if found is not None and joined is None:
+        return OutputNodes(version)  # a single position joined: nothing to add
+    keys = list(layouts)
+    if joined is not None:
+        layouts = {k: v for k, v in layouts.items() if k not in joined.position_keys}
+        if not layouts:
+            return OutputNodes(version)  # nothing is written when every position is there
+        if joined.kind != "plate":
+            raise OutputExistsError(f"{joined.path} exists and is not a plate")
+        version = "0.5" if joined.zarr_format == 3 else "0.4"
+        keys = [*joined.position_keys, *layouts]
     groups: list[GroupNode] = []
     if plate:
-        keys = list(plate_keys) if plate_keys is not None else list(layouts)
-        joining = plate_keys is not None
-        groups.append(GroupNode("", plate_attrs(keys, version), merge=joining))
+        merge = joined is not None
+        groups.append(GroupNode("", plate_attrs(keys, version), merge=merge))
         wells: dict[str, list[str]] = {}
         for key in keys:
             row, col, fov = key.split("/")
             wells.setdefault(f"{row}/{col}", []).append(fov)
         for well, fovs in wells.items():
             groups.append(GroupNode(well.split("/")[0], {}, if_absent=True))
-            groups.append(GroupNode(well, well_attrs(fovs, version), merge=joining))
+            groups.append(GroupNode(well, well_attrs(fovs, version), merge=merge))
     arrays: list[ArrayNode] = []
     for key, layout in layouts.items():
         at = key if plate else ""
         image = key.split("/")[-1] if plate else (name or key)
         groups.append(GroupNode(at, image_attrs(layout, version, image)))
         arrays += _level_arrays(at, layout, version)
-    return groups, arrays
+    return OutputNodes(version, tuple(groups), tuple(arrays))
+
+
+def layout_differences(info: PositionInfo, layout: OutputLayout) -> list[str]:
+    """Say what keeps an existing output position from holding ``layout`` (empty: nothing).
+
+    Examples: ``"it has 2 time points, this run writes 4"``, ``"its channels are
+    Nuclei, this run writes Membrane"``.
+    """
+    found: list[str] = []
+    if info.array_axes != layout.axes:
+        found.append(f"its axes are {info.array_axes}, this run writes {layout.axes}")
+    have, want = info.shape, layout.shape
+    if have[0] != want[0]:
+        found.append(f"it has {have[0]} time points, this run writes {want[0]}")
+    if have[1] != want[1]:
+        found.append(f"it has {have[1]} channels, this run writes {want[1]}")
+    elif tuple(info.channel_names) != tuple(layout.channel_names):
+        found.append(
+            f"its channels are {', '.join(info.channel_names)}, this run writes "
+            f"{', '.join(layout.channel_names)}"
+        )
+    if have[2:] != want[2:]:
+        found.append(f"its volumes are ZYX {have[2:]}, this run writes {tuple(want[2:])}")
+    if np.dtype(info.dtype) != np.dtype(layout.dtype):
+        found.append(
+            f"it stores {np.dtype(info.dtype).name}, this run writes {np.dtype(layout.dtype).name}"
+        )
+    if not np.allclose(info.scale[2:], layout.scale[2:], rtol=1e-9, atol=0):
+        found.append(f"its voxel size is {info.scale[2:]}, this run writes {layout.scale[2:]}")
+    if info.levels != layout.levels:
+        found.append(f"it has {info.levels} resolution level(s), this run writes {layout.levels}")
+    if not np.allclose(info.translation[2:], layout.translation[2:], rtol=1e-9, atol=1e-12):
+        found.append(
+            f"its translation is {info.translation[2:]}, this run writes {layout.translation[2:]}"
+        )
+    return found
+
+
+def check_fits(where: str, info: PositionInfo, layout: OutputLayout) -> None:
+    """Refuse an existing output position ``info`` (at ``where``) that cannot hold ``layout``.
+
+    Raises
+    ------
+    OutputExistsError
+        The message says what differs.
+    """
+    differences = layout_differences(info, layout)
+    if differences:
+        raise OutputExistsError(
+            f"{where} cannot hold this run's output: {'; '.join(differences)}. "
+            "Use --overwrite (overwrite=True) to replace it, or another output path"
+        )
 
 
 def _level_arrays(at: str, layout: OutputLayout, version: OmeVersion) -> list[ArrayNode]:

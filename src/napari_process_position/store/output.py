@@ -1,49 +1,48 @@
 """A run's output store: refused before anything is written, then created, replaced or joined.
 
 The one place that decides what happens to an output: :func:`check_output`
-refuses one the run may not make (before the transform is imported),
-:func:`make_output` creates a new output from the plan's layouts, replaces
-one this package wrote (``overwrite``), or joins one (``resume``, several
-jobs writing into one plate), and records the settings that made it. The
-caller hands values (the path, the layouts, the flags), not its settings.
+refuses one the run may not make (before the transform is imported);
+:func:`claim_output` takes its writer locks, then, in one pass, reads what a
+joined output has (:mod:`.metadata`), makes what to write once (the whole
+output, or the positions a joined one lacks, once those it has are known to
+fit: :mod:`.nodes`), writes it (:mod:`.create`) and records the settings that
+made it (:mod:`.provenance`). The caller hands values (the path, the layouts,
+the flags), not its settings.
 
-A new plate is built under a temporary name and renamed into place, so jobs
-that start together never see a half-written plate: the first rename wins,
-the others join it. Joining changes metadata only under the plate's lock.
-Overwrite replaces only an output this package wrote (:mod:`.replace`).
+A new output is built under a temporary name and renamed into place
+(:mod:`.replace`), so jobs that start together never see a half-written
+plate: the first rename wins, the others join it. Joining changes metadata
+only under the plate's lock. Overwrite replaces only an output this package
+wrote.
 """
 
 from __future__ import annotations
 
-import errno
+import contextlib
+import functools
 import os
 from pathlib import Path
 from typing import Any
 
 from napari_process_position.core.errors import (
     InvalidStoreError,
-    OutputExistsError,
     OutputWriteError,
     ProcessPositionError,
 )
 from napari_process_position.core.records import store_root
-from napari_process_position.core.version import package_version
-from napari_process_position.store.create import join_output, write_output
+from napari_process_position.store.create import write_nodes
 from napari_process_position.store.layout import OmeVersion, OutputLayout
 from napari_process_position.store.locks import WriterLock, hold_output, plate_lock
-from napari_process_position.store.provenance import (
-    read_provenance,
-    same_settings,
-    write_provenance,
-)
+from napari_process_position.store.metadata import open_store, read_position
+from napari_process_position.store.nodes import output_nodes
 from napari_process_position.store.replace import (
-    building_beside,
     check_replaceable,
     existing_output_error,
+    place_new_store,
     replace_store,
 )
 
-__all__ = ["check_output", "claim_output", "make_output", "output_root"]
+__all__ = ["check_output", "claim_output", "output_root"]
 
 
 def output_root(output: str | os.PathLike[str]) -> Path:
@@ -96,68 +95,19 @@ def claim_output(
     settings: dict[str, Any] | None = None,
     wait: bool | float = False,
 ) -> tuple[WriterLock, dict[str, str]]:
-    """Take the writer locks of an output's positions, then make it (:func:`make_output`).
+    """Take the writer locks of an output's positions, then create, replace or join it.
 
     One writer per output position: the locks come before anything is
     created or replaced (overwrite deletes the old output), and stay with the
     caller, who releases them when its run ends. A plate output: a shared lock
     on the output and an exclusive one per position, or an exclusive lock on
     the whole output when ``overwrite`` replaces it; a single-position output:
-    exclusive (:func:`.locks.hold_output`).
-
-    Parameters
-    ----------
-    output, layouts, plate, version, overwrite, resume, settings
-        As :func:`make_output`.
-    wait
-        When another run is writing the output positions: False refuses at
-        once, True waits for it to end, a number waits up to that many seconds.
-
-    Returns
-    -------
-    WriterLock, dict
-        The held locks, and position key -> output position path.
-
-    Raises
-    ------
-    OutputInUseError
-        Another run is writing (part of) the output; nothing is created or replaced.
-    OutputExistsError, OutputWriteError
-        As :func:`make_output` (the locks are released).
-    """
-    writers = hold_output(
-        output_root(output), list(layouts) if plate else None, replace=overwrite, wait=wait
-    )
-    try:
-        paths = make_output(
-            output,
-            layouts,
-            plate=plate,
-            version=version,
-            overwrite=overwrite,
-            resume=resume,
-            settings=settings,
-        )
-    except BaseException:
-        writers.release()
-        raise
-    return writers, paths
-
-
-def make_output(
-    output: str | os.PathLike[str],
-    layouts: dict[str, OutputLayout],
-    *,
-    plate: bool,
-    version: OmeVersion,
-    overwrite: bool = False,
-    resume: bool = False,
-    settings: dict[str, Any] | None = None,
-) -> dict[str, str]:
-    """Create (or replace, or join) a run's output and record the settings that make it.
-
-    The caller has checked the output first (:func:`check_output`) and holds
-    its writer locks (:func:`.locks.hold_output`).
+    exclusive (:func:`.locks.hold_output`). Then, in one pass: what a joined
+    output has is read, what to write is made once (:func:`.nodes.output_nodes`),
+    written (:func:`.create.write_nodes`) and the settings recorded; a new
+    output is built beside its path and put in place (:mod:`.replace`), a
+    joined one changed in place under its plate lock. The caller has checked
+    the output first (:func:`check_output`).
 
     Parameters
     ----------
@@ -177,93 +127,70 @@ def make_output(
         What made the output (plain JSON data), recorded in its root unless
         it already says the same; None records nothing (an empty plate made
         for someone else's transform).
+    wait
+        When another run is writing the output positions: False refuses at
+        once, True waits for it to end, a number waits up to that many seconds.
 
     Returns
     -------
-    dict
-        Position key -> output position path.
+    WriterLock, dict
+        The held locks, and position key -> output position path.
 
     Raises
     ------
+    OutputInUseError
+        Another run is writing (part of) the output; nothing is created or replaced.
     OutputExistsError
         The output exists and neither overwrite nor resume was asked for, or
         it cannot hold this run's output, or overwrite was asked for but this
-        package did not write what is there.
+        package did not write what is there (the locks are released).
     OutputWriteError
-        The output cannot be created (permission denied, disk full).
+        The output cannot be created (permission denied, disk full; the locks
+        are released).
     """
     root = output_root(output)
-    try:
-        if root.exists() and not overwrite:
-            if not resume:
-                raise existing_output_error(root)
-            _join(root, layouts, plate)
-        else:
-            _build(root, layouts, version, plate=plate, overwrite=overwrite, resume=resume)
-        if settings is not None:
-            _record_settings(root, settings)
-    except ProcessPositionError:
-        raise
-    except OSError as exc:  # permission denied, disk full, read-only file system
-        raise OutputWriteError(f"cannot create the output {root}: {exc.strerror or exc}") from exc
     if plate:
-        return {k: os.path.join(root, *k.split("/")) for k in layouts}
-    return dict.fromkeys(layouts, str(root))
-
-
-def _build(
-    root: Path,
-    layouts: dict[str, OutputLayout],
-    version: OmeVersion,
-    *,
-    plate: bool,
-    overwrite: bool,
-    resume: bool,
-) -> None:
-    """Build a new output beside ``root`` and put it in place: replacing what is there, or not.
-
-    Jobs that start together never see a half-written plate and never both
-    write its metadata: the first rename wins, the others join it (resume).
-    """
-
-    def build(at: Path) -> None:
-        write_output(at, layouts, version, plate=plate, name=root.name)
-
-    if overwrite:
-        # The old store (ours, or refused) goes last, with its records.
-        replace_store(root, build)
-        return
-    with building_beside(root) as tmp:
-        try:
-            build(tmp)
-        except OSError as exc:  # name the output, not the temporary folder
+        paths = {k: os.path.join(root, *k.split("/")) for k in layouts}
+    else:
+        paths = dict.fromkeys(layouts, str(root))
+    writers = hold_output(root, list(layouts) if plate else None, replace=overwrite, wait=wait)
+    joining = resume and not overwrite and root.exists()
+    try:
+        while True:
+            # A join reads and changes the output under its plate lock: another job may be
+            # adding its positions, and the plate is consistent only between two such
+            # changes. A new output needs none: it is built beside and renamed whole.
+            with plate_lock(root) if joining else contextlib.nullcontext():
+                joined = open_store(root) if joining and plate else None
+                found = None
+                if joining:  # the positions of this run the output has (each must fit)
+                    found = {
+                        k: read_position(p, k if plate else None)
+                        for k, p in paths.items()
+                        if joined is None or k in joined.position_keys
+                    }
+                nodes = output_nodes(
+                    layouts, version, plate=plate, name=root.name, found=found, joined=joined
+                )
+                if joining:
+                    write_nodes(root, nodes, None, settings)
+                    break
+                build = functools.partial(
+                    write_nodes, nodes=nodes, made="output", settings=settings
+                )
+                if overwrite:  # the old store (ours, or refused) goes last, with its records
+                    replace_store(root, build)
+                    break
+                if place_new_store(root, build, may_join=resume):
+                    break
+            joining = True  # another job's rename won meanwhile: join the output it made
+    except BaseException as exc:
+        writers.release()
+        if isinstance(exc, OSError) and not isinstance(exc, ProcessPositionError):
+            # permission denied, disk full, read-only file system: name the output, not
+            # the temporary folder it was built in
             raise OutputWriteError(
                 f"cannot create the output {root}: {exc.strerror or exc}"
             ) from exc
-        try:
-            os.rename(tmp, root)
-        except OSError as exc:
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not root.exists():
-                raise
-            if not resume:
-                raise OutputExistsError(
-                    f"{root} was created by another run meanwhile; use --resume to join it"
-                ) from exc
-            _join(root, layouts, plate)
-
-
-def _join(root: Path, layouts: dict[str, OutputLayout], plate: bool) -> None:
-    # Under the lock: another job may be adding its positions right now, and the plate
-    # is consistent only between two such changes. When every position exists, nothing
-    # is written; the layouts are only checked.
-    with plate_lock(root):
-        join_output(root, layouts, plate=plate)
-
-
-def _record_settings(root: Path, settings: dict[str, Any]) -> None:
-    """Write how the output is made into its root, unless it already says the same."""
-    with plate_lock(root):
-        found = read_provenance(root)
-        if found is not None and same_settings(found["config"], settings):
-            return  # a job of the same run (one position of an init-output plate, a resume)
-        write_provenance(root, settings, package_version())
+        raise
+    return writers, paths

@@ -23,6 +23,7 @@ __all__ = [
     "PROVENANCE_KEY",
     "creation_mark",
     "read_provenance",
+    "record_settings",
     "same_settings",
     "write_provenance",
     "written_here",
@@ -123,3 +124,18 @@ def write_provenance(store: str | os.PathLike[str], config: dict[str, Any], vers
     }
     group = zarr.open_group(str(Path(store).expanduser()), mode="r+")
     group.attrs[PROVENANCE_KEY] = entry
+
+
+def record_settings(store: str | os.PathLike[str], config: dict[str, Any]) -> None:
+    """Record ``config`` as what made ``store``, unless it already says the same.
+
+    A job of the same run (one position of an init-output plate, a resume)
+    then writes nothing. Callers hold the store's lock when other jobs may
+    change its metadata.
+    """
+    from napari_process_position.core.version import package_version
+
+    found = read_provenance(store)
+    if found is not None and same_settings(found["config"], config):
+        return
+    write_provenance(store, config, package_version())

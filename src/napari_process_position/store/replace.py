@@ -7,12 +7,14 @@ store another tool wrote) is refused before anything is written or deleted.
 A replacement is built under a temporary name beside the old store; the old
 one is moved aside, the new one renamed into place, and only then is the old
 one deleted, so a refused or failed replacement leaves the old store as it
-was.
+was. A new store is built the same way, and renamed into place only where
+nothing is (:func:`place_new_store`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -25,7 +27,13 @@ from napari_process_position.core.records import remove_store_records
 from napari_process_position.store.metadata import group_attrs
 from napari_process_position.store.provenance import written_here
 
-__all__ = ["building_beside", "check_replaceable", "existing_output_error", "replace_store"]
+__all__ = [
+    "building_beside",
+    "check_replaceable",
+    "existing_output_error",
+    "place_new_store",
+    "replace_store",
+]
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +165,45 @@ def building_beside(root: Path) -> Iterator[Path]:
     finally:
         if os.path.lexists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def place_new_store(path: Path, build: Callable[[Path], object], *, may_join: bool) -> bool:
+    """Build a new store with ``build(folder)`` beside ``path``, then rename it into place.
+
+    Jobs that start together never see a half-built store, and never both
+    write its metadata: the first rename wins.
+
+    Returns
+    -------
+    bool
+        False when a store is at ``path`` (there before, or another run's
+        rename won meanwhile) and ``may_join`` is set: the caller joins it.
+
+    Raises
+    ------
+    OutputExistsError
+        A store is at ``path`` and ``may_join`` is not set (checked before
+        anything is built, and again at the rename).
+    OSError
+        The new store cannot be built or renamed.
+    """
+    if path.exists():
+        if not may_join:
+            raise existing_output_error(path)
+        return False
+    with building_beside(path) as tmp:
+        build(tmp)
+        try:
+            os.rename(tmp, path)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not path.exists():
+                raise
+            if not may_join:
+                raise OutputExistsError(
+                    f"{path} was created by another run meanwhile; use --resume to join it"
+                ) from exc
+            return False
+    return True
 
 
 def replace_store(path: str | os.PathLike[str], build: Callable[[Path], object]) -> Path:
