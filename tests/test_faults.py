@@ -159,6 +159,28 @@ def setup(tmp_path) -> Setup:
     return Setup(tmp_path)
 
 
+def test_a_worker_killed_while_the_caller_holds_a_volume_is_reported_as_a_dead_worker(setup):
+    """The caller (napari copying a volume into its layer) takes its time before asking for
+    the next one; meanwhile a worker is killed and the pool breaks, so the engine's next
+    submit raises BrokenProcessPool itself, before any future says so."""
+    setup.arm()
+    run = iter(
+        stream_position(
+            ft.announce, setup.src, setup.dst, num_workers=2, flag_dir=str(setup.flags), victim=2
+        )
+    )
+    got = [next(run)]
+    _wait_for(lambda: (setup.flags / "victim.pid").exists(), 60, "the victim's task")
+    os.kill(int((setup.flags / "victim.pid").read_text()), signal.SIGKILL)
+    time.sleep(1.5)  # the pool has seen its worker die (and refuses new tasks)
+    with pytest.raises(WorkerDiedError) as info:
+        got.extend(run)
+    message = str(info.value)
+    assert "killed by SIGKILL" in message and "in flight: t=2, c=0" in message, message
+    setup.check_written(got)
+    setup.check_input()
+
+
 # -- 1. a worker killed with SIGKILL mid-task ------------------------------------------------------
 
 

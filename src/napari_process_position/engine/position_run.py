@@ -281,12 +281,20 @@ class PositionRun:
                     return
                 while queue and len(pending) < self.max_in_flight:
                     task = queue.pop()
-                    if share is not None:
-                        future = executor.submit(
-                            run_task_shared, task, self._sent, self.params, share
-                        )
-                    else:
-                        future = executor.submit(run_task, task, self._sent, self.params)
+                    try:
+                        if share is not None:
+                            future = executor.submit(
+                                run_task_shared, task, self._sent, self.params, share
+                            )
+                        else:
+                            future = executor.submit(run_task, task, self._sent, self.params)
+                    except BrokenProcessPool as exc:
+                        # A worker died while the caller held the last volume: the pool
+                        # refuses this task (it never ran) before a pending one says why.
+                        running = [t for f, t in pending.items() if not f.done() or is_failed(f)]
+                        first = running[0] if running else task
+                        rest = {f: t for f, t in pending.items() if t is not first}
+                        raise self._worker_died(first, rest) from exc
                     pending[future] = task
                 finished, _ = cf.wait(pending, timeout=0.1, return_when=cf.FIRST_COMPLETED)
                 if self.mode == "processes" and self._pool is not None:
