@@ -26,6 +26,7 @@ from napari_process_position.widget.ports import OutputLayers
 
 class Job:
     def __init__(self, job, args, on_event, on_finished):
+        self.job = job
         self.args = args
         result = job(*args)
         self.items = result if inspect.isgenerator(result) else iter(())
@@ -365,6 +366,29 @@ def test_a_run_cancelled_before_it_streams_releases_its_output(plate, tmp_path):
     assert sink.puts == 0
     controller.form.set_overwrite(True)
     again = controller.run()  # the output is free for the next run
+    launcher.finish_all()
+    sink.show()
+    launcher.finish_all()
+    sink.show()
+    assert again is not None and controller.last_run["outcome"] == "done", view.statuses[-1]
+
+
+def test_a_run_cancelled_while_it_is_prepared_releases_its_output(plate, tmp_path):
+    store, _data = plate
+    view, sink, launcher = RecordingView(), LayersLater(), StepLauncher()
+    controller = Controller(view, sink, launcher)
+    out = tmp_path / "out.zarr"
+    choose(controller, store, "A/1/0", output=str(out))
+    run = controller.run()
+    controller.cancel()  # before its job has prepared anything
+    assert controller.state == "cancelling"
+    launcher.jobs[0].finish()  # the prepared run arrives for a run that is no longer current
+    assert controller.state == "idle" and run.batch is None and sink.made == 0
+    assert out.exists(), "it was prepared (the output made) before the cancel reached it"
+    closed = [job.job.__self__ for job in launcher.jobs[1:] if job.job.__name__ == "close"]
+    assert len(closed) == 1 and closed[0].writer_lock is None, "its output's locks are released"
+    controller.form.set_overwrite(True)
+    again = controller.run()  # its output's locks were released: the next run takes them
     launcher.finish_all()
     sink.show()
     launcher.finish_all()

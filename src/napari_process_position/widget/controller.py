@@ -267,8 +267,8 @@ class Controller:
 
     def _on_run_event(self, run: RunJob, event: Any) -> None:
         if run is not self.current:
-            if isinstance(event, RunPrepared):
-                self._drop_prepared(run)
+            if isinstance(event, RunPrepared):  # (cancelled while it was prepared)
+                self.launcher.start(event.batch.close)
             return  # a cancelled or replaced run: drop its stale results
         if isinstance(event, RunPrepared):
             self._on_prepared(run, event)
@@ -281,6 +281,7 @@ class Controller:
 
     def _on_prepared(self, run: RunJob, event: RunPrepared) -> None:
         batch, limits = event.batch, event.input_limits
+        run.batch = batch  # (the main thread's from now: cancel and close reach it)
         run.prepared_at = time.perf_counter()
         run.total = batch.total
         key = run.key_shown(batch)

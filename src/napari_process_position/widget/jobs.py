@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -90,11 +89,10 @@ class RunJob:
     config: RunConfig
     pool: ProcessPool | None
     id: int = field(default_factory=lambda: next(_ids))
-    cancel_event: threading.Event = field(default_factory=threading.Event)
+    #: The prepared run (set on the main thread, when :func:`prepare_events` sends it).
     batch: BatchRun | None = None
     #: Its volumes are streaming (:func:`run_events` owns the batch, and closes it).
     streaming: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
     started: float = field(default_factory=time.perf_counter)
     prepared_at: float | None = None
     first_shown_at: float | None = None
@@ -120,20 +118,10 @@ class RunJob:
         """Return the position of ``batch`` whose volumes the layers show."""
         return batch.key_or_first(self.shown_key)
 
-    def attach(self, batch: BatchRun) -> None:
-        """Hold the prepared batch (cancelled at once when the run was cancelled meanwhile)."""
-        with self.lock:
-            self.batch = batch
-        if self.cancel_event.is_set():
-            batch.cancel()
-
     def cancel(self) -> None:
-        """Cancel the run, from any thread."""
-        self.cancel_event.set()
-        with self.lock:
-            batch = self.batch
-        if batch is not None:
-            batch.cancel()
+        """Cancel the run: nothing more is started, its volumes in flight are dropped."""
+        if self.batch is not None:
+            self.batch.cancel()
 
     def stats(self) -> dict[str, Any]:
         """Return timings and counts (for benchmarks and tests)."""
@@ -180,10 +168,11 @@ def prepare_events(run: RunJob) -> Iterator[Event]:
 
     Everything slow before the first volume (checking the config, probing the
     transform, creating the output, contrast statistics of the input) happens
-    here, off the main thread. It yields :class:`.RunPrepared` once, with the
-    prepared :class:`BatchRun` attached to ``run``; the controller adds the
-    output layers, then streams the run (:func:`run_events`). Errors are
-    yielded, not raised, so the widget reports them once, in its own words.
+    here, off the main thread; it reads ``run``'s settings and changes nothing
+    of it. It yields :class:`.RunPrepared` once, with the prepared
+    :class:`BatchRun`: the controller holds it, adds the output layers, then
+    streams it (:func:`run_events`). Errors are yielded, not raised, so the
+    widget reports them once, in its own words.
     """
     batch = None
     try:
@@ -196,7 +185,6 @@ def prepare_events(run: RunJob) -> Iterator[Event]:
         if written is None:
             check_in_memory(batch.layouts[key])
         shown_limits = input_limits(batch.inputs[key], batch.channels, batch.times[0])
-        run.attach(batch)
         prepared = RunPrepared(batch, shown_limits, written)
     except Exception as exc:  # reported by the widget
         if batch is not None:
