@@ -45,6 +45,7 @@ __all__ = [
     "create_output_position",
     "image_attrs",
     "join_output",
+    "joined_nodes",
     "plate_attrs",
     "well_attrs",
     "write_empty_plate",
@@ -86,11 +87,30 @@ def join_output(root: Path, layouts: dict[str, OutputLayout]) -> None:
     OutputExistsError
         A position cannot hold its layout, or ``root`` is not a plate.
     """
-    joined = open_store(root)
+    write_nodes(root, joined_nodes(root, layouts, "0.5", plate=True), None)
+
+
+def joined_nodes(
+    root: Path, layouts: dict[str, OutputLayout], version: OmeVersion, *, plate: bool
+) -> OutputNodes:
+    """Return what joining the output at ``root`` writes: the positions it lacks (maybe none).
+
+    Reads the positions of ``layouts`` the output has (each must hold its
+    layout); a joined plate keeps its own OME-Zarr version. The caller holds
+    the plate's lock when other jobs may be joining it too.
+
+    Raises
+    ------
+    OutputExistsError
+        A position cannot hold its layout, or ``root`` is not a plate.
+    """
+    joined = open_store(root) if plate else None
     found = {
-        k: read_position(joined.position_path(k), k) for k in layouts if k in joined.position_keys
+        k: read_position(os.path.join(root, *k.split("/")), k) if plate else read_position(root)
+        for k in layouts
+        if joined is None or k in joined.position_keys
     }
-    write_nodes(root, output_nodes(layouts, "0.5", found=found, joined=joined), None)
+    return output_nodes(layouts, version, plate=plate, name=root.name, found=found, joined=joined)
 
 
 # -- writing nodes -----------------------------------------------------------------------------

@@ -18,7 +18,6 @@ wrote.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 from pathlib import Path
@@ -30,10 +29,9 @@ from napari_process_position.core.errors import (
     ProcessPositionError,
 )
 from napari_process_position.core.records import store_root
-from napari_process_position.store.create import write_nodes
+from napari_process_position.store.create import joined_nodes, write_nodes
 from napari_process_position.store.layout import OmeVersion, OutputLayout
 from napari_process_position.store.locks import WriterLock, hold_output, plate_lock
-from napari_process_position.store.metadata import open_store, read_position
 from napari_process_position.store.nodes import output_nodes
 from napari_process_position.store.replace import (
     check_replaceable,
@@ -157,32 +155,22 @@ def claim_output(
     joining = resume and not overwrite and root.exists()
     try:
         while True:
-            # A join reads and changes the output under its plate lock: another job may be
-            # adding its positions, and the plate is consistent only between two such
-            # changes. A new output needs none: it is built beside and renamed whole.
-            with plate_lock(root) if joining else contextlib.nullcontext():
-                joined = open_store(root) if joining and plate else None
-                found = None
-                if joining:  # the positions of this run the output has (each must fit)
-                    found = {
-                        k: read_position(p, k if plate else None)
-                        for k, p in paths.items()
-                        if joined is None or k in joined.position_keys
-                    }
-                nodes = output_nodes(
-                    layouts, version, plate=plate, name=root.name, found=found, joined=joined
-                )
-                if joining:
+            if joining:
+                # Under the plate's lock: another job may be adding its positions, and the
+                # plate is consistent only between two such changes. The positions it has
+                # must hold this run's; it gets those it lacks.
+                with plate_lock(root):
+                    nodes = joined_nodes(root, layouts, version, plate=plate)
                     write_nodes(root, nodes, None, settings)
-                    break
-                build = functools.partial(
-                    write_nodes, nodes=nodes, made="output", settings=settings
-                )
-                if overwrite:  # the old store (ours, or refused) goes last, with its records
-                    replace_store(root, build)
-                    break
-                if place_new_store(root, build, may_join=resume):
-                    break
+                break
+            # A new output is built beside and renamed whole: it needs no lock.
+            nodes = output_nodes(layouts, version, plate=plate, name=root.name)
+            build = functools.partial(write_nodes, nodes=nodes, made="output", settings=settings)
+            if overwrite:  # the old store (ours, or refused) goes last, with its records
+                replace_store(root, build)
+                break
+            if place_new_store(root, build, may_join=resume):
+                break
             joining = True  # another job's rename won meanwhile: join the output it made
     except BaseException as exc:
         writers.release()
