@@ -291,10 +291,7 @@ class PositionRun:
                     except BrokenProcessPool as exc:
                         # A worker died while the caller held the last volume: the pool
                         # refuses this task (it never ran) before a pending one says why.
-                        running = [t for f, t in pending.items() if not f.done() or is_failed(f)]
-                        first = running[0] if running else task
-                        rest = {f: t for f, t in pending.items() if t is not first}
-                        raise self._worker_died(first, rest) from exc
+                        raise self._worker_died(task, pending, ran=False) from exc
                     pending[future] = task
                 finished, _ = cf.wait(pending, timeout=0.1, return_when=cf.FIRST_COMPLETED)
                 if self.mode == "processes" and self._pool is not None:
@@ -360,15 +357,17 @@ class PositionRun:
             )
 
     def _worker_died(
-        self, task: Task, pending: dict[cf.Future[list[Result]], Task]
+        self, task: Task, pending: dict[cf.Future[list[Result]], Task], *, ran: bool = True
     ) -> WorkerDiedError:
+        """Return the dead-worker error: ``task`` broke first (``ran`` False: it was refused)."""
         others = [t for f, t in pending.items() if not f.done() or is_failed(f)]
+        in_flight = others if others and not ran else [task, *others]
         pool = self._pool
         codes = pool.exit_codes(settle=1.0) if pool is not None else {}
         # A pool brings its own limit; on an executor (Dask) the run says what its workers have.
         limit = pool.memory_limit_bytes if pool is not None else self.memory_limit_bytes
         known = pool.startup_failure if pool is not None else None
-        return worker_died_error([task, *others], codes, limit, known)
+        return worker_died_error(in_flight, codes, limit, known)
 
 
 def _release_unreceived(future: cf.Future[list[Result]]) -> None:
